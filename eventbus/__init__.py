@@ -1,0 +1,87 @@
+"""eventbus: one typed event stream for bulk contact jobs.
+
+Public API (everything importable from ``eventbus``; the modules behind it are
+implementation detail)::
+
+    from eventbus import Bus, JobTracker, JobProgress, ...
+"""
+
+from __future__ import annotations
+
+from eventbus.events import (
+    AnyEvent,
+    BatchSubmitted,
+    Event,
+    InvalidSignal,
+    ItemFailed,
+    ItemSucceeded,
+    JobAccepted,
+    JobCancelled,
+    JobCompleted,
+    JobExpired,
+    JobFailed,
+    JobProgress,
+    JobStuck,
+    QuotaExhausted,
+    SourceState,
+    SubmitRejected,
+    Throttled,
+    decode,
+    encode,
+)
+from eventbus.exceptions import (
+    AmbiguousSubmit,
+    AuthError,
+    BufferOverflow,
+    BusClosed,
+    BusError,
+    ConfigError,
+    ContactError,
+    EventBusError,
+    ProviderError,
+    QuotaError,
+    RateLimited,
+    Rejected,
+    ServerError,
+    SubscriptionClosed,
+    TransportError,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "AmbiguousSubmit",
+    "AnyEvent",
+    "AuthError",
+    "BatchSubmitted",
+    "BufferOverflow",
+    "BusClosed",
+    "BusError",
+    "ConfigError",
+    "ContactError",
+    "Event",
+    "EventBusError",
+    "InvalidSignal",
+    "ItemFailed",
+    "ItemSucceeded",
+    "JobAccepted",
+    "JobCancelled",
+    "JobCompleted",
+    "JobExpired",
+    "JobFailed",
+    "JobProgress",
+    "JobStuck",
+    "ProviderError",
+    "QuotaError",
+    "QuotaExhausted",
+    "RateLimited",
+    "Rejected",
+    "ServerError",
+    "SourceState",
+    "SubmitRejected",
+    "SubscriptionClosed",
+    "Throttled",
+    "TransportError",
+    "decode",
+    "encode",
+]

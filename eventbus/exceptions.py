@@ -1,0 +1,131 @@
+"""The exceptions the library raises: one root, converted at the edges.
+
+Foreign errors (httpx, websockets, msgspec, sqlite3, redis) are caught where
+they enter and re-raised as one of these, with the original as ``__cause__``::
+
+    EventBusError
+    ├── ConfigError                 bad settings, arguments or environment
+    ├── BusError
+    │   ├── BusClosed               publish/subscribe on a closed bus
+    │   ├── SubscriptionClosed      use of a subscription after it was closed
+    │   └── BufferOverflow          overflow="error" and a subscriber's buffer is full
+    ├── ContactError                a contact failed validation (strict mode)
+    ├── ProviderError               the provider refused or failed a request
+    │   ├── AuthError               credentials refused (401/403 after a refresh)
+    │   ├── RateLimited             429 and the retry budget is spent
+    │   ├── QuotaError              402 quota / 422 credits or consent: the account is out
+    │   ├── Rejected                4xx: the request itself is wrong; do not resend as is
+    │   ├── ServerError             5xx and the retry budget is spent
+    │   └── AmbiguousSubmit         sent, but no answer: the provider may or may not have it
+    └── TransportError              could not reach the peer at all (refused, DNS, TLS)
+
+Every message names what went wrong and what to do about it; none contains a
+secret (tokens and keys are redacted before they reach a message).
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "AmbiguousSubmit",
+    "AuthError",
+    "BufferOverflow",
+    "BusClosed",
+    "BusError",
+    "ConfigError",
+    "ContactError",
+    "EventBusError",
+    "ProviderError",
+    "QuotaError",
+    "RateLimited",
+    "Rejected",
+    "ServerError",
+    "SubscriptionClosed",
+    "TransportError",
+]
+
+
+class EventBusError(Exception):
+    """Root of every exception this library raises on purpose."""
+
+
+class ConfigError(EventBusError, ValueError):
+    """Settings, command-line arguments or environment variables are invalid."""
+
+
+class BusError(EventBusError):
+    """Misuse or failure of the bus itself."""
+
+
+class BusClosed(BusError):
+    """The bus was closed: it accepts no more events or subscribers."""
+
+
+class SubscriptionClosed(BusError):
+    """The subscription was closed and cannot be iterated or reopened."""
+
+
+class BufferOverflow(BusError):
+    """A subscriber with ``overflow="error"`` has a full buffer."""
+
+    def __init__(self, subscriber: str, size: int) -> None:
+        super().__init__(
+            f"subscriber {subscriber!r} has a full buffer ({size} events) and "
+            f"overflow='error'; give it a larger buffer, make it faster, or "
+            f"choose overflow='block', 'drop_oldest' or 'drop_newest'"
+        )
+        self.subscriber = subscriber
+        self.size = size
+
+
+class ContactError(EventBusError, ValueError):
+    """A contact is invalid for its provider (raised in strict mode)."""
+
+    def __init__(self, row: int, field: str, message: str) -> None:
+        super().__init__(f"row {row}: field {field!r}: {message}")
+        self.row = row
+        self.field = field
+        self.message = message
+
+
+class ProviderError(EventBusError):
+    """The provider refused or failed a request."""
+
+    def __init__(self, message: str, *, status: int | None = None, provider: str = "") -> None:
+        super().__init__(message)
+        self.status = status
+        self.provider = provider
+
+
+class AuthError(ProviderError):
+    """The provider refused our credentials, even after a token refresh."""
+
+
+class RateLimited(ProviderError):
+    """The provider kept answering 429 until the retry budget ran out."""
+
+
+class QuotaError(ProviderError):
+    """The account is out of quota, credits or consent; nothing more will be accepted."""
+
+    def __init__(self, message: str, *, reason: str, status: int | None = None, provider: str = "") -> None:
+        super().__init__(message, status=status, provider=provider)
+        self.reason = reason
+
+
+class Rejected(ProviderError):
+    """The provider rejected the request as invalid (4xx); resending it unchanged will not help."""
+
+
+class ServerError(ProviderError):
+    """The provider kept failing (5xx) until the retry budget ran out."""
+
+
+class AmbiguousSubmit(ProviderError):
+    """A request was sent but no answer came back; it may or may not have been taken.
+
+    It is reported, not retried, so that a chunk is never submitted twice.
+    """
+
+
+class TransportError(EventBusError):
+    """The peer could not be reached at all (connection refused, DNS, TLS)."""
