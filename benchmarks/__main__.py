@@ -5,14 +5,17 @@ from __future__ import annotations
 import argparse
 import importlib
 import json
+import pkgutil
 import platform
 import sys
 import time
+from pathlib import Path
 
-# Benchmark modules, in run order. Each has NAME and run(quick) -> dict.
-MODULES = [
-    "benchmarks.bench_events",
-]
+
+def discover() -> list:
+    """Every ``benchmarks/bench_*.py`` module (each has NAME and run(quick) -> dict), by file name."""
+    names = sorted(m.name for m in pkgutil.iter_modules([str(Path(__file__).parent)]) if m.name.startswith("bench_"))
+    return [importlib.import_module(f"benchmarks.{name}") for name in names]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -22,7 +25,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    modules = [importlib.import_module(name) for name in MODULES]
+    modules = discover()
     if args.list:
         for module in modules:
             print(module.NAME)

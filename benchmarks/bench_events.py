@@ -19,8 +19,9 @@ def sample_events(n: int) -> list[bytes]:
             case 0:
                 e: ev.Event = ev.JobProgress(id=f"p{i}", done=i, total=n, **common)
             case 1 | 2:
-                e = ev.ItemSucceeded(id=f"s{i}", key=str(i), outcome="found",
-                                     data={"email": f"a{i}@example.com"}, **common)
+                e = ev.ItemSucceeded(
+                    id=f"s{i}", key=str(i), outcome="found", data={"email": f"a{i}@example.com"}, **common
+                )
             case 3:
                 e = ev.ItemFailed(id=f"f{i}", key=str(i), code="not_found", message="no match", **common)
             case _:

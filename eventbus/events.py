@@ -294,7 +294,8 @@ AnyEvent: TypeAlias = Union[  # noqa: UP007 - msgspec wants a runtime union obje
 ]
 
 EVENT_TYPES: Final[dict[str, type[Event]]] = {
-    _snake(cls.__name__): cls for cls in AnyEvent.__args__  # type: ignore[attr-defined]
+    _snake(cls.__name__): cls
+    for cls in AnyEvent.__args__  # type: ignore[attr-defined]
 }
 """Every event class by its ``type`` tag."""
 

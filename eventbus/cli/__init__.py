@@ -1,24 +1,30 @@
 """The ``eventbus`` command line.
 
-Each subcommand is one module exposing ``NAME``, ``HELP``, ``add_arguments(parser)``
-and ``run(args) -> int``; :data:`COMMANDS` lists them in the order ``--help``
-shows them. Modules are imported only when their command runs, so ``eventbus
-tail`` does not pay for starting the simulator's dependencies.
+Each subcommand is one module in this package exposing ``NAME``, ``HELP``,
+``ORDER`` (position in ``--help``), ``add_arguments(parser)`` and
+``run(args) -> int``. Modules are found by :func:`commands`; keep their
+top-level imports light (import heavy dependencies inside ``run``).
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import pkgutil
 import sys
 from collections.abc import Sequence
+from types import ModuleType
 
 from eventbus.exceptions import EventBusError
 
-# name -> (module, one-line help). Keep in --help order.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "bench": ("eventbus.cli.bench", "run the benchmarks and print JSON"),
-}
+
+def commands() -> list[ModuleType]:
+    """Every subcommand module of this package, in ``--help`` order."""
+    found = []
+    for info in pkgutil.iter_modules(__path__):
+        if not info.name.startswith("_"):
+            found.append(importlib.import_module(f"{__name__}.{info.name}"))
+    return sorted(found, key=lambda m: (getattr(m, "ORDER", 100), m.NAME))
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -31,10 +37,10 @@ def build_parser() -> argparse.ArgumentParser:
 
     parser.add_argument("--version", action="version", version=f"eventbus {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND")
-    for name, (module, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
-        p.set_defaults(_module=module)
-        importlib.import_module(module).add_arguments(p)
+    for module in commands():
+        p = sub.add_parser(module.NAME, help=module.HELP, description=module.__doc__)
+        p.set_defaults(_run=module.run)
+        module.add_arguments(p)
     return parser
 
 
@@ -45,9 +51,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
-    module = importlib.import_module(args._module)
     try:
-        return int(module.run(args) or 0)
+        return int(args._run(args) or 0)
     except KeyboardInterrupt:
         return 130
     except EventBusError as exc:

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 
 NAME = "bench"
+HELP = "run the benchmarks and print JSON (same as python -m benchmarks)"
+ORDER = 90
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
