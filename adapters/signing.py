@@ -1,0 +1,98 @@
+"""Standard Webhooks signatures: sign what the simulator sends, verify what the receiver gets.
+
+The scheme (https://www.standardwebhooks.com/): three headers, ``webhook-id``,
+``webhook-timestamp`` (Unix seconds) and ``webhook-signature``, a space-separated
+list of ``v1,<base64 HMAC-SHA256 of "id.timestamp.body">``. The secret may be
+given raw or as ``whsec_<base64>``. Verification compares in constant time and
+refuses timestamps further than ``tolerance`` seconds from now, in either
+direction, so a captured request cannot be replayed later.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import time
+from collections.abc import Mapping
+from typing import Final
+
+__all__ = [
+    "HEADER_ID",
+    "HEADER_SIGNATURE",
+    "HEADER_TIMESTAMP",
+    "SignatureError",
+    "sign",
+    "signature_headers",
+    "verify",
+]
+
+HEADER_ID: Final = "webhook-id"
+HEADER_TIMESTAMP: Final = "webhook-timestamp"
+HEADER_SIGNATURE: Final = "webhook-signature"
+DEFAULT_TOLERANCE: Final = 300.0  # seconds, as the Standard Webhooks reference libraries use
+
+
+class SignatureError(ValueError):
+    """A webhook's signature headers are missing, malformed, stale or do not match."""
+
+
+def _key(secret: str | bytes) -> bytes:
+    if isinstance(secret, bytes):
+        return secret
+    if secret.startswith("whsec_"):
+        try:
+            return base64.b64decode(secret[len("whsec_") :], validate=True)
+        except ValueError as exc:
+            raise ValueError("webhook secret starts with 'whsec_' but the rest is not base64") from exc
+    return secret.encode()
+
+
+def sign(secret: str | bytes, msg_id: str, timestamp: int, body: bytes) -> str:
+    """The ``v1,<base64>`` signature of one message."""
+    mac = hmac.new(_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    return "v1," + base64.b64encode(mac.digest()).decode()
+
+
+def signature_headers(secret: str | bytes, msg_id: str, body: bytes, timestamp: int | None = None) -> dict[str, str]:
+    """The three headers to send with ``body``."""
+    ts = int(time.time()) if timestamp is None else timestamp
+    return {HEADER_ID: msg_id, HEADER_TIMESTAMP: str(ts), HEADER_SIGNATURE: sign(secret, msg_id, ts, body)}
+
+
+def verify(
+    secret: str | bytes,
+    headers: Mapping[str, str],
+    body: bytes,
+    *,
+    tolerance: float = DEFAULT_TOLERANCE,
+    now: float | None = None,
+) -> str:
+    """Check a request's signature; return its ``webhook-id`` or raise :class:`SignatureError`.
+
+    ``headers`` must be case-insensitive for HTTP header names (Starlette's and
+    httpx's are) or use the lowercase names.
+    """
+    msg_id = headers.get(HEADER_ID)
+    ts_text = headers.get(HEADER_TIMESTAMP)
+    sig_text = headers.get(HEADER_SIGNATURE)
+    if not msg_id or not ts_text or not sig_text:
+        missing = [
+            h for h, v in ((HEADER_ID, msg_id), (HEADER_TIMESTAMP, ts_text), (HEADER_SIGNATURE, sig_text)) if not v
+        ]
+        raise SignatureError(f"missing signature header(s): {', '.join(missing)}")
+    try:
+        ts = int(ts_text)
+    except ValueError:
+        raise SignatureError(f"{HEADER_TIMESTAMP} is not an integer Unix time") from None
+    current = time.time() if now is None else now
+    if abs(current - ts) > tolerance:
+        raise SignatureError(
+            f"{HEADER_TIMESTAMP} is {current - ts:+.0f}s away from now (tolerance {tolerance:.0f}s): "
+            "stale or replayed request, or the clocks disagree"
+        )
+    expected = sign(secret, msg_id, ts, body).encode()
+    for candidate in sig_text.split():
+        if hmac.compare_digest(candidate.encode(), expected):
+            return msg_id
+    raise SignatureError("no v1 signature matches: wrong secret, or the body was altered")

@@ -1,0 +1,66 @@
+"""Standard Webhooks signing and verification."""
+
+from __future__ import annotations
+
+import base64
+
+import pytest
+
+from adapters.signing import SignatureError, sign, signature_headers, verify
+
+BODY = b'{"enrichment_id": "e1", "status": "found"}'
+
+
+def test_verify_accepts_what_sign_produced() -> None:
+    """A body signed with a secret verifies with the same secret and returns the id."""
+    headers = signature_headers("s3cret", "msg_1", BODY, timestamp=1_700_000_000)
+    assert verify("s3cret", headers, BODY, now=1_700_000_010) == "msg_1"
+
+
+def test_known_vector() -> None:
+    """The signature matches an HMAC-SHA256 computed independently over id.timestamp.body."""
+    import hashlib
+    import hmac
+
+    raw = hmac.new(b"key", b"id1.1700000000.hello", hashlib.sha256).digest()
+    assert sign("key", "id1", 1_700_000_000, b"hello") == "v1," + base64.b64encode(raw).decode()
+
+
+def test_whsec_secret_is_base64_decoded() -> None:
+    """A whsec_-prefixed secret signs with its decoded bytes."""
+    secret = "whsec_" + base64.b64encode(b"raw-key").decode()
+    assert sign(secret, "i", 1, b"x") == sign(b"raw-key", "i", 1, b"x")
+
+
+@pytest.mark.parametrize(
+    "mutate, fragment",
+    [
+        (lambda h, b: ({**h, "webhook-signature": "v1,AAAA"}, b), "no v1 signature matches"),
+        (lambda h, b: (h, b + b" "), "no v1 signature matches"),
+        (lambda h, b: ({k: v for k, v in h.items() if k != "webhook-id"}, b), "missing signature header"),
+        (lambda h, b: ({**h, "webhook-timestamp": "soon"}, b), "not an integer"),
+        (lambda h, b: ({**h, "webhook-timestamp": "1699990000"}, b), "tolerance"),
+    ],
+    ids=["bad-signature", "altered-body", "missing-id", "bad-timestamp", "stale"],
+)
+def test_verify_refuses_bad_requests(mutate, fragment: str) -> None:
+    """Wrong signature, altered body, missing headers, bad or stale timestamps are refused with a reason."""
+    headers = signature_headers("s3cret", "msg_1", BODY, timestamp=1_700_000_000)
+    bad_headers, bad_body = mutate(headers, BODY)
+    with pytest.raises(SignatureError, match=fragment):
+        verify("s3cret", bad_headers, bad_body, now=1_700_000_000)
+
+
+def test_one_of_several_signatures_may_match() -> None:
+    """During secret rotation the header lists several signatures; one valid one suffices."""
+    headers = signature_headers("new", "m", BODY, timestamp=100)
+    headers["webhook-signature"] = sign("old", "m", 100, BODY) + " " + headers["webhook-signature"]
+    assert verify("new", headers, BODY, now=100) == "m"
+
+
+def test_error_message_has_no_secret() -> None:
+    """The secret never appears in an error message."""
+    headers = signature_headers("wrong-secret-value", "m", BODY, timestamp=100)
+    with pytest.raises(SignatureError) as info:
+        verify("expected-secret-value", headers, BODY, now=100)
+    assert "secret-value" not in str(info.value)
