@@ -1,0 +1,164 @@
+"""A live summary of every job, built from the merged event stream.
+
+:class:`JobBoard` is a subscriber (a plain callable taking one event) that
+keeps one :class:`JobRow` per job: its provider, state, progress and item
+counts. It does no I/O; the console view and the command line read it.
+Chunks that never became a job (rejected, quota) appear under their chunk
+reference, so nothing submitted is missing from the board.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from eventbus import events as ev
+
+__all__ = ["JobBoard", "JobRow"]
+
+TERMINAL_STATES = frozenset({"completed", "failed", "cancelled", "expired", "rejected"})
+
+
+@dataclass
+class JobRow:
+    """What is known of one job (or of one chunk that never became a job)."""
+
+    provider: str
+    job_id: str
+    state: str = "submitted"
+    total: int | None = None
+    done: int = 0
+    succeeded: int = 0
+    failed: int = 0
+    created: int = 0
+    updated: int = 0
+    reason: str = ""
+    started: datetime | None = None
+    ended: datetime | None = None
+    sources: set[str] = field(default_factory=set)
+
+    @property
+    def finished(self) -> bool:
+        """True once the job reached a terminal state."""
+        return self.state in TERMINAL_STATES
+
+    @property
+    def seen(self) -> int:
+        """Items reported one by one so far."""
+        return self.succeeded + self.failed
+
+    @property
+    def progress(self) -> int:
+        """The best known count of processed items."""
+        return max(self.done, self.seen)
+
+    @property
+    def seconds(self) -> float | None:
+        """Wall time from first to last event, once finished."""
+        if self.started is None or self.ended is None:
+            return None
+        return (self.ended - self.started).total_seconds()
+
+
+class JobBoard:
+    """Aggregates events into one row per job; call it with each event."""
+
+    def __init__(self) -> None:
+        self.rows: dict[tuple[str, str], JobRow] = {}
+        self._chunk_to_job: dict[tuple[str, str], str] = {}
+        self.throttled = 0
+        self.invalid = 0
+        self.source_states: list[ev.SourceState] = []
+
+    def _row(self, event: ev.Event) -> JobRow:
+        key = (event.provider, event.job_id)
+        row = self.rows.get(key)
+        if row is None:
+            row = self.rows[key] = JobRow(event.provider, event.job_id, started=event.at)
+        row.sources.add(event.source)
+        return row
+
+    def __call__(self, event: ev.Event) -> None:
+        match event:
+            case ev.SourceState():
+                self.source_states.append(event)
+            case ev.InvalidSignal():
+                self.invalid += 1
+            case ev.Throttled():
+                self.throttled += 1
+            case ev.BatchSubmitted():
+                self._row(event).total = event.size
+            case ev.JobAccepted():
+                chunk = ev.chunk_ref(event.batch_id, event.chunk_index) if event.batch_id else ""
+                pending = self.rows.pop((event.provider, chunk), None) if chunk else None
+                row = self._row(event)
+                if pending is not None:
+                    row.started = pending.started or row.started
+                    row.total = row.total or pending.total
+                if event.total is not None:
+                    row.total = event.total
+                if row.state == "submitted":
+                    row.state = "accepted"
+            case ev.SubmitRejected():
+                row = self._row(event)
+                row.state, row.reason, row.ended = "rejected", event.reason, event.at
+            case ev.QuotaExhausted():
+                row = self._row(event)
+                row.state, row.reason, row.ended = "rejected", f"{event.reason} ({event.status})", event.at
+            case ev.JobProgress():
+                row = self._row(event)
+                row.done = max(row.done, event.done)
+                if event.total is not None:
+                    row.total = event.total
+                if not row.finished:
+                    row.state = "running"
+            case ev.ItemSucceeded():
+                row = self._row(event)
+                row.succeeded += 1
+                if event.outcome == "created":
+                    row.created += 1
+                elif event.outcome == "updated":
+                    row.updated += 1
+                if not row.finished:
+                    row.state = "running"
+            case ev.ItemFailed():
+                row = self._row(event)
+                row.failed += 1
+                if not row.finished:
+                    row.state = "running"
+            case ev.JobCompleted():
+                row = self._row(event)
+                row.state, row.ended = "completed", event.at
+                # The provider's totals win where it gives them; else keep what we counted.
+                if event.succeeded or event.failed:
+                    row.succeeded, row.failed = event.succeeded, event.failed
+                row.created = event.created or row.created
+                row.updated = event.updated or row.updated
+                if event.total is not None:
+                    row.total = event.total
+                row.done = max(row.done, row.seen)
+            case ev.JobFailed() | ev.JobCancelled() | ev.JobExpired():
+                row = self._row(event)
+                row.state = {ev.JobFailed: "failed", ev.JobCancelled: "cancelled", ev.JobExpired: "expired"}[
+                    type(event)
+                ]
+                row.reason, row.ended = event.reason, event.at
+            case ev.JobStuck():
+                row = self._row(event)
+                if not row.finished:
+                    row.state = "stuck"
+
+    def all_finished(self) -> bool:
+        """True when every job and chunk on the board reached a terminal state."""
+        return all(row.finished for row in self.rows.values())
+
+    def all_completed(self) -> bool:
+        """True when there is at least one row and every row completed."""
+        return bool(self.rows) and all(row.state == "completed" for row in self.rows.values())
+
+    def by_provider(self) -> dict[str, list[JobRow]]:
+        """Rows grouped by provider, in first-seen order."""
+        out: dict[str, list[JobRow]] = {}
+        for row in self.rows.values():
+            out.setdefault(row.provider, []).append(row)
+        return out

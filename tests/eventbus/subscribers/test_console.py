@@ -1,0 +1,45 @@
+"""Console rendering: one readable line per notable event and a summary table."""
+
+from __future__ import annotations
+
+import io
+
+from rich.console import Console
+
+from eventbus import events as ev
+from eventbus.subscribers.board import JobBoard
+from eventbus.subscribers.console import ConsoleView, describe, summary_table
+
+P = {"provider": "pronto", "source": "webhook", "job_id": "enr_1"}
+
+
+def test_items_are_quiet_unless_asked() -> None:
+    """Item and progress events print nothing by default and a line with items=True."""
+    item = ev.ItemFailed(id="i", key="3", code="not_found", message="no match", **P)
+    assert describe(item) is None
+    assert describe(item, items=True) == "item 3 failed: not_found no match"
+
+
+def test_lifecycle_lines_say_what_happened() -> None:
+    """Terminal and error events are described with their numbers and reasons."""
+    assert describe(ev.JobCompleted(id="c", succeeded=9, failed=1, **P)) == "completed: 9 ok, 1 failed"
+    line = describe(ev.SubmitRejected(id="r", status=400, reason="too many contacts", retriable=False, **P))
+    assert line == "rejected: HTTP 400, too many contacts (not retriable)"
+    assert "waiting 2.5s" in describe(ev.Throttled(id="t", retry_after=2.5, **P))
+
+
+def test_view_prints_lines_and_table_lists_jobs() -> None:
+    """A non-terminal console gets plain lines; the summary table has one row per job."""
+    out = io.StringIO()
+    board = JobBoard()
+    view = ConsoleView(board, Console(file=out, width=200, force_terminal=False))
+    view(ev.JobAccepted(id="a", total=2, **P))
+    view(ev.ItemSucceeded(id="1", key="0", outcome="found", **P))
+    view(ev.JobCompleted(id="c", succeeded=1, failed=1, **P))
+    view.stop()
+    text = out.getvalue()
+    assert "accepted (2 contacts)" in text and "completed: 1 ok, 1 failed" in text
+    assert "item 0" not in text
+    table_out = io.StringIO()
+    Console(file=table_out, width=200).print(summary_table(board))
+    assert "enr_1" in table_out.getvalue() and "completed" in table_out.getvalue()
