@@ -1,0 +1,80 @@
+"""Structured log streaming of the event stream, with structlog.
+
+:class:`EventLogger` is a subscriber: each event becomes one log entry whose
+``event`` is the type tag and whose keys are the event's fields. Output is
+JSON lines for machines (``json=True``, or when the stream is not a
+terminal) or key-value console lines for people. Values under keys that name
+secrets (``token``, ``api_key``, ``secret``, ``password``, ``authorization``,
+...) are replaced by ``"[redacted]"`` at any depth, and so are strings that
+look like a bearer token or a Standard Webhooks secret.
+"""
+
+from __future__ import annotations
+
+import re
+import sys
+from collections.abc import Mapping
+from typing import IO, Any
+
+import msgspec
+import structlog
+
+from eventbus import events as ev
+
+__all__ = ["REDACTED", "EventLogger", "redact"]
+
+REDACTED = "[redacted]"
+
+_SECRET_KEY = re.compile(
+    r"(token|secret|password|passwd|api[-_]?key|authorization|access[-_]?token|client[-_]?secret|signature|cookie)",
+    re.IGNORECASE,
+)
+_SECRET_VALUE = re.compile(r"(?i)\b(bearer\s+[A-Za-z0-9._~+/=-]{8,}|whsec_[A-Za-z0-9+/=]{8,})")
+
+
+def redact(value: Any, key: str = "") -> Any:
+    """A copy of ``value`` with secrets replaced by :data:`REDACTED`, at any depth."""
+    if key and _SECRET_KEY.search(key):
+        return REDACTED
+    if isinstance(value, str):
+        return _SECRET_VALUE.sub(REDACTED, value)
+    if isinstance(value, Mapping):
+        return {k: redact(v, str(k)) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [redact(v) for v in value]
+    return value
+
+
+def _redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
+    return {k: (v if k == "event" else redact(v, k)) for k, v in event_dict.items()}
+
+
+class EventLogger:
+    """Logs every event it is called with as one structured entry.
+
+    ``stream`` defaults to stdout; ``json`` defaults to True unless the stream
+    is a terminal. The logger is built once here, so a call costs one
+    structlog pipeline run.
+    """
+
+    def __init__(self, stream: IO[str] | None = None, *, json: bool | None = None, name: str = "eventbus") -> None:
+        self.stream = stream if stream is not None else sys.stdout
+        as_json = json if json is not None else not getattr(self.stream, "isatty", lambda: False)()
+        renderer: Any = (
+            structlog.processors.JSONRenderer(serializer=lambda obj, **_: msgspec.json.encode(obj).decode())
+            if as_json
+            else structlog.dev.ConsoleRenderer(colors=False)
+        )
+        self._log = structlog.wrap_logger(
+            structlog.PrintLogger(self.stream),
+            processors=[_redact_processor, renderer],
+            context_class=dict,
+            logger_name=name,
+        )
+
+    def __call__(self, event: ev.Event) -> None:
+        fields = msgspec.structs.asdict(event)
+        fields["at"] = event.at.isoformat()
+        level = "warning" if isinstance(event, ev.InvalidSignal | ev.JobFailed | ev.QuotaExhausted) else "info"
+        fields["level"] = level
+        getattr(self._log, level)(ev.tag_of(type(event)), **fields)
