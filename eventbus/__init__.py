@@ -8,6 +8,7 @@ implementation detail)::
 
 from __future__ import annotations
 
+from eventbus.bus import Bus, HandlerHandle, Overflow, SubscriberStats, Subscription
 from eventbus.events import (
     AnyEvent,
     BatchSubmitted,
@@ -55,12 +56,14 @@ __all__ = [
     "AuthError",
     "BatchSubmitted",
     "BufferOverflow",
+    "Bus",
     "BusClosed",
     "BusError",
     "ConfigError",
     "ContactError",
     "Event",
     "EventBusError",
+    "HandlerHandle",
     "InvalidSignal",
     "ItemFailed",
     "ItemSucceeded",
@@ -71,6 +74,7 @@ __all__ = [
     "JobFailed",
     "JobProgress",
     "JobStuck",
+    "Overflow",
     "ProviderError",
     "QuotaError",
     "QuotaExhausted",
@@ -79,6 +83,8 @@ __all__ = [
     "ServerError",
     "SourceState",
     "SubmitRejected",
+    "SubscriberStats",
+    "Subscription",
     "SubscriptionClosed",
     "Throttled",
     "TransportError",

@@ -1,0 +1,589 @@
+"""The in-process event bus: publishers push typed events, subscribers consume them.
+
+Each subscriber has its own bounded FIFO buffer and overflow policy, so a slow
+subscriber never loses events silently and never slows the others unless it
+asked for back-pressure (``overflow="block"``, the default)::
+
+    async with Bus() as bus:
+        bus.on(handler, name="printer", types={JobProgress, JobCompleted})
+        async with bus.subscribe("store", buffer=10_000) as sub:
+            ...                                # async for event in sub
+        await bus.publish(event)               # waits only while a "block" buffer is full
+        bus.publish_nowait(event)              # raises anyio.WouldBlock instead of waiting
+        await bus.drain()                      # every subscriber handled everything published
+        bus.stats()                            # per subscriber: delivered, dropped, failed, lag
+
+:meth:`Bus.publish_nowait` is the real publish: it routes the event through a
+per-type cache to the subscribers whose filters admit it and appends it to
+their buffers without awaiting. It is atomic: if one ``block`` (or ``error``)
+subscriber is full, no subscriber receives the event. :meth:`Bus.publish`
+waits for room only in that case. Events reach every subscriber in publish
+order, so the events of one job keep their order.
+
+Handlers registered with :meth:`Bus.on` run in the bus's own task group, one
+task per handler, draining their buffer in a tight loop. A handler that raises
+is logged (logger ``eventbus.bus``) and counted; it keeps receiving later
+events and the other subscribers are unaffected.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from contextlib import asynccontextmanager
+from enum import StrEnum
+from inspect import isawaitable
+
+import anyio
+import anyio.abc
+import msgspec
+import structlog
+
+from eventbus import events as ev
+from eventbus.exceptions import BufferOverflow, BusClosed, ConfigError, SubscriptionClosed
+
+__all__ = ["Bus", "Handler", "HandlerHandle", "Overflow", "SubscriberStats", "Subscription"]
+
+Handler = Callable[[ev.Event], Awaitable[object] | object]
+"""A subscriber callable: takes one event; may be sync or async."""
+
+_log = structlog.get_logger("eventbus.bus")
+
+# Yield to the event loop after this many events handled in a row, so that a
+# subscriber with a deep buffer does not starve the publisher or its peers.
+_YIELD_EVERY = 256
+
+
+class Overflow(StrEnum):
+    """What a subscriber's full buffer does with the next event."""
+
+    BLOCK = "block"  # the publisher waits for room (back-pressure)
+    DROP_OLDEST = "drop_oldest"  # the oldest buffered event is dropped and counted
+    DROP_NEWEST = "drop_newest"  # the new event is dropped and counted
+    ERROR = "error"  # publish raises BufferOverflow; nobody receives the event
+
+
+class SubscriberStats(msgspec.Struct, frozen=True):
+    """A snapshot of one subscriber's counters."""
+
+    name: str
+    kind: str  # "handler" or "subscription"
+    overflow: str
+    buffer: int
+    received: int  # events accepted into the buffer
+    delivered: int  # events handed to the handler or the iterator
+    dropped: int
+    failed: int  # handler calls that raised
+    lag: int  # events buffered now
+
+
+def _resolve_types(types: Iterable[type[ev.Event] | str] | None) -> frozenset[type[ev.Event]] | None:
+    if types is None:
+        return None
+    out: set[type[ev.Event]] = set()
+    for t in types:
+        if isinstance(t, str):
+            cls = ev.EVENT_TYPES.get(t)
+            if cls is None:
+                raise ConfigError(f"unknown event type {t!r}; known types: {', '.join(sorted(ev.EVENT_TYPES))}")
+            out.add(cls)
+        elif isinstance(t, type) and issubclass(t, ev.Event):
+            if t is ev.Event:
+                return None
+            out.add(t)
+        else:
+            raise ConfigError(f"types must hold event classes or type tags, not {t!r}")
+    if not out:
+        raise ConfigError("types is empty: the subscriber would never receive anything")
+    return frozenset(out)
+
+
+def _resolve_overflow(overflow: Overflow | str) -> Overflow:
+    try:
+        return Overflow(overflow)
+    except ValueError:
+        raise ConfigError(
+            f"unknown overflow policy {overflow!r}; choose one of: {', '.join(o.value for o in Overflow)}"
+        ) from None
+
+
+class _Subscriber:
+    """One subscriber's buffer, filters and counters (internal)."""
+
+    __slots__ = (
+        "active",
+        "buffer",
+        "closed",
+        "delivered",
+        "dropped",
+        "failed",
+        "filtered",
+        "idle",
+        "jobs",
+        "kind",
+        "name",
+        "overflow",
+        "providers",
+        "received",
+        "size",
+        "space",
+        "strict",
+        "types",
+        "wakeup",
+        "where",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        size: int,
+        overflow: Overflow,
+        types: frozenset[type[ev.Event]] | None,
+        providers: frozenset[str] | None,
+        jobs: frozenset[str] | None,
+        where: Callable[[ev.Event], bool] | None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.size = size
+        self.overflow = overflow
+        self.types = types
+        self.providers = providers
+        self.jobs = jobs
+        self.where = where
+        # Precomputed so the publish hot path tests one attribute, not three.
+        self.filtered = providers is not None or jobs is not None or where is not None
+        self.strict = overflow is Overflow.BLOCK or overflow is Overflow.ERROR
+        self.buffer: deque[ev.Event] = deque()
+        self.received = self.delivered = self.dropped = self.failed = 0
+        self.closed = False
+        self.active = False  # an event was taken and is being handled
+        self.wakeup: anyio.Event | None = None  # set by a publisher when the consumer waits
+        self.space: anyio.Event | None = None  # set by the consumer when a blocked publisher waits
+        self.idle: anyio.Event | None = None  # set by the consumer when drain() waits
+
+    def admits(self, event: ev.Event) -> bool:
+        if self.providers is not None and event.provider not in self.providers:
+            return False
+        if self.jobs is not None and event.job_id not in self.jobs:
+            return False
+        return self.where is None or bool(self.where(event))
+
+    def took(self) -> None:
+        """Bookkeeping after the consumer took one event from the buffer."""
+        self.delivered += 1
+        if self.space is not None:
+            self.space.set()
+            self.space = None
+
+    def went_idle(self) -> None:
+        self.active = False
+        if self.idle is not None:
+            self.idle.set()
+            self.idle = None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.buffer) or self.active
+
+    def stats(self) -> SubscriberStats:
+        return SubscriberStats(
+            name=self.name,
+            kind=self.kind,
+            overflow=self.overflow.value,
+            buffer=self.size,
+            received=self.received,
+            delivered=self.delivered,
+            dropped=self.dropped,
+            failed=self.failed,
+            lag=len(self.buffer),
+        )
+
+
+class Subscription:
+    """An async iterator over the events admitted to one subscriber.
+
+    Obtained from :meth:`Bus.subscribe`. Iteration ends when the subscription
+    or the bus is closed and the buffer is empty; iterating a subscription
+    whose context has exited raises :class:`SubscriptionClosed`.
+    """
+
+    def __init__(self, sub: _Subscriber, bus: Bus) -> None:
+        self._sub = sub
+        self._bus = bus
+        self._exited = False
+        self._streak = 0
+
+    @property
+    def name(self) -> str:
+        return self._sub.name
+
+    def stats(self) -> SubscriberStats:
+        """This subscription's counters."""
+        return self._sub.stats()
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    def receive_nowait(self) -> ev.Event:
+        """The next buffered event; raises ``anyio.WouldBlock`` if none, ``anyio.EndOfStream`` if closed."""
+        if self._exited:
+            raise SubscriptionClosed(f"subscription {self._sub.name!r} is closed; subscribe again")
+        sub = self._sub
+        if sub.buffer:
+            event = sub.buffer.popleft()
+            sub.active = True
+            sub.took()
+            return event
+        sub.went_idle()
+        if sub.closed:
+            raise anyio.EndOfStream
+        raise anyio.WouldBlock
+
+    async def receive(self) -> ev.Event:
+        """Wait for the next event; raises ``anyio.EndOfStream`` once closed and empty."""
+        while True:
+            try:
+                event = self.receive_nowait()
+            except anyio.WouldBlock:
+                self._streak = 0
+                waiter = self._sub.wakeup = anyio.Event()
+                await waiter.wait()
+                continue
+            self._streak += 1
+            if self._streak >= _YIELD_EVERY:
+                self._streak = 0
+                await anyio.lowlevel.checkpoint()
+            return event
+
+    async def __anext__(self) -> ev.Event:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    def close(self) -> None:
+        """Stop receiving: iteration ends once the buffer is empty."""
+        self._bus._detach(self._sub)
+
+
+class HandlerHandle:
+    """What :meth:`Bus.on` returns: the handler's stats and a way to remove it."""
+
+    def __init__(self, sub: _Subscriber, bus: Bus) -> None:
+        self._sub = sub
+        self._bus = bus
+
+    @property
+    def name(self) -> str:
+        return self._sub.name
+
+    def stats(self) -> SubscriberStats:
+        return self._sub.stats()
+
+    def close(self) -> None:
+        """Remove the handler; it still handles what is already buffered."""
+        self._bus._detach(self._sub)
+
+
+class Bus:
+    """An in-process event bus; use as ``async with Bus() as bus``.
+
+    ``journal`` is reserved for durable delivery (not available yet; only
+    ``None`` is accepted). ``close_timeout`` bounds how long closing waits for
+    subscribers to finish what is buffered before cancelling them.
+    """
+
+    def __init__(self, journal: None = None, *, close_timeout: float = 5.0) -> None:
+        if journal is not None:
+            raise ConfigError("Bus(journal=...) is not supported yet; use Bus() for an in-memory bus")
+        self.close_timeout = close_timeout
+        self._subs: dict[str, _Subscriber] = {}
+        self._routes: dict[type, tuple[_Subscriber, ...]] = {}
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._closed = False
+        self._entered = False
+        self._published = 0
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def __aenter__(self) -> Bus:
+        if self._entered:
+            raise BusClosed("a Bus can be entered only once; create a new Bus")
+        self._entered = True
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> bool | None:
+        try:
+            if exc_info[0] is None:
+                await self._shutdown(self.close_timeout)
+            else:
+                self._close_all()
+                assert self._tg is not None
+                self._tg.cancel_scope.cancel()
+        finally:
+            assert self._tg is not None
+            result = await self._tg.__aexit__(*exc_info)  # type: ignore[arg-type]
+        return result
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Stop accepting events, let subscribers drain for ``timeout`` seconds, then cancel them.
+
+        Safe to call more than once; ``async with`` calls it on exit.
+        """
+        await self._shutdown(self.close_timeout if timeout is None else timeout)
+
+    async def _shutdown(self, timeout: float) -> None:
+        self._closed = True
+        with anyio.move_on_after(timeout) as scope:
+            await self.drain()
+        self._close_all()
+        if scope.cancelled_caught and self._tg is not None:
+            _log.warning("bus_close_timeout", timeout=timeout, busy=[s.name for s in self._subs.values() if s.busy])
+            self._tg.cancel_scope.cancel()
+
+    def _close_all(self) -> None:
+        self._closed = True
+        for sub in list(self._subs.values()):
+            self._detach(sub)
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    # --- subscribing ----------------------------------------------------------
+
+    def _add(
+        self,
+        name: str,
+        kind: str,
+        buffer: int,
+        overflow: Overflow | str,
+        types: Iterable[type[ev.Event] | str] | None,
+        providers: Iterable[str] | None,
+        jobs: Iterable[str] | None,
+        where: Callable[[ev.Event], bool] | None,
+    ) -> _Subscriber:
+        if self._closed:
+            raise BusClosed("the bus is closed; it accepts no new subscribers")
+        if self._tg is None:
+            raise BusClosed("the bus is not running; use 'async with Bus() as bus'")
+        if not isinstance(name, str) or not name:
+            raise ConfigError("a subscriber needs a non-empty name")
+        if name in self._subs:
+            raise ConfigError(f"a subscriber named {name!r} already exists; names must be unique")
+        if not isinstance(buffer, int) or isinstance(buffer, bool) or buffer < 1:
+            raise ConfigError(f"buffer must be a positive integer, not {buffer!r}")
+        if where is not None and not callable(where):
+            raise ConfigError("where must be a callable taking an event and returning a bool")
+        sub = _Subscriber(
+            name,
+            kind,
+            buffer,
+            _resolve_overflow(overflow),
+            _resolve_types(types),
+            None if providers is None else frozenset([providers] if isinstance(providers, str) else providers),
+            None if jobs is None else frozenset([jobs] if isinstance(jobs, str) else jobs),
+            where,
+        )
+        self._subs[name] = sub
+        self._routes.clear()
+        return sub
+
+    def _detach(self, sub: _Subscriber) -> None:
+        if self._subs.get(sub.name) is sub:
+            del self._subs[sub.name]
+            self._routes.clear()
+        sub.closed = True
+        for waiter in (sub.wakeup, sub.space):
+            if waiter is not None:
+                waiter.set()
+        sub.wakeup = sub.space = None
+        if not sub.busy:
+            sub.went_idle()
+
+    def on(
+        self,
+        handler: Handler,
+        *,
+        name: str | None = None,
+        types: Iterable[type[ev.Event] | str] | None = None,
+        providers: Iterable[str] | str | None = None,
+        jobs: Iterable[str] | str | None = None,
+        where: Callable[[ev.Event], bool] | None = None,
+        buffer: int = 1024,
+        overflow: Overflow | str = Overflow.BLOCK,
+    ) -> HandlerHandle:
+        """Run ``handler(event)`` (sync or async) in the bus for every admitted event.
+
+        Filters combine with AND: ``types`` (classes or tags), ``providers``,
+        ``jobs`` and ``where`` (a predicate). ``buffer`` and ``overflow`` set
+        the subscriber's bounded buffer and what happens when it is full.
+        """
+        if not callable(handler):
+            raise ConfigError(f"handler must be callable, not {handler!r}")
+        label = name or getattr(handler, "__qualname__", None) or type(handler).__qualname__
+        sub = self._add(label, "handler", buffer, overflow, types, providers, jobs, where)
+        assert self._tg is not None
+        self._tg.start_soon(self._run_handler, sub, handler, name=f"eventbus handler {label}")
+        return HandlerHandle(sub, self)
+
+    async def _run_handler(self, sub: _Subscriber, handler: Handler) -> None:
+        buffer = sub.buffer
+        while True:
+            streak = 0
+            while buffer:
+                event = buffer.popleft()
+                sub.active = True
+                sub.delivered += 1
+                if sub.space is not None:
+                    sub.space.set()
+                    sub.space = None
+                try:
+                    result = handler(event)
+                    if result is not None and isawaitable(result):
+                        await result
+                except Exception:
+                    sub.failed += 1
+                    _log.exception(
+                        "subscriber_failed", subscriber=sub.name, event_type=ev.tag_of(type(event)), event_id=event.id
+                    )
+                streak += 1
+                if streak >= _YIELD_EVERY:
+                    streak = 0
+                    await anyio.lowlevel.checkpoint()
+            sub.went_idle()
+            if sub.closed:
+                return
+            waiter = sub.wakeup = anyio.Event()
+            await waiter.wait()
+
+    @asynccontextmanager
+    async def subscribe(
+        self,
+        name: str,
+        *,
+        types: Iterable[type[ev.Event] | str] | None = None,
+        providers: Iterable[str] | str | None = None,
+        jobs: Iterable[str] | str | None = None,
+        where: Callable[[ev.Event], bool] | None = None,
+        buffer: int = 1024,
+        overflow: Overflow | str = Overflow.BLOCK,
+    ) -> AsyncIterator[Subscription]:
+        """An async-iterator subscription for the duration of the ``async with`` block.
+
+        Same filters and buffer settings as :meth:`on`. Leaving the block
+        unsubscribes; events still buffered then are discarded (and counted
+        as dropped).
+        """
+        sub = self._add(name, "subscription", buffer, overflow, types, providers, jobs, where)
+        subscription = Subscription(sub, self)
+        try:
+            yield subscription
+        finally:
+            sub.dropped += len(sub.buffer)
+            sub.buffer.clear()
+            self._detach(sub)
+            sub.went_idle()
+            subscription._exited = True
+
+    # --- publishing -------------------------------------------------------------
+
+    def _targets(self, cls: type) -> tuple[tuple[_Subscriber, ...], bool]:
+        """The subscribers whose type filter admits ``cls``, and whether any has other filters."""
+        route = self._routes.get(cls)
+        if route is None:
+            subs = tuple(s for s in self._subs.values() if s.types is None or cls in s.types)
+            route = self._routes[cls] = (subs, any(s.filtered for s in subs))
+        return route
+
+    def publish_nowait(self, event: ev.Event) -> None:
+        """Deliver ``event`` to every admitting subscriber's buffer, without waiting.
+
+        Raises ``anyio.WouldBlock`` when a ``block`` subscriber's buffer is
+        full and :class:`BufferOverflow` when an ``error`` one is; in both
+        cases no subscriber receives the event.
+        """
+        if self._closed:
+            raise BusClosed("the bus is closed; it accepts no more events")
+        route = self._routes.get(type(event)) or self._targets(type(event))
+        subs, filtered = route
+        if filtered:
+            subs = tuple(s for s in subs if not s.filtered or s.admits(event))
+        # First pass: refuse before touching any buffer, so delivery is all-or-nothing.
+        for s in subs:
+            if s.strict and len(s.buffer) >= s.size:
+                if s.overflow is Overflow.BLOCK:
+                    raise anyio.WouldBlock
+                raise BufferOverflow(s.name, s.size)
+        for s in subs:
+            buffer = s.buffer
+            if len(buffer) >= s.size:
+                s.dropped += 1
+                if s.overflow is Overflow.DROP_NEWEST:
+                    continue
+                buffer.popleft()
+            buffer.append(event)
+            s.received += 1
+            if s.wakeup is not None:
+                s.wakeup.set()
+                s.wakeup = None
+        self._published += 1
+
+    async def publish(self, event: ev.Event) -> None:
+        """Deliver ``event``, waiting while a ``block`` subscriber's buffer is full.
+
+        Does not yield to the event loop when every buffer has room (the fast
+        path); the wait for room is a cancellation point.
+        """
+        while True:
+            try:
+                self.publish_nowait(event)
+                return
+            except anyio.WouldBlock:
+                await self._wait_for_room(event)
+
+    async def _wait_for_room(self, event: ev.Event) -> None:
+        for s in self._targets(type(event))[0]:
+            if s.overflow is Overflow.BLOCK and len(s.buffer) >= s.size and not s.closed:
+                waiter = s.space
+                if waiter is None:
+                    waiter = s.space = anyio.Event()
+                await waiter.wait()
+                return
+        await anyio.lowlevel.checkpoint()
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until every subscriber has handled every event published so far.
+
+        For a subscription "handled" means the iterator asked for the next
+        event. Raises ``TimeoutError`` after ``timeout`` seconds.
+        """
+        with anyio.fail_after(math.inf if timeout is None else timeout):
+            while True:
+                busy = next((s for s in list(self._subs.values()) if s.busy and not s.closed), None)
+                if busy is None:
+                    return
+                waiter = busy.idle
+                if waiter is None:
+                    waiter = busy.idle = anyio.Event()
+                await waiter.wait()
+
+    # --- introspection ------------------------------------------------------------
+
+    def stats(self) -> dict[str, SubscriberStats]:
+        """Counters of every current subscriber, by name."""
+        return {name: sub.stats() for name, sub in self._subs.items()}
+
+    @property
+    def published(self) -> int:
+        """How many events were published (accepted by :meth:`publish_nowait`)."""
+        return self._published
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<Bus {state} subscribers={len(self._subs)} published={self._published}>"
