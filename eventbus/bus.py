@@ -34,6 +34,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from inspect import isawaitable
+from typing import NoReturn
 
 import anyio
 import anyio.abc
@@ -115,8 +116,8 @@ class _Subscriber:
         "active",
         "buffer",
         "closed",
-        "delivered",
         "dropped",
+        "evicted",
         "failed",
         "filtered",
         "idle",
@@ -157,7 +158,7 @@ class _Subscriber:
         self.filtered = providers is not None or jobs is not None or where is not None
         self.strict = overflow is Overflow.BLOCK or overflow is Overflow.ERROR
         self.buffer: deque[ev.Event] = deque()
-        self.received = self.delivered = self.dropped = self.failed = 0
+        self.received = self.evicted = self.dropped = self.failed = 0
         self.closed = False
         self.active = False  # an event was taken and is being handled
         self.wakeup: anyio.Event | None = None  # set by a publisher when the consumer waits
@@ -171,9 +172,13 @@ class _Subscriber:
             return False
         return self.where is None or bool(self.where(event))
 
+    @property
+    def delivered(self) -> int:
+        """Events handed to the consumer: everything received that is neither buffered nor evicted."""
+        return self.received - self.evicted - len(self.buffer)
+
     def took(self) -> None:
         """Bookkeeping after the consumer took one event from the buffer."""
-        self.delivered += 1
         if self.space is not None:
             self.space.set()
             self.space = None
@@ -434,28 +439,33 @@ class Bus:
 
     async def _run_handler(self, sub: _Subscriber, handler: Handler) -> None:
         buffer = sub.buffer
+        popleft = buffer.popleft
         while True:
-            streak = 0
-            while buffer:
-                event = buffer.popleft()
+            if buffer:
                 sub.active = True
-                sub.delivered += 1
-                if sub.space is not None:
-                    sub.space.set()
-                    sub.space = None
-                try:
-                    result = handler(event)
-                    if result is not None and isawaitable(result):
-                        await result
-                except Exception:
-                    sub.failed += 1
-                    _log.exception(
-                        "subscriber_failed", subscriber=sub.name, event_type=ev.tag_of(type(event)), event_id=event.id
-                    )
-                streak += 1
-                if streak >= _YIELD_EVERY:
-                    streak = 0
+                # A bounded batch, then a checkpoint: a deep buffer cannot starve the loop.
+                for _ in range(min(len(buffer), _YIELD_EVERY)):
+                    if not buffer:  # an async handler let drop_oldest evict what we counted on
+                        break
+                    event = popleft()
+                    if sub.space is not None:
+                        sub.space.set()
+                        sub.space = None
+                    try:
+                        result = handler(event)
+                        if result is not None and isawaitable(result):
+                            await result
+                    except Exception:
+                        sub.failed += 1
+                        _log.exception(
+                            "subscriber_failed",
+                            subscriber=sub.name,
+                            event_type=ev.tag_of(type(event)),
+                            event_id=event.id,
+                        )
+                if buffer:
                     await anyio.lowlevel.checkpoint()
+                    continue
             sub.went_idle()
             if sub.closed:
                 return
@@ -494,11 +504,12 @@ class Bus:
     # --- publishing -------------------------------------------------------------
 
     def _targets(self, cls: type) -> tuple[tuple[_Subscriber, ...], bool]:
-        """The subscribers whose type filter admits ``cls``, and whether any has other filters."""
+        """The subscribers whose type filter admits ``cls`` (strict ones first), and whether any filters more."""
         route = self._routes.get(cls)
         if route is None:
-            subs = tuple(s for s in self._subs.values() if s.types is None or cls in s.types)
-            route = self._routes[cls] = (subs, any(s.filtered for s in subs))
+            subs = [s for s in self._subs.values() if s.types is None or cls in s.types]
+            subs.sort(key=lambda s: not s.strict)  # stable: strict subscribers first, see publish_nowait
+            route = self._routes[cls] = (tuple(subs), any(s.filtered for s in subs))
         return route
 
     def publish_nowait(self, event: ev.Event) -> None:
@@ -510,23 +521,22 @@ class Bus:
         """
         if self._closed:
             raise BusClosed("the bus is closed; it accepts no more events")
-        route = self._routes.get(type(event)) or self._targets(type(event))
-        subs, filtered = route
+        subs, filtered = self._routes.get(type(event)) or self._targets(type(event))
         if filtered:
             subs = tuple(s for s in subs if not s.filtered or s.admits(event))
-        # First pass: refuse before touching any buffer, so delivery is all-or-nothing.
-        for s in subs:
-            if s.strict and len(s.buffer) >= s.size:
-                if s.overflow is Overflow.BLOCK:
-                    raise anyio.WouldBlock
-                raise BufferOverflow(s.name, s.size)
+        # One pass. Strict subscribers (block/error) come first in every route, so
+        # when one of them is full, everything delivered so far went to strict
+        # subscribers by a plain append, which _refuse undoes exactly.
         for s in subs:
             buffer = s.buffer
             if len(buffer) >= s.size:
+                if s.strict:
+                    self._refuse(subs, s)
                 s.dropped += 1
                 if s.overflow is Overflow.DROP_NEWEST:
                     continue
                 buffer.popleft()
+                s.evicted += 1
             buffer.append(event)
             s.received += 1
             if s.wakeup is not None:
@@ -534,18 +544,37 @@ class Bus:
                 s.wakeup = None
         self._published += 1
 
+    @staticmethod
+    def _refuse(subs: tuple[_Subscriber, ...], full: _Subscriber) -> NoReturn:
+        """Undo the appends made before ``full`` was found full, then raise."""
+        for s in subs:
+            if s is full:
+                break
+            s.buffer.pop()
+            s.received -= 1
+        if full.overflow is Overflow.BLOCK:
+            raise anyio.WouldBlock
+        raise BufferOverflow(full.name, full.size)
+
     async def publish(self, event: ev.Event) -> None:
         """Deliver ``event``, waiting while a ``block`` subscriber's buffer is full.
 
         Does not yield to the event loop when every buffer has room (the fast
-        path); the wait for room is a cancellation point.
+        path); waiting for room is a cancellation point.
         """
+        try:
+            self.publish_nowait(event)
+        except anyio.WouldBlock:
+            await self._publish_when_room(event)
+
+    async def _publish_when_room(self, event: ev.Event) -> None:
         while True:
+            await self._wait_for_room(event)
             try:
                 self.publish_nowait(event)
                 return
             except anyio.WouldBlock:
-                await self._wait_for_room(event)
+                continue
 
     async def _wait_for_room(self, event: ev.Event) -> None:
         for s in self._targets(type(event))[0]:

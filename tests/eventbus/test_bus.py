@@ -389,3 +389,21 @@ def test_counts_always_add_up(jobs: list[str], size: int, overflow: str) -> None
                 assert dones == sorted(dones)
 
     anyio.run(scenario)
+
+
+async def test_refusal_rolls_back_across_mixed_policies() -> None:
+    """A full block subscriber refuses the event for everyone: no append, no eviction, no drop counted."""
+    async with Bus() as bus:
+        async with (
+            bus.subscribe("lossy", buffer=1, overflow="drop_oldest") as lossy,
+            bus.subscribe("roomy", buffer=100) as roomy,
+            bus.subscribe("strict", buffer=100, overflow="error") as strict,
+            bus.subscribe("full", buffer=1) as full,
+        ):
+            bus.publish_nowait(progress(0))
+            with pytest.raises(anyio.WouldBlock):
+                bus.publish_nowait(progress(1))
+            for sub in (lossy, roomy, strict, full):
+                stats = sub.stats()
+                assert (stats.received, stats.dropped, stats.lag) == (1, 0, 1), sub.name
+            assert lossy.receive_nowait().done == 0
