@@ -47,6 +47,7 @@ from eventbus.exceptions import (
     SubscriptionClosed,
     TransportError,
 )
+from eventbus.tracker import JobTracker, JobView, TrackedPublisher, TrackerStats
 
 __version__ = "0.1.0"
 
@@ -74,6 +75,8 @@ __all__ = [
     "JobFailed",
     "JobProgress",
     "JobStuck",
+    "JobTracker",
+    "JobView",
     "Overflow",
     "ProviderError",
     "QuotaError",
@@ -87,6 +90,8 @@ __all__ = [
     "Subscription",
     "SubscriptionClosed",
     "Throttled",
+    "TrackedPublisher",
+    "TrackerStats",
     "TransportError",
     "decode",
     "encode",
