@@ -1,0 +1,147 @@
+"""Serve an ASGI app with uvicorn on a loopback port, in a background thread with its own asyncio loop.
+
+uvicorn runs only on asyncio, while the library (and its tests) also run on
+trio. :class:`ServedApp` therefore gives uvicorn a thread and an asyncio loop
+of its own, so any caller — synchronous code, an asyncio task or a trio
+task — can start and stop a real HTTP server without blocking its own loop::
+
+    with ServedApp(app) as served:              # synchronous
+        httpx.get(served.url + "/hooks/pronto")
+
+    async with ServedApp(app) as served:        # asyncio or trio (via anyio.to_thread)
+        ...
+
+The listening socket is bound before the thread starts (port 0 picks a free
+port), so :attr:`ServedApp.port` is known at once and the server is accepting
+connections when ``start`` returns. ``stop`` asks uvicorn to shut down
+gracefully and joins the thread, bounded by ``shutdown_timeout``.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import threading
+from types import TracebackType
+from typing import Any
+
+import anyio.to_thread
+import uvicorn
+
+__all__ = ["ServedApp"]
+
+
+class _Server(uvicorn.Server):
+    """A uvicorn server that reports, across threads, when it is accepting connections."""
+
+    def __init__(self, config: uvicorn.Config) -> None:
+        super().__init__(config)
+        self.ready = threading.Event()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+        await super().startup(sockets=sockets)
+        self.loop = asyncio.get_running_loop()
+        self.ready.set()
+
+
+class ServedApp:
+    """One ASGI app served by uvicorn on ``host:port`` from a background thread.
+
+    Not reusable: once stopped, build a new one.
+    """
+
+    def __init__(
+        self,
+        app: Any,
+        *,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        log_level: str = "warning",
+        startup_timeout: float = 10.0,
+        shutdown_timeout: float = 10.0,
+        **uvicorn_options: Any,
+    ) -> None:
+        self.app = app
+        self.host = host
+        self._requested_port = port
+        self.port = port
+        self._startup_timeout = startup_timeout
+        self._shutdown_timeout = shutdown_timeout
+        options = {"lifespan": "auto", "timeout_graceful_shutdown": shutdown_timeout, **uvicorn_options}
+        self._config = uvicorn.Config(app, host=host, port=port, log_level=log_level, **options)
+        self._server = _Server(self._config)
+        self._thread: threading.Thread | None = None
+        self._error: BaseException | None = None
+        self._used = False
+
+    @property
+    def url(self) -> str:
+        """The base URL, e.g. ``http://127.0.0.1:54321``."""
+        host = f"[{self.host}]" if ":" in self.host else self.host
+        return f"http://{host}:{self.port}"
+
+    @property
+    def loop(self) -> asyncio.AbstractEventLoop | None:
+        """The server thread's asyncio loop while it runs (for callers that must schedule work on it)."""
+        return self._server.loop
+
+    def start(self) -> None:
+        """Bind the socket, start the server thread, and return once it accepts connections."""
+        if self._used:
+            raise RuntimeError("a ServedApp can be started once; build a new one")
+        self._used = True
+        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
+        sock = socket.socket(family, socket.SOCK_STREAM)
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            sock.bind((self.host, self._requested_port))
+            self.port = sock.getsockname()[1]
+        except BaseException:
+            sock.close()
+            raise
+        self._thread = threading.Thread(target=self._run, args=(sock,), name=f"uvicorn:{self.port}", daemon=True)
+        self._thread.start()
+        # Wait for readiness or for the thread to die (startup failure), whichever comes first.
+        if not self._server.ready.wait(self._startup_timeout) or self._error is not None:
+            self.stop()
+            raise RuntimeError(f"uvicorn did not start on {self.url} within {self._startup_timeout}s") from self._error
+
+    def _run(self, sock: socket.socket) -> None:
+        try:
+            asyncio.run(self._server.serve(sockets=[sock]))
+        except BaseException as exc:  # startup failures raise SystemExit in uvicorn
+            self._error = exc
+            self._server.ready.set()
+        finally:
+            sock.close()  # uvicorn closes it on a clean shutdown; this covers the failed startup
+
+    def stop(self) -> None:
+        """Ask uvicorn to shut down gracefully and wait for its thread (bounded)."""
+        self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(self._shutdown_timeout + 5.0)
+            if self._thread.is_alive():
+                self._server.force_exit = True
+                self._thread.join(5.0)
+
+    def __enter__(self) -> ServedApp:
+        self.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.stop()
+
+    async def __aenter__(self) -> ServedApp:
+        await anyio.to_thread.run_sync(self.start)
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        # Shutting down must finish even if the caller's scope is being cancelled.
+        with anyio.CancelScope(shield=True):
+            await anyio.to_thread.run_sync(self.stop)

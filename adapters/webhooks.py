@@ -1,0 +1,310 @@
+"""The webhook receiver: an ASGI app that turns provider callbacks into events on the bus.
+
+``POST /hooks/{provider}`` runs, in this order, and answers the first failure::
+
+    405  method is not POST                       (Allow: POST)
+    404  no parser registered for {provider}
+    415  Content-Type is not application/json (or +json)
+    413  body larger than max_body                (checked on Content-Length, then while streaming)
+    400  Content-Length invalid, or the client disconnected mid-body
+    401  signature missing, malformed, stale or wrong (only when a secret is set)
+    200  duplicate (same webhook-id, or the same body when there is no id): nothing published
+    400  the provider's parser refused the body (invalid JSON, wrong shape, ...)
+    503  the bus refused or timed out: the sender should retry; nothing is marked as seen
+    200  the events were handed to the bus
+
+Every refusal also publishes an :class:`~eventbus.events.InvalidSignal` (a
+reason a person can act on, the status, a bounded excerpt of the body; never
+a header, so never the secret or the signature). A malformed request never
+causes a 500: only a parser that raises something other than ``ValueError``,
+``LookupError`` or ``TypeError`` (a bug, not bad input) does, so that the
+sender retries once the bug is fixed.
+
+**Bridging event loops.** uvicorn serves on asyncio, possibly in a background
+thread (:class:`adapters.serving.ServedApp`), while the bus may live on trio in
+the main thread. The receiver captures the event-loop token of the loop it is
+built in (the bus's loop). A request served in another thread hands its events
+to that loop with ``anyio.from_thread.run`` from a worker thread and answers
+only after the bus accepted them, so back-pressure and failures reach the
+sender. Built outside any event loop, it assumes the bus lives in the loop
+that serves it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections import OrderedDict
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Final, Protocol
+
+import anyio
+import anyio.from_thread
+import anyio.lowlevel
+import anyio.to_thread
+import msgspec
+import structlog
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
+
+from adapters import signing
+from eventbus import events as ev
+
+__all__ = ["DEFAULT_MAX_BODY", "Parser", "Publisher", "WebhookReceiver"]
+
+DEFAULT_MAX_BODY: Final = 1 << 20  # 1 MiB: far above any provider's single callback
+DEFAULT_DEDUPE_SIZE: Final = 100_000
+_NAME_LIMIT: Final = 64
+
+Parser = Callable[[bytes, Mapping[str, str]], Sequence[ev.Event]]
+"""A provider's sans-I/O webhook parser: body and headers in, events out; ``ValueError`` on unusable input."""
+
+_log = structlog.get_logger("adapters.webhooks")
+_json = msgspec.json.Encoder()
+
+
+class Publisher(Protocol):
+    """What the receiver hands events to: :class:`eventbus.bus.Bus` or anything shaped like it."""
+
+    async def publish(self, event: ev.Event) -> None: ...
+
+    def publish_nowait(self, event: ev.Event) -> None: ...
+
+
+class _Refused(Exception):
+    """A request the receiver answers with a 4xx (internal control flow)."""
+
+    def __init__(self, status: int, reason: str, raw: bytes | str = b"", headers: dict[str, str] | None = None):
+        super().__init__(reason)
+        self.status = status
+        self.reason = reason
+        self.raw = raw
+        self.headers = headers
+
+
+def _answer(status: int, payload: dict[str, Any], headers: dict[str, str] | None = None) -> Response:
+    return Response(_json.encode(payload), status_code=status, media_type="application/json", headers=headers)
+
+
+def _is_json(content_type: str) -> bool:
+    media = content_type.split(";", 1)[0].strip().lower()
+    return media == "application/json" or (media.startswith("application/") and media.endswith("+json"))
+
+
+class _Endpoint:
+    """The hook route as a raw ASGI app (Starlette routes every method to a non-function endpoint)."""
+
+    __slots__ = ("receiver",)
+
+    def __init__(self, receiver: WebhookReceiver) -> None:
+        self.receiver = receiver
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        response = await self.receiver._endpoint(Request(scope, receive))
+        await response(scope, receive, send)
+
+
+class WebhookReceiver:
+    """An ASGI app receiving provider callbacks at ``/hooks/{provider}`` and publishing their events.
+
+    Mount it in your own ASGI server (it is an ASGI callable; :attr:`app` is the
+    Starlette app) or serve it alone (``eventbus serve``). Build it inside the
+    event loop where ``bus`` lives.
+    """
+
+    def __init__(
+        self,
+        bus: Publisher,
+        parsers: Mapping[str, Parser] | None = None,
+        *,
+        secret: str | bytes | None = None,
+        tolerance: float = signing.DEFAULT_TOLERANCE,
+        max_body: int = DEFAULT_MAX_BODY,
+        dedupe_size: int = DEFAULT_DEDUPE_SIZE,
+        publish_timeout: float = 30.0,
+        path: str = "/hooks/{provider}",
+    ) -> None:
+        if max_body < 1 or dedupe_size < 1 or publish_timeout <= 0 or tolerance < 0:
+            raise ValueError("max_body, dedupe_size and publish_timeout must be positive, tolerance >= 0")
+        if "{provider}" not in path:
+            raise ValueError("path must contain '{provider}'")
+        if secret is not None:
+            signing.sign(secret, "check", 0, b"")  # a malformed whsec_ secret fails here, not per request
+        self._bus = bus
+        self._parsers: dict[str, Parser] = dict(parsers or {})
+        self._secret = secret
+        self._tolerance = tolerance
+        self._max_body = max_body
+        self._dedupe_size = dedupe_size
+        self._publish_timeout = publish_timeout
+        self._seen: OrderedDict[str, None] = OrderedDict()
+        self._inflight: dict[str, anyio.Event] = {}
+        self._counts = {"accepted": 0, "duplicates": 0, "refused": 0, "published": 0, "unavailable": 0}
+        try:
+            self._token: anyio.lowlevel.EventLoopToken | None = anyio.lowlevel.current_token()
+            self._bus_thread: int | None = threading.get_ident()
+        except RuntimeError:  # built outside an event loop: adopt the serving loop on first use
+            self._token = None
+            self._bus_thread = None
+        self.path = path
+        # An ASGI endpoint (not a function) so that every method reaches it and a
+        # wrong one is answered and signalled here, not by Starlette's default 405.
+        self.app = Starlette(routes=[Route(path, _Endpoint(self))])
+
+    # -- configuration ---------------------------------------------------
+
+    def register(self, provider: str, parse: Parser) -> None:
+        """Route ``/hooks/{provider}`` to ``parse`` (replacing any earlier parser)."""
+        self._parsers[provider] = parse
+
+    @property
+    def providers(self) -> list[str]:
+        """The providers with a registered parser."""
+        return sorted(self._parsers)
+
+    def stats(self) -> dict[str, int]:
+        """Counters: accepted requests, duplicates, refusals, events published, 503s."""
+        return dict(self._counts)
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await self.app(scope, receive, send)
+
+    # -- the request ------------------------------------------------------
+
+    async def _endpoint(self, request: Request) -> Response:
+        provider = request.path_params.get("provider", "")
+        body = b""
+        try:
+            parse = self._check_envelope(request, provider)
+            body = await self._read_body(request)
+            headers = request.headers
+            key = self._dedupe_key(provider, headers, body)
+            return await self._deliver(provider, key, parse, body, headers)
+        except _Refused as refusal:
+            self._counts["refused"] += 1
+            known = provider if provider in self._parsers else ""
+            signal = ev.InvalidSignal(
+                id=ev.new_id(),
+                provider=known,
+                job_id="",
+                source="webhook",
+                reason=refusal.reason,
+                excerpt=ev.excerpt(refusal.raw or body),
+                status=refusal.status,
+            )
+            try:
+                await self._publish([signal])
+            except Exception as exc:  # the answer to the sender does not depend on it
+                _log.warning("webhook refusal not published", reason=refusal.reason, error=repr(exc))
+            return _answer(refusal.status, {"error": refusal.reason}, refusal.headers)
+
+    def _check_envelope(self, request: Request, provider: str) -> Parser:
+        if request.method != "POST":
+            raise _Refused(405, f"method {request.method} not allowed: send POST", headers={"Allow": "POST"})
+        parse = self._parsers.get(provider)
+        if parse is None:
+            known = ", ".join(self.providers) or "none"
+            name = ev.excerpt(provider, _NAME_LIMIT)
+            raise _Refused(404, f"unknown provider {name!r} in the webhook URL (known: {known})")
+        content_type = request.headers.get("content-type", "")
+        if not _is_json(content_type):
+            shown = ev.excerpt(content_type, _NAME_LIMIT) or "none"
+            raise _Refused(415, f"Content-Type must be application/json, got {shown}")
+        length = request.headers.get("content-length")
+        if length is not None:
+            if not length.isdigit():
+                raise _Refused(400, "Content-Length is not a non-negative integer")
+            if int(length) > self._max_body:
+                raise _Refused(413, f"body of {length} bytes exceeds the {self._max_body}-byte limit")
+        return parse
+
+    async def _read_body(self, request: Request) -> bytes:
+        # Read message by message so that a chunked (length-less) body is cut
+        # off at the limit instead of being buffered whole.
+        chunks: list[bytes] = []
+        size = 0
+        receive = request.receive
+        while True:
+            message = await receive()
+            if message["type"] != "http.request":  # http.disconnect
+                raise _Refused(400, "client disconnected before sending the whole body", b"".join(chunks))
+            chunk = message.get("body", b"")
+            size += len(chunk)
+            if size > self._max_body:
+                raise _Refused(413, f"body exceeds the {self._max_body}-byte limit (stopped reading)", b"".join(chunks))
+            chunks.append(chunk)
+            if not message.get("more_body", False):
+                return chunks[0] if len(chunks) == 1 else b"".join(chunks)
+
+    def _dedupe_key(self, provider: str, headers: Mapping[str, str], body: bytes) -> str:
+        if self._secret is not None:
+            try:
+                msg_id = signing.verify(self._secret, headers, body, tolerance=self._tolerance)
+            except signing.SignatureError as exc:
+                raise _Refused(401, f"signature check failed: {exc}") from None
+            return f"{provider}\0id\0{msg_id}"
+        msg_id = headers.get(signing.HEADER_ID)
+        if msg_id:
+            return f"{provider}\0id\0{msg_id}"
+        return f"{provider}\0sha256\0{hashlib.sha256(body).hexdigest()}"
+
+    async def _deliver(
+        self, provider: str, key: str, parse: Parser, body: bytes, headers: Mapping[str, str]
+    ) -> Response:
+        # A concurrent copy of the same webhook waits for the first one's outcome
+        # instead of publishing twice.
+        while (pending := self._inflight.get(key)) is not None:
+            with anyio.move_on_after(self._publish_timeout + 1) as waited:
+                await pending.wait()
+            if waited.cancelled_caught:
+                return _answer(503, {"error": "an identical webhook is still being handled; retry later"})
+        if key in self._seen:
+            self._seen.move_to_end(key)
+            self._counts["duplicates"] += 1
+            return _answer(200, {"ok": True, "duplicate": True})
+        try:
+            events = parse(body, headers)
+        except (ValueError, LookupError, TypeError) as exc:
+            raise _Refused(400, f"{provider} webhook body not usable: {exc}") from None
+        done = self._inflight[key] = anyio.Event()
+        try:
+            try:
+                await self._publish(events)
+            except Exception as exc:
+                self._counts["unavailable"] += 1
+                _log.warning("webhook events not published; answering 503", provider=provider, error=repr(exc))
+                return _answer(503, {"error": "the event bus is unavailable; retry later"}, {"Retry-After": "1"})
+            self._seen[key] = None
+            if len(self._seen) > self._dedupe_size:
+                self._seen.popitem(last=False)
+        finally:
+            del self._inflight[key]
+            done.set()
+        self._counts["accepted"] += 1
+        self._counts["published"] += len(events)
+        return _answer(200, {"ok": True, "events": len(events)})
+
+    # -- handing events to the bus ---------------------------------------
+
+    async def _publish(self, events: Sequence[ev.Event]) -> None:
+        """Hand ``events`` to the bus, in its own loop; return once it accepted all of them."""
+        if not events:
+            return
+        if self._bus_thread is None:
+            self._bus_thread = threading.get_ident()
+        if threading.get_ident() == self._bus_thread:
+            await self._publish_here(events)
+        else:
+            await anyio.to_thread.run_sync(self._publish_from_thread, events)
+
+    def _publish_from_thread(self, events: Sequence[ev.Event]) -> None:
+        anyio.from_thread.run(self._publish_here, events, token=self._token)
+
+    async def _publish_here(self, events: Sequence[ev.Event]) -> None:
+        bus = self._bus
+        with anyio.fail_after(self._publish_timeout):
+            for event in events:
+                await bus.publish(event)
