@@ -1,0 +1,152 @@
+"""What the four simulated providers share: state, auth tokens, throttling, faults, body parsing."""
+
+from __future__ import annotations
+
+import hashlib
+import random
+import secrets
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import anyio.abc
+import msgspec
+from starlette.requests import Request
+from starlette.responses import Response
+
+from adapters.simulator.config import Clock, SimulatorConfig
+
+__all__ = ["BodyError", "SimState", "json_response", "read_json", "stable_fraction"]
+
+
+def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
+    return Response(msgspec.json.encode(data), status_code=status, headers=headers, media_type="application/json")
+
+
+class BodyError(Exception):
+    """A request body the provider would refuse; carries the response to send."""
+
+    def __init__(self, response: Response) -> None:
+        self.response = response
+
+
+async def read_body(request: Request, limit: int) -> bytes:
+    """The body, refusing more than ``limit`` bytes while reading (413)."""
+    declared = request.headers.get("content-length")
+    if declared is not None and declared.isdigit() and int(declared) > limit:
+        raise BodyError(json_response({"error": "request body too large"}, 413))
+    chunks: list[bytes] = []
+    size = 0
+    async for chunk in request.stream():
+        size += len(chunk)
+        if size > limit:
+            raise BodyError(json_response({"error": "request body too large"}, 413))
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def read_json(request: Request, limit: int, error: Callable[[str], Response]) -> Any:
+    """Decode a JSON body or raise BodyError with the provider's own 400 shape."""
+    body = await read_body(request, limit)
+    try:
+        return msgspec.json.decode(body)
+    except msgspec.DecodeError as exc:
+        raise BodyError(error(f"malformed JSON body: {exc}")) from None
+
+
+def stable_fraction(*parts: object, seed: int = 0) -> float:
+    """A deterministic number in [0, 1) from ``parts`` and the seed (the outcome rules use it)."""
+    digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big") / 2**64
+
+
+@dataclass
+class _Token:
+    provider: str
+    expires_at: float
+
+
+@dataclass
+class SimState:
+    """The simulator's mutable state, shared by the provider routes; introspectable by tests."""
+
+    config: SimulatorConfig
+    clock: Clock
+    rng: random.Random = field(init=False)
+    tokens: dict[str, _Token] = field(default_factory=dict)
+    windows: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    api_requests: int = 0
+    burst_left: int = 0
+    requests_by_path: dict[str, int] = field(default_factory=dict)
+    jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # provider -> job id -> job
+    task_group: anyio.abc.TaskGroup | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        self.rng = random.Random(self.config.seed)
+
+    # --- tokens -------------------------------------------------------------
+
+    def issue_token(self, provider: str) -> tuple[str, float]:
+        token = secrets.token_urlsafe(24)
+        expires_at = self.clock.now() + self.config.token_ttl
+        self.tokens[token] = _Token(provider, expires_at)
+        return token, expires_at
+
+    def token_valid(self, provider: str, token: str | None) -> bool:
+        if not token:
+            return False
+        entry = self.tokens.get(token)
+        return entry is not None and entry.provider == provider and entry.expires_at > self.clock.now()
+
+    # --- throttling ------------------------------------------------------------
+
+    def throttle(self, provider: str, key: str) -> tuple[bool, int, int, float]:
+        """Count one request; return (allowed, limit, remaining, seconds until the window resets)."""
+        rule = self.config.throttle.get(provider)
+        if rule is None:
+            return True, 0, 0, 0.0
+        now = self.clock.now()
+        window_index = int(now // rule.window)
+        slot = (provider, key, window_index)
+        used = self.windows.get(slot, 0) + 1
+        self.windows[slot] = used
+        reset = (window_index + 1) * rule.window - now
+        return used <= rule.limit, rule.limit, max(rule.limit - used, 0), reset
+
+    # --- faults -----------------------------------------------------------------
+
+    def next_request_fails(self) -> bool:
+        """Count an API request; True when the 5xx-burst fault says this one gets a 503."""
+        faults = self.config.faults
+        self.api_requests += 1
+        if self.burst_left > 0:
+            self.burst_left -= 1
+            return True
+        if faults.error_every and self.api_requests % faults.error_every == 0:
+            self.burst_left = max(faults.error_burst - 1, 0)
+            return True
+        return False
+
+    def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        """Run a background job in the simulator's task group."""
+        assert self.task_group is not None, "the simulator app is not running (lifespan not started)"
+        self.task_group.start_soon(fn, *args)
+
+    def count_path(self, key: str) -> None:
+        self.requests_by_path[key] = self.requests_by_path.get(key, 0) + 1
+
+
+async def pace(state: SimState, total: int, step: Callable[[int, int], Awaitable[None] | None]) -> None:
+    """Advance a job's items at the configured speed, calling ``step(start, end)`` per tick."""
+    config = state.config
+    per_tick = max(1, round(config.tick / config.item_time)) if config.item_time > 0 else total or 1
+    start = 0
+    while start < total:
+        await anyio.sleep(config.tick if config.item_time > 0 else 0)
+        end = min(total, start + per_tick)
+        result = step(start, end)
+        if result is not None:
+            await result
+        start = end

@@ -1,0 +1,180 @@
+"""Simulated Datananas: bulk create with progress over one account-wide WebSocket.
+
+``POST /contacts/bulk`` broadcasts ``contact_bulk_create_starting`` to every
+connected socket of the account *before* it answers 200, then one
+``contact_bulk_create_running`` per contact (``i`` is the 0-based index of the
+contact) and one ``contact_bulk_create_ending`` with the counts. A contact
+whose email the account already has is *updated*, any other is *created*.
+Sockets connect to ``/ws?token=...``; a bad token is refused at the handshake
+(HTTP 403). Nothing missed while disconnected is replayed.
+
+Quotas (402, nothing created): contacts whose ``source`` is ``"connect"``
+count against the daily Connect quota (``contact_connect_quotas``); every new
+contact counts against the account total (``contact_total_quotas``).
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+
+import anyio
+import msgspec
+from anyio.streams.memory import MemoryObjectSendStream
+from starlette.requests import Request
+from starlette.responses import Response
+from starlette.routing import Route, WebSocketRoute
+from starlette.websockets import WebSocket, WebSocketDisconnect
+
+from adapters.simulator.common import SimState, json_response, pace, read_json
+
+__all__ = ["MAX_CONTACTS", "routes"]
+
+PROVIDER = "datananas"
+MAX_CONTACTS = 10_000
+STARTING = "contact_bulk_create_starting"
+RUNNING = "contact_bulk_create_running"
+ENDING = "contact_bulk_create_ending"
+_SOCKET_BUFFER = 200_000  # frames queued per socket before the server drops a slow client
+
+
+def _error(message: str, status: int = 400, **extra: Any) -> Response:
+    return json_response({"error": message, **extra}, status)
+
+
+class Datananas:
+    """The Datananas routes and WebSocket hub, bound to one simulator state."""
+
+    def __init__(self, state: SimState) -> None:
+        self.state = state
+        self.jobs: dict[str, dict[str, Any]] = state.jobs.setdefault(PROVIDER, {})
+        self.emails: set[str] = set()
+        self.connect_used = 0
+        self.sockets: set[MemoryObjectSendStream[bytes]] = set()
+        self.frames_sent = 0
+        self.connections = 0
+        state.extra["datananas"] = self
+
+    def _authorized(self, token: str | None) -> bool:
+        return bool(token) and token == self.state.config.credentials.datananas_token
+
+    def _broadcast(self, event: str, data: dict[str, Any]) -> None:
+        frame = msgspec.json.encode({"event": event, "data": data})
+        for stream in list(self.sockets):
+            try:
+                stream.send_nowait(frame)
+            except (anyio.WouldBlock, anyio.BrokenResourceError, anyio.ClosedResourceError):
+                self.sockets.discard(stream)  # a client too slow to keep up is dropped, as a server would
+                stream.close()
+
+    async def bulk(self, request: Request) -> Response:
+        if request.method != "POST":
+            return _error("Method not allowed", 405)
+        header = request.headers.get("authorization", "")
+        if not self._authorized(header[7:] if header.lower().startswith("bearer ") else None):
+            return _error("unauthorized", 401)
+        allowed, *_, reset = self.state.throttle(PROVIDER, "account")
+        if not allowed:
+            return json_response(
+                {"error": "too many requests"}, 429, headers={"Retry-After": str(max(1, round(reset)))}
+            )
+        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+            return _error("Content-Type must be application/json", 415)
+        data = await read_json(request, self.state.config.max_body, _error)
+        if not isinstance(data, dict):
+            return _error('body must be an object: {"list": ..., "contacts": [...]}')
+        contacts = data.get("contacts")
+        if not isinstance(contacts, list) or not 1 <= len(contacts) <= MAX_CONTACTS:
+            count = len(contacts) if isinstance(contacts, list) else 0
+            return _error(f"contacts must hold 1 to {MAX_CONTACTS} contacts, got {count}")
+        for i, contact in enumerate(contacts):
+            if not isinstance(contact, dict):
+                return _error(f"contacts[{i}] must be an object")
+            if not isinstance(contact.get("email"), str) and not isinstance(contact.get("linkedinUrl"), str):
+                return _error(f"contacts[{i}] needs an email or a linkedinUrl", field="email", index=i)
+        lst = data.get("list")
+        if isinstance(lst, dict):
+            list_id = str(lst.get("id") or lst.get("_id") or uuid.uuid4().hex[:12])
+        elif isinstance(lst, str | int) and lst != "":
+            list_id = str(lst)
+        else:
+            return _error('"list" is required: a list object or a list id')
+        config = self.state.config
+        connect = sum(1 for c in contacts if c.get("source") == "connect")
+        if config.datananas_connect_quota is not None and self.connect_used + connect > config.datananas_connect_quota:
+            return json_response({"reason": "contact_connect_quotas"}, 402)
+        new = sum(1 for c in contacts if str(c.get("email", "")).lower() not in self.emails)
+        if config.datananas_total_quota is not None and len(self.emails) + new > config.datananas_total_quota:
+            return json_response({"reason": "contact_total_quotas"}, 402)
+        self.connect_used += connect
+        job_uuid = str(uuid.uuid4())
+        job = {"uuid": job_uuid, "listId": list_id, "total": len(contacts), "created": 0, "updated": 0}
+        self.jobs[job_uuid] = job
+        self._broadcast(STARTING, {"listId": list_id, "uuid": job_uuid})
+        self.state.spawn(self._process, job, contacts)
+        return json_response({"uuid": job_uuid, "listId": list_id, "total": len(contacts)})
+
+    async def _process(self, job: dict[str, Any], contacts: list[dict[str, Any]]) -> None:
+        total = job["total"]
+
+        def step(start: int, end: int) -> None:
+            for i in range(start, end):
+                email = str(contacts[i].get("email") or contacts[i].get("linkedinUrl")).lower()
+                if email in self.emails:
+                    job["updated"] += 1
+                else:
+                    self.emails.add(email)
+                    job["created"] += 1
+                self._broadcast(RUNNING, {"uuid": job["uuid"], "i": i, "total": total})
+
+        await pace(self.state, total, step)
+        self._broadcast(ENDING, {"uuid": job["uuid"], "created": job["created"], "updated": job["updated"]})
+
+    async def socket(self, websocket: WebSocket) -> None:
+        if not self._authorized(websocket.query_params.get("token")):
+            await websocket.close(code=1008)  # before accept: the handshake is refused (403)
+            return
+        await websocket.accept()
+        self.connections += 1
+        faults = self.state.config.faults
+        if faults.ws_accept_then_close:
+            await websocket.close(code=1011)
+            return
+        send, receive = anyio.create_memory_object_stream[bytes](_SOCKET_BUFFER)
+        self.sockets.add(send)
+        try:
+            async with anyio.create_task_group() as tg:
+
+                async def watch_client() -> None:
+                    try:
+                        while True:
+                            await websocket.receive_text()
+                    except (WebSocketDisconnect, RuntimeError):
+                        pass
+                    tg.cancel_scope.cancel()
+
+                tg.start_soon(watch_client)
+                sent = 0
+                async with receive:
+                    async for frame in receive:
+                        await websocket.send_text(frame.decode())
+                        sent += 1
+                        self.frames_sent += 1
+                        if faults.ws_drop_after and sent >= faults.ws_drop_after:
+                            await websocket.close(code=1011)
+                            break
+                tg.cancel_scope.cancel()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            pass
+        finally:
+            self.sockets.discard(send)
+            send.close()
+
+
+def routes(state: SimState) -> list[Route | WebSocketRoute]:
+    """The Datananas routes, to mount under ``/datananas``."""
+    d = Datananas(state)
+    return [
+        Route("/contacts/bulk", d.bulk, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
+        WebSocketRoute("/ws", d.socket),
+    ]

@@ -1,0 +1,56 @@
+"""Run the local provider simulator (InsideView, Mautic, Datananas, Pronto) until Ctrl-C or SIGTERM."""
+
+from __future__ import annotations
+
+import argparse
+
+NAME = "simulate"
+HELP = "run the local provider simulator on one port"
+ORDER = 60
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765; 0 picks a free one)")
+    parser.add_argument("--seed", type=int, default=0, help="seed for outcomes and faults (default: 0)")
+    parser.add_argument(
+        "--item-time", type=float, default=None, metavar="SECONDS", help="simulated work per contact (default: 0.0002)"
+    )
+    parser.add_argument(
+        "--fault",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="switch a fault on (repeatable), e.g. ws_drop_after=100, duplicate_webhooks=0.2; see docs/simulator.md",
+    )
+    parser.add_argument("--webhook-secret", default=None, help="sign outgoing webhooks (Standard Webhooks)")
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+    import threading
+
+    from adapters.simulator import SimulatorConfig, parse_fault, simulator
+
+    faults = None
+    for spec in args.fault:
+        faults = parse_fault(spec, faults)
+    config = SimulatorConfig(seed=args.seed, webhook_secret=args.webhook_secret)
+    if faults is not None:
+        config.faults = faults
+    if args.item_time is not None:
+        if args.item_time < 0:
+            from eventbus.exceptions import ConfigError
+
+            raise ConfigError("--item-time must not be negative")
+        config.item_time = args.item_time
+    stop = threading.Event()
+    signal.signal(signal.SIGTERM, lambda *_: stop.set())
+    with simulator(config, host=args.host, port=args.port) as sim:
+        print(f"listening on {sim.base_url}", flush=True)
+        try:
+            while not stop.wait(3600):
+                pass
+        except KeyboardInterrupt:
+            pass
+    return 0

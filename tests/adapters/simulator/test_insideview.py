@@ -1,0 +1,232 @@
+"""Simulator conformance: InsideView, as providers.md describes it, over real loopback HTTP."""
+
+from __future__ import annotations
+
+import csv
+import io
+import xml.etree.ElementTree as ET
+
+import httpx
+import pytest
+
+from adapters.simulator import Simulator, SimulatorConfig, Throttle
+from tests.adapters.simulator.helpers import insideview_token, poll_until
+
+pytestmark = pytest.mark.anyio
+
+
+async def submit(client: httpx.AsyncClient, sim: Simulator, token: str, ids: list[str], **params) -> httpx.Response:
+    return await client.post(
+        sim.urls["insideview"] + "/target/contact/job",
+        params=params,
+        content="\n".join(ids),
+        headers={"accessToken": token, "content-type": "text/plain", "accept": "application/json"},
+    )
+
+
+async def test_login_returns_token_details(simulator: Simulator) -> None:
+    """The login endpoint returns accessTokenDetails with a bearer token and an expiration time."""
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            simulator.urls["insideview_login"] + "/Auth/login/v1/token.json",
+            params={"clientId": "demo", "clientSecret": "demo", "grantType": "cred"},
+        )
+    details = r.json()["accessTokenDetails"]
+    assert r.status_code == 200 and details["tokenType"] == "bearer" and details["accessToken"]
+    assert details["expirationTime"].endswith("Z")
+
+
+async def test_login_refuses_bad_credentials(simulator: Simulator) -> None:
+    """Wrong client credentials get 401; a wrong grant type gets 400."""
+    async with httpx.AsyncClient() as client:
+        url = simulator.urls["insideview_login"] + "/Auth/login/v1/token.json"
+        bad = await client.post(url, params={"clientId": "demo", "clientSecret": "nope", "grantType": "cred"})
+        grant = await client.post(url, params={"clientId": "demo", "clientSecret": "demo", "grantType": "x"})
+    assert bad.status_code == 401 and grant.status_code == 400
+
+
+async def test_token_goes_in_accessToken_header(simulator: Simulator) -> None:
+    """Calls without the accessToken header, or with it in Authorization, get 401."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await client.post(
+            simulator.urls["insideview"] + "/target/contact/job",
+            content="1",
+            headers={"Authorization": f"Bearer {token}", "content-type": "text/plain"},
+        )
+    assert r.status_code == 401
+
+
+async def test_token_expires_after_an_hour(simulator: Simulator) -> None:
+    """A token stops working once the simulator's clock passes one hour."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        assert (await submit(client, simulator, token, ["1"])).status_code == 200
+        simulator.clock.advance(3601)
+        assert (await submit(client, simulator, token, ["1"])).status_code == 401
+
+
+async def test_submit_answers_200_json_when_asked(simulator: Simulator) -> None:
+    """A job submission answers 200 (not 202) with jobId, status accepted and the job type."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await submit(client, simulator, token, ["123", "456"])
+    body = r.json()
+    assert r.status_code == 200
+    assert body["status"] == "accepted" and body["type"] == "targetContactDetails" and body["jobId"]
+
+
+async def test_submit_defaults_to_xml(simulator: Simulator) -> None:
+    """Without an Accept header the answer is XML: BulkJobStatus with jobId, status and type."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await client.post(
+            simulator.urls["insideview"] + "/target/contact/job",
+            content="1\n2",
+            headers={"accessToken": token, "content-type": "text/plain"},
+        )
+    root = ET.fromstring(r.text)
+    assert r.headers["content-type"].startswith("application/xml")
+    assert root.tag == "BulkJobStatus" and root.findtext("status") == "accepted" and root.findtext("jobId")
+
+
+async def test_submit_limits(simulator: Simulator) -> None:
+    """More than 10,000 ids, or none, is a 400 whose body says why; 10,000 exactly is fine."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        ok = await submit(client, simulator, token, [str(i) for i in range(10_000)])
+        over = await submit(client, simulator, token, [str(i) for i in range(10_001)])
+        empty = await submit(client, simulator, token, [])
+    assert ok.status_code == 200
+    assert over.status_code == 400 and "at most 10000" in over.json()["message"]
+    assert empty.status_code == 400 and "no contact ids" in empty.json()["message"]
+
+
+async def test_submit_wrong_content_type_is_415_and_wrong_method_405(simulator: Simulator) -> None:
+    """A JSON body gets 415; a GET on the submit path gets 405."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await client.post(
+            simulator.urls["insideview"] + "/target/contact/job", json=["1"], headers={"accessToken": token}
+        )
+        m = await client.put(simulator.urls["insideview"] + "/target/contact/job", headers={"accessToken": token})
+    assert r.status_code == 415 and m.status_code == 405
+
+
+async def test_job_progresses_to_finished_with_counts(simulator: Simulator) -> None:
+    """Job status moves to finished with processed == total."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        job_id = (await submit(client, simulator, token, [str(i) for i in range(300)])).json()["jobId"]
+        url = simulator.urls["insideview"] + f"/target/contact/job/{job_id}"
+        r = await poll_until(
+            lambda: client.get(url, headers={"accessToken": token, "accept": "application/json"}),
+            lambda r: r.json()["status"] == "finished",
+        )
+    assert r.json()["processed"] == r.json()["total"] == 300
+
+
+async def test_results_csv_follows_the_outcome_rule(simulator: Simulator) -> None:
+    """The CSV has the documented columns, one row per id: found, 404-602 if it ends in 7, 400-110 if not numeric."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        job_id = (await submit(client, simulator, token, ["100", "107", "abc"])).json()["jobId"]
+        base = simulator.urls["insideview"] + f"/target/contact/job/{job_id}"
+        await poll_until(
+            lambda: client.get(base, headers={"accessToken": token, "accept": "application/json"}),
+            lambda r: r.json()["status"] == "finished",
+        )
+        r = await client.get(base + "/results", headers={"accessToken": token})
+    rows = list(csv.DictReader(io.StringIO(r.text)))
+    assert r.headers["content-type"].startswith("text/csv")
+    assert list(rows[0]) == [
+        "newContactId", "contactId", "firstName", "lastName", "email", "emailValidationStatus",
+        "companyId", "companyName", "status", "errorCode", "errorMessage",
+    ]  # fmt: skip
+    assert [(row["newContactId"], row["status"], row["errorCode"]) for row in rows] == [
+        ("100", "found", ""),
+        ("107", "error", "404-602"),
+        ("abc", "error", "400-110"),
+    ]
+
+
+async def test_results_before_finished_is_refused(simulator: Simulator) -> None:
+    """Asking for results of an unknown job is 404."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await client.get(
+            simulator.urls["insideview"] + "/target/contact/job/nope/results", headers={"accessToken": token}
+        )
+    assert r.status_code == 404
+
+
+async def test_delete_aborts_a_running_job(sim_config: SimulatorConfig) -> None:
+    """DELETE aborts a job that is not finished; a second DELETE is refused."""
+    from adapters.simulator import run_simulator
+
+    sim_config.item_time = 0.01  # slow enough to abort mid-way
+    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        token = await insideview_token(client, sim)
+        job_id = (await submit(client, sim, token, [str(i) for i in range(5000)])).json()["jobId"]
+        url = sim.urls["insideview"] + f"/target/contact/job/{job_id}"
+        first = await client.delete(url, headers={"accessToken": token, "accept": "application/json"})
+        second = await client.delete(url, headers={"accessToken": token, "accept": "application/json"})
+    assert first.status_code == 200 and first.json()["status"] == "aborted"
+    assert second.status_code == 400
+
+
+async def test_status_webhooks_on_each_change(simulator: Simulator, webhook_sink) -> None:
+    """With webhook=, the service POSTs {jobId, status, type} for processing and then finished."""
+    sink, url = webhook_sink
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        job_id = (await submit(client, simulator, token, ["1", "2"], webhook=url)).json()["jobId"]
+        await sink.wait_for(2)
+    assert [(b["jobId"], b["status"], b["type"]) for b in sink.bodies()] == [
+        (job_id, "processing", "targetContactDetails"),
+        (job_id, "finished", "targetContactDetails"),
+    ]
+
+
+async def test_throttled_without_retry_after(sim_config: SimulatorConfig) -> None:
+    """Over the per-token budget the answer is 429 with no Retry-After header."""
+    from adapters.simulator import run_simulator
+
+    sim_config.throttle["insideview"] = Throttle(limit=2, window=300)
+    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        token = await insideview_token(client, sim)
+        codes = [(await submit(client, sim, token, ["1"])) for _ in range(3)]
+    assert [r.status_code for r in codes] == [200, 200, 429]
+    assert "retry-after" not in codes[2].headers
+
+
+async def test_bulk_fetch_dedupes_and_reports_per_item_errors(simulator: Simulator) -> None:
+    """Bulk Contact Fetch collapses duplicates, keeps request order and gives per-id errors."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await client.post(
+            simulator.urls["insideview"] + "/contact/bulk",
+            json={"contactIds": ["16935075", "16935075", "abc", "17"]},
+            headers={"accessToken": token},
+        )
+    body = r.json()
+    assert r.status_code == 200
+    assert [e["requestedContactId"] for e in body] == ["16935075", "abc", "17"]
+    assert body[0]["contact"]["contactId"] == 16935075
+    assert body[1]["error"] == {"errorCode": "400-110", "errorMessage": "Contact id is not valid."}
+    assert body[2]["error"]["errorCode"] == "404-602"
+
+
+async def test_bulk_fetch_limits_and_methods(simulator: Simulator) -> None:
+    """More than 50 distinct ids is 400; a GET is 405; malformed JSON is 400, never 500."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        url = simulator.urls["insideview"] + "/contact/bulk"
+        over = await client.post(url, json={"contactIds": [str(i) for i in range(51)]}, headers={"accessToken": token})
+        dupes = await client.post(url, json={"contactIds": ["1"] * 80}, headers={"accessToken": token})
+        get = await client.get(url, headers={"accessToken": token})
+        bad = await client.post(
+            url, content=b"{nope", headers={"accessToken": token, "content-type": "application/json"}
+        )
+    assert over.status_code == 400 and dupes.status_code == 200
+    assert get.status_code == 405 and bad.status_code == 400
