@@ -1,0 +1,471 @@
+"""WebSocketSource against real websockets servers on loopback, and the Correlator."""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import socket
+import threading
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+
+import anyio
+import msgspec
+import pytest
+import websockets.asyncio.server
+
+from adapters.backoff import Backoff
+from adapters.websocket import Correlator, WebSocketSource
+from eventbus import events as ev
+from eventbus.bus import Bus, Subscription
+
+# --- a Datananas-like frame parser (sans-I/O, as the provider module will be) ------------
+
+
+class _Running(msgspec.Struct):
+    uuid: str
+    i: int
+    total: int
+
+
+class _Frame(msgspec.Struct):
+    event: str
+    data: _Running
+
+
+_frame = msgspec.json.Decoder(_Frame)
+
+
+def parse_frame(frame: str | bytes) -> list[ev.Event]:
+    message = _frame.decode(frame)
+    if message.event != "contact_bulk_create_running":
+        raise ValueError(f"unknown event {message.event!r}")
+    d = message.data
+    return [
+        ev.JobProgress(
+            id=ev.event_id("datananas", d.uuid, "running", d.i),
+            provider="datananas",
+            job_id=d.uuid,
+            source="websocket",
+            done=d.i + 1,
+            total=d.total,
+        )
+    ]
+
+
+def frame(i: int, uuid: str = "u1", total: int = 100) -> str:
+    return msgspec.json.encode(
+        {"event": "contact_bulk_create_running", "data": {"uuid": uuid, "i": i, "total": total}}
+    ).decode()
+
+
+# --- real servers in a background thread with their own asyncio loop ---------------------
+
+Handler = Callable[[websockets.asyncio.server.ServerConnection], Awaitable[None]]
+
+
+class WsServer:
+    """A real `websockets` server on loopback (asyncio-only, hence its own thread), counting connections."""
+
+    def __init__(self, handler: Handler) -> None:
+        self.handler = handler
+        self.connections = 0
+        self.requests: list[tuple[str, str | None]] = []
+        self.port = 0
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._done: asyncio.Event | None = None
+        self._thread = threading.Thread(target=lambda: asyncio.run(self._main()), daemon=True)
+
+    async def _serve(self, ws: websockets.asyncio.server.ServerConnection) -> None:
+        self.connections += 1
+        self.requests.append((ws.request.path, ws.request.headers.get("authorization")))
+        await self.handler(ws)
+
+    async def _main(self) -> None:
+        self._loop = asyncio.get_running_loop()
+        self._done = asyncio.Event()
+        async with websockets.asyncio.server.serve(self._serve, "127.0.0.1", 0) as server:
+            self.port = next(iter(server.sockets)).getsockname()[1]
+            self._ready.set()
+            await self._done.wait()
+
+    @property
+    def url(self) -> str:
+        return f"ws://127.0.0.1:{self.port}/ws"
+
+    def __enter__(self) -> WsServer:
+        self._thread.start()
+        assert self._ready.wait(10)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        assert self._loop is not None and self._done is not None
+        self._loop.call_soon_threadsafe(self._done.set)
+        self._thread.join(10)
+
+
+class SilentServer:
+    """Completes the WebSocket handshake by hand, then never answers anything (no pongs)."""
+
+    def __init__(self) -> None:
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        conn, _ = self._sock.accept()
+        with conn:
+            request = b""
+            while b"\r\n\r\n" not in request:
+                request += conn.recv(4096)
+            key = next(
+                line.split(b":", 1)[1].strip()
+                for line in request.split(b"\r\n")
+                if line.lower().startswith(b"sec-websocket-key:")
+            )
+            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+            conn.sendall(
+                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
+            )
+            while conn.recv(4096):  # swallow pings until the client gives up and closes
+                pass
+
+    def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join(10)
+        self._sock.close()
+
+
+async def stay_open(ws: websockets.asyncio.server.ServerConnection) -> None:
+    await ws.wait_closed()
+
+
+def quick_backoff(max_attempts: int | None = 3) -> Backoff:
+    return Backoff(base=0.001, cap=0.005, jitter=0.0, max_attempts=max_attempts)
+
+
+@asynccontextmanager
+async def watched(**source_options: object) -> AsyncIterator[tuple[Subscription, WebSocketSource]]:
+    """A Bus with one subscription, and a running source publishing to it."""
+    async with Bus() as bus, bus.subscribe("test", buffer=10_000) as sub:
+        options = {"provider": "datananas", "backoff": quick_backoff(), "healthy_after": 60.0, **source_options}
+        url = options.pop("url")
+        async with WebSocketSource(url, parse_frame, bus, **options) as source:  # type: ignore[arg-type]
+            with anyio.fail_after(10):
+                yield sub, source
+
+
+async def take(sub: Subscription, n: int) -> list[ev.Event]:
+    return [await sub.receive() for _ in range(n)]
+
+
+def shape(events: list[ev.Event]) -> list[object]:
+    """Events as comparable tuples: states with attempt, progress by done, invalid by reason start."""
+    out: list[object] = []
+    for e in events:
+        match e:
+            case ev.SourceState():
+                out.append((e.state, e.attempt))
+            case ev.JobProgress():
+                out.append(e.done)
+            case ev.InvalidSignal():
+                out.append("invalid")
+    return out
+
+
+pytestmark = pytest.mark.anyio
+
+
+# --- frames ------------------------------------------------------------------------------
+
+
+async def test_frames_are_delivered_in_order() -> None:
+    """Every frame becomes its event on the bus, in the order sent, after a `connected` state."""
+
+    async def send_50(ws: websockets.asyncio.server.ServerConnection) -> None:
+        for i in range(50):
+            await ws.send(frame(i))
+        await ws.wait_closed()
+
+    with WsServer(send_50) as server:
+        async with watched(url=server.url) as (sub, source):
+            events = await take(sub, 51)
+    assert shape(events) == [("connected", 0), *range(1, 51)]
+    assert source.frames == 50
+
+
+async def test_malformed_frames_become_invalid_signals_and_the_connection_stays() -> None:
+    """Garbage, invalid UTF-8 and unknown events give InvalidSignal; later frames arrive on the same connection."""
+
+    async def mixed(ws: websockets.asyncio.server.ServerConnection) -> None:
+        for message in (
+            frame(0),
+            "not json",
+            b"\xff\xfe\x00",
+            '{"event": "nope", "data": {"uuid": "u", "i": 0, "total": 1}}',
+            frame(1),
+        ):
+            await ws.send(message)
+        await ws.wait_closed()
+
+    with WsServer(mixed) as server:
+        async with watched(url=server.url) as (sub, _):
+            events = await take(sub, 6)
+    assert shape(events) == [("connected", 0), 1, "invalid", "invalid", "invalid", 2]
+    assert events[4].reason == "datananas frame not usable: unknown event 'nope'"  # type: ignore[attr-defined]
+    assert server.connections == 1
+
+
+async def test_oversize_frame_is_reported_and_the_source_reconnects() -> None:
+    """A message above max_size closes the connection (1009) with an InvalidSignal; the next connection goes on."""
+
+    async def big_then_fine(ws: websockets.asyncio.server.ServerConnection) -> None:
+        if server.connections == 1:
+            await ws.send(frame(0))
+            await ws.send("x" * 5000)
+        else:
+            await ws.send(frame(1))
+        await ws.wait_closed()
+
+    with WsServer(big_then_fine) as server:
+        async with watched(url=server.url, max_size=1024) as (sub, _):
+            events = await take(sub, 7)
+    assert shape(events) == [
+        ("connected", 0),
+        1,
+        "invalid",
+        ("disconnected", 0),
+        ("reconnecting", 1),
+        ("connected", 1),
+        2,
+    ]
+    assert "max_size=1024" in events[2].reason  # type: ignore[attr-defined]
+
+
+async def test_headers_and_token_are_sent_and_the_token_is_never_shown() -> None:
+    """Headers go with the handshake, the token as a query parameter, and SourceState shows it redacted."""
+    with WsServer(stay_open) as server:
+        async with watched(url=server.url, headers={"Authorization": "Bearer abc"}, token="t0ps3cret") as (sub, _):
+            [connected] = await take(sub, 1)
+    assert server.requests == [("/ws?token=t0ps3cret", "Bearer abc")]
+    assert connected.detail == f"{server.url}?token=***"  # type: ignore[attr-defined]
+    assert "t0ps3cret" not in ev.encode(connected).decode()
+
+
+# --- reconnecting ------------------------------------------------------------------------
+
+
+async def test_server_close_after_n_frames_reconnects_and_calls_on_reconnect() -> None:
+    """A close after 3 frames gives disconnected → reconnecting → connected, on_reconnect runs, frames resume."""
+    recovered = anyio.Event()
+
+    async def three_then_close(ws: websockets.asyncio.server.ServerConnection) -> None:
+        first = server.connections == 1
+        for i in range(3) if first else range(3, 6):
+            await ws.send(frame(i))
+        if first:
+            await ws.close()
+        else:
+            await ws.wait_closed()
+
+    with WsServer(three_then_close) as server:
+        async with watched(url=server.url, on_reconnect=recovered.set) as (sub, _):
+            events = await take(sub, 10)
+            await recovered.wait()
+    assert shape(events) == [
+        ("connected", 0),
+        1,
+        2,
+        3,
+        ("disconnected", 0),
+        ("reconnecting", 1),
+        ("connected", 1),
+        4,
+        5,
+        6,
+    ]
+    assert "closed by the server" in events[4].detail  # type: ignore[attr-defined]
+
+
+async def test_accept_then_close_gives_up_after_max_attempts() -> None:
+    """A server that accepts and closes at once gets exactly max_attempts retries, then `gave_up`."""
+
+    async def close_at_once(ws: websockets.asyncio.server.ServerConnection) -> None:
+        await ws.close()
+
+    with WsServer(close_at_once) as server:
+        async with Bus() as bus, bus.subscribe("t", buffer=1000) as sub:
+            source = WebSocketSource(server.url, parse_frame, bus, provider="datananas", backoff=quick_backoff(3))
+            with anyio.fail_after(10):
+                await source.run()  # returns by itself once it gives up
+            events = await take(sub, 12)
+    assert server.connections == 4
+    assert shape(events) == [
+        *[s for n in range(1, 4) for s in (("connected", n - 1), ("disconnected", n - 1), ("reconnecting", n))],
+        ("connected", 3),
+        ("disconnected", 3),
+        ("gave_up", 3),
+    ]
+    assert source.state == "gave_up"
+
+
+async def test_backoff_resets_only_after_a_healthy_connection() -> None:
+    """With healthy_after=0 every connection counts as healthy, so each reconnect starts again at attempt 1."""
+
+    async def close_at_once(ws: websockets.asyncio.server.ServerConnection) -> None:
+        await ws.close()
+
+    with WsServer(close_at_once) as server:
+        async with watched(url=server.url, healthy_after=0.0, backoff=quick_backoff(2)) as (sub, _):
+            events = await take(sub, 9)
+    assert [a for s, a in shape(events) if s == "reconnecting"] == [1, 1, 1]  # never exhausts 2 attempts
+
+
+async def test_unreachable_server_gives_up_without_ever_connecting() -> None:
+    """Connection refused: reconnecting 1..N then gave_up, and the token stays redacted in every detail."""
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]  # closed again before the source tries it
+    async with Bus() as bus, bus.subscribe("t", buffer=1000) as sub:
+        source = WebSocketSource(
+            f"ws://127.0.0.1:{port}/ws",
+            parse_frame,
+            bus,
+            provider="datananas",
+            token="t0ps3cret",
+            backoff=quick_backoff(2),
+        )
+        with anyio.fail_after(10):
+            await source.run()
+        events = await take(sub, 3)
+    assert shape(events) == [("reconnecting", 1), ("reconnecting", 2), ("gave_up", 2)]
+    assert all("t0ps3cret" not in e.detail for e in events)  # type: ignore[attr-defined]
+    assert "refused" in events[0].detail.lower() or "connect" in events[0].detail.lower()  # type: ignore[attr-defined]
+
+
+async def test_ping_timeout_closes_the_connection() -> None:
+    """A peer that never answers pings is dropped with a `ping timeout` disconnect."""
+    with SilentServer() as server:
+        async with Bus() as bus, bus.subscribe("t", buffer=1000) as sub:
+            source = WebSocketSource(
+                f"ws://127.0.0.1:{server.port}/ws",
+                parse_frame,
+                bus,
+                provider="datananas",
+                ping_interval=0.05,
+                ping_timeout=0.05,
+                close_timeout=0.1,  # the silent peer will not answer the close handshake either
+                backoff=quick_backoff(0),
+            )
+            with anyio.fail_after(10):
+                await source.run()
+            events = await take(sub, 3)
+    assert shape(events) == [("connected", 0), ("disconnected", 0), ("gave_up", 0)]
+    assert "ping timeout" in events[1].detail  # type: ignore[attr-defined]
+
+
+async def test_stop_publishes_stopped_and_ends_run() -> None:
+    """Leaving the source's context closes the connection and publishes `stopped`."""
+    with WsServer(stay_open) as server:
+        async with Bus() as bus, bus.subscribe("t", buffer=1000) as sub:
+            with anyio.fail_after(10):
+                async with WebSocketSource(server.url, parse_frame, bus, provider="datananas") as source:
+                    await take(sub, 1)
+                events = await take(sub, 1)
+    assert shape(events) == [("stopped", 0)]
+    assert source.state == "stopped"
+
+
+# --- correlation -------------------------------------------------------------------------
+
+
+async def test_source_holds_uncorrelated_frames_until_bind() -> None:
+    """Frames for an unknown uuid wait in the correlator; bind() publishes them with the job id, in order."""
+
+    async def early(ws: websockets.asyncio.server.ServerConnection) -> None:
+        for i in range(3):
+            await ws.send(frame(i, uuid="u1"))
+        await ws.send(frame(0, uuid="u0"))  # already bound: passes straight through, marks "u1 frames were seen"
+        await ws.wait_closed()
+
+    correlator = Correlator(max_age=60)
+    correlator.bind("u0", "job-0")
+    with WsServer(early) as server:
+        async with watched(url=server.url, correlator=correlator) as (sub, source):
+            before = await take(sub, 2)
+            assert len(correlator) == 3
+            assert await source.bind("u1", "job-1") == 3
+            after = await take(sub, 3)
+    assert [(e.job_id, shape([e])) for e in before] == [("", [("connected", 0)]), ("job-0", [1])]
+    assert [(e.job_id, e.done) for e in after] == [("job-1", 1), ("job-1", 2), ("job-1", 3)]  # type: ignore[attr-defined]
+
+
+def progress(i: int, uuid: str) -> ev.JobProgress:
+    return parse_frame(frame(i, uuid=uuid))[0]  # type: ignore[return-value]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 0.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_correlator_releases_held_events_rewritten_on_bind() -> None:
+    """Held events come back from bind() with the job id, in arrival order; later ones pass straight through."""
+    c = Correlator()
+    assert c.admit(progress(0, "u1")) == [] and c.admit(progress(1, "u1")) == []
+    released = c.bind("u1", "job-1")
+    assert [(e.job_id, e.done) for e in released] == [("job-1", 1), ("job-1", 2)]  # type: ignore[attr-defined]
+    assert [e.job_id for e in c.admit(progress(2, "u1"))] == ["job-1"]
+    assert len(c) == 0
+
+
+def test_correlator_passes_events_without_a_key() -> None:
+    """An event whose key is None is never held."""
+    c = Correlator(key=lambda e: None)
+    e = progress(0, "u1")
+    assert c.admit(e) == [e]
+
+
+def test_correlator_reports_events_that_wait_too_long() -> None:
+    """After max_age an unclaimed id's events are dropped and reported as one uncorrelated InvalidSignal."""
+    clock = Clock()
+    c = Correlator(max_age=5, clock=clock)
+    c.admit(progress(0, "u1"))
+    clock.now = 3
+    c.admit(progress(0, "u2"))
+    assert c.expire() == []
+    clock.now = 5
+    [signal] = c.expire()
+    assert isinstance(signal, ev.InvalidSignal)
+    assert signal.reason == "uncorrelated event(s): 1 event(s) for 'u1' dropped: no submission claimed it within 5s"
+    assert len(c) == 1 and c.bind("u1", "late") == []
+
+
+def test_correlator_is_bounded_in_count() -> None:
+    """Past max_events the oldest id's events are dropped and reported; the newest are kept."""
+    c = Correlator(max_events=3)
+    for i in range(2):
+        c.admit(progress(i, "u1"))
+    c.admit(progress(0, "u2"))
+    [signal] = c.admit(progress(1, "u2"))
+    assert "2 event(s) for 'u1'" in signal.reason and "buffer of 3" in signal.reason  # type: ignore[attr-defined]
+    assert len(c) == 2 and len(c.bind("u2", "j")) == 2
+
+
+def test_correlator_timeout_handler_is_configurable() -> None:
+    """on_timeout decides what an expired id becomes (here: nothing)."""
+    clock = Clock()
+    seen: list[tuple[str, int]] = []
+    c = Correlator(max_age=1, clock=clock, on_timeout=lambda cid, held, why: seen.append((cid, len(held))) or [])
+    c.admit(progress(0, "u1"))
+    clock.now = 2
+    assert c.expire() == [] and seen == [("u1", 1)]
