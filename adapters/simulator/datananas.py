@@ -134,14 +134,25 @@ class Datananas:
         if not self._authorized(websocket.query_params.get("token")):
             await websocket.close(code=1008)  # before accept: the handshake is refused (403)
             return
-        await websocket.accept()
-        self.connections += 1
-        faults = self.state.config.faults
-        if faults.ws_accept_then_close:
-            await websocket.close(code=1011)
-            return
+        # Registered before the handshake completes, so a client that is connected
+        # never misses an event published right after.
         send, receive = anyio.create_memory_object_stream[bytes](_SOCKET_BUFFER)
         self.sockets.add(send)
+        self.connections += 1
+        faults = self.state.config.faults
+        try:
+            await websocket.accept()
+        except (WebSocketDisconnect, RuntimeError, OSError):
+            self.sockets.discard(send)
+            send.close()
+            receive.close()
+            return
+        if faults.ws_accept_then_close:
+            self.sockets.discard(send)
+            send.close()
+            receive.close()
+            await websocket.close(code=1011)
+            return
         try:
             async with anyio.create_task_group() as tg:
 
