@@ -2,6 +2,13 @@
 
 from __future__ import annotations
 
+import json
+import os
+import re
+import select
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
@@ -418,3 +425,43 @@ async def test_served_receiver_answers_503_when_the_bus_is_gone() -> None:
         with anyio.fail_after(10):
             response = await client.post("/hooks/acme", content=body_of(), headers=JSON)
     assert response.status_code == 503
+
+
+# --- `eventbus serve`: the receiver run alone ----------------------------------------------
+
+
+def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
+    """One line of the child's stdout, or fail after ``timeout`` seconds (never block forever)."""
+    assert proc.stdout is not None
+    ready, _, _ = select.select([proc.stdout], [], [], timeout)
+    assert ready, f"no output within {timeout}s"
+    return proc.stdout.readline()
+
+
+def test_eventbus_serve_runs_the_receiver_alone() -> None:
+    """`eventbus serve` announces its URL, checks signatures with the env secret, logs events, exits 0 on SIGTERM."""
+    env = {**os.environ, "EVENTBUS_WEBHOOK_SECRET": SECRET}
+    command = [sys.executable, "-m", "eventbus", "serve", "--port", "0", "--json"]
+    command += ["--parser", "acme=tests.adapters.test_webhooks:parse_acme"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
+    try:
+        announced = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)/hooks/\{provider\}\n", _readline(proc, 30))
+        assert announced, "the first line says where to send webhooks"
+        url = announced.group(1) + "/hooks/acme"
+        body = body_of(keys=("a",))
+        signed = httpx.post(url, content=body, headers={**JSON, **signature_headers(SECRET, "m1", body)}, timeout=10)
+        unsigned = httpx.post(url, content=body, headers=JSON, timeout=10)
+        assert (signed.status_code, unsigned.status_code) == (200, 401)
+        proc.send_signal(signal.SIGTERM)
+        out, err = proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    logged = [json.loads(line) for line in out.splitlines()]
+    assert [(e["event"], e.get("key"), e.get("status")) for e in logged] == [
+        ("item_succeeded", "a", None),
+        ("invalid_signal", None, 401),
+    ]
+    assert SECRET not in out + err and SECRET not in " ".join(command)

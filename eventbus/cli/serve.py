@@ -1,0 +1,143 @@
+"""Run the webhook receiver alone: POST /hooks/{provider}, events logged to stdout, until Ctrl-C or SIGTERM.
+
+The signing secret comes from --secret or, better (it does not show in `ps`),
+the EVENTBUS_WEBHOOK_SECRET environment variable. Provider parsers are those
+of adapters.providers modules that define parse_webhook(body, headers), plus
+any given with --parser NAME=module:function.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+
+NAME = "serve"
+HELP = "run the webhook receiver (POST /hooks/{provider}) and log the events it publishes"
+ORDER = 50
+
+SECRET_ENV = "EVENTBUS_WEBHOOK_SECRET"
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
+    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0 picks a free one)")
+    parser.add_argument(
+        "--secret",
+        default=None,
+        help=f"Standard Webhooks secret to verify signatures (default: ${SECRET_ENV}; unsigned if neither is set)",
+    )
+    parser.add_argument("--tolerance", type=float, default=300.0, help="max signature age in seconds (default: 300)")
+    parser.add_argument("--max-body", type=int, default=1 << 20, help="body size limit in bytes (default: 1048576)")
+    parser.add_argument(
+        "--parser",
+        action="append",
+        default=[],
+        metavar="NAME=MODULE:FUNCTION",
+        help="register a webhook parser for /hooks/NAME (repeatable), e.g. acme=mypkg.hooks:parse",
+    )
+    parser.add_argument("--json", action="store_true", help="log JSON lines even on a terminal")
+
+
+def _parsers(specs: list[str]) -> dict[str, object]:
+    import importlib
+    import pkgutil
+
+    from eventbus.exceptions import ConfigError
+
+    found: dict[str, object] = {}
+    try:
+        import adapters.providers as providers
+
+        for info in pkgutil.iter_modules(providers.__path__):
+            module = importlib.import_module(f"adapters.providers.{info.name}")
+            parse = getattr(module, "parse_webhook", None)
+            if callable(parse):
+                found[getattr(module, "NAME", info.name)] = parse
+    except ImportError:  # no provider package yet: only --parser entries
+        pass
+    for spec in specs:
+        name, _, target = spec.partition("=")
+        module_name, _, attr = target.partition(":")
+        if not name or not module_name or not attr:
+            raise ConfigError(f"--parser {spec!r}: expected NAME=MODULE:FUNCTION, e.g. acme=mypkg.hooks:parse")
+        try:
+            parse = getattr(importlib.import_module(module_name), attr)
+        except (ImportError, AttributeError) as exc:
+            raise ConfigError(f"--parser {spec!r}: cannot load {target}: {exc}") from exc
+        if not callable(parse):
+            raise ConfigError(f"--parser {spec!r}: {target} is not callable")
+        found[name] = parse
+    return found
+
+
+def run(args: argparse.Namespace) -> int:
+    import signal
+    import socket
+    import sys
+
+    import anyio
+    import uvicorn
+
+    from adapters.webhooks import WebhookReceiver
+    from eventbus.bus import Bus
+    from eventbus.exceptions import ConfigError
+    from eventbus.subscribers.log import EventLogger
+
+    secret = args.secret if args.secret is not None else os.environ.get(SECRET_ENV) or None
+    if args.max_body < 1 or args.tolerance < 0:
+        raise ConfigError("--max-body must be positive and --tolerance non-negative")
+    parsers = _parsers(args.parser)
+    if not parsers:
+        print("warning: no provider webhook parsers found; every hook will answer 404", file=sys.stderr)
+
+    class Server(uvicorn.Server):
+        # Our own signal handling (below): uvicorn's re-raises the signal after
+        # shutdown, which would kill the process before the bus drains.
+        def capture_signals(self):  # type: ignore[no-untyped-def]
+            from contextlib import nullcontext
+
+            return nullcontext()
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets=sockets)
+            print(f"listening on http://{host}:{port}/hooks/{{provider}}", flush=True)
+
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((args.host, args.port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
+    port = sock.getsockname()[1]
+    host = f"[{args.host}]" if ":" in args.host else args.host
+
+    async def main() -> None:
+        async with Bus() as bus:
+            bus.on(EventLogger(sys.stdout, json=True if args.json else None), name="log")
+            receiver = WebhookReceiver(
+                bus,
+                parsers,
+                secret=secret,
+                tolerance=args.tolerance,
+                max_body=args.max_body,  # type: ignore[arg-type]
+            )
+            server = Server(uvicorn.Config(receiver, log_level="warning", lifespan="off"))
+
+            def request_exit(*_: object) -> None:
+                server.should_exit = True
+
+            previous = {sig: signal.signal(sig, request_exit) for sig in (signal.SIGINT, signal.SIGTERM)}
+            try:
+                await server.serve(sockets=[sock])
+            finally:
+                for sig, handler in previous.items():
+                    signal.signal(sig, handler)
+            await bus.drain(timeout=10)
+
+    try:
+        anyio.run(main, backend="asyncio")  # uvicorn serves on asyncio only
+    finally:
+        sock.close()
+    return 0
