@@ -53,6 +53,8 @@ async def read_json(request: Request, limit: int, error: Callable[[str], Respons
         return msgspec.json.decode(body)
     except msgspec.DecodeError as exc:
         raise BodyError(error(f"malformed JSON body: {exc}")) from None
+    except RecursionError:
+        raise BodyError(error("malformed JSON body: nested too deeply")) from None
 
 
 def stable_fraction(*parts: object, seed: int = 0) -> float:

@@ -38,8 +38,8 @@ ENDING = "contact_bulk_create_ending"
 _SOCKET_BUFFER = 200_000  # frames queued per socket before the server drops a slow client
 
 
-def _error(message: str, status: int = 400, **extra: Any) -> Response:
-    return json_response({"error": message, **extra}, status)
+def _error(error: str, status: int = 400, **extra: Any) -> Response:
+    return json_response({"error": error, **extra}, status)
 
 
 class Datananas:

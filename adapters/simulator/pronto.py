@@ -27,8 +27,8 @@ MAX_CONTACTS = 100
 ENRICHMENT_TYPES = ("email", "phone", "personal_email")
 
 
-def _error(message: str, status: int = 400, **extra: Any) -> Response:
-    return json_response({"error": message, **extra}, status)
+def _error(error: str, status: int = 400, **extra: Any) -> Response:
+    return json_response({"error": error, **extra}, status)
 
 
 def outcome(contact: dict[str, Any], seed: int = 0) -> str:

@@ -9,6 +9,7 @@ other 4xx is final (resending the same body will not help).
 
 from __future__ import annotations
 
+import threading
 import uuid
 from dataclasses import dataclass
 
@@ -47,6 +48,25 @@ class WebhookSender:
         self._send, self._receive = anyio.create_memory_object_stream[tuple[str, bytes, str]](_QUEUE)
         self._held: list[tuple[str, bytes, str]] = []
         self._client: httpx.AsyncClient | None = None
+        self._settled = threading.Condition()  # tests in another thread wait on it
+
+    def _settle(self, delivered: bool) -> None:
+        with self._settled:
+            if delivered:
+                self.stats.delivered += 1
+            else:
+                self.stats.failed += 1
+            self._settled.notify_all()
+
+    async def wait_settled(self, count: int, timeout: float = 10.0) -> None:
+        """Wait (from any thread's event loop) until ``count`` webhooks were delivered or given up on."""
+
+        def wait() -> bool:
+            with self._settled:
+                return self._settled.wait_for(lambda: self.stats.delivered + self.stats.failed >= count, timeout)
+
+        if not await anyio.to_thread.run_sync(wait):
+            raise TimeoutError(f"{count} webhooks did not settle within {timeout}s: {self.stats}")
 
     def send(self, url: str, payload: object, msg_id: str | None = None) -> None:
         """Queue one webhook (never blocks; the faults decide duplicates and order)."""
@@ -107,11 +127,8 @@ class WebhookSender:
         while True:
             self.stats.attempts += 1
             outcome = await self._deliver(url, body, msg_id)
-            if outcome == "delivered":
-                self.stats.delivered += 1
-                return
-            if outcome == "refused" or backoff.exhausted:
-                self.stats.failed += 1
+            if outcome == "delivered" or outcome == "refused" or backoff.exhausted:
+                self._settle(outcome == "delivered")
                 return
             await anyio.sleep(backoff.next_delay())
 
