@@ -258,28 +258,35 @@ class WebSocketSource:
 
     async def _read(self, ws: Any) -> str:
         parse = self._parse
-        publish = self._bus.publish
+        bus = self._bus
+        publish_nowait = bus.publish_nowait
         correlator = self.correlator
         # recv() rather than `async for`: trio's iterator is an async generator that
         # would be left unfinalized when a cancellation lands in the loop body.
         recv = ws.recv
-        while True:
-            try:
-                frame = await recv()
-            except websockets.exceptions.ConnectionClosedOK as exc:
-                return f"closed by the server ({exc})"
-            self.frames += 1
-            try:
-                events = parse(frame)
-            except _BAD_INPUT as exc:
-                await self._invalid(f"{self.provider} frame not usable: {exc}", ev.excerpt(frame))
-                continue
-            for event in events:
-                if correlator is None:
-                    await publish(event)
-                else:
-                    for released in correlator.admit(event):
-                        await publish(released)
+        frames = 0
+        try:
+            while True:
+                try:
+                    frame = await recv()
+                except websockets.exceptions.ConnectionClosedOK as exc:
+                    return f"closed by the server ({exc})"
+                frames += 1
+                try:
+                    events = parse(frame)
+                except _BAD_INPUT as exc:
+                    await self._invalid(f"{self.provider} frame not usable: {exc}", ev.excerpt(frame))
+                    continue
+                if correlator is not None:
+                    events = [out for event in events for out in correlator.admit(event)]
+                for event in events:
+                    # The non-blocking publish is the hot path; wait only when a buffer is full.
+                    try:
+                        publish_nowait(event)
+                    except anyio.WouldBlock:
+                        await bus.publish(event)
+        finally:
+            self.frames += frames
 
     async def _closed(self, exc: websockets.exceptions.ConnectionClosed) -> str:
         reason = _describe_close(exc)

@@ -1,0 +1,236 @@
+"""WebSocket ingest: frames → typed events delivered on the Bus, against a bare `websockets` client.
+
+One server process (its own core) answers each connection with N pre-encoded
+Datananas-like ``contact_bulk_create_running`` frames written at once, then a
+close frame, so the server is never the bottleneck. In this process, on
+asyncio, we time from connecting until:
+
+* bare: a ``websockets.asyncio.client`` connection has received N messages;
+* ours: a :class:`adapters.websocket.WebSocketSource` has parsed N frames into
+  ``JobProgress`` events and the :class:`eventbus.bus.Bus` has delivered them
+  to a subscriber handler.
+
+Target (issue 6): ours >= 0.8x bare frames/s. Best of ``repeat`` runs each.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import hashlib
+import multiprocessing
+import socket
+import struct
+import time
+
+import anyio
+import anyio.lowlevel
+import msgspec
+
+from benchmarks._util import ratio, rounded
+
+NAME = "websocket_ingest"
+
+
+def _frame(payload: bytes) -> bytes:
+    n = len(payload)
+    if n < 126:
+        return bytes([0x81, n]) + payload
+    if n < 65536:
+        return bytes([0x81, 126]) + struct.pack("!H", n) + payload
+    return bytes([0x81, 127]) + struct.pack("!Q", n) + payload
+
+
+def _blob(n: int) -> bytes:
+    parts = []
+    for i in range(n):
+        message = {"event": "contact_bulk_create_running", "data": {"uuid": "5f0c7a2e-bench", "i": i, "total": n}}
+        parts.append(_frame(msgspec.json.encode(message)))
+    parts.append(bytes([0x88, 2]) + struct.pack("!H", 1000))  # close, 1000
+    return b"".join(parts)
+
+
+def _serve(conn: multiprocessing.connection.Connection, n: int) -> None:  # pragma: no cover - child process
+    blob = _blob(n)
+
+    async def handle(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        request = await reader.readuntil(b"\r\n\r\n")
+        key = next(
+            line.split(b":", 1)[1].strip()
+            for line in request.split(b"\r\n")
+            if line.lower().startswith(b"sec-websocket-key:")
+        )
+        accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
+        writer.write(
+            b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+            b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n" + blob
+        )
+        await writer.drain()
+        try:
+            await reader.read(65536)  # the client's close frame: the server then closes TCP first, as it should
+        except ConnectionError:
+            pass
+        writer.close()
+
+    async def main() -> None:
+        sock = socket.create_server(("127.0.0.1", 0))
+        server = await asyncio.start_server(handle, sock=sock)
+        conn.send(sock.getsockname()[1])
+        async with server:
+            await server.serve_forever()
+
+    asyncio.run(main())
+
+
+class _Datananas(msgspec.Struct):
+    uuid: str
+    i: int
+    total: int
+
+
+class _Frame(msgspec.Struct):
+    event: str
+    data: _Datananas
+
+
+def _parser():
+    """A Datananas-like sans-I/O frame parser: one typed decode, one event per frame."""
+    from eventbus import events as ev
+
+    decode = msgspec.json.Decoder(_Frame).decode
+    JobProgress = ev.JobProgress
+
+    def parse(frame: str | bytes) -> list[ev.Event]:
+        m = decode(frame)
+        d = m.data
+        if m.event != "contact_bulk_create_running":
+            raise ValueError(f"unknown event {m.event!r}")
+        return [
+            JobProgress(
+                id=f"datananas:{d.uuid}:running:{d.i}",
+                provider="datananas",
+                job_id=d.uuid,
+                source="websocket",
+                done=d.i + 1,
+                total=d.total,
+            )
+        ]
+
+    return parse
+
+
+async def _bare(url: str, n: int) -> float:
+    from websockets.asyncio.client import connect
+
+    started = time.perf_counter()
+    count = 0
+    async with connect(url, proxy=None) as ws:  # the same defaults WebSocketSource uses
+        async for _ in ws:
+            count += 1
+            if count == n:
+                break
+    elapsed = time.perf_counter() - started
+    assert count == n
+    return n / elapsed
+
+
+async def _ours(url: str, n: int) -> float:
+    from adapters.backoff import Backoff
+    from adapters.websocket import WebSocketSource
+    from eventbus.bus import Bus
+    from eventbus.events import JobProgress
+
+    done = anyio.Event()
+    count = 0
+
+    def handler(event: object) -> None:
+        nonlocal count
+        count += 1
+        if count == n:
+            done.set()
+
+    async with Bus() as bus:
+        bus.on(handler, name="counter", buffer=10_000, types={JobProgress})
+        started = time.perf_counter()
+        async with WebSocketSource(
+            url, _parser(), bus, provider="datananas", backoff=Backoff(max_attempts=0), proxy=None
+        ):
+            await done.wait()
+        elapsed = time.perf_counter() - started
+    assert count == n
+    return n / elapsed
+
+
+def _breakdown(n: int) -> dict[str, float]:
+    """Microseconds per frame of the two costs ours adds to the bare client: parsing and the bus."""
+    from eventbus.bus import Bus
+    from eventbus.events import JobProgress
+
+    parse = _parser()
+    frames = [
+        msgspec.json.encode(
+            {"event": "contact_bulk_create_running", "data": {"uuid": "u", "i": i, "total": n}}
+        ).decode()
+        for i in range(n)
+    ]
+    started = time.perf_counter()
+    for f in frames:
+        parse(f)
+    parse_us = (time.perf_counter() - started) / n * 1e6
+    events = [parse(f)[0] for f in frames[:10_000]]
+
+    async def bus_only() -> float:
+        done = anyio.Event()
+        count = 0
+
+        def handler(event: object) -> None:
+            nonlocal count
+            count += 1
+            if count == len(events):
+                done.set()
+
+        async with Bus() as bus:
+            bus.on(handler, name="counter", buffer=10_000, types={JobProgress})
+            started = time.perf_counter()
+            for i, e in enumerate(events):
+                bus.publish_nowait(e)
+                if i % 16 == 15:  # the source yields to the loop between network reads
+                    await anyio.lowlevel.checkpoint()
+            await done.wait()
+            return (time.perf_counter() - started) / len(events) * 1e6
+
+    return {"parse_us_per_frame": round(parse_us, 3), "bus_us_per_event": round(anyio.run(bus_only), 3)}
+
+
+def run(quick: bool) -> dict:
+    n = 20_000 if quick else 200_000
+    repeat = 3 if quick else 5
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    server = ctx.Process(target=_serve, args=(child, n), daemon=True)
+    server.start()
+    try:
+        port = parent.recv()
+        url = f"ws://127.0.0.1:{port}/ws"
+        bare = ours = 0.0
+        for _ in range(repeat):  # interleaved, so drift in machine load hits both alike
+            bare = max(bare, anyio.run(_bare, url, n, backend="asyncio"))
+            ours = max(ours, anyio.run(_ours, url, n, backend="asyncio"))
+        ours_trio = max(anyio.run(_ours, url, n, backend="trio") for _ in range(repeat))
+    finally:
+        server.terminate()
+        server.join(10)
+    bare_us = 1e6 / bare if bare else 0.0
+    return {
+        "frames": n,
+        "bare_us_per_frame": round(bare_us, 3),
+        **_breakdown(20_000),
+        "bus": "eventbus.bus.Bus (one handler subscriber)",
+        "parser": "bench-local Datananas-like parser (msgspec typed decode -> JobProgress)",
+        "bare_websockets_asyncio_frames_per_s": rounded(bare),
+        "ours_asyncio_frames_per_s": rounded(ours),
+        "ours_trio_frames_per_s": rounded(ours_trio),
+        "ratio_asyncio_vs_bare": ratio(ours, bare),
+        "ratio_trio_vs_bare_asyncio": ratio(ours_trio, bare),
+        "meets": {"ours >= 0.8x bare websockets (asyncio)": ours >= 0.8 * bare},
+    }
