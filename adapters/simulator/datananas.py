@@ -50,7 +50,7 @@ class Datananas:
         self.jobs: dict[str, dict[str, Any]] = state.jobs.setdefault(PROVIDER, {})
         self.emails: set[str] = set()
         self.connect_used = 0
-        self.sockets: set[MemoryObjectSendStream[bytes]] = set()
+        self.sockets: set[MemoryObjectSendStream[str]] = set()
         self.frames_sent = 0
         self.connections = 0
         state.extra["datananas"] = self
@@ -59,7 +59,7 @@ class Datananas:
         return bool(token) and token == self.state.config.credentials.datananas_token
 
     def _broadcast(self, event: str, data: dict[str, Any]) -> None:
-        frame = msgspec.json.encode({"event": event, "data": data})
+        frame = msgspec.json.encode({"event": event, "data": data}).decode()  # text once, for every socket
         for stream in list(self.sockets):
             try:
                 stream.send_nowait(frame)
@@ -136,7 +136,7 @@ class Datananas:
             return
         # Registered before the handshake completes, so a client that is connected
         # never misses an event published right after.
-        send, receive = anyio.create_memory_object_stream[bytes](_SOCKET_BUFFER)
+        send, receive = anyio.create_memory_object_stream[str](_SOCKET_BUFFER)
         self.sockets.add(send)
         self.connections += 1
         faults = self.state.config.faults
@@ -166,12 +166,21 @@ class Datananas:
 
                 tg.start_soon(watch_client)
                 sent = 0
+                drop_after = faults.ws_drop_after
                 async with receive:
-                    async for frame in receive:
-                        await websocket.send_text(frame.decode())
+                    while True:
+                        try:
+                            try:
+                                frame = receive.receive_nowait()
+                            except anyio.WouldBlock:
+                                frame = await receive.receive()  # only wait (and yield) when nothing is queued
+                        except anyio.EndOfStream:  # the hub dropped this socket (too slow)
+                            await websocket.close(code=1013)
+                            break
+                        await websocket.send_text(frame)
                         sent += 1
                         self.frames_sent += 1
-                        if faults.ws_drop_after and sent >= faults.ws_drop_after:
+                        if drop_after and sent >= drop_after:
                             await websocket.close(code=1011)
                             break
                 tg.cancel_scope.cancel()

@@ -21,6 +21,7 @@ from anyio.streams.memory import MemoryObjectReceiveStream
 from adapters.backoff import Backoff
 from adapters.signing import signature_headers
 from adapters.simulator.common import SimState
+from adapters.simulator.http_post import HTTPPostError, RawPoster
 
 __all__ = ["WebhookSender", "WebhookStats"]
 
@@ -97,6 +98,7 @@ class WebhookSender:
     async def run(self) -> None:
         """Run the workers until cancelled (the simulator's lifespan does that)."""
         limits = httpx.Limits(max_connections=self.state.config.webhook_concurrency)
+        self._raw = RawPoster(timeout=10.0)
         try:
             async with httpx.AsyncClient(timeout=10.0, limits=limits) as client, anyio.create_task_group() as tg:
                 self._client = client
@@ -107,6 +109,8 @@ class WebhookSender:
         finally:
             self._send.close()
             self._receive.close()
+            with anyio.CancelScope(shield=True):
+                await self._raw.aclose()
 
     async def _flush_held_regularly(self) -> None:
         while True:
@@ -141,11 +145,14 @@ class WebhookSender:
         else:
             headers["webhook-id"] = msg_id
         try:
-            response = await self._client.post(url, content=body, headers=headers)
-        except httpx.HTTPError:
+            if url.startswith("http://"):
+                status = await self._raw.post(url, body, headers)
+            else:
+                status = (await self._client.post(url, content=body, headers=headers)).status_code
+        except (httpx.HTTPError, HTTPPostError):
             return "retry"
-        if response.is_success:
+        if 200 <= status < 300:
             return "delivered"
-        if response.status_code == 429 or response.status_code >= 500:
+        if status == 429 or status >= 500:
             return "retry"
         return "refused"

@@ -1,0 +1,242 @@
+"""The simulator must never be the bottleneck: WebSocket progress events and outgoing webhooks per second.
+
+* ``ws``: one Datananas bulk of N contacts with no simulated work; one
+  ``websockets`` client counts frames until ``_ending``. Baseline: a bare
+  ``websockets`` server in its own thread sending N pre-encoded frames of the
+  same shape to the same kind of client.
+* ``webhooks``: Pronto bulks of 100 contacts; the simulator POSTs one webhook
+  per contact to a receiver that answers 200 at once. Baseline: a plain
+  ``httpx.AsyncClient`` with the same concurrency POSTing the same number of
+  bodies to the same receiver.
+
+Both sides of each pair run in this process (the server in a thread of its
+own), so the ratios compare like with like on the same cores.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import httpx
+import msgspec
+from websockets.asyncio.client import connect
+from websockets.asyncio.server import serve
+
+from adapters.serving import ServedApp
+from benchmarks._util import ratio, rounded
+
+NAME = "simulator"
+
+
+@contextmanager
+def _simulator_process(*args: str) -> Iterator[str]:
+    """``eventbus simulate`` in a process of its own (as a user runs it); yields its base URL."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "eventbus", "simulate", "--port", "0", "--item-time", "0", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            line = proc.stdout.readline() if proc.stdout else ""
+            if not line.startswith("listening on "):
+                raise RuntimeError(f"the simulator did not start: {line!r}")
+            yield line.split()[-1]
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)
+
+
+def _ws_simulator(n: int) -> float:
+    with _simulator_process() as base:
+        urls = {"datananas_ws": base.replace("http", "ws", 1) + "/datananas/ws", "datananas": base + "/datananas"}
+
+        async def main() -> tuple[int, float]:
+            url = urls["datananas_ws"] + "?token=demo-token"
+            bulks = range(0, n, 10_000)  # the endpoint's limit per request
+            async with connect(url, max_size=1 << 20) as ws:
+                started = time.perf_counter()
+                async with httpx.AsyncClient() as client:
+                    for start in bulks:
+                        contacts = [{"email": f"b{i}@x.io"} for i in range(start, min(n, start + 10_000))]
+                        r = await client.post(
+                            urls["datananas"] + "/contacts/bulk",
+                            json={"list": "L", "contacts": contacts},
+                            headers={"authorization": "Bearer demo-token"},
+                        )
+                        assert r.status_code == 200, r.text
+                count, endings = 0, 0
+                async for raw in ws:
+                    count += 1
+                    if '"contact_bulk_create_ending"' in raw:
+                        endings += 1
+                        if endings == len(bulks):
+                            break
+                return count - 2 * len(bulks), time.perf_counter() - started
+
+        count, elapsed = asyncio.run(main())
+    assert count == n, count
+    return n / elapsed
+
+
+def _ws_baseline(n: int) -> float:
+    frames = [
+        msgspec.json.encode(
+            {"event": "contact_bulk_create_running", "data": {"uuid": "u" * 36, "i": i, "total": n}}
+        ).decode()
+        for i in range(n)
+    ]
+    ready = threading.Event()
+    port: list[int] = []
+    stop: list[asyncio.AbstractEventLoop] = []
+    done = threading.Event()
+
+    async def handler(ws) -> None:
+        for frame in frames:
+            await ws.send(frame)
+        await ws.wait_closed()
+
+    def server_thread() -> None:
+        async def run() -> None:
+            async with serve(handler, "127.0.0.1", 0) as server:
+                port.append(server.sockets[0].getsockname()[1])
+                stop.append(asyncio.get_running_loop())
+                ready.set()
+                await asyncio.get_running_loop().run_in_executor(None, done.wait)
+
+        asyncio.run(run())
+
+    thread = threading.Thread(target=server_thread, daemon=True)
+    thread.start()
+    ready.wait(10)
+
+    async def client() -> tuple[int, float]:
+        count = 0
+        async with connect(f"ws://127.0.0.1:{port[0]}", max_size=1 << 20) as ws:
+            started = time.perf_counter()
+            async for _raw in ws:
+                count += 1
+                if count >= n:
+                    break
+            return count, time.perf_counter() - started
+
+    count, elapsed = asyncio.run(client())
+    done.set()
+    thread.join(10)
+    assert count == n
+    return n / elapsed
+
+
+class _Receiver:
+    """A bare ASGI app answering 200 at once and counting POSTs (thread-safe wait)."""
+
+    def __init__(self) -> None:
+        self.count = 0
+        self.cond = threading.Condition()
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] == "lifespan":
+            while True:
+                message = await receive()
+                if message["type"] == "lifespan.startup":
+                    await send({"type": "lifespan.startup.complete"})
+                elif message["type"] == "lifespan.shutdown":
+                    await send({"type": "lifespan.shutdown.complete"})
+                    return
+        more = True
+        while more:
+            message = await receive()
+            more = message.get("more_body", False)
+        await send({"type": "http.response.start", "status": 200, "headers": [(b"content-length", b"0")]})
+        await send({"type": "http.response.body", "body": b""})
+        with self.cond:
+            self.count += 1
+            self.cond.notify_all()
+
+    def wait_for(self, n: int, timeout: float = 120) -> bool:
+        with self.cond:
+            return self.cond.wait_for(lambda: self.count >= n, timeout)
+
+
+def _webhooks_simulator(n: int) -> float:
+    receiver = _Receiver()
+    with ServedApp(receiver) as served, _simulator_process() as base:
+        url = served.url + "/hook"
+        started = time.perf_counter()
+        with httpx.Client() as client:
+            for start in range(0, n, 100):
+                contacts = [
+                    {"firstname": f"F{i}", "lastname": f"L{i}", "domain": "d.io"} for i in range(start, start + 100)
+                ]
+                r = client.post(
+                    base + "/pronto/api/v2/contacts/bulk_enrich",
+                    json={"contacts": contacts, "enrichment_type": ["email"], "webhook_url": url},
+                    headers={"x-api-key": "demo-key"},
+                )
+                assert r.status_code == 202, r.text
+        assert receiver.wait_for(n), f"only {receiver.count} of {n} webhooks arrived"
+        return n / (time.perf_counter() - started)
+
+
+def _webhooks_baseline(n: int, concurrency: int) -> float:
+    receiver = _Receiver()
+    body = msgspec.json.encode(
+        {
+            "enrichment_id": "e" * 32,
+            "status": "found",
+            "contact": {"firstname": "F", "lastname": "L", "domain": "d.io"},
+            "result": {"email": "f.l@d.io"},
+        }
+    )
+
+    async def main(url: str) -> None:
+        queue: asyncio.Queue[int] = asyncio.Queue()
+        for i in range(n):
+            queue.put_nowait(i)
+        limits = httpx.Limits(max_connections=concurrency)
+        async with httpx.AsyncClient(limits=limits) as client:
+
+            async def worker() -> None:
+                while not queue.empty():
+                    queue.get_nowait()
+                    r = await client.post(url, content=body, headers={"content-type": "application/json"})
+                    assert r.status_code == 200
+
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+
+    with ServedApp(receiver) as served:
+        started = time.perf_counter()
+        asyncio.run(main(served.url + "/hook"))
+        assert receiver.wait_for(n)
+        return n / (time.perf_counter() - started)
+
+
+def run(quick: bool) -> dict:
+    ws_n = 20_000 if quick else 100_000
+    hook_n = 1_000 if quick else 5_000
+    concurrency = 32
+    ws_sim = max(_ws_simulator(ws_n) for _ in range(2))
+    ws_base = max(_ws_baseline(ws_n) for _ in range(2))
+    hooks_sim = _webhooks_simulator(hook_n)
+    hooks_base = _webhooks_baseline(hook_n, concurrency)
+    return {
+        "ws_frames": ws_n,
+        "ws_simulator_events_per_s": rounded(ws_sim),
+        "ws_bare_websockets_server_per_s": rounded(ws_base),
+        "ratio_ws_simulator_vs_bare": ratio(ws_sim, ws_base),
+        "webhooks": hook_n,
+        "webhook_concurrency": concurrency,
+        "webhooks_simulator_per_s": rounded(hooks_sim),
+        "webhooks_bare_httpx_client_per_s": rounded(hooks_base),
+        "ratio_webhooks_simulator_vs_bare": ratio(hooks_sim, hooks_base),
+        "meets": {
+            "ws >= 20,000 progress events/s to one client": ws_sim >= 20_000,
+            "webhooks >= 1,000 POSTs/s": hooks_sim >= 1_000,
+        },
+    }

@@ -1,0 +1,45 @@
+"""`eventbus simulate`: runs alone, prints where it listens, serves, stops on SIGTERM; bad faults are refused."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+
+import httpx
+
+
+def test_simulate_serves_until_sigterm() -> None:
+    """The command prints 'listening on http://H:P', answers there, and exits 0 on SIGTERM."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "eventbus", "simulate", "--port", "0", "--seed", "7", "--fault", "ws_drop_after=10"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env={**os.environ, "PYTHONWARNINGS": "error"},
+    ) as proc:
+        try:
+            line = proc.stdout.readline()  # blocks until the server is up: the line is printed after startup
+            assert line.startswith("listening on http://127.0.0.1:"), line + proc.stderr.read()
+            base = line.split()[-1]
+            r = httpx.post(base + "/pronto/api/v2/contacts/bulk_enrich", json={}, headers={"x-api-key": "demo-key"})
+            assert r.status_code == 400
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=20) == 0
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+
+
+def test_simulate_refuses_unknown_fault() -> None:
+    """An unknown --fault name exits non-zero with a message listing the valid ones."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "eventbus", "simulate", "--fault", "explode=1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 1
+    assert "unknown fault 'explode'" in proc.stderr and "ws_drop_after" in proc.stderr
+    assert "Traceback" not in proc.stderr
