@@ -92,7 +92,10 @@ class ServedApp:
             raise RuntimeError("a ServedApp can be started once; build a new one")
         self._used = True
         family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
+        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets whose
+        # proto says TCP, and accepted sockets inherit it from this one. With
+        # proto 0, Nagle holds back each response body for a delayed ACK (~40 ms).
+        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
         try:
             sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             sock.bind((self.host, self._requested_port))

@@ -141,7 +141,7 @@ class WebhookReceiver:
         self._dedupe_size = dedupe_size
         self._publish_timeout = publish_timeout
         self._seen: OrderedDict[str, None] = OrderedDict()
-        self._inflight: dict[str, anyio.Event] = {}
+        self._inflight: dict[str, anyio.Event | None] = {}
         self._counts = {"accepted": 0, "duplicates": 0, "refused": 0, "published": 0, "unavailable": 0}
         try:
             self._token: anyio.lowlevel.EventLoopToken | None = anyio.lowlevel.current_token()
@@ -256,7 +256,10 @@ class WebhookReceiver:
     ) -> Response:
         # A concurrent copy of the same webhook waits for the first one's outcome
         # instead of publishing twice.
-        while (pending := self._inflight.get(key)) is not None:
+        while key in self._inflight:
+            pending = self._inflight[key]
+            if pending is None:  # the first waiter creates the event; the common case never needs one
+                pending = self._inflight[key] = anyio.Event()
             with anyio.move_on_after(self._publish_timeout + 1) as waited:
                 await pending.wait()
             if waited.cancelled_caught:
@@ -269,7 +272,7 @@ class WebhookReceiver:
             events = parse(body, headers)
         except (ValueError, LookupError, TypeError) as exc:
             raise _Refused(400, f"{provider} webhook body not usable: {exc}") from None
-        done = self._inflight[key] = anyio.Event()
+        self._inflight[key] = None
         try:
             try:
                 await self._publish(events)
@@ -281,8 +284,9 @@ class WebhookReceiver:
             if len(self._seen) > self._dedupe_size:
                 self._seen.popitem(last=False)
         finally:
-            del self._inflight[key]
-            done.set()
+            done = self._inflight.pop(key)
+            if done is not None:
+                done.set()
         self._counts["accepted"] += 1
         self._counts["published"] += len(events)
         return _answer(200, {"ok": True, "events": len(events)})
@@ -305,6 +309,12 @@ class WebhookReceiver:
 
     async def _publish_here(self, events: Sequence[ev.Event]) -> None:
         bus = self._bus
-        with anyio.fail_after(self._publish_timeout):
-            for event in events:
-                await bus.publish(event)
+        for i, event in enumerate(events):
+            try:
+                bus.publish_nowait(event)  # the hot path: no timer, no await
+            except anyio.WouldBlock:
+                # Back-pressure: wait for room, bounded, then carry on from here.
+                with anyio.fail_after(self._publish_timeout):
+                    for rest in events[i:]:
+                        await bus.publish(rest)
+                return
