@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Callable, Iterator
 
 import anyio
 import anyio.to_thread
@@ -103,7 +103,7 @@ class _Status(msgspec.Struct):
     total: int
 
 
-def interpreter() -> callable:
+def interpreter() -> Callable[[httpx.Response], Interpretation]:
     """A sans-I/O status interpreter like a provider module's: progress on change, completion at the end."""
     decoder = msgspec.json.Decoder(_Status)
     last: list[int] = []

@@ -145,6 +145,19 @@ async def test_bus_failure_answers_503_and_does_not_mark_seen() -> None:
                 assert (await sub.receive()).id == "acme:j1:item:a"
 
 
+async def test_bus_full_past_publish_timeout_answers_503() -> None:
+    """A bus that stays full longer than publish_timeout gets the sender a 503, not a hung request."""
+    async with Bus() as bus, bus.subscribe("stuck", buffer=1) as sub:
+        receiver = WebhookReceiver(bus, {"acme": parse_acme}, publish_timeout=0.05)
+        transport = httpx.ASGITransport(app=receiver)
+        with anyio.fail_after(10):
+            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                response = await client.post("/hooks/acme", content=body_of(keys=("a", "b")), headers=JSON)
+        assert response.status_code == 503
+        assert receiver.stats()["unavailable"] == 1
+        assert (await sub.receive()).key == "a"  # type: ignore[attr-defined]
+
+
 # --- dedupe -------------------------------------------------------------------
 
 
