@@ -49,10 +49,12 @@ import msgspec
 import sniffio
 import structlog
 import websockets.exceptions
+import websockets.uri
 
 from adapters.backoff import Backoff
 from adapters.webhooks import Publisher
 from eventbus import events as ev
+from eventbus.exceptions import BusClosed, ConfigError
 
 __all__ = ["Correlator", "FrameParser", "WebSocketSource"]
 
@@ -116,7 +118,11 @@ class WebSocketSource:
         proxy: str | None = None,
     ) -> None:
         if healthy_after < 0 or open_timeout <= 0 or close_timeout <= 0 or max_size < 1:
-            raise ValueError("healthy_after >= 0, open_timeout, close_timeout and max_size > 0 are required")
+            raise ConfigError("healthy_after >= 0, open_timeout, close_timeout and max_size > 0 are required")
+        try:
+            websockets.uri.parse_uri(url)
+        except websockets.exceptions.InvalidURI as exc:
+            raise ConfigError(f"not a WebSocket URL (ws:// or wss://): {_redact(url, token_param)!r}") from exc
         self._url = url
         if token is not None:
             parts = urlsplit(url)
@@ -191,13 +197,17 @@ class WebSocketSource:
             tg.start_soon(self._watch_stop)
             if self.correlator is not None:
                 tg.start_soon(self._expire_correlations)
+            detail = "stopped by the caller"
             try:
                 await self._connect_loop()
+            except BusClosed:  # nowhere left to publish: end quietly
+                detail = ""
             finally:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self._close_timeout):
                     if self.state != "gave_up":
                         self.state = "stopped"
-                        await self._state("stopped", "stopped by the caller")
+                        if detail:
+                            await self._state("stopped", detail)
                 tg.cancel_scope.cancel()
 
     async def _watch_stop(self) -> None:
@@ -323,8 +333,11 @@ class WebSocketSource:
         tick = max(0.01, min(1.0, self.correlator.max_age / 4))
         while True:
             await anyio.sleep(tick)
-            for signal in self.correlator.expire():
-                await self._bus.publish(signal)
+            try:
+                for signal in self.correlator.expire():
+                    await self._bus.publish(signal)
+            except BusClosed:
+                return  # the connection loop meets the closed bus too and ends the source
 
     # -- publishing helpers ------------------------------------------------
 

@@ -19,6 +19,7 @@ from adapters.backoff import Backoff
 from adapters.websocket import Correlator, WebSocketSource
 from eventbus import events as ev
 from eventbus.bus import Bus, Subscription
+from eventbus.exceptions import ConfigError
 
 # --- a Datananas-like frame parser (sans-I/O, as the provider module will be) ------------
 
@@ -380,6 +381,36 @@ async def test_stop_publishes_stopped_and_ends_run() -> None:
                 events = await take(sub, 1)
     assert shape(events) == [("stopped", 0)]
     assert source.state == "stopped"
+
+
+async def test_closing_the_bus_ends_the_source_quietly() -> None:
+    """When the bus is closed under a running source, run() returns instead of raising."""
+
+    async def send_forever(ws: websockets.asyncio.server.ServerConnection) -> None:
+        i = 0
+        while True:
+            await ws.send(frame(i))
+            i += 1
+
+    with WsServer(send_forever) as server:
+        async with Bus() as bus:
+            flowing = anyio.Event()
+            bus.on(lambda e: flowing.set() if isinstance(e, ev.JobProgress) else None, name="watch")
+            # close_timeout: the flooding server's close reply queues behind frames nobody reads any more.
+            source = WebSocketSource(server.url, parse_frame, bus, provider="datananas", close_timeout=0.2)
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(source.run)
+                    await flowing.wait()
+                    await bus.aclose()
+    assert source.state == "stopped"
+
+
+def test_a_malformed_url_is_refused_at_construction() -> None:
+    """A URL that is not ws:// or wss:// raises ConfigError at once, with the token redacted."""
+    with pytest.raises(ConfigError, match=r"not a WebSocket URL.*token=\*\*\*") as info:
+        WebSocketSource("http://example.com/ws?token=s3cret", parse_frame, Bus(), provider="datananas")
+    assert "s3cret" not in str(info.value)
 
 
 # --- correlation -------------------------------------------------------------------------
