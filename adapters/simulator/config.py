@@ -118,6 +118,7 @@ class SimulatorConfig:
     credentials: Credentials = field(default_factory=Credentials)
     token_ttl: float = 3600.0
     throttle: dict[str, Throttle] = field(default_factory=dict)  # by provider name
+    insideview_transactions: int | None = None  # ids the account may still request; None: unlimited
     datananas_connect_quota: int | None = None  # contacts per day from Connect; None: unlimited
     datananas_total_quota: int | None = None  # contacts in the account; None: unlimited
     pronto_credits: int | None = None  # None: unlimited

@@ -144,6 +144,11 @@ class InsideView:
             return _error("validation failed: no contact ids in the body")
         if len(ids) > MAX_JOB_IDS:
             return _error(f"validation failed: at most {MAX_JOB_IDS} ids per job, got {len(ids)}")
+        left = self.state.config.insideview_transactions
+        if left is not None:
+            if len(ids) > left:
+                return _error(f"insufficient transaction quota: {len(ids)} ids requested, {left} transactions left")
+            self.state.config.insideview_transactions = left - len(ids)
         token = request.headers["accessToken"]
         active = sum(1 for j in self.jobs.values() if j["token"] == token and j["status"] in ("accepted", "processing"))
         if active >= MAX_ACTIVE_JOBS:

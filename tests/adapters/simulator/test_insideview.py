@@ -230,3 +230,16 @@ async def test_bulk_fetch_limits_and_methods(simulator: Simulator) -> None:
         )
     assert over.status_code == 400 and dupes.status_code == 200
     assert get.status_code == 405 and bad.status_code == 400
+
+
+async def test_insufficient_transaction_quota_is_400(sim_config: SimulatorConfig) -> None:
+    """A job needing more transactions than the account has left is a 400 that says so."""
+    from adapters.simulator import run_simulator
+
+    sim_config.insideview_transactions = 5
+    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        token = await insideview_token(client, sim)
+        ok = await submit(client, sim, token, ["1", "2", "3"])
+        over = await submit(client, sim, token, ["4", "5", "6"])
+    assert ok.status_code == 200
+    assert over.status_code == 400 and "insufficient transaction quota" in over.json()["message"]
