@@ -408,6 +408,31 @@ async def test_served_over_loopback_hands_events_to_the_bus_loop() -> None:
                 assert [e.key for e in events] == ["a", "b"]  # type: ignore[attr-defined]
 
 
+async def test_served_over_loopback_answer_waits_for_the_bus_in_another_loop() -> None:
+    """Across threads, back-pressure from a full subscriber in the caller's loop holds the HTTP answer."""
+    async with Bus() as bus, bus.subscribe("slow", buffer=1) as sub:
+        receiver = WebhookReceiver(bus, {"acme": parse_acme})
+        answered = anyio.Event()
+        statuses: list[int] = []
+        async with ServedApp(receiver) as served, httpx.AsyncClient(base_url=served.url) as client:
+
+            async def send() -> None:
+                r = await client.post("/hooks/acme", content=body_of(keys=("a", "b", "c")), headers=JSON)
+                statuses.append(r.status_code)
+                answered.set()
+
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(send)
+                    first = await sub.receive()
+                    # "c" cannot be published before "b" leaves the 1-slot buffer, so no answer yet.
+                    assert not answered.is_set()
+                    rest = [await sub.receive() for _ in range(2)]
+                    await answered.wait()
+        assert [e.key for e in (first, *rest)] == ["a", "b", "c"]  # type: ignore[attr-defined]
+        assert statuses == [200]
+
+
 async def test_served_over_loopback_refuses_bad_input_without_500() -> None:
     """Over a real socket: garbage, invalid UTF-8, chunked oversize and missing headers get 4xx, never 500."""
 
