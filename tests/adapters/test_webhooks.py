@@ -23,6 +23,7 @@ from anyio.lowlevel import checkpoint
 
 from adapters.serving import ServedApp
 from adapters.signing import signature_headers
+from adapters.simulator import Faults, Simulator, SimulatorConfig
 from adapters.webhooks import WebhookReceiver
 from eventbus import events as ev
 from eventbus.bus import Bus
@@ -503,3 +504,68 @@ def test_eventbus_serve_runs_the_receiver_alone() -> None:
         ("invalid_signal", None, 401),
     ]
     assert SECRET not in out + err and SECRET not in " ".join(command)
+
+
+# --- against the provider simulator: signed, duplicated, reordered Pronto callbacks ---------
+
+
+class _ProntoContact(msgspec.Struct):
+    ref: str  # a custom field: Pronto echoes the contact as sent
+
+
+class _ProntoCallback(msgspec.Struct):
+    enrichment_id: str
+    status: str
+    contact: _ProntoContact
+
+
+_pronto = msgspec.json.Decoder(_ProntoCallback)
+
+
+def parse_pronto(body: bytes, headers: Mapping[str, str]) -> list[ev.Event]:
+    """A minimal Pronto webhook parser (the real one lives in adapters/providers)."""
+    c = _pronto.decode(body)
+    common = {
+        "id": ev.event_id("pronto", c.enrichment_id, "item", c.contact.ref),
+        "provider": "pronto",
+        "job_id": c.enrichment_id,
+        "source": "webhook",
+        "key": c.contact.ref,
+    }
+    if c.status == "found":
+        return [ev.ItemSucceeded(outcome="found", **common)]
+    return [ev.ItemFailed(code=c.status, message=c.status, **common)]
+
+
+@pytest.fixture
+def sim_config() -> SimulatorConfig:
+    """Signed webhooks, half of them delivered twice, in shuffled groups of 7."""
+    return SimulatorConfig(
+        item_time=0.0001, tick=0.005, webhook_secret=SECRET, faults=Faults(duplicate_webhooks=0.5, reorder_webhooks=7)
+    )
+
+
+async def test_simulated_pronto_callbacks_are_each_published_once(simulator: Simulator) -> None:
+    """100 signed, duplicated, reordered callbacks from the simulator become exactly 100 item events."""
+    contacts = [{"firstname": "Ada", "lastname": f"L{i}", "domain": "acme.test", "ref": f"r{i}"} for i in range(100)]
+    async with Bus() as bus, bus.subscribe("items", buffer=1000, types={ev.ItemSucceeded, ev.ItemFailed}) as sub:
+        receiver = WebhookReceiver(bus, {"pronto": parse_pronto}, secret=SECRET)
+        async with ServedApp(receiver) as served, httpx.AsyncClient() as client:
+            with anyio.fail_after(30):
+                accepted = await client.post(
+                    simulator.urls["pronto"] + "/contacts/bulk_enrich",
+                    headers={"X-API-KEY": "demo-key"},
+                    json={
+                        "contacts": contacts,
+                        "enrichment_type": ["email"],
+                        "webhook_url": served.url + "/hooks/pronto",
+                    },
+                )
+                assert accepted.status_code == 202
+                keys = [(await sub.receive()).key for _ in range(100)]  # type: ignore[attr-defined]
+                await simulator.webhooks.wait_settled(simulator.webhooks.stats.queued)
+        assert sorted(keys) == sorted(c["ref"] for c in contacts)
+        with pytest.raises(anyio.WouldBlock):
+            sub.receive_nowait()  # the duplicates, all delivered by now, published nothing
+        assert receiver.stats()["duplicates"] == simulator.webhooks.stats.queued - 100 > 0
+        assert simulator.webhooks.stats.failed == 0

@@ -11,11 +11,13 @@ from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 
 import anyio
+import httpx
 import msgspec
 import pytest
 import websockets.asyncio.server
 
 from adapters.backoff import Backoff
+from adapters.simulator import Faults, Simulator, SimulatorConfig
 from adapters.websocket import Correlator, WebSocketSource
 from eventbus import events as ev
 from eventbus.bus import Bus, Subscription
@@ -500,3 +502,132 @@ def test_correlator_timeout_handler_is_configurable() -> None:
     c.admit(progress(0, "u1"))
     clock.now = 2
     assert c.expire() == [] and seen == [("u1", 1)]
+
+
+# --- against the provider simulator's Datananas WebSocket ---------------------------------
+
+
+class _Payload(msgspec.Struct):
+    uuid: str
+    i: int = -1
+    total: int = 0
+    created: int = 0
+    updated: int = 0
+
+
+class _DatananasFrame(msgspec.Struct):
+    event: str
+    data: _Payload
+
+
+_datananas = msgspec.json.Decoder(_DatananasFrame)
+
+
+def parse_datananas(frame: str | bytes) -> list[ev.Event]:
+    """A minimal Datananas frame parser (the real one lives in adapters/providers)."""
+    m = _datananas.decode(frame)
+    d = m.data
+    common = {"provider": "datananas", "job_id": d.uuid, "source": "websocket"}
+    match m.event:
+        case "contact_bulk_create_starting":
+            return [ev.JobAccepted(id=ev.event_id("datananas", d.uuid, "accepted"), **common)]
+        case "contact_bulk_create_running":
+            return [
+                ev.JobProgress(id=ev.event_id("datananas", d.uuid, "i", d.i), done=d.i + 1, total=d.total, **common)
+            ]
+        case "contact_bulk_create_ending":
+            return [
+                ev.JobCompleted(
+                    id=ev.event_id("datananas", d.uuid, "done"),
+                    created=d.created,
+                    updated=d.updated,
+                    succeeded=d.created + d.updated,
+                    **common,
+                )
+            ]
+    raise ValueError(f"unknown Datananas event {m.event!r}")
+
+
+async def submit_datananas(simulator: Simulator, n: int) -> str:
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            simulator.urls["datananas"] + "/contacts/bulk",
+            headers={"Authorization": "Bearer demo-token"},
+            json={"list": "l1", "contacts": [{"email": f"c{i}@example.com"} for i in range(n)]},
+        )
+    assert r.status_code == 200, r.text
+    return r.json()["uuid"]
+
+
+async def test_simulated_datananas_job_is_followed_with_early_events_correlated(simulator: Simulator) -> None:
+    """Frames before bind() wait in the correlator (they may precede the HTTP answer); all arrive in order."""
+    async with Bus() as bus, bus.subscribe("t", buffer=10_000) as sub:
+        source = WebSocketSource(
+            simulator.urls["datananas_ws"],
+            parse_datananas,
+            bus,
+            provider="datananas",
+            token="demo-token",
+            correlator=Correlator(max_age=60),
+        )
+        async with source:
+            with anyio.fail_after(30):
+                assert shape(await take(sub, 1)) == [("connected", 0)]
+                uuid = await submit_datananas(simulator, 300)
+                await source.bind(uuid, uuid)  # releases whatever arrived before the HTTP answer
+                events = []
+                while not events or not isinstance(events[-1], ev.JobCompleted):
+                    events.append(await sub.receive())
+    assert isinstance(events[0], ev.JobAccepted)
+    assert [e.done for e in events[1:-1]] == list(range(1, 301))  # type: ignore[attr-defined]
+    assert (events[-1].created, events[-1].updated) == (300, 0)  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("sim_config", [SimulatorConfig(item_time=0.0001, tick=0.005, faults=Faults(ws_drop_after=40))])
+async def test_simulated_drop_after_n_frames_reconnects_and_asks_for_recovery(simulator: Simulator) -> None:
+    """The simulator drops the socket after 40 frames: the source reconnects and calls on_reconnect."""
+    recovered = anyio.Event()
+    async with Bus() as bus, bus.subscribe("t", buffer=10_000) as sub:
+        source = WebSocketSource(
+            simulator.urls["datananas_ws"],
+            parse_datananas,
+            bus,
+            provider="datananas",
+            token="demo-token",
+            backoff=quick_backoff(None),
+            on_reconnect=recovered.set,
+        )
+        async with source:
+            with anyio.fail_after(30):
+                await take(sub, 1)
+                await submit_datananas(simulator, 300)
+                seen: list[ev.Event] = []
+                while shape(seen[-1:]) != [("connected", 1)]:
+                    seen.append(await sub.receive())
+                await recovered.wait()
+    states = [s for s in shape(seen) if isinstance(s, tuple)]
+    assert states == [("disconnected", 0), ("reconnecting", 1), ("connected", 1)]
+    assert "1011" in next(e.detail for e in seen if isinstance(e, ev.SourceState))
+    done = [e.done for e in seen if isinstance(e, ev.JobProgress)]
+    assert done == sorted(set(done)) and len(done) <= 40
+
+
+@pytest.mark.parametrize(
+    "sim_config", [SimulatorConfig(item_time=0.0001, tick=0.005, faults=Faults(ws_accept_then_close=True))]
+)
+async def test_simulated_accept_then_close_costs_bounded_attempts(simulator: Simulator) -> None:
+    """Against the simulator's accept-then-close fault the source makes max_attempts retries, then gives up."""
+    async with Bus() as bus, bus.subscribe("t", buffer=1000) as sub:
+        source = WebSocketSource(
+            simulator.urls["datananas_ws"],
+            parse_datananas,
+            bus,
+            provider="datananas",
+            token="demo-token",
+            backoff=quick_backoff(3),
+        )
+        with anyio.fail_after(30):
+            await source.run()
+        events = await take(sub, 12)
+    assert [s for s, _ in shape(events)].count("connected") == 4
+    assert shape(events)[-1] == ("gave_up", 3)
