@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
 
 import anyio
 import anyio.to_thread
@@ -27,6 +27,7 @@ from adapters.polling import (
     retry_after_of,
 )
 from adapters.serving import ServedApp
+from adapters.simulator import Faults, Simulator, SimulatorConfig
 from eventbus import events as ev
 from eventbus.bus import Bus
 from eventbus.testing import capture
@@ -414,3 +415,104 @@ async def test_csv_rows_arrive_before_the_download_ends(client: httpx.AsyncClien
                     SCRIPT.csv_gate.set()
                     rest = [r async for r in rows]
     assert [first.line, *[r.line for r in rest]] == [2, 3]
+
+
+# --- against the provider simulator: Mautic status, blind pages, expiry ---------------------
+
+
+class _MauticStatus(msgspec.Struct):
+    status: str
+
+
+def interpret_mautic(job_id: str) -> Callable[[httpx.Response], Interpretation]:
+    """A minimal Mautic status interpreter (the real one lives in adapters/providers)."""
+    decoder = msgspec.json.Decoder(_MauticStatus)
+    last: list[str] = []
+
+    def interpret(response: httpx.Response) -> Interpretation:
+        status = decoder.decode(response.content).status
+        changed = not last or last[-1] != status
+        last.append(status)
+        return [], changed, status == "completed"
+
+    return interpret
+
+
+@pytest.mark.parametrize(
+    "sim_config",
+    [SimulatorConfig(item_time=0.0001, tick=0.005, mautic_page_size=40, faults=Faults(mautic_expire_after=60))],
+)
+async def test_simulated_mautic_job_is_polled_paged_and_then_expires(simulator: Simulator) -> None:
+    """A Mautic job is polled to completion, its blind pages read to the end, and a 404 later is JobExpired."""
+    base = simulator.urls["mautic"]
+    contacts = [{"email": f"c{i}@example.com" if i % 10 else "not-an-email"} for i in range(250)]
+    async with httpx.AsyncClient(base_url=base) as client, Bus() as bus, capture(bus) as events:
+        with anyio.fail_after(30):
+            auth = await client.post(
+                "/oauth/v2/token",
+                data={"grant_type": "client_credentials", "client_id": "demo", "client_secret": "demo"},
+            )
+            client.headers["Authorization"] = "Bearer " + auth.json()["access_token"]
+            job = (await client.post("/api/contacts/bulk/new", json=contacts)).json()["id"]
+
+            def fetch() -> Awaitable[httpx.Response]:
+                return client.get(f"/api/contacts/job/{job}")
+
+            poller = Poller(fetch, interpret_mautic(job), bus, provider="mautic", job_id=job, initial=0.002, cap=0.02)
+            assert await poller.run() is PollOutcome.TERMINAL
+
+            async def page(url: str) -> dict:
+                return msgspec.json.decode((await client.get(url)).content)
+
+            codes = [
+                c["statusCode"]
+                async for p in follow_pages(
+                    page, f"/api/contacts/job/{job}?details=1", lambda p: p["details"].get("next-page")
+                )
+                for c in p["details"]["contacts"]
+            ]
+            assert len(codes) == 250 and codes.count(400) == 25 and codes.count(201) == 225
+
+            simulator.clock.advance(61)  # past the job's lifetime, not the token's
+            again = Poller(fetch, interpret_mautic(job), bus, provider="mautic", job_id=job, known=True, initial=0.002)
+            assert await again.run() is PollOutcome.EXPIRED
+            await bus.drain(timeout=5)
+    assert [type(e) for e in events] == [ev.JobExpired]
+
+
+async def test_simulated_insideview_results_are_streamed_row_by_row(simulator: Simulator) -> None:
+    """An InsideView job is polled to `finished` and its CSV results are read row by row, one per id."""
+    ids = [str(1000 + i) for i in range(500)] + ["abc"]  # ids ending in 7 are not found; "abc" is invalid
+    async with httpx.AsyncClient(base_url=simulator.urls["insideview"]) as client, Bus() as bus:
+        with anyio.fail_after(30):
+            login = await client.post(
+                simulator.urls["insideview_login"] + "/Auth/login/v1/token.json",
+                params={"clientId": "demo", "clientSecret": "demo", "grantType": "cred"},
+            )
+            client.headers["accessToken"] = login.json()["accessTokenDetails"]["accessToken"]
+            client.headers["Accept"] = "application/json"
+            submitted = await client.post(
+                "/target/contact/job", content="\n".join(ids), headers={"Content-Type": "text/plain"}
+            )
+            job = submitted.json()["jobId"]
+
+            def interpret(response: httpx.Response) -> Interpretation:
+                s = msgspec.json.decode(response.content)
+                return [], True, s["status"] in ("finished", "failed", "aborted")
+
+            poller = Poller(
+                lambda: client.get(f"/target/contact/job/{job}"),
+                interpret,
+                bus,
+                provider="insideview",
+                job_id=job,
+                initial=0.002,
+                cap=0.02,
+            )
+            assert await poller.run() is PollOutcome.TERMINAL
+            async with client.stream("GET", f"/target/contact/job/{job}/results") as response:
+                async with CsvRows(response, bus, provider="insideview", job_id=job) as rows:
+                    statuses = [row.fields["status"] async for row in rows]
+            assert rows.invalid == 0
+    assert len(statuses) == 501
+    assert statuses.count("error") == 1 + sum(1 for i in ids if i.endswith("7"))
