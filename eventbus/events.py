@@ -53,6 +53,7 @@ __all__ = [
     "TERMINAL_TYPES",
     "Throttled",
     "chunk_ref",
+    "is_chunk_ref",
     "decode",
     "decode_lines",
     "encode",
@@ -92,8 +93,16 @@ def event_id(provider: str, job_id: str, *parts: object) -> str:
 
 
 def chunk_ref(batch_id: str, chunk_index: int) -> str:
-    """The local ``job_id`` of a chunk before the provider has given it a job id."""
+    """The local ``job_id`` of a chunk before the provider has given it a job id.
+
+    Index ``-1`` names the rows of a batch that failed validation and were never sent.
+    """
     return f"{batch_id}#{chunk_index}"
+
+
+def is_chunk_ref(job_id: str) -> bool:
+    """True for a local chunk reference (provider job ids never contain ``#``)."""
+    return "#" in job_id
 
 
 EXCERPT_LIMIT: Final = 200

@@ -18,8 +18,10 @@ and never awaits; :meth:`JobTracker.attach` is the thin async shell that feeds
 it and publishes its output to a bus.
 
 Events not about a provider job pass through untouched: those with
-``job_id == ""`` and the submit-side events keyed by a chunk reference
-(``BatchSubmitted``, ``SubmitRejected``, ``Throttled``, ``QuotaExhausted``).
+``job_id == ""``, and everything keyed by a chunk reference (the submitter's
+``BatchSubmitted``, ``SubmitRejected``, ``Throttled``, ``QuotaExhausted``, the
+``ItemFailed`` of rows that failed validation, and the complete answers of
+synchronous endpoints) — one submitter, no redundancy to merge.
 
 Memory is bounded: a job's item keys are freed when it ends, and the ids of
 finished jobs are remembered in an LRU of ``max_finished`` entries so late
@@ -137,7 +139,7 @@ class JobTracker:
     def feed(self, event: ev.Event) -> list[ev.Event]:
         """Take one raw event; return the merged events to publish (possibly none)."""
         stats = self._stats
-        if not event.job_id or isinstance(event, _PASSTHROUGH):
+        if not event.job_id or isinstance(event, _PASSTHROUGH) or ev.is_chunk_ref(event.job_id):
             stats.passed += 1
             return [event]
         key = (event.provider, event.job_id)

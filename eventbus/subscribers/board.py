@@ -16,7 +16,7 @@ from eventbus import events as ev
 
 __all__ = ["JobBoard", "JobRow"]
 
-TERMINAL_STATES = frozenset({"completed", "failed", "cancelled", "expired", "rejected"})
+TERMINAL_STATES = frozenset({"completed", "failed", "cancelled", "expired", "rejected", "invalid"})
 
 
 @dataclass
@@ -124,7 +124,9 @@ class JobBoard:
             case ev.ItemFailed():
                 row = self._row(event)
                 row.failed += 1
-                if not row.finished:
+                if event.job_id.endswith("#-1"):  # rows refused by validation, never sent
+                    row.state, row.reason, row.ended = "invalid", "failed validation, not sent", event.at
+                elif not row.finished:
                     row.state = "running"
             case ev.JobCompleted():
                 row = self._row(event)

@@ -257,3 +257,19 @@ async def test_attach_reports_stuck_jobs() -> None:
             with anyio.fail_after(5):
                 stuck = await sub.receive()
     assert isinstance(stuck, ev.JobStuck) and stuck.job_id == "j1"
+
+
+def test_chunk_keyed_events_pass_through() -> None:
+    """Events keyed by a chunk reference (validation failures, synchronous answers) are not merged."""
+    invalid = ev.ItemFailed(
+        id="i",
+        provider="pronto",
+        job_id="B#-1",
+        source="submit",
+        key="3",
+        code="invalid",
+        message="row 3: field 'lastname': lastname is required",
+    )
+    tracker = JobTracker()
+    assert feed_all(tracker, invalid, invalid) == [invalid, invalid]
+    assert tracker.active_jobs() == []

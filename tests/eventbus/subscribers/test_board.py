@@ -90,3 +90,13 @@ def test_non_job_events_are_counted_not_rows() -> None:
     )
     assert board.rows == {}
     assert (board.invalid, board.throttled, len(board.source_states)) == (1, 1, 1)
+
+
+def test_invalid_rows_are_a_finished_row() -> None:
+    """Rows refused by validation appear under the batch's '#-1' reference, finished as invalid."""
+    board = feed(
+        JobBoard(),
+        ev.ItemFailed(id="i", provider="pronto", job_id="B#-1", source="submit", key="3", code="invalid", message="m"),
+    )
+    row = board.rows[("pronto", "B#-1")]
+    assert row.state == "invalid" and row.failed == 1 and board.all_finished()

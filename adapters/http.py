@@ -1,0 +1,282 @@
+"""One HTTP client setup for every provider: auth, retries, rate limit, timeouts, typed errors.
+
+:class:`ProviderClient` sends the :class:`~adapters.providers.base.Request`
+objects the provider modules build, and returns their
+:class:`~adapters.providers.base.Response`. It
+
+* authenticates the provider's way (InsideView's ``accessToken`` header from
+  its login endpoint, Mautic's OAuth2 client credentials, a Datananas bearer
+  token, a Pronto ``X-API-KEY``), refreshing tokens ahead of expiry and once
+  after a 401;
+* retries only what the provider certainly did not take — 429 (honouring
+  ``Retry-After``/``X-RateLimit-Reset``, backing off on its own when there is
+  none, as with InsideView), 5xx, and connections that never opened — with
+  capped, jittered exponential backoff;
+* never resends a request that may have been taken: a timeout or a dropped
+  connection after the request was sent raises :class:`AmbiguousSubmit`;
+* spaces requests by an optional client-side rate limit;
+* converts httpx errors into :mod:`eventbus.exceptions` at this edge.
+
+Secrets never appear in messages or ``repr``: :class:`Settings` hides them.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Awaitable, Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+
+from adapters.backoff import Backoff
+from adapters.providers.base import Provider, Request, Response, ServerFailure, Throttle
+from eventbus.exceptions import (
+    AmbiguousSubmit,
+    AuthError,
+    ConfigError,
+    RateLimited,
+    ServerError,
+    TransportError,
+)
+
+__all__ = ["DEFAULT_BASE_URLS", "ENV", "ProviderClient", "Settings"]
+
+DEFAULT_BASE_URLS: dict[str, str | None] = {
+    "insideview": "https://api.insideview.com/api/v1",
+    "mautic": None,  # each customer has their own instance
+    "datananas": "https://api.datananas.com",
+    "pronto": "https://app.prontohq.com/api/v2",
+}
+DEFAULT_LOGIN_URL = "https://login.insideview.com"
+
+# provider -> (env var of the id/token/key, env var of the secret or None)
+ENV: dict[str, tuple[str, str | None]] = {
+    "insideview": ("INSIDEVIEW_CLIENT_ID", "INSIDEVIEW_CLIENT_SECRET"),
+    "mautic": ("MAUTIC_CLIENT_ID", "MAUTIC_CLIENT_SECRET"),
+    "datananas": ("DATANANAS_TOKEN", None),
+    "pronto": ("PRONTO_API_KEY", None),
+}
+_TOKEN_PROVIDERS = ("insideview", "mautic")
+_IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE", "PUT", "OPTIONS"})
+
+
+@dataclass
+class Settings:
+    """Where and how to reach one provider. ``credential`` is the id, token or API key; ``secret`` the secret."""
+
+    base_url: str
+    credential: str = field(repr=False)
+    secret: str | None = field(default=None, repr=False)
+    login_url: str | None = None  # InsideView's login host
+    timeout: float = 30.0
+    max_attempts: int = 8
+    backoff_base: float = 0.5
+    backoff_cap: float = 30.0
+    rate_limit: float | None = None  # requests per second, client side
+
+    @classmethod
+    def from_env(
+        cls, provider: str, environ: Mapping[str, str] | None = None, *, base_url: str | None = None, **overrides: Any
+    ) -> Settings:
+        """Settings from ``<PROVIDER>_*`` environment variables; a clear ConfigError names what is missing."""
+        env = os.environ if environ is None else environ
+        if provider not in ENV:
+            raise ConfigError(f"unknown provider {provider!r}; choose one of: {', '.join(ENV)}")
+        id_var, secret_var = ENV[provider]
+        missing = [v for v in (id_var, secret_var) if v and not env.get(v)]
+        if missing:
+            raise ConfigError(f"{provider} needs the environment variable(s) {', '.join(missing)}")
+        url = base_url or env.get(f"{provider.upper()}_BASE_URL") or DEFAULT_BASE_URLS[provider]
+        if not url:
+            raise ConfigError(f"{provider} needs a base URL: set {provider.upper()}_BASE_URL or pass --base-url")
+        login = env.get("INSIDEVIEW_LOGIN_URL") if provider == "insideview" else None
+        return cls(
+            base_url=url.rstrip("/"),
+            credential=env[id_var],
+            secret=env.get(secret_var) if secret_var else None,
+            login_url=login,
+            **overrides,
+        )
+
+    def login_base(self) -> str:
+        """InsideView's login base: the explicit one, else the simulator-style sibling, else the real host."""
+        if self.login_url:
+            return self.login_url.rstrip("/")
+        if self.base_url.endswith("/api/v1") and "api.insideview.com" not in self.base_url:
+            return self.base_url[: -len("/api/v1")]
+        return DEFAULT_LOGIN_URL
+
+
+class ProviderClient:
+    """Sends a provider's requests with auth, retries and rate limiting; an async context manager."""
+
+    def __init__(
+        self,
+        provider: Provider,
+        settings: Settings,
+        client: httpx.AsyncClient | None = None,
+        *,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.provider = provider
+        self.settings = settings
+        self._own_client = client is None
+        self._client = client or httpx.AsyncClient(timeout=settings.timeout)
+        self._clock = clock
+        self._token: str | None = None
+        self._token_expires = 0.0
+        self._token_lock = anyio.Lock()
+        self._pace_lock = anyio.Lock()
+        self._next_slot = 0.0
+        self.requests_sent = 0
+
+    async def __aenter__(self) -> ProviderClient:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.aclose()
+
+    async def aclose(self) -> None:
+        if self._own_client:
+            await self._client.aclose()
+
+    # --- auth ------------------------------------------------------------------------
+
+    async def _credential(self, *, refresh: bool = False) -> str:
+        if self.provider.name not in _TOKEN_PROVIDERS:
+            return self.settings.credential
+        async with self._token_lock:
+            margin = 60.0
+            if refresh or self._token is None or self._clock() >= self._token_expires - margin:
+                request = self.provider.token_request(self.settings.credential, self.settings.secret or "")  # type: ignore[attr-defined]
+                response = await self._raw(request)
+                grant = self.provider.read_token(response)  # type: ignore[attr-defined]
+                self._token = grant.token
+                self._token_expires = self._clock() + max(grant.expires_in, 1.0)
+            return self._token
+
+    # --- sending -----------------------------------------------------------------------
+
+    def _url(self, request: Request) -> str:
+        base = self.settings.login_base() if request.base == "login" else self.settings.base_url
+        return base + request.path
+
+    async def _raw(self, request: Request, headers: Mapping[str, str] | None = None) -> Response:
+        """One attempt, with httpx errors converted; no retries, no auth."""
+        await self._pace()
+        try:
+            r = await self._client.request(
+                request.method,
+                self._url(request),
+                params=dict(request.params),
+                headers={**request.headers, **(headers or {})},
+                content=request.content,
+            )
+        except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            raise _NotSent(f"could not connect to {self.provider.name} at {self.settings.base_url}: {exc}") from exc
+        except httpx.TimeoutException as exc:
+            raise _MaybeSent(f"{self.provider.name} did not answer within {self.settings.timeout:.0f}s") from exc
+        except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
+            raise _MaybeSent(f"the connection to {self.provider.name} broke: {exc}") from exc
+        except httpx.HTTPError as exc:
+            raise TransportError(f"HTTP error talking to {self.provider.name}: {exc}") from exc
+        self.requests_sent += 1
+        return Response(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content)
+
+    async def send(
+        self,
+        request: Request,
+        *,
+        on_throttle: Callable[[float, int], Awaitable[None]] | None = None,
+        on_retry: Callable[[str, float, int], Awaitable[None]] | None = None,
+    ) -> Response:
+        """Send with auth and retries; return the first response that is neither 429, 5xx nor a first 401.
+
+        Raises :class:`RateLimited` / :class:`ServerError` when the retry budget
+        runs out, :class:`AuthError` on a second 401, :class:`AmbiguousSubmit`
+        when a non-idempotent request may have been taken, and
+        :class:`TransportError` when the provider cannot be reached at all.
+        """
+        s = self.settings
+        backoff = Backoff(base=s.backoff_base, cap=s.backoff_cap, max_attempts=max(s.max_attempts - 1, 0))
+        refreshed = False
+        while True:
+            try:
+                token = await self._credential()
+                response = await self._raw(request, self.provider.auth_headers(token))  # type: ignore[attr-defined]
+            except _NotSent as exc:
+                if backoff.exhausted:
+                    raise TransportError(f"{exc} (gave up after {backoff.attempt + 1} attempts)") from exc.__cause__
+                delay = backoff.next_delay()
+                if on_retry is not None:
+                    await on_retry(str(exc), delay, backoff.attempt)
+                await anyio.sleep(delay)
+                continue
+            except _MaybeSent as exc:
+                if request.method in _IDEMPOTENT and not backoff.exhausted:
+                    await anyio.sleep(backoff.next_delay())
+                    continue
+                raise AmbiguousSubmit(
+                    f"{exc}; the request was sent, so it may have been taken — not resending it",
+                    provider=self.provider.name,
+                ) from exc.__cause__
+            if response.status == 401 and self.provider.name in _TOKEN_PROVIDERS and not refreshed:
+                refreshed = True
+                await self._credential(refresh=True)
+                continue
+            if response.status == 401:
+                raise AuthError(
+                    f"{self.provider.name} refused our credentials (HTTP 401) even after a fresh token",
+                    status=401,
+                    provider=self.provider.name,
+                )
+            verdict = self.provider.common_outcome(response)
+            if isinstance(verdict, Throttle):
+                if backoff.exhausted:
+                    raise RateLimited(
+                        f"{self.provider.name} kept answering 429 after {backoff.attempt + 1} attempts",
+                        status=429,
+                        provider=self.provider.name,
+                    )
+                delay = backoff.next_delay(at_least=verdict.retry_after or 0.0)
+                if on_throttle is not None:
+                    await on_throttle(delay, backoff.attempt)
+                await anyio.sleep(delay)
+                continue
+            if isinstance(verdict, ServerFailure):
+                if backoff.exhausted:
+                    raise ServerError(
+                        f"{self.provider.name} kept failing (HTTP {verdict.status}: {verdict.reason}) "
+                        f"after {backoff.attempt + 1} attempts",
+                        status=verdict.status,
+                        provider=self.provider.name,
+                    )
+                delay = backoff.next_delay()
+                if on_retry is not None:
+                    await on_retry(f"HTTP {verdict.status}", delay, backoff.attempt)
+                await anyio.sleep(delay)
+                continue
+            return response
+
+    async def _pace(self) -> None:
+        """Wait for the next slot of the client-side rate limit, if there is one."""
+        rate = self.settings.rate_limit
+        if not rate:
+            return
+        async with self._pace_lock:
+            now = self._clock()
+            wait = self._next_slot - now
+            self._next_slot = max(now, self._next_slot) + 1.0 / rate
+        if wait > 0:
+            await anyio.sleep(wait)
+
+
+class _NotSent(Exception):
+    """The request never reached the provider (safe to retry)."""
+
+
+class _MaybeSent(Exception):
+    """The request was sent but no complete answer came back."""

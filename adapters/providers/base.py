@@ -1,0 +1,263 @@
+"""What every sans-I/O provider module offers: requests to send, and typed readings of what comes back.
+
+A provider module holds no sockets and no awaits. It turns contacts into
+:class:`Request` objects (method, path, query, headers, body) and turns a
+:class:`Response` (status, headers, body bytes) into an :class:`Outcome`.
+The I/O layers (``adapters.http``, ``adapters.submit``) move the bytes.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, ClassVar, NamedTuple
+
+import msgspec
+
+__all__ = [
+    "Accepted",
+    "Chunk",
+    "Contact",
+    "Items",
+    "Outcome",
+    "Problem",
+    "Provider",
+    "Refused",
+    "Request",
+    "Response",
+    "ServerFailure",
+    "Throttle",
+    "TokenGrant",
+    "balanced_chunks",
+    "normalise_key",
+]
+
+Contact = dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Request:
+    """One HTTP request, relative to the provider's base URL."""
+
+    method: str
+    path: str
+    params: Mapping[str, str] = field(default_factory=dict)
+    headers: Mapping[str, str] = field(default_factory=dict)
+    content: bytes | None = None
+    base: str = "api"  # which base URL: "api", or "login" for InsideView's login host
+
+
+@dataclass(frozen=True)
+class Response:
+    """One HTTP response as the provider module sees it (header names lower-case)."""
+
+    status: int
+    headers: Mapping[str, str]
+    body: bytes
+
+    def header(self, name: str) -> str | None:
+        return self.headers.get(name.lower())
+
+
+class Problem(NamedTuple):
+    """One reason a contact cannot be sent: which input row, which field, why."""
+
+    row: int
+    field: str
+    message: str
+
+    def __str__(self) -> str:
+        return f"row {self.row}: field {self.field!r}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """Contacts sent in one request: their input rows and provider-shaped payloads."""
+
+    index: int
+    rows: tuple[int, ...]
+    contacts: tuple[Contact, ...]
+    endpoint: str = "default"  # e.g. Pronto "single" for a lone contact
+
+
+@dataclass(frozen=True)
+class TokenGrant:
+    """An access token and how long it lives, in seconds."""
+
+    token: str
+    expires_in: float
+
+
+# --- outcomes of a submit --------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """The provider took the chunk and named the job."""
+
+    job_id: str
+    total: int | None = None
+
+
+@dataclass(frozen=True)
+class Items:
+    """A synchronous endpoint answered per contact at once: (key, ok, outcome/code, message, data) per row."""
+
+    results: tuple[tuple[int, str, bool, str, str, dict[str, Any]], ...]  # row, key, ok, outcome|code, message, data
+
+
+@dataclass(frozen=True)
+class Refused:
+    """The provider refused the chunk. ``account`` means the reason applies to every later chunk too."""
+
+    status: int
+    reason: str
+    retriable: bool = False
+    account: bool = False
+    code: str = ""  # the provider's own word for it (contact_total_quotas, insufficient_credits, ...)
+
+
+@dataclass(frozen=True)
+class Throttle:
+    """429: wait ``retry_after`` seconds if the provider said, else back off on our own."""
+
+    retry_after: float | None
+
+
+@dataclass(frozen=True)
+class ServerFailure:
+    """5xx: the provider did not take the request; retrying later may work."""
+
+    status: int
+    reason: str
+
+
+Outcome = Accepted | Items | Refused | Throttle | ServerFailure
+
+
+# --- helpers ---------------------------------------------------------------------
+
+_KEY_JUNK = re.compile(r"[\s_\-]")
+
+
+def normalise_key(name: str) -> str:
+    """Field names compared loosely: ``First Name``, ``first_name`` and ``firstName`` are the same."""
+    return _KEY_JUNK.sub("", name).lower()
+
+
+def balanced_chunks(n: int, low: int, high: int) -> list[tuple[int, int]]:
+    """Split ``n`` items into [start, end) ranges of ``high`` at most, none below ``low`` where possible.
+
+    The last two chunks are rebalanced so a remainder below ``low`` borrows
+    from its neighbour (Pronto: 201 contacts are 100 + 99 + 2, not 100 + 100 + 1).
+    A total below ``low`` is one short chunk; the caller decides what to do with it.
+    """
+    if n <= 0:
+        return []
+    ranges = [(start, min(n, start + high)) for start in range(0, n, high)]
+    if len(ranges) >= 2:
+        (a0, _a1), (b0, b1) = ranges[-2], ranges[-1]
+        if b1 - b0 < low:
+            moved = low - (b1 - b0)
+            ranges[-2] = (a0, b0 - moved)
+            ranges[-1] = (b0 - moved, b1)
+    return ranges
+
+
+def decode_json(body: bytes) -> Any:
+    """Decode a JSON body; ``None`` when it is not JSON (error bodies are not always JSON)."""
+    try:
+        return msgspec.json.decode(body)
+    except (msgspec.DecodeError, RecursionError):
+        return None
+
+
+class Provider:
+    """Base of the four provider modules' classes: names, limits, field mapping, common readings."""
+
+    name: ClassVar[str]
+    chunk_min: ClassVar[int] = 1
+    chunk_max: ClassVar[int]
+    aliases: ClassVar[Mapping[str, str]] = {}  # normalised input name -> provider field name
+
+    def __init__(self, **options: Any) -> None:
+        self.options = options
+
+    # --- contacts --------------------------------------------------------------
+
+    def map_fields(self, contact: Mapping[str, Any]) -> Contact:
+        """Rename known fields to the provider's names; unknown ones become custom fields."""
+        out: Contact = {}
+        custom: dict[str, Any] = {}
+        for name, value in contact.items():
+            if value is None or value == "":
+                continue
+            target = self.aliases.get(normalise_key(str(name)))
+            if target is None:
+                custom[str(name)] = value
+            else:
+                out[target] = value
+        return self.place_custom(out, custom)
+
+    def place_custom(self, contact: Contact, custom: dict[str, Any]) -> Contact:
+        """Where unknown fields go; by default they are sent as they are."""
+        contact.update(custom)
+        return contact
+
+    def validate(self, row: int, contact: Contact) -> list[Problem]:
+        """Problems with one mapped contact (none by default)."""
+        return []
+
+    def chunk(self, rows: Sequence[int], contacts: Sequence[Contact]) -> list[Chunk]:
+        """Split valid contacts into chunks the endpoint accepts."""
+        ranges = balanced_chunks(len(contacts), self.chunk_min, self.chunk_max)
+        return [Chunk(i, tuple(rows[a:b]), tuple(contacts[a:b])) for i, (a, b) in enumerate(ranges)]
+
+    # --- requests and readings ---------------------------------------------------------
+
+    def build_submit(self, chunk: Chunk) -> Request:
+        raise NotImplementedError
+
+    def read_submit(self, chunk: Chunk, response: Response) -> Outcome:
+        raise NotImplementedError
+
+    def common_outcome(self, response: Response) -> Outcome | None:
+        """429 and 5xx read the same way for every provider; None for anything else."""
+        if response.status == 429:
+            return Throttle(retry_after_seconds(response.headers))
+        if response.status >= 500:
+            return ServerFailure(response.status, _reason(response) or f"HTTP {response.status}")
+        return None
+
+
+def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
+    """Seconds to wait from ``Retry-After`` (seconds) or ``X-RateLimit-Reset`` (seconds until reset)."""
+    for name in ("retry-after", "x-ratelimit-reset"):
+        value = headers.get(name)
+        if value is None:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            continue
+        if seconds >= 0:
+            return seconds
+    return None
+
+
+def _reason(response: Response) -> str:
+    """A short human reason from an error body, whatever its shape."""
+    data = decode_json(response.body)
+    if isinstance(data, dict):
+        for key in ("message", "error", "reason", "error_description"):
+            if isinstance(data.get(key), str):
+                return data[key]
+        errors = data.get("errors")
+        if isinstance(errors, list) and errors and isinstance(errors[0], dict):
+            return str(errors[0].get("message", ""))
+    text = response.body[:200].decode("utf-8", "replace").strip()
+    return text
+
+
+reason_of = _reason

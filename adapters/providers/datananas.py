@@ -1,0 +1,124 @@
+"""Datananas (sans-I/O): bulk create of 1–10,000 contacts, progress over the account's WebSocket.
+
+Facts from providers.md: ``POST /contacts/bulk`` with ``{"list", "contacts"}``;
+flags ``moveExistingToList`` and ``replaceOwner`` in the query; 402 with
+``{"reason": "contact_connect_quotas" | "contact_total_quotas"}`` when a quota
+is exhausted (nothing of that request is created); 200 ``{"uuid", "listId",
+"total"}``. Unknown contact fields go into ``vars`` (custom properties).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Final
+
+import msgspec
+
+from adapters.providers.base import (
+    Accepted,
+    Chunk,
+    Contact,
+    Outcome,
+    Problem,
+    Provider,
+    Refused,
+    Request,
+    Response,
+    decode_json,
+    reason_of,
+)
+from eventbus.exceptions import ConfigError
+
+__all__ = ["MAX_CONTACTS", "QUOTA_REASONS", "Datananas"]
+
+MAX_CONTACTS: Final = 10_000
+QUOTA_REASONS: Final = ("contact_connect_quotas", "contact_total_quotas")
+FIELDS: Final = (
+    "email", "firstname", "lastname", "company", "companyWebsite", "linkedinUrl", "phone", "mobilePhone", "title",
+    "city", "country", "zipcode", "language", "owner", "source", "collectedAt",
+)  # fmt: skip
+
+
+class _Accepted(msgspec.Struct):
+    uuid: str
+    listId: str | None = None
+    total: int | None = None
+
+
+class Datananas(Provider):
+    """Datananas's requests and readings. Options: ``list`` (object or id), ``move_existing``, ``replace_owner``."""
+
+    name: ClassVar[str] = "datananas"
+    chunk_min = 1
+    chunk_max = MAX_CONTACTS
+    aliases: ClassVar[dict[str, str]] = {
+        **{f.lower(): f for f in FIELDS},
+        "first": "firstname",
+        "last": "lastname",
+        "companyname": "company",
+        "website": "companyWebsite",
+        "linkedin": "linkedinUrl",
+        "mobile": "mobilePhone",
+        "jobtitle": "title",
+        "zip": "zipcode",
+        "postcode": "zipcode",
+    }
+
+    def __init__(
+        self,
+        *,
+        list: Any = None,
+        move_existing: bool = False,
+        replace_owner: bool = False,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        if list is None or list == "":
+            raise ConfigError("Datananas needs the list to add contacts to: a list id or object (--list)")
+        self.list = list
+        self.move_existing = move_existing
+        self.replace_owner = replace_owner
+
+    def place_custom(self, contact: Contact, custom: dict[str, Any]) -> Contact:
+        if custom:
+            contact["vars"] = {**contact.get("vars", {}), **custom}
+        return contact
+
+    def validate(self, row: int, contact: Contact) -> list[Problem]:
+        email = contact.get("email")
+        if email is None and not contact.get("linkedinUrl"):
+            return [Problem(row, "email", "an email or a linkedinUrl is required")]
+        if email is not None and (not isinstance(email, str) or "@" not in email):
+            return [Problem(row, "email", f"not an email address: {str(email)[:60]!r}")]
+        return []
+
+    def auth_headers(self, credential: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {credential}"}
+
+    def build_submit(self, chunk: Chunk) -> Request:
+        params = {}
+        if self.move_existing:
+            params["moveExistingToList"] = "true"
+        if self.replace_owner:
+            params["replaceOwner"] = "true"
+        body = msgspec.json.encode({"list": self.list, "contacts": list(chunk.contacts)})
+        return Request(
+            "POST", "/contacts/bulk", params=params, headers={"Content-Type": "application/json"}, content=body
+        )
+
+    def read_submit(self, chunk: Chunk, response: Response) -> Outcome:
+        if response.status == 200:
+            try:
+                accepted = msgspec.json.decode(response.body, type=_Accepted)
+            except msgspec.MsgspecError:
+                return Refused(200, "accepted, but the answer had no uuid")
+            return Accepted(accepted.uuid, total=accepted.total if accepted.total is not None else len(chunk.rows))
+        common = self.common_outcome(response)
+        if common is not None:
+            return common
+        if response.status == 402:
+            data = decode_json(response.body)
+            code = data.get("reason", "") if isinstance(data, dict) else ""
+            return Refused(402, f"quota exhausted: {code or 'unknown quota'}", account=True, code=code or "quota")
+        if response.status in (401, 403):
+            return Refused(response.status, "the token was refused (DATANANAS_TOKEN)", account=True, code="auth")
+        return Refused(response.status, reason_of(response))

@@ -1,0 +1,241 @@
+"""InsideView (sans-I/O): token login, "New Contact Details" jobs (≤ 10,000 ids) and Bulk Contact Fetch (≤ 50).
+
+Facts from providers.md: ``POST …/Auth/login/v1/token.json?clientId&clientSecret&grantType=cred``
+gives ``accessTokenDetails``; every call sends the token in a header literally
+named ``accessToken``. ``POST /target/contact/job`` takes ids one per line as
+``text/plain`` and answers **200** — in XML (``BulkJobStatus``) unless JSON is
+asked for, so both are read. ``POST /contact/bulk`` takes ``{"contactIds"}``,
+collapses duplicates and answers per id. 429 carries no ``Retry-After``.
+Item keys are the new-contact ids themselves.
+"""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from collections.abc import Mapping, Sequence
+from datetime import UTC, datetime
+from typing import Any, ClassVar, Final
+
+import msgspec
+
+from adapters.providers.base import (
+    Accepted,
+    Chunk,
+    Contact,
+    Items,
+    Outcome,
+    Problem,
+    Provider,
+    Refused,
+    Request,
+    Response,
+    TokenGrant,
+    decode_json,
+    reason_of,
+)
+from eventbus.exceptions import AuthError, ConfigError
+
+__all__ = ["MAX_FETCH_IDS", "MAX_JOB_IDS", "InsideView", "parse_job_status"]
+
+MAX_JOB_IDS: Final = 10_000
+MAX_FETCH_IDS: Final = 50
+TOKEN_HEADER: Final = "accessToken"
+LOGIN_PATH: Final = "/Auth/login/v1/token.json"
+ID_FIELDS: Final = ("newcontactid", "contactid", "id")
+
+
+class _TokenDetails(msgspec.Struct):
+    accessToken: str
+    expirationTime: str | int | float | None = None
+
+
+class _Token(msgspec.Struct):
+    accessTokenDetails: _TokenDetails
+
+
+class JobStatus(msgspec.Struct):
+    jobId: str
+    status: str
+    type: str = ""
+    processed: int | None = None
+    total: int | None = None
+
+
+def parse_job_status(response: Response) -> JobStatus:
+    """Read a BulkJobStatus answer, JSON or XML (InsideView's default). Raises ValueError when neither."""
+    body = response.body.lstrip()
+    if body.startswith(b"<"):
+        try:
+            root = ET.fromstring(body)
+        except ET.ParseError as exc:
+            raise ValueError(f"malformed XML: {exc}") from None
+        fields: dict[str, Any] = {child.tag: (child.text or "") for child in root}
+        for name in ("processed", "total"):
+            if name in fields:
+                fields[name] = int(fields[name]) if fields[name].isdigit() else None
+        try:
+            return msgspec.convert(fields, JobStatus)
+        except msgspec.ValidationError as exc:
+            raise ValueError(f"XML BulkJobStatus without the expected fields: {exc}") from None
+    try:
+        return msgspec.json.decode(body, type=JobStatus)
+    except (msgspec.MsgspecError, RecursionError) as exc:
+        raise ValueError(f"malformed job status: {exc}") from None
+
+
+class _Fetched(msgspec.Struct):
+    requestedContactId: str
+    contact: dict[str, Any] | None = None
+    error: dict[str, Any] | None = None
+
+
+class InsideView(Provider):
+    """InsideView's requests and readings. Options: ``endpoint`` (``job``/``fetch``), ``webhook``, ``company``."""
+
+    name: ClassVar[str] = "insideview"
+
+    def __init__(
+        self, *, endpoint: str = "job", webhook: str | None = None, company: bool = False, **options: Any
+    ) -> None:
+        super().__init__(**options)
+        if endpoint not in ("job", "fetch"):
+            raise ConfigError(f"InsideView endpoint must be 'job' or 'fetch', not {endpoint!r}")
+        self.endpoint = endpoint
+        self.webhook = webhook
+        self.company = company
+        self.chunk_max = MAX_JOB_IDS if endpoint == "job" else MAX_FETCH_IDS  # type: ignore[misc]
+
+    def map_fields(self, contact: Mapping[str, Any]) -> Contact:
+        for name, value in contact.items():
+            if str(name).lower().replace("_", "") in ID_FIELDS and value not in (None, ""):
+                return {"id": str(value).strip()}
+        return {}
+
+    def validate(self, row: int, contact: Contact) -> list[Problem]:
+        contact_id = contact.get("id")
+        if not contact_id:
+            return [Problem(row, "id", "a new-contact id is required")]
+        if not contact_id.isdigit():
+            return [Problem(row, "id", f"contact id must be numeric, not {contact_id[:40]!r}")]
+        return []
+
+    def chunk(self, rows: Sequence[int], contacts: Sequence[Contact]) -> list[Chunk]:
+        # Duplicate ids are collapsed: the provider reports each id once, and the id is the item key.
+        seen: dict[str, int] = {}
+        for row, contact in zip(rows, contacts, strict=True):
+            seen.setdefault(contact["id"], row)
+        ids, first_rows = list(seen), list(seen.values())
+        return [
+            Chunk(i, tuple(first_rows[a : a + self.chunk_max]), tuple({"id": x} for x in ids[a : a + self.chunk_max]))
+            for i, a in enumerate(range(0, len(ids), self.chunk_max))
+        ]
+
+    # --- auth ----------------------------------------------------------------------
+
+    def token_request(self, client_id: str, client_secret: str) -> Request:
+        params = {"clientId": client_id, "clientSecret": client_secret, "grantType": "cred"}
+        return Request("POST", LOGIN_PATH, params=params, headers={"Accept": "application/json"}, base="login")
+
+    def read_token(self, response: Response, now: datetime | None = None) -> TokenGrant:
+        if response.status != 200:
+            raise AuthError(
+                f"InsideView refused the client credentials (HTTP {response.status}): {reason_of(response)}",
+                status=response.status,
+                provider=self.name,
+            )
+        try:
+            details = msgspec.json.decode(response.body, type=_Token).accessTokenDetails
+        except msgspec.MsgspecError as exc:
+            raise AuthError(f"InsideView's token answer is malformed: {exc}", provider=self.name) from None
+        return TokenGrant(details.accessToken, _seconds_until(details.expirationTime, now or datetime.now(UTC)))
+
+    def auth_headers(self, credential: str) -> dict[str, str]:
+        return {TOKEN_HEADER: credential}
+
+    # --- submit ----------------------------------------------------------------------
+
+    def build_submit(self, chunk: Chunk) -> Request:
+        ids = [c["id"] for c in chunk.contacts]
+        if self.endpoint == "fetch":
+            return Request(
+                "POST",
+                "/contact/bulk",
+                headers={"Content-Type": "application/json"},
+                content=msgspec.json.encode({"contactIds": ids}),
+            )
+        params = {"retrieveCompanyDetails": "true" if self.company else "false"}
+        if self.webhook:
+            params["webhook"] = self.webhook
+        return Request(
+            "POST",
+            "/target/contact/job",
+            params=params,
+            headers={"Content-Type": "text/plain", "Accept": "application/json"},
+            content="\n".join(ids).encode(),
+        )
+
+    def read_submit(self, chunk: Chunk, response: Response) -> Outcome:
+        if response.status == 200:
+            return self._read_fetch(chunk, response) if self.endpoint == "fetch" else self._read_job(chunk, response)
+        common = self.common_outcome(response)
+        if common is not None:
+            return common
+        reason = reason_of(response)
+        lowered = reason.lower()
+        if response.status == 400 and "quota" in lowered:
+            return Refused(400, reason, account=True, code="insufficient_transaction_quota")
+        if response.status == 400 and "too many jobs" in lowered:
+            return Refused(400, reason, retriable=True, code="too_many_jobs")
+        return Refused(response.status, reason)
+
+    def _read_job(self, chunk: Chunk, response: Response) -> Outcome:
+        try:
+            status = parse_job_status(response)
+        except ValueError as exc:
+            return Refused(200, f"answer not understood: {exc}")
+        return Accepted(status.jobId, total=len(chunk.rows))
+
+    def _read_fetch(self, chunk: Chunk, response: Response) -> Outcome:
+        data = decode_json(response.body)
+        try:
+            entries = msgspec.convert(data, list[_Fetched])
+        except msgspec.ValidationError as exc:
+            return Refused(200, f"Bulk Contact Fetch answer not understood: {exc}")
+        rows = {c["id"]: r for r, c in zip(chunk.rows, chunk.contacts, strict=True)}
+        results = []
+        for e in entries:
+            row = rows.get(e.requestedContactId, -1)
+            if e.contact is not None:
+                results.append((row, e.requestedContactId, True, "found", "", e.contact))
+            else:
+                error = e.error or {}
+                results.append(
+                    (
+                        row,
+                        e.requestedContactId,
+                        False,
+                        str(error.get("errorCode", "unknown")),
+                        str(error.get("errorMessage", "")),
+                        {},
+                    )
+                )
+        return Items(tuple(results))
+
+
+def _seconds_until(expiration: str | int | float | None, now: datetime) -> float:
+    """Seconds from ``now`` to an ISO-8601 or epoch expiration; an hour when absent or unreadable."""
+    if expiration is None:
+        return 3600.0
+    try:
+        if isinstance(expiration, int | float) or str(expiration).replace(".", "", 1).isdigit():
+            value = float(expiration)
+            if value > 1e11:  # milliseconds
+                value /= 1000
+            at = datetime.fromtimestamp(value, UTC)
+        else:
+            at = datetime.fromisoformat(str(expiration).replace("Z", "+00:00"))
+            if at.tzinfo is None:
+                at = at.replace(tzinfo=UTC)
+    except (ValueError, OverflowError, OSError):
+        return 3600.0
+    return max((at - now).total_seconds(), 0.0)

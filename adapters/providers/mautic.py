@@ -1,0 +1,176 @@
+"""Acquia Campaign Studio / Mautic (sans-I/O): OAuth2 client credentials, bulk contact jobs, batch endpoint.
+
+Facts from providers.md: token from ``POST /oauth/v2/token`` (client
+credentials, ``expires_in`` 3600), ``Authorization: Bearer``;
+``POST /api/contacts/bulk/new`` (≤ 10,000, 202 ``{"id"}``), ``PUT``/``PATCH
+/api/contacts/bulk/edit`` (each contact has ``id``), the synchronous
+``POST /api/contacts/batch/new`` (≤ 200, 201 with ``statusCodes``); 429 with
+``X-RateLimit-Reset`` seconds.
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar, Final
+from urllib.parse import urlencode
+
+import msgspec
+
+from adapters.providers.base import (
+    Accepted,
+    Chunk,
+    Contact,
+    Items,
+    Outcome,
+    Problem,
+    Provider,
+    Refused,
+    Request,
+    Response,
+    TokenGrant,
+    reason_of,
+)
+from eventbus.exceptions import AuthError, ConfigError
+
+__all__ = ["MAX_BATCH", "MAX_BULK", "Mautic"]
+
+MAX_BULK: Final = 10_000
+MAX_BATCH: Final = 200
+ENDPOINTS: Final = {
+    "new": ("POST", "/api/contacts/bulk/new"),
+    "put": ("PUT", "/api/contacts/bulk/edit"),
+    "patch": ("PATCH", "/api/contacts/bulk/edit"),
+    "batch": ("POST", "/api/contacts/batch/new"),
+}
+
+
+class _Token(msgspec.Struct):
+    access_token: str
+    expires_in: float = 3600
+
+
+class _Job(msgspec.Struct):
+    id: str
+
+
+class _Batch(msgspec.Struct):
+    statusCodes: list[int]
+    contacts: list[dict[str, Any]] = []
+    errors: dict[str, Any] | list[Any] = {}
+
+
+class Mautic(Provider):
+    """Mautic's requests and readings. Option ``endpoint``: ``new`` (default), ``put``, ``patch`` or ``batch``."""
+
+    name: ClassVar[str] = "mautic"
+    aliases: ClassVar[dict[str, str]] = {
+        "id": "id",
+        "email": "email",
+        "firstname": "firstname",
+        "first": "firstname",
+        "lastname": "lastname",
+        "last": "lastname",
+        "company": "company",
+        "companyname": "company",
+        "title": "position",
+        "position": "position",
+        "jobtitle": "position",
+        "phone": "phone",
+        "mobile": "mobile",
+        "points": "points",
+        "city": "city",
+        "country": "country",
+        "website": "website",
+    }
+
+    def __init__(self, *, endpoint: str = "new", **options: Any) -> None:
+        super().__init__(**options)
+        if endpoint not in ENDPOINTS:
+            raise ConfigError(f"Mautic endpoint must be one of {', '.join(ENDPOINTS)}, not {endpoint!r}")
+        self.endpoint = endpoint
+        self.chunk_max = MAX_BATCH if endpoint == "batch" else MAX_BULK  # type: ignore[misc]
+
+    def validate(self, row: int, contact: Contact) -> list[Problem]:
+        problems = []
+        email = contact.get("email")
+        if self.endpoint in ("new", "batch") and email is None:
+            problems.append(Problem(row, "email", "email is required to create a contact"))
+        if email is not None and (not isinstance(email, str) or "@" not in email):
+            problems.append(Problem(row, "email", f"not an email address: {str(email)[:60]!r}"))
+        if self.endpoint in ("put", "patch"):
+            contact_id = contact.get("id")
+            if isinstance(contact_id, str) and contact_id.isdigit():
+                contact["id"] = int(contact_id)
+            elif not isinstance(contact_id, int) or isinstance(contact_id, bool):
+                problems.append(Problem(row, "id", "an integer contact id is required to edit"))
+        return problems
+
+    # --- auth ----------------------------------------------------------------------
+
+    def token_request(self, client_id: str, client_secret: str) -> Request:
+        body = urlencode({"grant_type": "client_credentials", "client_id": client_id, "client_secret": client_secret})
+        return Request(
+            "POST",
+            "/oauth/v2/token",
+            headers={"Content-Type": "application/x-www-form-urlencoded"},
+            content=body.encode(),
+        )
+
+    def read_token(self, response: Response) -> TokenGrant:
+        if response.status != 200:
+            raise AuthError(
+                f"Mautic refused the client credentials (HTTP {response.status}): {reason_of(response)}",
+                status=response.status,
+                provider=self.name,
+            )
+        try:
+            token = msgspec.json.decode(response.body, type=_Token)
+        except msgspec.MsgspecError as exc:
+            raise AuthError(f"Mautic's token answer is malformed: {exc}", provider=self.name) from None
+        return TokenGrant(token.access_token, token.expires_in)
+
+    def auth_headers(self, credential: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {credential}"}
+
+    # --- submit ----------------------------------------------------------------------
+
+    def build_submit(self, chunk: Chunk) -> Request:
+        method, path = ENDPOINTS[self.endpoint]
+        return Request(
+            method,
+            path,
+            headers={"Content-Type": "application/json"},
+            content=msgspec.json.encode(list(chunk.contacts)),
+        )
+
+    def read_submit(self, chunk: Chunk, response: Response) -> Outcome:
+        if self.endpoint == "batch" and response.status == 201:
+            return self._read_batch(chunk, response)
+        if response.status == 202:
+            try:
+                return Accepted(msgspec.json.decode(response.body, type=_Job).id, total=len(chunk.rows))
+            except msgspec.MsgspecError:
+                return Refused(202, "accepted, but the answer had no job id")
+        common = self.common_outcome(response)
+        if common is not None:
+            return common
+        return Refused(response.status, reason_of(response))
+
+    def _read_batch(self, chunk: Chunk, response: Response) -> Outcome:
+        try:
+            batch = msgspec.json.decode(response.body, type=_Batch)
+        except msgspec.MsgspecError as exc:
+            return Refused(201, f"batch answer is malformed: {exc}")
+        errors = batch.errors if isinstance(batch.errors, dict) else dict(enumerate(batch.errors))
+        created = iter(batch.contacts)
+        results = []
+        for i, (row, code) in enumerate(zip(chunk.rows, batch.statusCodes, strict=False)):
+            if code in (200, 201):
+                contact = next(created, {})
+                key = str(contact.get("id", row))
+                results.append((row, key, True, "created" if code == 201 else "updated", "", {"id": contact.get("id")}))
+            else:
+                error = errors.get(str(i)) or errors.get(i) or {}
+                message = error.get("message", f"HTTP {code}") if isinstance(error, dict) else str(error)
+                details = error.get("details", {}) if isinstance(error, dict) else {}
+                results.append((row, str(row), False, str(code), message, {"details": details}))
+        return Items(tuple(results))

@@ -1,0 +1,156 @@
+"""Pronto (sans-I/O): bulk enrichment of 2–100 contacts, results by one webhook per contact.
+
+Facts from providers.md: ``POST /contacts/bulk_enrich`` takes 2 to 100
+contacts and exactly one ``enrichment_type``; a lone contact must use
+``/contacts/single_enrich``. ``firstname`` and ``lastname`` are required, plus
+``domain`` or ``company_name`` for ``email`` and ``linkedin_url`` for
+``phone``/``personal_email``. 422 means credits or GDPR consent: the whole
+account is out, nothing was enqueued. Unknown fields are custom fields, echoed
+back in each webhook — which is how webhooks are matched to input rows: every
+contact carries ``eventbus_key`` (its 0-based input position).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any, ClassVar, Final
+
+import msgspec
+
+from adapters.iso3166 import is_alpha2
+from adapters.providers.base import (
+    Accepted,
+    Chunk,
+    Contact,
+    Outcome,
+    Problem,
+    Provider,
+    Refused,
+    Request,
+    Response,
+    balanced_chunks,
+    decode_json,
+    reason_of,
+)
+from eventbus.exceptions import ConfigError
+
+__all__ = ["ENRICHMENT_TYPES", "KEY_FIELD", "MAX_CONTACTS", "MIN_CONTACTS", "Pronto"]
+
+MIN_CONTACTS: Final = 2
+MAX_CONTACTS: Final = 100
+ENRICHMENT_TYPES: Final = ("email", "phone", "personal_email")
+KEY_FIELD: Final = "eventbus_key"
+API_KEY_HEADER: Final = "X-API-KEY"
+
+
+class _Accepted(msgspec.Struct):
+    enrichment_id: str | None = None
+    id: str | None = None
+
+
+class Pronto(Provider):
+    """Pronto's requests and readings. Options: ``enrichment_type``, ``webhook_url``, ``phone_country_codes``."""
+
+    name: ClassVar[str] = "pronto"
+    chunk_min = MIN_CONTACTS
+    chunk_max = MAX_CONTACTS
+    aliases: ClassVar[dict[str, str]] = {
+        "firstname": "firstname",
+        "first": "firstname",
+        "givenname": "firstname",
+        "lastname": "lastname",
+        "last": "lastname",
+        "surname": "lastname",
+        "familyname": "lastname",
+        "domain": "domain",
+        "companydomain": "domain",
+        "website": "domain",
+        "companyname": "company_name",
+        "company": "company_name",
+        "linkedinurl": "linkedin_url",
+        "linkedin": "linkedin_url",
+    }
+
+    def __init__(
+        self,
+        *,
+        enrichment_type: str = "email",
+        webhook_url: str | None = None,
+        phone_country_codes: Sequence[str] | None = None,
+        **options: Any,
+    ) -> None:
+        super().__init__(**options)
+        if enrichment_type not in ENRICHMENT_TYPES:
+            raise ConfigError(f"enrichment_type must be one of {', '.join(ENRICHMENT_TYPES)}, not {enrichment_type!r}")
+        bad = [c for c in phone_country_codes or () if not is_alpha2(c)]
+        if bad:
+            raise ConfigError(f"phone_country_codes must be ISO 3166-1 alpha-2 codes (e.g. US, FR); invalid: {bad}")
+        if webhook_url is not None and not webhook_url.startswith(("http://", "https://")):
+            raise ConfigError(f"webhook_url must be an http(s) URL, not {webhook_url!r}")
+        self.enrichment_type = enrichment_type
+        self.webhook_url = webhook_url
+        self.phone_country_codes = list(phone_country_codes) if phone_country_codes else None
+
+    def validate(self, row: int, contact: Contact) -> list[Problem]:
+        problems = [
+            Problem(row, name, f"{name} is required")
+            for name in ("firstname", "lastname")
+            if not str(contact.get(name, "")).strip()
+        ]
+        if self.enrichment_type == "email":
+            if not any(str(contact.get(f, "")).strip() for f in ("domain", "company_name")):
+                problems.append(Problem(row, "domain", "domain or company_name is required for email enrichment"))
+        elif not str(contact.get("linkedin_url", "")).strip():
+            problems.append(Problem(row, "linkedin_url", f"linkedin_url is required for {self.enrichment_type}"))
+        return problems
+
+    def chunk(self, rows: Sequence[int], contacts: Sequence[Contact]) -> list[Chunk]:
+        keyed = [{**c, KEY_FIELD: str(r)} for r, c in zip(rows, contacts, strict=True)]
+        if len(keyed) == 1:
+            return [Chunk(0, tuple(rows), tuple(keyed), endpoint="single")]
+        ranges = balanced_chunks(len(keyed), MIN_CONTACTS, MAX_CONTACTS)
+        return [Chunk(i, tuple(rows[a:b]), tuple(keyed[a:b])) for i, (a, b) in enumerate(ranges)]
+
+    def auth_headers(self, credential: str) -> dict[str, str]:
+        return {API_KEY_HEADER: credential}
+
+    def build_submit(self, chunk: Chunk) -> Request:
+        if self.webhook_url is None:
+            raise ConfigError("Pronto reports results only by webhook: give webhook_url (--webhook-url)")
+        body: dict[str, Any] = {"enrichment_type": [self.enrichment_type], "webhook_url": self.webhook_url}
+        if chunk.endpoint == "single":
+            body["contact"] = chunk.contacts[0]
+            path = "/contacts/single_enrich"
+        else:
+            body["contacts"] = list(chunk.contacts)
+            path = "/contacts/bulk_enrich"
+        if self.phone_country_codes:
+            body["phone_country_codes"] = self.phone_country_codes
+        return Request("POST", path, headers={"Content-Type": "application/json"}, content=msgspec.json.encode(body))
+
+    def read_submit(self, chunk: Chunk, response: Response) -> Outcome:
+        if response.status in (200, 201, 202):
+            try:
+                accepted = msgspec.json.decode(response.body, type=_Accepted)
+            except msgspec.MsgspecError:
+                return Refused(response.status, "accepted, but the answer had no enrichment id", retriable=False)
+            job_id = accepted.enrichment_id or accepted.id
+            if not job_id:
+                return Refused(response.status, "accepted, but the answer had no enrichment id", retriable=False)
+            return Accepted(job_id, total=len(chunk.rows))
+        common = self.common_outcome(response)
+        if common is not None:
+            return common
+        data = decode_json(response.body)
+        if response.status == 422:
+            code = data.get("error", "") if isinstance(data, dict) else ""
+            message = data.get("message", "") if isinstance(data, dict) else ""
+            return Refused(422, message or code or "unprocessable", account=True, code=code or "unprocessable")
+        if response.status in (401, 403):
+            return Refused(response.status, "the API key was refused (PRONTO_API_KEY)", account=True, code="auth")
+        reason = reason_of(response)
+        if isinstance(data, dict) and isinstance(data.get("details"), list):
+            reason += ": " + "; ".join(
+                f"contact {d.get('index')} {d.get('field')}: {d.get('message')}" for d in data["details"][:5]
+            )
+        return Refused(response.status, reason)

@@ -1,0 +1,319 @@
+"""Submit contacts to a provider in allowed chunks, publishing every step as typed events.
+
+:func:`submit` validates each contact (a bad row becomes an ``ItemFailed``,
+or a :class:`ContactError` up front with ``strict=True``; the good rows still
+go), splits the rest into the endpoint's chunk sizes, sends the chunks with
+bounded concurrency and publishes ``BatchSubmitted``, ``JobAccepted``,
+``SubmitRejected``, ``Throttled`` and ``QuotaExhausted``. No chunk is sent
+twice: retries happen inside :class:`~adapters.http.ProviderClient` only when
+the provider certainly did not take it. When a refusal applies to the whole
+account (quota, credits, consent, credentials), chunks not yet sent are not
+sent, and each is reported as ``SubmitRejected`` so nothing goes missing.
+
+Synchronous endpoints (InsideView's Bulk Contact Fetch, Mautic's batch) answer
+per contact at once: their chunk becomes a job keyed by its chunk reference,
+with one item event per contact and a ``JobCompleted``.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+
+from adapters.http import ProviderClient, Settings
+from adapters.providers import PROVIDERS
+from adapters.providers.base import Accepted, Chunk, Items, Problem, Provider, Refused
+from eventbus import events as ev
+from eventbus.exceptions import AmbiguousSubmit, ConfigError, ContactError, ProviderError, TransportError
+from eventbus.tracker import Publisher
+
+__all__ = ["AcceptedJob", "SubmitReport", "prepare", "submit"]
+
+
+@dataclass(frozen=True)
+class AcceptedJob:
+    """A chunk the provider took: its job id and the input rows it carries."""
+
+    provider: str
+    job_id: str
+    batch_id: str
+    chunk_index: int
+    rows: tuple[int, ...]
+    total: int | None
+
+
+@dataclass
+class SubmitReport:
+    """What became of one call to :func:`submit`."""
+
+    provider: str
+    batch_id: str
+    contacts: int = 0
+    invalid: list[Problem] = field(default_factory=list)
+    chunks: int = 0
+    accepted: list[AcceptedJob] = field(default_factory=list)
+    rejected_chunks: int = 0
+    rejected_rows: int = 0
+    stopped: str = ""  # why the remaining chunks were not sent, if they were not
+
+    @property
+    def ok(self) -> bool:
+        """True when every valid contact was accepted."""
+        return self.rejected_chunks == 0
+
+
+def make_provider(provider: str | Provider, **options: Any) -> Provider:
+    """A provider object from its name and options (or the object itself)."""
+    if isinstance(provider, Provider):
+        return provider
+    try:
+        cls = PROVIDERS[provider]
+    except KeyError:
+        raise ConfigError(f"unknown provider {provider!r}; choose one of: {', '.join(PROVIDERS)}") from None
+    return cls(**options)
+
+
+def prepare(
+    provider: Provider, contacts: Iterable[Mapping[str, Any] | str], *, strict: bool = False
+) -> tuple[list[Chunk], list[Problem], int]:
+    """Map, validate and chunk contacts (no I/O): (chunks, problems, number of contacts)."""
+    rows: list[int] = []
+    valid: list[dict[str, Any]] = []
+    problems: list[Problem] = []
+    count = 0
+    for row, raw in enumerate(contacts):
+        count += 1
+        if isinstance(raw, str):
+            raw = {"id": raw}
+        if not isinstance(raw, Mapping):
+            problems.append(Problem(row, "", f"a contact must be a mapping of fields, not {type(raw).__name__}"))
+            continue
+        contact = provider.map_fields(raw)
+        found = provider.validate(row, contact)
+        if found:
+            if strict:
+                p = found[0]
+                raise ContactError(p.row, p.field, p.message)
+            problems.extend(found)
+            continue
+        rows.append(row)
+        valid.append(contact)
+    return provider.chunk(rows, valid), problems, count
+
+
+async def submit(
+    provider: str | Provider,
+    contacts: Iterable[Mapping[str, Any] | str],
+    bus: Publisher,
+    *,
+    settings: Settings | None = None,
+    client: httpx.AsyncClient | None = None,
+    concurrency: int = 4,
+    strict: bool = False,
+    batch_id: str | None = None,
+    **options: Any,
+) -> SubmitReport:
+    """Submit ``contacts`` to ``provider``, publishing events on ``bus``; return the report.
+
+    ``settings`` default to :meth:`Settings.from_env`; ``client`` is an
+    optional ``httpx.AsyncClient`` to use (for its transport, proxies, TLS).
+    ``options`` go to the provider (``enrichment_type``, ``webhook_url``,
+    ``list``, ``endpoint``, ...).
+    """
+    if concurrency < 1:
+        raise ConfigError("concurrency must be at least 1")
+    p = make_provider(provider, **options)
+    settings = settings or Settings.from_env(p.name)
+    batch = batch_id or uuid.uuid4().hex[:12]
+    chunks, problems, count = prepare(p, contacts, strict=strict)
+    report = SubmitReport(p.name, batch, contacts=count, invalid=problems, chunks=len(chunks))
+    for problem in problems:
+        await bus.publish(
+            ev.ItemFailed(
+                id=ev.event_id(p.name, batch, "invalid", problem.row),
+                provider=p.name,
+                job_id=ev.chunk_ref(batch, -1),
+                source="submit",
+                key=str(problem.row),
+                code="invalid",
+                message=str(problem),
+                details={"field": problem.field},
+            )
+        )
+    if not chunks:
+        return report
+    stop = anyio.Event()
+    limiter = anyio.CapacityLimiter(concurrency)
+    async with ProviderClient(p, settings, client) as http, anyio.create_task_group() as tg:
+        for chunk in chunks:
+            tg.start_soon(_send_chunk, p, http, chunk, len(chunks), batch, bus, report, stop, limiter)
+    return report
+
+
+async def _send_chunk(
+    p: Provider,
+    http: ProviderClient,
+    chunk: Chunk,
+    chunk_count: int,
+    batch: str,
+    bus: Publisher,
+    report: SubmitReport,
+    stop: anyio.Event,
+    limiter: anyio.CapacityLimiter,
+) -> None:
+    ref = ev.chunk_ref(batch, chunk.index)
+    common = {"provider": p.name, "job_id": ref, "source": "submit"}
+    async with limiter:
+        if stop.is_set():
+            await _reject(bus, report, chunk, batch, None, f"not sent: {report.stopped}", retriable=True)
+            return
+        await bus.publish(
+            ev.BatchSubmitted(
+                id=ev.event_id(p.name, ref, "submitted"),
+                batch_id=batch,
+                chunk_index=chunk.index,
+                chunk_count=chunk_count,
+                size=len(chunk.rows),
+                **common,
+            )
+        )
+
+        async def throttled(delay: float, attempt: int) -> None:
+            await bus.publish(ev.Throttled(id=ev.new_id(), retry_after=round(delay, 3), attempt=attempt, **common))
+
+        try:
+            response = await http.send(p.build_submit(chunk), on_throttle=throttled)
+            outcome = p.read_submit(chunk, response)
+        except AmbiguousSubmit as exc:
+            await _reject(bus, report, chunk, batch, None, f"{exc}; check the provider before resending", False)
+            return
+        except (ProviderError, TransportError) as exc:
+            status = getattr(exc, "status", None)
+            await _reject(bus, report, chunk, batch, status, str(exc), retriable=True)
+            if getattr(exc, "status", None) == 401:
+                _stop(report, stop, f"credentials refused: {exc}")
+            return
+    match outcome:
+        case Accepted():
+            job = AcceptedJob(p.name, outcome.job_id, batch, chunk.index, chunk.rows, outcome.total)
+            report.accepted.append(job)
+            await bus.publish(
+                ev.JobAccepted(
+                    id=ev.event_id(p.name, outcome.job_id, "accepted"),
+                    provider=p.name,
+                    job_id=outcome.job_id,
+                    source="submit",
+                    total=outcome.total,
+                    batch_id=batch,
+                    chunk_index=chunk.index,
+                )
+            )
+        case Items():
+            await _publish_items(p, chunk, batch, outcome, bus, report)
+        case Refused():
+            if outcome.account and outcome.code != "auth":
+                await bus.publish(
+                    ev.QuotaExhausted(
+                        id=ev.event_id(p.name, ref, "quota"),
+                        status=outcome.status,
+                        reason=outcome.code,
+                        message=outcome.reason,
+                        **common,
+                    )
+                )
+                report.rejected_chunks += 1
+                report.rejected_rows += len(chunk.rows)
+            else:
+                await _reject(bus, report, chunk, batch, outcome.status, outcome.reason, outcome.retriable)
+            if outcome.account:
+                _stop(report, stop, f"{outcome.code or 'account'}: {outcome.reason}")
+        case _:  # Throttle/ServerFailure are retried inside send(); anything else is a bug in a provider module
+            await _reject(bus, report, chunk, batch, None, f"unexpected answer: {outcome!r}", retriable=False)
+
+
+def _stop(report: SubmitReport, stop: anyio.Event, why: str) -> None:
+    if not stop.is_set():
+        report.stopped = why
+        stop.set()
+
+
+async def _reject(
+    bus: Publisher,
+    report: SubmitReport,
+    chunk: Chunk,
+    batch: str,
+    status: int | None,
+    reason: str,
+    retriable: bool,
+) -> None:
+    report.rejected_chunks += 1
+    report.rejected_rows += len(chunk.rows)
+    ref = ev.chunk_ref(batch, chunk.index)
+    await bus.publish(
+        ev.SubmitRejected(
+            id=ev.event_id(report.provider, ref, "rejected"),
+            provider=report.provider,
+            job_id=ref,
+            source="submit",
+            status=status,
+            reason=reason,
+            retriable=retriable,
+            batch_id=batch,
+            chunk_index=chunk.index,
+        )
+    )
+
+
+async def _publish_items(
+    p: Provider, chunk: Chunk, batch: str, items: Items, bus: Publisher, report: SubmitReport
+) -> None:
+    """A synchronous endpoint's answer: the chunk is a job that is already complete."""
+    ref = ev.chunk_ref(batch, chunk.index)
+    common = {"provider": p.name, "job_id": ref, "source": "submit"}
+    report.accepted.append(AcceptedJob(p.name, ref, batch, chunk.index, chunk.rows, len(items.results)))
+    await bus.publish(
+        ev.JobAccepted(
+            id=ev.event_id(p.name, ref, "accepted"),
+            total=len(items.results),
+            batch_id=batch,
+            chunk_index=chunk.index,
+            **common,
+        )
+    )
+    succeeded = failed = created = updated = 0
+    for _row, key, ok, what, message, data in items.results:
+        if ok:
+            succeeded += 1
+            created += what == "created"
+            updated += what == "updated"
+            await bus.publish(
+                ev.ItemSucceeded(id=ev.event_id(p.name, ref, "item", key), key=key, outcome=what, data=data, **common)
+            )
+        else:
+            failed += 1
+            await bus.publish(
+                ev.ItemFailed(
+                    id=ev.event_id(p.name, ref, "item", key),
+                    key=key,
+                    code=what,
+                    message=message,
+                    details=data,
+                    **common,
+                )
+            )
+    await bus.publish(
+        ev.JobCompleted(
+            id=ev.event_id(p.name, ref, "completed"),
+            succeeded=succeeded,
+            failed=failed,
+            created=created,
+            updated=updated,
+            total=len(items.results),
+            **common,
+        )
+    )
