@@ -63,7 +63,7 @@ async def _health(_request: Request) -> Response:
 
 def build_app(config: SimulatorConfig | None = None, clock: Clock | None = None) -> tuple[Starlette, SimState]:
     """The app and its state (for tests to inspect); background work runs in the app's lifespan."""
-    state = SimState(config or SimulatorConfig(), clock or Clock())
+    state = SimState((config or SimulatorConfig()).validate(), clock or Clock())
     webhooks = WebhookSender(state)
     state.extra["webhooks"] = webhooks
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 import hashlib
 import random
 import secrets
+from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -12,6 +13,7 @@ from typing import Any
 import anyio
 import anyio.abc
 import msgspec
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
@@ -20,8 +22,17 @@ from adapters.simulator.config import Clock, SimulatorConfig
 __all__ = ["BodyError", "SimState", "json_response", "read_json", "stable_fraction"]
 
 
-def json_response(data: Any, status: int = 200, headers: dict[str, str] | None = None) -> Response:
-    return Response(msgspec.json.encode(data), status_code=status, headers=headers, media_type="application/json")
+def json_response(
+    data: Any, status: int = 200, headers: dict[str, str] | None = None, background: BackgroundTask | None = None
+) -> Response:
+    """A JSON response encoded with msgspec."""
+    return Response(
+        msgspec.json.encode(data),
+        status_code=status,
+        headers=headers,
+        media_type="application/json",
+        background=background,
+    )
 
 
 class BodyError(Exception):
@@ -77,7 +88,8 @@ class SimState:
     clock: Clock
     rng: random.Random = field(init=False)
     tokens: dict[str, _Token] = field(default_factory=dict)
-    windows: dict[tuple[str, str, int], int] = field(default_factory=dict)
+    windows: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # -> (window index, used)
+    rolling: dict[tuple[str, str], deque[float]] = field(default_factory=dict)  # -> accepted request times
     api_requests: int = 0
     burst_left: int = 0
     requests_by_path: dict[str, int] = field(default_factory=dict)
@@ -104,16 +116,30 @@ class SimState:
 
     # --- throttling ------------------------------------------------------------
 
-    def throttle(self, provider: str, key: str) -> tuple[bool, int, int, float]:
-        """Count one request; return (allowed, limit, remaining, seconds until the window resets)."""
+    def throttle(self, provider: str, key: str, *, rolling: bool = False) -> tuple[bool, int, int, float]:
+        """Count one request; return (allowed, limit, remaining, seconds until a request is allowed again).
+
+        Fixed windows (``rolling=False``) start every ``window`` seconds of the
+        clock; a rolling window (InsideView) counts the requests accepted in
+        the last ``window`` seconds. Only the current window is kept per key.
+        """
         rule = self.config.throttle.get(provider)
         if rule is None:
             return True, 0, 0, 0.0
         now = self.clock.now()
+        if rolling:
+            log = self.rolling.setdefault((provider, key), deque())
+            while log and log[0] <= now - rule.window:
+                log.popleft()
+            if len(log) < rule.limit:
+                log.append(now)
+                return True, rule.limit, rule.limit - len(log), 0.0
+            return False, rule.limit, 0, log[0] + rule.window - now
         window_index = int(now // rule.window)
-        slot = (provider, key, window_index)
-        used = self.windows.get(slot, 0) + 1
-        self.windows[slot] = used
+        slot = (provider, key)
+        index, used = self.windows.get(slot, (window_index, 0))
+        used = used + 1 if index == window_index else 1
+        self.windows[slot] = (window_index, used)
         reset = (window_index + 1) * rule.window - now
         return used <= rule.limit, rule.limit, max(rule.limit - used, 0), reset
 

@@ -18,17 +18,24 @@ __all__ = ["Clock", "Credentials", "Faults", "SimulatorConfig", "Throttle", "par
 
 
 class Clock:
-    """Wall-clock seconds that tests can move forward (token and job expiry read it).
+    """Wall-clock seconds that tests can move forward (token expiry, job expiry and throttle windows read it).
 
-    Thread-safe: the simulator runs in its own thread while tests advance it.
+    ``Clock(frozen=True)`` stands still until :meth:`advance` moves it, so a
+    test that counts requests in a throttle window never straddles a window
+    boundary by accident. Job pacing does not read this clock (jobs progress
+    in real time). Thread-safe: the simulator runs in its own thread while
+    tests advance it.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, *, frozen: bool = False) -> None:
+        self._frozen_at = time.time() if frozen else None
         self._offset = 0.0
         self._lock = threading.Lock()
 
     def now(self) -> float:
-        return time.time() + self._offset
+        """Seconds since the epoch, as the simulator sees them."""
+        base = self._frozen_at if self._frozen_at is not None else time.time()
+        return base + self._offset
 
     def advance(self, seconds: float) -> None:
         """Move the clock forward by ``seconds`` (tokens and jobs age at once)."""
@@ -52,7 +59,12 @@ class Credentials:
 
 @dataclass
 class Throttle:
-    """A request budget per token over a fixed window: over it, 429."""
+    """A request budget per token and window: over it, 429.
+
+    InsideView counts over a rolling window (as ``providers.md`` says); the
+    others over fixed windows, whose reset time Mautic reports in
+    ``X-RateLimit-Reset``.
+    """
 
     limit: int
     window: float = 300.0
@@ -119,10 +131,14 @@ class SimulatorConfig:
     token_ttl: float = 3600.0
     throttle: dict[str, Throttle] = field(default_factory=dict)  # by provider name
     insideview_transactions: int | None = None  # ids the account may still request; None: unlimited
+    insideview_transactions: int | None = None  # ids the account may still submit in jobs; None: unlimited
+    insideview_max_queued_jobs: int = 20  # unfinished jobs per token before "too many jobs already queued"
+    insideview_job_api_allowed: bool = True  # False: the key may not submit jobs (405 "not allowed for this key")
     datananas_connect_quota: int | None = None  # contacts per day from Connect; None: unlimited
     datananas_total_quota: int | None = None  # contacts in the account; None: unlimited
     pronto_credits: int | None = None  # None: unlimited
     pronto_gdpr_consent: bool = True
+    pronto_sync_rate: int = 50  # synchronous single_enrich requests per second per API key
     mautic_page_size: int = 100
     webhook_secret: str | None = None  # sign outgoing webhooks (Standard Webhooks) when set
     webhook_attempts: int = 6
@@ -130,3 +146,37 @@ class SimulatorConfig:
     webhook_concurrency: int = 32
     max_body: int = 16 * 1024 * 1024
     faults: Faults = field(default_factory=Faults)
+
+    def validate(self) -> SimulatorConfig:
+        """Refuse settings the simulator cannot honour (ConfigError naming the setting); return self."""
+        for name in ("item_time", "token_ttl", "webhook_backoff"):
+            if getattr(self, name) < 0:
+                raise ConfigError(f"simulator setting {name!r} must not be negative")
+        for name in ("tick", "mautic_page_size", "webhook_attempts", "webhook_concurrency", "max_body"):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f"simulator setting {name!r} must be positive")
+        if self.pronto_sync_rate <= 0:
+            raise ConfigError("simulator setting 'pronto_sync_rate' must be positive")
+        for name in (
+            "insideview_transactions",
+            "datananas_connect_quota",
+            "datananas_total_quota",
+            "pronto_credits",
+        ):
+            value = getattr(self, name)
+            if value is not None and value < 0:
+                raise ConfigError(f"simulator setting {name!r} must be None (unlimited) or >= 0")
+        for provider, rule in self.throttle.items():
+            if provider not in ("insideview", "mautic", "datananas", "pronto"):
+                raise ConfigError(
+                    f"throttle for unknown provider {provider!r}; valid: datananas, insideview, mautic, pronto"
+                )
+            if rule.limit < 0 or rule.window <= 0:
+                raise ConfigError(f"throttle for {provider!r} needs limit >= 0 and window > 0")
+        for f in dataclasses.fields(Faults):
+            value = getattr(self.faults, f.name)
+            if not isinstance(value, bool) and value < 0:
+                raise ConfigError(f"fault {f.name!r} must not be negative")
+        if not 0 <= self.faults.duplicate_webhooks <= 1:
+            raise ConfigError("fault 'duplicate_webhooks' is a probability between 0 and 1")
+        return self

@@ -21,6 +21,7 @@ from typing import Any
 import anyio
 import msgspec
 from anyio.streams.memory import MemoryObjectSendStream
+from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
@@ -36,6 +37,13 @@ STARTING = "contact_bulk_create_starting"
 RUNNING = "contact_bulk_create_running"
 ENDING = "contact_bulk_create_ending"
 _SOCKET_BUFFER = 200_000  # frames queued per socket before the server drops a slow client
+_ANSWER_WAIT = 5.0  # seconds a job waits for its HTTP response to be sent before it starts anyway
+
+
+def _key(contact: dict[str, Any]) -> str:
+    """What identifies a contact in the account: its email (case-insensitive), else its linkedinUrl."""
+    email = contact.get("email")
+    return email.lower() if isinstance(email, str) else f"linkedin:{contact.get('linkedinUrl')}"
 
 
 def _error(error: str, status: int = 400, **extra: Any) -> Response:
@@ -48,7 +56,7 @@ class Datananas:
     def __init__(self, state: SimState) -> None:
         self.state = state
         self.jobs: dict[str, dict[str, Any]] = state.jobs.setdefault(PROVIDER, {})
-        self.emails: set[str] = set()
+        self.contacts: dict[str, dict[str, Any]] = {}  # contact key (email or linkedinUrl) -> listId, owner
         self.connect_used = 0
         self.sockets: set[MemoryObjectSendStream[str]] = set()
         self.frames_sent = 0
@@ -92,6 +100,12 @@ class Datananas:
                 return _error(f"contacts[{i}] must be an object")
             if not isinstance(contact.get("email"), str) and not isinstance(contact.get("linkedinUrl"), str):
                 return _error(f"contacts[{i}] needs an email or a linkedinUrl", field="email", index=i)
+        flags = {}
+        for flag in ("moveExistingToList", "replaceOwner"):
+            raw = request.query_params.get(flag, "false").lower()
+            if raw not in ("true", "false"):
+                return _error(f"{flag} must be true or false", field=flag)
+            flags[flag] = raw == "true"
         lst = data.get("list")
         if isinstance(lst, dict):
             list_id = str(lst.get("id") or lst.get("_id") or uuid.uuid4().hex[:12])
@@ -103,28 +117,44 @@ class Datananas:
         connect = sum(1 for c in contacts if c.get("source") == "connect")
         if config.datananas_connect_quota is not None and self.connect_used + connect > config.datananas_connect_quota:
             return json_response({"reason": "contact_connect_quotas"}, 402)
-        new = sum(1 for c in contacts if str(c.get("email", "")).lower() not in self.emails)
-        if config.datananas_total_quota is not None and len(self.emails) + new > config.datananas_total_quota:
+        new = len({_key(c) for c in contacts} - self.contacts.keys())
+        if config.datananas_total_quota is not None and len(self.contacts) + new > config.datananas_total_quota:
             return json_response({"reason": "contact_total_quotas"}, 402)
         self.connect_used += connect
         job_uuid = str(uuid.uuid4())
         job = {"uuid": job_uuid, "listId": list_id, "total": len(contacts), "created": 0, "updated": 0}
         self.jobs[job_uuid] = job
         self._broadcast(STARTING, {"listId": list_id, "uuid": job_uuid})
-        self.state.spawn(self._process, job, contacts)
-        return json_response({"uuid": job_uuid, "listId": list_id, "total": len(contacts)})
+        answered = anyio.Event()
+        self.state.spawn(self._process, job, contacts, flags, answered)
 
-    async def _process(self, job: dict[str, Any], contacts: list[dict[str, Any]]) -> None:
+        async def release() -> None:  # runs once the response has been sent
+            answered.set()
+
+        body = {"uuid": job_uuid, "listId": list_id, "total": len(contacts)}
+        return json_response(body, background=BackgroundTask(release))
+
+    async def _process(
+        self, job: dict[str, Any], contacts: list[dict[str, Any]], flags: dict[str, bool], answered: anyio.Event
+    ) -> None:
         total = job["total"]
+        with anyio.move_on_after(_ANSWER_WAIT):  # a client that vanished before the answer still gets its job done
+            await answered.wait()
 
         def step(start: int, end: int) -> None:
             for i in range(start, end):
-                email = str(contacts[i].get("email") or contacts[i].get("linkedinUrl")).lower()
-                if email in self.emails:
-                    job["updated"] += 1
-                else:
-                    self.emails.add(email)
+                contact = contacts[i]
+                key = _key(contact)
+                existing = self.contacts.get(key)
+                if existing is None:
+                    self.contacts[key] = {"listId": job["listId"], "owner": contact.get("owner")}
                     job["created"] += 1
+                else:
+                    if flags["moveExistingToList"]:
+                        existing["listId"] = job["listId"]
+                    if flags["replaceOwner"] and contact.get("owner") is not None:
+                        existing["owner"] = contact["owner"]
+                    job["updated"] += 1
                 self._broadcast(RUNNING, {"uuid": job["uuid"], "i": i, "total": total})
 
         await pace(self.state, total, step)

@@ -3,7 +3,11 @@
 Outcome rule for a new-contact id (jobs and Bulk Contact Fetch alike): a
 non-numeric id is an error ``400-110`` "Contact id is not valid."; a numeric
 id whose value ends in 7 is ``404-602`` "contact not found."; any other id
-is found, with contact data derived from the id.
+is found, with contact data derived from the id. A job none of whose ids is
+numeric ends ``failed`` (there is nothing to look up); others end ``finished``.
+
+Throttling counts the requests of each access token over a rolling window
+and answers 429 without ``Retry-After``.
 """
 
 from __future__ import annotations
@@ -15,13 +19,14 @@ from datetime import UTC, datetime
 from typing import Any
 
 import anyio
+import msgspec
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters.simulator.common import SimState, json_response, pace, read_body, read_json
 
-__all__ = ["CSV_COLUMNS", "MAX_BULK_FETCH", "MAX_JOB_IDS", "contact_outcome", "routes"]
+__all__ = ["CSV_COLUMNS", "MAX_BULK_FETCH", "MAX_JOB_IDS", "contact_outcome", "is_valid_id", "routes"]
 
 PROVIDER = "insideview"
 MAX_JOB_IDS = 10_000
@@ -40,16 +45,21 @@ CSV_COLUMNS = (
     "errorCode",
     "errorMessage",
 )
-MAX_ACTIVE_JOBS = 20  # "too many jobs already queued" past this many unfinished jobs per token
+TERMINAL = ("finished", "failed", "aborted")
 
 
 def _error(message: str, status: int = 400) -> Response:
     return json_response({"message": message}, status)
 
 
+def is_valid_id(contact_id: str) -> bool:
+    """A contact id is 1 to 19 ASCII digits (an int64); anything else is ``400-110``."""
+    return contact_id.isascii() and contact_id.isdigit() and len(contact_id) <= 19
+
+
 def contact_outcome(contact_id: str) -> tuple[str, dict[str, Any]]:
     """("found", contact) or ("error", {"errorCode", "errorMessage"}) for one id — the rule above."""
-    if not contact_id.isdigit():
+    if not is_valid_id(contact_id):
         return "error", {"errorCode": "400-110", "errorMessage": "Contact id is not valid."}
     if contact_id.endswith("7"):
         return "error", {"errorCode": "404-602", "errorMessage": "contact not found."}
@@ -64,12 +74,15 @@ def contact_outcome(contact_id: str) -> tuple[str, dict[str, Any]]:
         "confidenceScore": round(50 + (n % 50), 1),
         "companyId": 1000 + n % 5000,
         "companyName": f"Company {n % 5000}",
+        "phone": f"+1 415 555 {n % 10_000:04d}",
+        "corporatePhone": f"+1 415 555 {(n // 7) % 10_000:04d}",
         "titles": ["Engineer"],
         "sources": ["simulator"],
         "active": True,
         "jobLevelsV2": [{"id": 1, "name": "Staff"}],
         "jobFunctionsV2": [{"id": 2, "name": "Engineering"}],
         "peopleId": f"p{n}",
+        "age": 25 + n % 40,
     }
 
 
@@ -102,6 +115,8 @@ class InsideView:
         self.state = state
         self.webhooks = webhooks
         self.jobs: dict[str, dict[str, Any]] = state.jobs.setdefault(PROVIDER, {})
+        self.transactions_left = state.config.insideview_transactions
+        state.extra[PROVIDER] = self
 
     async def login(self, request: Request) -> Response:
         if request.method != "POST":
@@ -122,7 +137,7 @@ class InsideView:
         token = request.headers.get("accessToken")
         if not self.state.token_valid(PROVIDER, token):
             return _error("missing, invalid or expired access token", 401)
-        allowed, *_ = self.state.throttle(PROVIDER, token or "")
+        allowed, *_ = self.state.throttle(PROVIDER, token or "", rolling=True)
         if not allowed:
             return _error("Too many requests", 429)  # InsideView sends no Retry-After
         return None
@@ -132,6 +147,9 @@ class InsideView:
             return _error("Method not allowed", 405)
         if (refused := self._check(request)) is not None:
             return refused
+        config = self.state.config
+        if not config.insideview_job_api_allowed:
+            return _error("Method not allowed for this key: it may not submit contact jobs", 405)
         if request.headers.get("content-type", "").split(";")[0].strip() != "text/plain":
             return _error("Content-Type must be text/plain: one new-contact id per line", 415)
         body = await read_body(request, self.state.config.max_body)
@@ -150,9 +168,13 @@ class InsideView:
                 return _error(f"insufficient transaction quota: {len(ids)} ids requested, {left} transactions left")
             self.state.config.insideview_transactions = left - len(ids)
         token = request.headers["accessToken"]
-        active = sum(1 for j in self.jobs.values() if j["token"] == token and j["status"] in ("accepted", "processing"))
-        if active >= MAX_ACTIVE_JOBS:
+        if self.transactions_left is not None and len(ids) > self.transactions_left:
+            return _error(f"insufficient transaction quota: {len(ids)} ids requested, {self.transactions_left} left")
+        active = sum(1 for j in self.jobs.values() if j["token"] == token and j["status"] not in TERMINAL)
+        if active >= config.insideview_max_queued_jobs:
             return _error(f"too many jobs already queued ({active}); wait for some to finish")
+        if self.transactions_left is not None:
+            self.transactions_left -= len(ids)
         job_id = uuid.uuid4().hex[:20]
         job = {
             "jobId": job_id,
@@ -195,7 +217,7 @@ class InsideView:
             await pace(self.state, job["total"], step)
         except _Aborted:
             return
-        job["status"] = "finished"
+        job["status"] = "finished" if any(is_valid_id(i) for i in job["ids"]) else "failed"
         self._notify(job)
 
     async def job(self, request: Request) -> Response:
@@ -207,7 +229,7 @@ class InsideView:
         if request.method == "GET":
             return _render(request, _status_body(job))
         if request.method == "DELETE":
-            if job["status"] in ("finished", "failed", "aborted"):
+            if job["status"] in TERMINAL:
                 return _error(f"job is already {job['status']}", 400)
             job["status"] = "aborted"
             self._notify(job)
@@ -241,7 +263,10 @@ class InsideView:
         ids = data.get("contactIds") if isinstance(data, dict) else None
         if not isinstance(ids, list) or not ids:
             return _error('body must be {"contactIds": [ ... ]} with at least one id')
-        distinct = list(dict.fromkeys(str(i) for i in ids))
+        if len(ids) > MAX_JOB_IDS:  # bounded work even for absurd requests; the 50 limit is on distinct ids
+            return _error(f"at most {MAX_BULK_FETCH} contact ids per request, got {len(ids)}")
+        # Ids are strings on the wire; a number is accepted as its digits, anything else gets 400-110.
+        distinct = list(dict.fromkeys(i if isinstance(i, str) else msgspec.json.encode(i).decode() for i in ids))
         if len(distinct) > MAX_BULK_FETCH:
             return _error(f"at most {MAX_BULK_FETCH} contact ids per request, got {len(distinct)}")
         entries = []

@@ -5,6 +5,11 @@ Outcome rule per contact: a ``lastname`` containing ``notfound`` is
 of (firstname, lastname, domain or company_name or linkedin_url) decides:
 below 0.8 ``found``, below 0.95 ``not_found``, else ``error``
 (:func:`outcome` computes it, so tests can predict totals).
+
+``POST /contacts/single_enrich`` is asynchronous (202, webhook, then ``GET
+/contacts/{id}`` says ``pending`` → ``finished``); with ``?sync=true`` it is the
+synchronous variant: 200 with the finished body at once, at most
+``pronto_sync_rate`` (50) requests per second per API key, then 429.
 """
 
 from __future__ import annotations
@@ -80,6 +85,7 @@ class Pronto:
         self.webhooks = webhooks
         self.jobs: dict[str, dict[str, Any]] = state.jobs.setdefault(PROVIDER, {})
         self.singles: dict[str, dict[str, Any]] = {}
+        self.sync_windows: dict[str, tuple[int, int]] = {}  # API key -> (second, requests in it)
         self.credits = state.config.pronto_credits
         state.extra["pronto"] = self
 
@@ -176,6 +182,14 @@ class Pronto:
             return _error("Method not allowed", 405)
         if (refused := self._check(request)) is not None:
             return refused
+        sync = request.query_params.get("sync", "false").lower()
+        if sync not in ("true", "false"):
+            return _error("sync must be true or false")
+        if sync == "true" and not self._sync_allowed(request.headers["x-api-key"]):
+            rate = self.state.config.pronto_sync_rate
+            return _error(
+                "rate_limited", 429, message=f"synchronous enrichment is limited to {rate} requests per second"
+            )
         data = await read_json(request, self.state.config.max_body, _error)
         if not isinstance(data, dict) or not isinstance(data.get("contact"), dict):
             return _error('body must be {"contact": {...}, "enrichment_type": [...], "webhook_url": "..."}')
@@ -193,6 +207,10 @@ class Pronto:
         contact_id = uuid.uuid4().hex
         entry = {"id": contact_id, "status": "pending", "contact": data["contact"], "kind": kind, "url": url}
         self.singles[contact_id] = entry
+        if sync == "true":  # enriched while the client waits; the answer is what GET /contacts/{id} would say
+            status = outcome(entry["contact"], self.state.config.seed)
+            entry.update(status="finished", enrichment_status=status, result=_result(entry["contact"], kind, status))
+            return json_response(_contact_body(entry))
         self.state.spawn(self._process_single, entry)
         return json_response({"id": contact_id, "status": "pending"}, 202)
 
@@ -220,10 +238,22 @@ class Pronto:
         entry = self.singles.get(request.path_params["contact_id"])
         if entry is None:
             return _error("contact not found", 404)
-        body = {"id": entry["id"], "status": entry["status"], "contact": entry["contact"]}
-        if entry["status"] == "finished":
-            body.update(enrichment_status=entry["enrichment_status"], result=entry["result"])
-        return json_response(body)
+        return json_response(_contact_body(entry))
+
+    def _sync_allowed(self, key: str) -> bool:
+        """Count one synchronous request in its one-second window of the clock; False past the rate."""
+        second = int(self.state.clock.now())
+        window, used = self.sync_windows.get(key, (second, 0))
+        used = used + 1 if window == second else 1
+        self.sync_windows = {key: (second, used)}  # one key in practice; keep only the current window
+        return used <= self.state.config.pronto_sync_rate
+
+
+def _contact_body(entry: dict[str, Any]) -> dict[str, Any]:
+    body = {"id": entry["id"], "status": entry["status"], "contact": entry["contact"]}
+    if entry["status"] == "finished":
+        body.update(enrichment_status=entry["enrichment_status"], result=entry["result"])
+    return body
 
 
 def routes(state: SimState, webhooks: Any) -> list[Route]:

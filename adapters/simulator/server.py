@@ -42,9 +42,9 @@ class Simulator:
         return self.state.extra["webhooks"]
 
 
-def _served(config: SimulatorConfig | None, host: str, port: int) -> tuple[ServedApp, Simulator]:
+def _served(config: SimulatorConfig | None, host: str, port: int, clock: Clock | None) -> tuple[ServedApp, Simulator]:
     config = config or SimulatorConfig()
-    clock = Clock()
+    clock = clock or Clock()
     app, state = build_app(config, clock)
     served = ServedApp(app, host=host, port=port, lifespan="on", ws="websockets-sansio", ws_max_size=1 << 20)
     return served, Simulator("", config, clock, state)
@@ -52,19 +52,26 @@ def _served(config: SimulatorConfig | None, host: str, port: int) -> tuple[Serve
 
 @asynccontextmanager
 async def run_simulator(
-    config: SimulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0
+    config: SimulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0, clock: Clock | None = None
 ) -> AsyncIterator[Simulator]:
-    """Start the simulator on a free loopback port (asyncio or trio callers alike)."""
-    served, sim = _served(config, host, port)
+    """Start the simulator on a free loopback port (asyncio or trio callers alike).
+
+    uvicorn runs in a thread of its own with its own asyncio loop; starting
+    and stopping happen in worker threads, so the caller's loop never blocks.
+    ``clock`` lets a test pass a ``Clock(frozen=True)``.
+    """
+    served, sim = _served(config, host, port, clock)
     async with served:
         sim.base_url = served.url
         yield sim
 
 
 @contextmanager
-def simulator(config: SimulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0) -> Iterator[Simulator]:
+def simulator(
+    config: SimulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0, clock: Clock | None = None
+) -> Iterator[Simulator]:
     """The same as :func:`run_simulator`, for synchronous code and scripts."""
-    served, sim = _served(config, host, port)
+    served, sim = _served(config, host, port, clock)
     with served:
         sim.base_url = served.url
         yield sim

@@ -9,6 +9,7 @@ other 4xx is final (resending the same body will not help).
 
 from __future__ import annotations
 
+import random
 import threading
 import uuid
 from dataclasses import dataclass
@@ -50,6 +51,12 @@ class WebhookSender:
         self._held: list[tuple[str, bytes, str]] = []
         self._client: httpx.AsyncClient | None = None
         self._settled = threading.Condition()  # tests in another thread wait on it
+        # One generator per decision, so that backoff jitter (timing-dependent) never
+        # shifts which webhooks are duplicated or how a group is shuffled.
+        seed = state.config.seed
+        self._duplicate_rng = random.Random(f"{seed}:duplicate")
+        self._reorder_rng = random.Random(f"{seed}:reorder")
+        self._backoff_rng = random.Random(f"{seed}:backoff")
 
     def _settle(self, delivered: bool) -> None:
         with self._settled:
@@ -73,7 +80,7 @@ class WebhookSender:
         """Queue one webhook (never blocks; the faults decide duplicates and order)."""
         faults = self.state.config.faults
         item = (url, msgspec.json.encode(payload), msg_id or f"msg_{uuid.uuid4().hex}")
-        copies = 2 if faults.duplicate_webhooks and self.state.rng.random() < faults.duplicate_webhooks else 1
+        copies = 2 if faults.duplicate_webhooks and self._duplicate_rng.random() < faults.duplicate_webhooks else 1
         for _ in range(copies):
             self.stats.queued += 1
             if faults.reorder_webhooks > 1:
@@ -91,7 +98,7 @@ class WebhookSender:
 
     def _release_held(self) -> None:
         held, self._held = self._held, []
-        self.state.rng.shuffle(held)
+        self._reorder_rng.shuffle(held)
         for item in held:
             self._enqueue(item)
 
@@ -126,7 +133,10 @@ class WebhookSender:
     async def _deliver_with_retries(self, url: str, body: bytes, msg_id: str) -> None:
         config = self.state.config
         backoff = Backoff(
-            base=config.webhook_backoff, cap=2.0, max_attempts=max(config.webhook_attempts - 1, 0), rng=self.state.rng
+            base=config.webhook_backoff,
+            cap=max(2.0, config.webhook_backoff),
+            max_attempts=max(config.webhook_attempts - 1, 0),
+            rng=self._backoff_rng,
         )
         while True:
             self.stats.attempts += 1

@@ -128,7 +128,7 @@ async def test_quota_exhausted_is_402_and_creates_nothing(sim_config: SimulatorC
         r = await client.post(url, json={"list": "L", "contacts": contacts}, headers=AUTH)
         d = sim.state.extra["datananas"]
     assert r.status_code == 402 and r.json() == {"reason": reason}
-    assert d.jobs == {} and d.emails == set()
+    assert d.jobs == {} and d.contacts == {}
 
 
 async def test_ws_dropped_after_n_frames(sim_config: SimulatorConfig) -> None:
