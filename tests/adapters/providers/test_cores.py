@@ -1,0 +1,185 @@
+"""The sans-I/O provider modules, synchronously, on payloads shaped as providers.md documents them."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+
+import msgspec
+import pytest
+
+from adapters.providers.base import Accepted, Items, Refused, Response, ServerFailure, Throttle, balanced_chunks
+from adapters.providers.datananas import Datananas
+from adapters.providers.insideview import InsideView, parse_job_status
+from adapters.providers.mautic import Mautic
+from adapters.providers.pronto import KEY_FIELD, Pronto
+from adapters.submit import prepare
+from eventbus.exceptions import AuthError, ConfigError, ContactError
+
+
+def resp(status: int, body: object = b"", **headers: str) -> Response:
+    raw = body if isinstance(body, bytes) else msgspec.json.encode(body)
+    return Response(status, {k.replace("_", "-").lower(): v for k, v in headers.items()}, raw)
+
+
+# --- chunking ------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "n, sizes",
+    [(0, []), (1, [1]), (2, [2]), (100, [100]), (101, [99, 2]), (201, [100, 99, 2]), (250, [100, 100, 50])],
+)
+def test_balanced_chunks_never_leave_a_chunk_below_the_minimum(n: int, sizes: list[int]) -> None:
+    """Pronto-sized chunking: at most 100, the last two rebalanced so none has a single contact."""
+    assert [b - a for a, b in balanced_chunks(n, 2, 100)] == sizes
+
+
+def test_pronto_lone_contact_goes_to_single_endpoint() -> None:
+    """One contact alone is sent to single_enrich, never as a bulk of one."""
+    chunks, _, _ = prepare(Pronto(webhook_url="http://h/x"), [{"firstname": "a", "lastname": "b", "domain": "d.io"}])
+    assert [c.endpoint for c in chunks] == ["single"]
+    request = Pronto(webhook_url="http://h/x").build_submit(chunks[0])
+    assert request.path == "/contacts/single_enrich" and b'"contact"' in request.content
+
+
+def test_pronto_chunks_carry_their_row_key() -> None:
+    """Each Pronto contact carries eventbus_key (its input row), echoed back by the webhook."""
+    contacts = [{"first": "a", "Last Name": "b", "Company": "Acme", "crm_id": 7}, {"firstname": "c", "lastname": "d"}]
+    chunks, problems, count = prepare(Pronto(webhook_url="http://h/x"), contacts * 2)
+    sent = [c for chunk in chunks for c in chunk.contacts]
+    assert count == 4 and [p.row for p in problems] == [1, 3]
+    assert [c[KEY_FIELD] for c in sent] == ["0", "2"]
+    assert sent[0] == {"firstname": "a", "lastname": "b", "company_name": "Acme", "crm_id": 7, KEY_FIELD: "0"}
+
+
+@pytest.mark.parametrize(
+    "kind, contact, field",
+    [
+        ("email", {"firstname": "a", "lastname": "b"}, "domain"),
+        ("phone", {"firstname": "a", "lastname": "b", "domain": "d.io"}, "linkedin_url"),
+        ("email", {"lastname": "b", "domain": "d.io"}, "firstname"),
+    ],
+)
+def test_pronto_required_fields_per_enrichment_type(kind: str, contact: dict, field: str) -> None:
+    """Required fields depend on the enrichment type; the problem names row and field."""
+    _, problems, _ = prepare(Pronto(enrichment_type=kind, webhook_url="http://h/x"), [contact])
+    assert [(p.row, p.field) for p in problems] == [(0, field)]
+
+
+def test_pronto_options_are_checked() -> None:
+    """Unknown enrichment types, non-ISO country codes and non-URL webhooks are refused up front."""
+    with pytest.raises(ConfigError, match="enrichment_type"):
+        Pronto(enrichment_type="fax")
+    with pytest.raises(ConfigError, match=r"alpha-2.*'FRA'"):
+        Pronto(phone_country_codes=["US", "FRA"])
+    with pytest.raises(ConfigError, match="webhook_url"):
+        Pronto(webhook_url="ftp://x")
+
+
+def test_strict_mode_raises_contact_error() -> None:
+    """strict=True turns the first invalid row into a ContactError naming row and field."""
+    with pytest.raises(ContactError, match="row 1: field 'email'"):
+        prepare(Datananas(list="L"), [{"email": "a@b.c"}, {"email": "nope"}], strict=True)
+
+
+# --- reading answers ------------------------------------------------------------------------
+
+
+def test_pronto_readings() -> None:
+    """202 is accepted; 422 is account-level with the provider's code; 429/5xx are retry signals."""
+    p = Pronto(webhook_url="http://h/x")
+    chunk = prepare(p, [{"firstname": "a", "lastname": "b", "domain": "d"}] * 2)[0][0]
+    assert p.read_submit(chunk, resp(202, {"enrichment_id": "e1"})) == Accepted("e1", total=2)
+    refused = p.read_submit(chunk, resp(422, {"error": "insufficient_credits", "message": "2 needed"}))
+    assert isinstance(refused, Refused) and refused.account and refused.code == "insufficient_credits"
+    assert p.read_submit(chunk, resp(429, retry_after="3")) == Throttle(3.0)
+    assert isinstance(p.read_submit(chunk, resp(503, b"down")), ServerFailure)
+    bad = p.read_submit(
+        chunk,
+        resp(
+            400, {"error": "validation_failed", "details": [{"index": 1, "field": "lastname", "message": "required"}]}
+        ),
+    )
+    assert isinstance(bad, Refused) and "contact 1 lastname: required" in bad.reason and not bad.account
+
+
+def test_datananas_readings_and_custom_fields() -> None:
+    """Unknown fields go to vars; 402 carries the quota reason; 200 gives the uuid as job id."""
+    d = Datananas(list={"id": "L1"})
+    chunks, _, _ = prepare(d, [{"Email": "a@b.c", "Job Title": "CTO", "shoe_size": 44}])
+    assert chunks[0].contacts[0] == {"email": "a@b.c", "title": "CTO", "vars": {"shoe_size": 44}}
+    assert d.read_submit(chunks[0], resp(200, {"uuid": "u1", "listId": "L1", "total": 1})) == Accepted("u1", 1)
+    quota = d.read_submit(chunks[0], resp(402, {"reason": "contact_total_quotas"}))
+    assert isinstance(quota, Refused) and quota.account and quota.code == "contact_total_quotas"
+    with pytest.raises(ConfigError, match="list"):
+        Datananas()
+
+
+def test_mautic_batch_items_and_token() -> None:
+    """The batch endpoint answers per contact; the token answer is read into a grant; a bad one is AuthError."""
+    m = Mautic(endpoint="batch")
+    chunk = prepare(m, [{"email": "a@b.c"}, {"email": "c@d.e"}])[0][0]
+    items = m.read_submit(
+        chunk,
+        resp(
+            201,
+            {
+                "contacts": [{"id": 5}],
+                "statusCodes": [201, 400],
+                "errors": {"1": {"code": 400, "message": "bad", "details": {"email": []}}},
+            },
+        ),
+    )
+    assert isinstance(items, Items)
+    assert [(r[1], r[2], r[3]) for r in items.results] == [("5", True, "created"), ("1", False, "400")]
+    assert m.read_token(resp(200, {"access_token": "t", "expires_in": 3600, "token_type": "bearer"})).token == "t"
+    with pytest.raises(AuthError, match="refused the client credentials"):
+        m.read_token(resp(401, {"error": "invalid_client"}))
+    assert prepare(Mautic(endpoint="patch"), [{"email": "a@b.c"}])[1][0].field == "id"
+
+
+def test_insideview_reads_json_and_xml() -> None:
+    """A job answer is read whether JSON or InsideView's default XML."""
+    xml = (
+        b'<?xml version="1.0"?><BulkJobStatus><jobId>lnjkd7</jobId>'
+        b"<status>accepted</status><type>t</type></BulkJobStatus>"
+    )
+    assert parse_job_status(resp(200, xml)).jobId == "lnjkd7"
+    assert parse_job_status(resp(200, {"jobId": "j2", "status": "accepted", "type": "t"})).jobId == "j2"
+    with pytest.raises(ValueError, match="malformed XML"):
+        parse_job_status(resp(200, b"<BulkJobStatus><jobId>"))
+    with pytest.raises(ValueError):
+        parse_job_status(resp(200, b"[]"))
+
+
+def test_insideview_ids_validated_and_collapsed() -> None:
+    """Non-numeric ids are problems; duplicate ids are sent once; fetch chunks hold at most 50."""
+    iv = InsideView(endpoint="fetch")
+    chunks, problems, _ = prepare(iv, ["1", "abc", "1", *[str(i) for i in range(2, 102)]])
+    assert [p.row for p in problems] == [1]
+    assert [len(c.rows) for c in chunks] == [50, 50, 1]
+    assert chunks[0].rows[:2] == (0, 3)
+
+
+def test_insideview_token_expiry_forms() -> None:
+    """expirationTime may be ISO-8601 or epoch seconds/milliseconds."""
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    iv = InsideView()
+    iso = iv.read_token(
+        resp(200, {"accessTokenDetails": {"accessToken": "a", "expirationTime": "2026-01-01T01:00:00Z"}}), now
+    )
+    epoch = iv.read_token(
+        resp(200, {"accessTokenDetails": {"accessToken": "a", "expirationTime": now.timestamp() + 60}}), now
+    )
+    millis = iv.read_token(
+        resp(200, {"accessTokenDetails": {"accessToken": "a", "expirationTime": (now.timestamp() + 120) * 1000}}), now
+    )
+    assert (iso.expires_in, epoch.expires_in, millis.expires_in) == (3600, 60, 120)
+
+
+def test_insideview_quota_is_account_level() -> None:
+    """A 400 about the transaction quota stops the whole account; 'too many jobs' is retriable."""
+    iv = InsideView()
+    chunk = prepare(iv, ["1"])[0][0]
+    quota = iv.read_submit(chunk, resp(400, {"message": "insufficient transaction quota"}))
+    busy = iv.read_submit(chunk, resp(400, {"message": "too many jobs already queued (20)"}))
+    assert quota.account and not busy.account and busy.retriable
