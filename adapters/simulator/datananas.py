@@ -122,13 +122,15 @@ class Datananas:
             return json_response({"reason": "contact_total_quotas"}, 402)
         self.connect_used += connect
         job_uuid = str(uuid.uuid4())
-        job = {"uuid": job_uuid, "listId": list_id, "total": len(contacts), "created": 0, "updated": 0}
+        job = {"uuid": job_uuid, "listId": list_id, "total": len(contacts), "created": 0, "updated": 0, "ended": 0}
         self.jobs[job_uuid] = job
         self._broadcast(STARTING, {"listId": list_id, "uuid": job_uuid})
         answered = anyio.Event()
         self.state.spawn(self._process, job, contacts, flags, answered)
 
         async def release() -> None:  # runs once the response has been sent
+            # Events of this job broadcast before the answer went out (tests check it is only _starting).
+            job["events_before_answer"] = 1 + job["created"] + job["updated"] + job["ended"]
             answered.set()
 
         body = {"uuid": job_uuid, "listId": list_id, "total": len(contacts)}
@@ -158,6 +160,7 @@ class Datananas:
                 self._broadcast(RUNNING, {"uuid": job["uuid"], "i": i, "total": total})
 
         await pace(self.state, total, step)
+        job["ended"] = 1
         self._broadcast(ENDING, {"uuid": job["uuid"], "created": job["created"], "updated": job["updated"]})
 
     async def socket(self, websocket: WebSocket) -> None:

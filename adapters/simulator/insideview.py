@@ -71,7 +71,7 @@ def contact_outcome(contact_id: str) -> tuple[str, dict[str, Any]]:
         "fullName": f"First{n % 1000} Last{n % 997}",
         "email": f"contact{n}@example.com",
         "emailValidationStatus": "ValidEmail" if n % 3 else "ValidDomain",
-        "confidenceScore": round(50 + (n % 50), 1),
+        "confidenceScore": round(50 + (n % 500) / 10, 1),
         "companyId": 1000 + n % 5000,
         "companyName": f"Company {n % 5000}",
         "phone": f"+1 415 555 {n % 10_000:04d}",
@@ -221,6 +221,8 @@ class InsideView:
         self._notify(job)
 
     async def job(self, request: Request) -> Response:
+        if request.method not in ("GET", "DELETE"):
+            return _error("Method not allowed", 405)
         if (refused := self._check(request)) is not None:
             return refused
         job = self.jobs.get(request.path_params["job_id"])
@@ -233,8 +235,7 @@ class InsideView:
                 return _error(f"job is already {job['status']}", 400)
             job["status"] = "aborted"
             self._notify(job)
-            return _render(request, _status_body(job))
-        return _error("Method not allowed", 405)
+        return _render(request, _status_body(job))
 
     async def results(self, request: Request) -> Response:
         if request.method != "GET":

@@ -45,6 +45,7 @@ class Mautic:
         self.contacts: dict[int, dict[str, Any]] = {}
         self.by_email: dict[str, int] = {}
         self.next_id = 1
+        state.extra[PROVIDER] = self
 
     # --- auth -------------------------------------------------------------------
 
@@ -208,6 +209,8 @@ class Mautic:
         return job
 
     async def job(self, request: Request) -> Response:
+        if request.method not in ("GET", "DELETE"):
+            return _errors("Method not allowed", 405)
         if (refused := self._check(request)) is not None:
             return refused
         job = self._live_job(request.path_params["job_id"])
@@ -216,8 +219,6 @@ class Mautic:
         if request.method == "DELETE":
             del self.jobs[job["id"]]
             return json_response({"id": job["id"], "status": "deleted"})
-        if request.method != "GET":
-            return _errors("Method not allowed", 405)
         body: dict[str, Any] = {"status": job["status"]}
         if request.query_params.get("details") in ("1", "true") and job["status"] == "completed":
             try:

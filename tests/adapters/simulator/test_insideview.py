@@ -243,3 +243,192 @@ async def test_insufficient_transaction_quota_is_400(sim_config: SimulatorConfig
         over = await submit(client, sim, token, ["4", "5", "6"])
     assert ok.status_code == 200
     assert over.status_code == 400 and "insufficient transaction quota" in over.json()["message"]
+
+
+async def test_insufficient_transaction_quota_is_400_and_enqueues_nothing(sim_config: SimulatorConfig) -> None:
+    """More ids than the account's transactions left is a 400 saying so, and no job is created."""
+    from adapters.simulator import run_simulator
+
+    sim_config.insideview_transactions = 3
+    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        token = await insideview_token(client, sim)
+        r = await submit(client, sim, token, ["1", "2", "3", "4"])
+        jobs = sim.state.jobs["insideview"]
+    assert r.status_code == 400 and "insufficient transaction quota" in r.json()["message"]
+    assert jobs == {}
+
+
+async def test_transactions_are_spent_by_accepted_jobs(sim_config: SimulatorConfig) -> None:
+    """Accepted ids use up the transaction quota: 2 of 3 spent, then 2 more are refused."""
+    from adapters.simulator import run_simulator
+
+    sim_config.insideview_transactions = 3
+    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        token = await insideview_token(client, sim)
+        first = await submit(client, sim, token, ["1", "2"])
+        second = await submit(client, sim, token, ["3", "4"])
+    assert first.status_code == 200 and second.status_code == 400
+
+
+async def test_too_many_jobs_queued_is_400(sim_config: SimulatorConfig) -> None:
+    """Past insideview_max_queued_jobs unfinished jobs per token, a submission is a 400 saying so."""
+    from adapters.simulator import run_simulator
+
+    sim_config.insideview_max_queued_jobs = 1
+    sim_config.item_time = 0.01  # the first job is still running when the second arrives
+    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        token = await insideview_token(client, sim)
+        first = await submit(client, sim, token, [str(i) for i in range(2000)])
+        second = await submit(client, sim, token, ["1"])
+    assert first.status_code == 200
+    assert second.status_code == 400 and "too many jobs already queued" in second.json()["message"]
+
+
+async def test_key_not_allowed_to_submit_is_405(sim_config: SimulatorConfig) -> None:
+    """A key without the job API gets 405 "not allowed for this key" on a proper POST."""
+    from adapters.simulator import run_simulator
+
+    sim_config.insideview_job_api_allowed = False
+    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        token = await insideview_token(client, sim)
+        r = await submit(client, sim, token, ["1"])
+    assert r.status_code == 405 and "for this key" in r.json()["message"]
+
+
+async def test_throttle_window_is_rolling() -> None:
+    """The per-token budget covers the last 5 minutes, not a fixed window: old requests age out one by one."""
+    from adapters.simulator import Clock, run_simulator
+
+    config = SimulatorConfig(item_time=0.0001, tick=0.005, throttle={"insideview": Throttle(limit=2, window=300)})
+    clock = Clock(frozen=True)
+    async with run_simulator(config, clock=clock) as sim, httpx.AsyncClient() as client:
+        token = await insideview_token(client, sim)
+        codes = [(await submit(client, sim, token, ["1"])).status_code]  # t = 0
+        clock.advance(200)
+        codes.append((await submit(client, sim, token, ["1"])).status_code)  # t = 200
+        codes.append((await submit(client, sim, token, ["1"])).status_code)  # t = 200: over budget
+        clock.advance(101)
+        codes.append((await submit(client, sim, token, ["1"])).status_code)  # t = 301: the t=0 one aged out
+        codes.append((await submit(client, sim, token, ["1"])).status_code)  # t = 301: t=200 still counts
+    assert codes == [200, 200, 429, 200, 429]
+
+
+async def test_throttle_counts_per_token(sim_config: SimulatorConfig) -> None:
+    """Each access token has its own budget."""
+    from adapters.simulator import Clock, run_simulator
+
+    sim_config.throttle["insideview"] = Throttle(limit=1, window=300)
+    async with run_simulator(sim_config, clock=Clock(frozen=True)) as sim, httpx.AsyncClient() as client:
+        first, second = await insideview_token(client, sim), await insideview_token(client, sim)
+        a = await submit(client, sim, first, ["1"])
+        b = await submit(client, sim, second, ["1"])
+        c = await submit(client, sim, first, ["1"])
+    assert (a.status_code, b.status_code, c.status_code) == (200, 200, 429)
+
+
+async def test_job_with_only_invalid_ids_fails(simulator: Simulator) -> None:
+    """A job none of whose ids is numeric ends failed, and its results are not available."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        job_id = (await submit(client, simulator, token, ["abc", "x-1"])).json()["jobId"]
+        url = simulator.urls["insideview"] + f"/target/contact/job/{job_id}"
+        r = await poll_until(
+            lambda: client.get(url, headers={"accessToken": token, "accept": "application/json"}),
+            lambda r: r.json()["status"] in ("finished", "failed"),
+        )
+        results = await client.get(url + "/results", headers={"accessToken": token})
+    assert r.json()["status"] == "failed" and results.status_code == 400
+
+
+async def test_job_status_defaults_to_xml_with_counts(simulator: Simulator) -> None:
+    """GET on a job without Accept answers BulkJobStatus XML with jobId, status, type, processed, total."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        job_id = (await submit(client, simulator, token, ["1", "2", "3"])).json()["jobId"]
+        r = await client.get(
+            simulator.urls["insideview"] + f"/target/contact/job/{job_id}",
+            headers={"accessToken": token, "accept": ""},
+        )
+    root = ET.fromstring(r.text)
+    assert root.tag == "BulkJobStatus" and root.findtext("jobId") == job_id
+    assert root.findtext("type") == "targetContactDetails" and root.findtext("total") == "3"
+    assert root.findtext("status") in ("accepted", "processing", "finished")
+
+
+async def test_abort_sends_a_status_webhook(sim_config: SimulatorConfig, webhook_sink) -> None:
+    """Aborting a job POSTs {jobId, status: aborted, type} to its webhook, after processing."""
+    from adapters.simulator import run_simulator
+
+    sink, hook = webhook_sink
+    sim_config.item_time = 0.01
+    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        token = await insideview_token(client, sim)
+        job_id = (await submit(client, sim, token, [str(i) for i in range(5000)], webhook=hook)).json()["jobId"]
+        await sink.wait_for(1)  # processing
+        await client.delete(sim.urls["insideview"] + f"/target/contact/job/{job_id}", headers={"accessToken": token})
+        await sink.wait_for(2)
+    assert [b["status"] for b in sink.bodies()] == ["processing", "aborted"]
+
+
+async def test_bulk_fetch_contact_fields_have_documented_types(simulator: Simulator) -> None:
+    """A found contact carries the documented fields with their types (ids as int, lists of {id, name})."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await client.post(
+            simulator.urls["insideview"] + "/contact/bulk", json={"contactIds": ["42"]}, headers={"accessToken": token}
+        )
+    contact = r.json()[0]["contact"]
+    assert isinstance(contact["contactId"], int) and isinstance(contact["companyId"], int)
+    assert isinstance(contact["confidenceScore"], float) and isinstance(contact["active"], bool)
+    assert all(isinstance(contact[k], list) for k in ("titles", "sources", "jobLevelsV2", "jobFunctionsV2"))
+    assert set(contact["jobLevelsV2"][0]) == {"id", "name"}
+    for field in ("firstName", "lastName", "fullName", "email", "emailValidationStatus", "companyName", "phone"):
+        assert isinstance(contact[field], str)
+    assert {"corporatePhone", "peopleId", "age"} <= contact.keys()
+
+
+async def test_bulk_fetch_odd_ids_get_400_110_not_500(simulator: Simulator) -> None:
+    """Unicode digits, over-long numbers and non-string ids are per-item 400-110; numbers count as their digits."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await client.post(
+            simulator.urls["insideview"] + "/contact/bulk",
+            json={"contactIds": ["²", "1" * 40, None, [1], 12]},
+            headers={"accessToken": token},
+        )
+    body = r.json()
+    assert r.status_code == 200
+    assert [e.get("error", {}).get("errorCode") for e in body] == ["400-110"] * 4 + [None]
+    assert body[4]["requestedContactId"] == "12"
+
+
+async def test_bulk_fetch_wrong_content_type_is_415(simulator: Simulator) -> None:
+    """Bulk Contact Fetch with a non-JSON Content-Type gets 415."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await client.post(
+            simulator.urls["insideview"] + "/contact/bulk",
+            content="16935075",
+            headers={"accessToken": token, "content-type": "text/plain"},
+        )
+    assert r.status_code == 415
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "PATCH", "DELETE"])
+async def test_bulk_fetch_other_methods_are_405(simulator: Simulator, method: str) -> None:
+    """Any method but POST on Bulk Contact Fetch is 405."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await client.request(method, simulator.urls["insideview"] + "/contact/bulk", headers={"accessToken": token})
+    assert r.status_code == 405
+
+
+async def test_expired_token_is_refused_on_bulk_fetch(simulator: Simulator) -> None:
+    """Bulk Contact Fetch with a token past its hour gets 401."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        simulator.clock.advance(3600)
+        r = await client.post(
+            simulator.urls["insideview"] + "/contact/bulk", json={"contactIds": ["1"]}, headers={"accessToken": token}
+        )
+    assert r.status_code == 401

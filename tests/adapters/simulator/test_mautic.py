@@ -5,7 +5,7 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from adapters.simulator import Simulator, SimulatorConfig, Throttle, run_simulator
+from adapters.simulator import Clock, Simulator, SimulatorConfig, Throttle, run_simulator
 from tests.adapters.simulator.helpers import mautic_token, poll_until
 
 pytestmark = pytest.mark.anyio
@@ -176,7 +176,7 @@ async def test_batch_new_limit_200_and_201(simulator: Simulator) -> None:
 async def test_throttle_sends_rate_limit_headers(sim_config: SimulatorConfig) -> None:
     """Over the budget the answer is 429 with X-RateLimit-Limit, -Remaining and -Reset (seconds)."""
     sim_config.throttle["mautic"] = Throttle(limit=1, window=60)
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with run_simulator(sim_config, clock=Clock(frozen=True)) as sim, httpx.AsyncClient() as client:
         token = await mautic_token(client, sim)
         url = sim.urls["mautic"] + "/api/contacts/bulk/new"
         await client.post(url, json=[{"email": "a@b.c"}], headers=auth(token))
@@ -184,3 +184,105 @@ async def test_throttle_sends_rate_limit_headers(sim_config: SimulatorConfig) ->
     assert r.status_code == 429
     assert r.headers["X-RateLimit-Limit"] == "1" and r.headers["X-RateLimit-Remaining"] == "0"
     assert 1 <= int(r.headers["X-RateLimit-Reset"]) <= 60
+
+
+async def test_status_moves_queued_in_progress_completed(sim_config: SimulatorConfig) -> None:
+    """Observed statuses only move forward through queued → in_progress → completed, and in_progress is seen."""
+    sim_config.item_time = 0.0005  # 2,000 contacts take about a second
+    order = ["queued", "in_progress", "completed"]
+    seen: list[str] = []
+    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        token = await mautic_token(client, sim)
+        r = await client.post(
+            sim.urls["mautic"] + "/api/contacts/bulk/new",
+            json=[{"email": f"s{i}@x.io"} for i in range(2000)],
+            headers=auth(token),
+        )
+        url = sim.urls["mautic"] + f"/api/contacts/job/{r.json()['id']}"
+
+        def record(response: httpx.Response) -> bool:
+            seen.append(response.json()["status"])
+            return seen[-1] == "completed"
+
+        await poll_until(lambda: client.get(url, headers=auth(token)), record)
+    assert "in_progress" in seen
+    assert [order.index(s) for s in seen] == sorted(order.index(s) for s in seen)
+
+
+async def test_details_only_once_completed(sim_config: SimulatorConfig) -> None:
+    """details=1 on a job that is not completed answers the status alone."""
+    sim_config.item_time = 0.01
+    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        token = await mautic_token(client, sim)
+        r = await client.post(
+            sim.urls["mautic"] + "/api/contacts/bulk/new",
+            json=[{"email": f"e{i}@x.io"} for i in range(1000)],
+            headers=auth(token),
+        )
+        body = (
+            await client.get(sim.urls["mautic"] + f"/api/contacts/job/{r.json()['id']}?details=1", headers=auth(token))
+        ).json()
+    assert body["status"] in ("queued", "in_progress") and "details" not in body
+
+
+async def test_delete_stops_a_running_job(sim_config: SimulatorConfig) -> None:
+    """DELETE on an in_progress job stops it: it processes no more contacts and is gone."""
+    sim_config.item_time = 0.01
+    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        token = await mautic_token(client, sim)
+        r = await client.post(
+            sim.urls["mautic"] + "/api/contacts/bulk/new",
+            json=[{"email": f"k{i}@x.io"} for i in range(2000)],
+            headers=auth(token),
+        )
+        url = sim.urls["mautic"] + f"/api/contacts/job/{r.json()['id']}"
+        await poll_until(lambda: client.get(url, headers=auth(token)), lambda r: r.json()["status"] == "in_progress")
+        deleted = await client.delete(url, headers=auth(token))
+        mautic = sim.state.extra["mautic"]
+        stored = len(mautic.contacts)
+        # A later job runs for several ticks: had the deleted one kept going, it would have stored more.
+        later = await client.post(
+            sim.urls["mautic"] + "/api/contacts/bulk/new", json=[{"email": "later@x.io"}], headers=auth(token)
+        )
+        await finished(client, sim, token, later.json()["id"])
+    assert deleted.status_code == 200 and stored < 2000
+    assert len(mautic.contacts) == stored + 1
+
+
+@pytest.mark.parametrize(
+    "method, path",
+    [
+        ("GET", "/api/contacts/bulk/new"),
+        ("POST", "/api/contacts/bulk/edit"),
+        ("PUT", "/api/contacts/batch/new"),
+        ("POST", "/api/contacts/job/x"),
+    ],
+)
+async def test_wrong_methods_are_405(simulator: Simulator, method: str, path: str) -> None:
+    """Methods an endpoint does not take get 405 (bulk/new POST, bulk/edit PUT/PATCH, batch/new POST)."""
+    async with httpx.AsyncClient() as client:
+        token = await mautic_token(client, simulator)
+        r = await client.request(method, simulator.urls["mautic"] + path, headers=auth(token))
+    assert r.status_code == 405
+
+
+async def test_non_object_contacts_are_rejected_per_item(simulator: Simulator) -> None:
+    """A contact that is not an object is a per-contact 400 in details, not a failed request."""
+    async with httpx.AsyncClient() as client:
+        token = await mautic_token(client, simulator)
+        r = await client.post(
+            simulator.urls["mautic"] + "/api/contacts/bulk/new", json=[{"email": "o@x.io"}, 5, "x"], headers=auth(token)
+        )
+        await finished(client, simulator, token, r.json()["id"])
+        entries, _ = await all_details(client, simulator, token, r.json()["id"])
+    assert [e["statusCode"] for e in entries] == [201, 400, 400]
+
+
+async def test_token_endpoint_refuses_other_grants(simulator: Simulator) -> None:
+    """A grant_type other than client_credentials gets 400 unsupported_grant_type."""
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            simulator.urls["mautic"] + "/oauth/v2/token",
+            data={"grant_type": "password", "client_id": "demo", "client_secret": "demo"},
+        )
+    assert r.status_code == 400 and r.json()["error"] == "unsupported_grant_type"
