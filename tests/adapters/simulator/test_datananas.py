@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from adapters.simulator import Simulator, SimulatorConfig, run_simulator
+from tests.adapters.simulator.helpers import poll_until
 
 pytestmark = pytest.mark.anyio
 
@@ -178,3 +179,121 @@ async def test_ws_accept_then_close(sim_config: SimulatorConfig) -> None:
 
         code = await anyio.to_thread.run_sync(lambda: asyncio.run(client()))
     assert code == 1011
+
+
+async def collect_posts(sim: Simulator, posts: list[tuple[dict, dict]]) -> tuple[list[httpx.Response], list[dict]]:
+    """Connect one socket, send each (query params, body) bulk in turn, collect frames until every _ending."""
+    frames: list[dict] = []
+    connected = threading.Event()
+    url = sim.urls["datananas_ws"] + "?token=demo-token"
+    responses = []
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(anyio.to_thread.run_sync, run_ws_client(url, len(posts), frames, connected))
+        assert await anyio.to_thread.run_sync(connected.wait, 10), "the WebSocket client did not connect"
+        async with httpx.AsyncClient() as client:
+            for params, body in posts:
+                responses.append(
+                    await client.post(sim.urls["datananas"] + "/contacts/bulk", params=params, json=body, headers=AUTH)
+                )
+    return responses, frames
+
+
+async def test_http_answer_goes_out_after_starting_before_any_running(simulator: Simulator) -> None:
+    """The 200 is sent after _starting and before the first _running of its request."""
+    response, _ = await collect(simulator, [{"email": f"h{i}@x.io"} for i in range(50)])
+    job = simulator.state.extra["datananas"].jobs[response.json()["uuid"]]
+    assert job["events_before_answer"] == 1
+
+
+async def test_one_socket_receives_every_bulk_of_the_account(simulator: Simulator) -> None:
+    """Two bulk requests are both reported on the one connection of the account."""
+    posts = [
+        ({}, {"list": "A", "contacts": [{"email": "a1@x.io"}]}),
+        ({}, {"list": "B", "contacts": [{"email": "b1@x.io"}]}),
+    ]
+    responses, frames = await collect_posts(simulator, posts)
+    endings = {f["data"]["uuid"] for f in frames if f["event"] == "contact_bulk_create_ending"}
+    assert endings == {r.json()["uuid"] for r in responses}
+
+
+async def test_events_missed_while_disconnected_are_not_replayed(simulator: Simulator) -> None:
+    """A bulk sent while no socket is connected is never reported to a socket that connects later."""
+    async with httpx.AsyncClient() as client:
+        missed = await client.post(
+            simulator.urls["datananas"] + "/contacts/bulk",
+            json={"list": "L", "contacts": [{"email": "m@x.io"}]},
+            headers=AUTH,
+        )
+        await poll_until(
+            lambda: client.get(simulator.base_url + "/health"), lambda _: bool(missed_job_ended(simulator, missed))
+        )
+    response, frames = await collect(simulator, [{"email": "n@x.io"}])
+    assert {f["data"]["uuid"] for f in frames} == {response.json()["uuid"]}
+
+
+def missed_job_ended(sim: Simulator, response: httpx.Response) -> bool:
+    return sim.state.extra["datananas"].jobs[response.json()["uuid"]]["ended"] == 1
+
+
+async def test_existing_contacts_stay_put_by_default(simulator: Simulator) -> None:
+    """Without flags, an existing contact keeps its list and owner (it is only updated)."""
+    first = {"list": "L1", "contacts": [{"email": "o@x.io", "owner": "ann@x.io"}]}
+    second = {"list": "L2", "contacts": [{"email": "o@x.io", "owner": "bob@x.io"}]}
+    await collect_posts(simulator, [({}, first), ({}, second)])
+    assert simulator.state.extra["datananas"].contacts["o@x.io"] == {"listId": "L1", "owner": "ann@x.io"}
+
+
+async def test_move_existing_to_list_and_replace_owner(simulator: Simulator) -> None:
+    """moveExistingToList=true moves existing contacts to the list; replaceOwner=true replaces their owner."""
+    first = {"list": "L1", "contacts": [{"email": "p@x.io", "owner": "ann@x.io"}]}
+    second = {"list": "L2", "contacts": [{"email": "p@x.io", "owner": "bob@x.io"}]}
+    flags = {"moveExistingToList": "true", "replaceOwner": "true"}
+    _, frames = await collect_posts(simulator, [({}, first), (flags, second)])
+    assert simulator.state.extra["datananas"].contacts["p@x.io"] == {"listId": "L2", "owner": "bob@x.io"}
+    assert frames[-1]["data"]["updated"] == 1
+
+
+async def test_bad_flag_value_is_400(simulator: Simulator) -> None:
+    """A query flag that is not true/false is a 400 naming the flag."""
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            simulator.urls["datananas"] + "/contacts/bulk",
+            params={"replaceOwner": "maybe"},
+            json={"list": "L", "contacts": [{"email": "f@x.io"}]},
+            headers=AUTH,
+        )
+    assert r.status_code == 400 and "replaceOwner" in r.json()["error"]
+
+
+async def test_contact_without_email_or_linkedin_is_400(simulator: Simulator) -> None:
+    """A contact with neither email nor linkedinUrl is a 400 naming its index; nothing is created."""
+    async with httpx.AsyncClient() as client:
+        r = await client.post(
+            simulator.urls["datananas"] + "/contacts/bulk",
+            json={"list": "L", "contacts": [{"email": "ok@x.io"}, {"firstname": "No"}]},
+            headers=AUTH,
+        )
+    assert r.status_code == 400 and r.json()["index"] == 1
+    assert simulator.state.extra["datananas"].jobs == {}
+
+
+async def test_wrong_content_type_is_415_and_wrong_method_405(simulator: Simulator) -> None:
+    """A form body gets 415; a GET on /contacts/bulk gets 405."""
+    async with httpx.AsyncClient() as client:
+        url = simulator.urls["datananas"] + "/contacts/bulk"
+        form = await client.post(url, data={"list": "L"}, headers=AUTH)
+        get = await client.get(url, headers=AUTH)
+    assert (form.status_code, get.status_code) == (415, 405)
+
+
+async def test_throttled_with_retry_after() -> None:
+    """Over a configured budget the answer is 429 with Retry-After."""
+    from adapters.simulator import Clock, Throttle
+
+    config = SimulatorConfig(item_time=0.0001, tick=0.005, throttle={"datananas": Throttle(limit=1, window=60)})
+    async with run_simulator(config, clock=Clock(frozen=True)) as sim, httpx.AsyncClient() as client:
+        url = sim.urls["datananas"] + "/contacts/bulk"
+        body = {"list": "L", "contacts": [{"email": "t@x.io"}]}
+        first = await client.post(url, json=body, headers=AUTH)
+        second = await client.post(url, json=body, headers=AUTH)
+    assert first.status_code == 200 and second.status_code == 429 and 1 <= int(second.headers["retry-after"]) <= 60

@@ -123,3 +123,105 @@ async def test_single_enrich_and_poll(simulator: Simulator) -> None:
         done = await poll_until(lambda: client.get(url, headers=KEY), lambda r: r.json()["status"] == "finished")
         missing = await client.get(simulator.urls["pronto"] + "/contacts/nope", headers=KEY)
     assert done.json()["enrichment_status"] == outcome(people(1)[0]) and missing.status_code == 404
+
+
+async def single(sim: Simulator, body: dict, sync: bool = False) -> httpx.Response:
+    async with httpx.AsyncClient() as client:
+        return await client.post(
+            sim.urls["pronto"] + "/contacts/single_enrich",
+            params={"sync": "true"} if sync else {},
+            json=body,
+            headers=KEY,
+        )
+
+
+async def test_single_enrich_sends_its_webhook(simulator: Simulator, webhook_sink) -> None:
+    """single_enrich with webhook_url POSTs the same per-contact payload, enrichment_id being the contact id."""
+    sink, url = webhook_sink
+    contact = {**people(1)[0], "crm_id": "s-1"}
+    r = await single(simulator, {"contact": contact, "enrichment_type": ["email"], "webhook_url": url})
+    await sink.wait_for(1)
+    [body] = sink.bodies()
+    assert body["enrichment_id"] == r.json()["id"] and body["contact"] == contact
+    assert body["status"] == outcome(contact)
+
+
+async def test_sync_single_enrich_answers_the_result(simulator: Simulator) -> None:
+    """single_enrich?sync=true answers 200 with the finished result at once."""
+    contact = people(1)[0]
+    r = await single(simulator, {"contact": contact, "enrichment_type": ["email"]}, sync=True)
+    body = r.json()
+    assert r.status_code == 200 and body["status"] == "finished"
+    assert body["enrichment_status"] == outcome(contact) and body["contact"] == contact
+
+
+async def test_sync_single_enrich_is_limited_to_50_per_second() -> None:
+    """The synchronous variant takes 50 requests per second per key; the 51st is 429, the next second is fine."""
+    from adapters.simulator import Clock
+
+    clock = Clock(frozen=True)
+    config = SimulatorConfig(item_time=0.0001, tick=0.005)
+    body = {"contact": people(1)[0], "enrichment_type": ["email"]}
+    async with run_simulator(config, clock=clock) as sim:
+        codes = [(await single(sim, body, sync=True)).status_code for _ in range(51)]
+        clock.advance(1)
+        after = await single(sim, body, sync=True)
+    assert codes == [200] * 50 + [429] and after.status_code == 200
+
+
+async def test_phone_enrichment_with_linkedin_and_country_codes(simulator: Simulator, webhook_sink) -> None:
+    """phone needs linkedin_url; valid phone_country_codes are accepted; found results carry a phone."""
+    sink, url = webhook_sink
+    contacts = [
+        {"firstname": f"P{i}", "lastname": "Ng", "linkedin_url": f"https://linkedin.com/in/p{i}"} for i in range(5)
+    ]
+    body = {"contacts": contacts, "enrichment_type": ["phone"], "webhook_url": url, "phone_country_codes": ["US", "FR"]}
+    r = await enrich(simulator, body)
+    assert r.status_code == 202
+    await sink.wait_for(5)
+    assert all(("phone" in b["result"]) == (b["status"] == "found") for b in sink.bodies())
+
+
+async def test_personal_email_with_consent_is_accepted(simulator: Simulator) -> None:
+    """With the account's GDPR consent (the default), personal_email batches are accepted."""
+    contacts = [{"firstname": "a", "lastname": f"b{i}", "linkedin_url": "https://linkedin.com/in/ab"} for i in range(2)]
+    r = await enrich(
+        simulator, {"contacts": contacts, "enrichment_type": ["personal_email"], "webhook_url": "http://127.0.0.1:9/x"}
+    )
+    assert r.status_code == 202
+
+
+async def test_outcomes_follow_the_seed(sim_config: SimulatorConfig, webhook_sink) -> None:
+    """With another seed, outcomes still match outcome(contact, seed), so totals are predictable."""
+    sink, url = webhook_sink
+    sim_config.seed = 42
+    contacts = people(100)
+    async with run_simulator(sim_config) as sim:
+        await enrich(sim, {"contacts": contacts, "enrichment_type": ["email"], "webhook_url": url})
+        await sink.wait_for(100)
+    got = sorted((b["contact"]["firstname"], b["status"]) for b in sink.bodies())
+    assert got == sorted((c["firstname"], outcome(c, 42)) for c in contacts)
+    assert [outcome(c, 42) for c in contacts] != [outcome(c, 0) for c in contacts]
+
+
+async def test_single_enrich_spends_credits(sim_config: SimulatorConfig) -> None:
+    """Each single enrichment costs one credit; with none left it is 422."""
+    sim_config.pronto_credits = 1
+    async with run_simulator(sim_config) as sim:
+        body = {"contact": people(1)[0], "enrichment_type": ["email"]}
+        first, second = await single(sim, body), await single(sim, body)
+    assert first.status_code == 202 and second.status_code == 422
+
+
+async def test_bulk_needs_webhook_url(simulator: Simulator) -> None:
+    """A bulk without an http(s) webhook_url is 400 (results only come by webhook)."""
+    r = await enrich(simulator, {"contacts": people(2), "enrichment_type": ["email"], "webhook_url": "ftp://x"})
+    assert r.status_code == 400 and "webhook_url" in r.json()["error"]
+
+
+@pytest.mark.parametrize("method", ["GET", "PUT", "DELETE"])
+async def test_bulk_other_methods_are_405(simulator: Simulator, method: str) -> None:
+    """Only POST is allowed on bulk_enrich."""
+    async with httpx.AsyncClient() as client:
+        r = await client.request(method, simulator.urls["pronto"] + "/contacts/bulk_enrich", headers=KEY)
+    assert r.status_code == 405
