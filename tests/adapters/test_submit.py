@@ -1,0 +1,260 @@
+"""submit() against the simulator over loopback: chunking, exactly-once landing, auth, throttling, refusals."""
+
+from __future__ import annotations
+
+import collections
+
+import httpx
+import pytest
+
+from adapters.http import Settings
+from adapters.simulator import Faults, Simulator, SimulatorConfig, Throttle, run_simulator
+from adapters.submit import submit
+from eventbus import events as ev
+from eventbus.bus import Bus
+from eventbus.exceptions import ContactError
+from eventbus.testing import capture
+
+pytestmark = pytest.mark.anyio
+
+N = 25_000
+
+
+def settings(sim: Simulator, provider: str, **overrides) -> Settings:
+    creds = {
+        "insideview": ("demo", "demo"),
+        "mautic": ("demo", "demo"),
+        "datananas": ("demo-token", None),
+        "pronto": ("demo-key", None),
+    }[provider]
+    overrides.setdefault("backoff_base", 0.01)
+    overrides.setdefault("backoff_cap", 0.2)
+    return Settings(sim.urls[provider], creds[0], creds[1], **overrides)
+
+
+def contacts_for(provider: str, n: int) -> list:
+    if provider == "insideview":
+        return [str(100_000 + i) for i in range(n)]
+    if provider == "pronto":
+        return [{"first_name": f"A{i}", "last_name": "B", "domain": "acme.io"} for i in range(n)]
+    return [{"email": f"p{i}@x.io", "firstname": f"F{i}"} for i in range(n)]
+
+
+OPTIONS = {"pronto": {"webhook_url": "http://127.0.0.1:9/hook"}, "datananas": {"list": "L1"}}
+
+
+def landed(sim: Simulator, provider: str) -> list[int]:
+    """The size of every job the simulator created, as it counts them."""
+    jobs = sim.state.jobs.get(provider, {}).values()
+    key = {"insideview": "total", "mautic": "contacts", "datananas": "total", "pronto": "total"}[provider]
+    return sorted(len(j[key]) if isinstance(j[key], list) else j[key] for j in jobs)
+
+
+@pytest.mark.parametrize(
+    "provider, sizes",
+    [
+        ("insideview", [5000, 10000, 10000]),
+        ("mautic", [5000, 10000, 10000]),
+        ("datananas", [5000, 10000, 10000]),
+        ("pronto", [100] * 250),
+    ],
+)
+async def test_25000_contacts_exact_chunks(simulator: Simulator, provider: str, sizes: list[int]) -> None:
+    """25,000 contacts become exactly the allowed chunks, each accepted and landed once."""
+    async with Bus() as bus, capture(bus) as events:
+        report = await submit(
+            provider,
+            contacts_for(provider, N),
+            bus,
+            settings=settings(simulator, provider),
+            **OPTIONS.get(provider, {}),
+        )
+        await bus.drain()
+    assert report.ok and report.chunks == len(sizes) and len(report.accepted) == len(sizes)
+    assert sorted(len(j.rows) for j in report.accepted) == sizes
+    assert landed(simulator, provider) == sizes
+    kinds = collections.Counter(type(e) for e in events)
+    assert kinds[ev.BatchSubmitted] == kinds[ev.JobAccepted] == len(sizes)
+    assert {e.job_id for e in events if isinstance(e, ev.JobAccepted)} == {j.job_id for j in report.accepted}
+    assert sum(j.total for j in report.accepted) == N
+
+
+async def test_throttled_every_chunk_lands_once(sim_config: SimulatorConfig) -> None:
+    """With a tight per-window budget, 429s are waited out and every chunk still lands exactly once."""
+    sim_config.throttle["mautic"] = Throttle(limit=3, window=1)
+    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus) as events:
+        contacts = [{"email": f"t{i}@x.io"} for i in range(1_000)]
+        report = await submit(
+            "mautic", contacts, bus, settings=settings(sim, "mautic"), endpoint="batch", concurrency=4
+        )
+        await bus.drain()
+    assert report.ok and report.chunks == 5
+    throttled = [e for e in events if isinstance(e, ev.Throttled)]
+    assert throttled, "the budget should have been exceeded"
+    assert all(e.retry_after >= 0 for e in throttled)
+    assert sum(isinstance(e, ev.JobCompleted) for e in events) == 5
+    assert sum(isinstance(e, ev.ItemSucceeded) for e in events) == 1_000
+
+
+async def test_insideview_throttle_without_retry_after(sim_config: SimulatorConfig) -> None:
+    """InsideView's 429 has no Retry-After: the client backs off on its own and every job lands once."""
+    sim_config.throttle["insideview"] = Throttle(limit=2, window=0.5)
+    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus) as events:
+        # Backoff sized to the window, as it would be to InsideView's 5 minutes.
+        s = settings(sim, "insideview", backoff_base=0.1, backoff_cap=0.5, max_attempts=20)
+        report = await submit("insideview", [str(i) for i in range(120)], bus, settings=s, endpoint="fetch")
+        await bus.drain()
+    assert report.ok, [e for e in events if isinstance(e, ev.SubmitRejected)]
+    assert len(report.accepted) == 3 and any(isinstance(e, ev.Throttled) for e in events)
+
+
+async def test_expired_token_mid_run_is_refreshed(simulator: Simulator) -> None:
+    """A token that expires between two submissions is refreshed once after the 401; both land."""
+    async with Bus() as bus:
+        s = settings(simulator, "insideview")
+        from adapters.http import ProviderClient
+        from adapters.providers.insideview import InsideView
+
+        first = await submit("insideview", ["1", "2"], bus, settings=s)
+        simulator.clock.advance(3601)  # every token the simulator issued is now expired
+        second = await submit("insideview", ["3", "4"], bus, settings=s)
+        async with ProviderClient(InsideView(), s) as http:
+            token = await http._credential()
+            simulator.clock.advance(3601)
+            r = await http.send(InsideView().build_submit(InsideView().chunk([0], [{"id": "5"}])[0]))
+            assert r.status == 200 and await http._credential() != token
+    assert first.ok and second.ok and len(simulator.state.jobs["insideview"]) == 3
+
+
+async def test_datananas_402_stops_the_rest(sim_config: SimulatorConfig) -> None:
+    """A 402 becomes QuotaExhausted with the provider's reason; no later chunk is sent, each is reported."""
+    sim_config.datananas_connect_quota = 15_000
+    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus) as events:
+        contacts = [{"email": f"q{i}@x.io", "source": "connect"} for i in range(40_000)]
+        report = await submit("datananas", contacts, bus, settings=settings(sim, "datananas"), list="L", concurrency=1)
+        await bus.drain()
+    quota_events = [e for e in events if isinstance(e, ev.QuotaExhausted)]
+    rejected = [e for e in events if isinstance(e, ev.SubmitRejected)]
+    assert len(report.accepted) == 1 and len(quota_events) == 1
+    assert quota_events[0].status == 402 and quota_events[0].reason == "contact_connect_quotas"
+    assert len(rejected) == 2 and all(e.reason.startswith("not sent:") for e in rejected)
+    assert report.rejected_rows == 30_000 and report.stopped
+
+
+async def test_pronto_422_credits(sim_config: SimulatorConfig) -> None:
+    """Too few credits: 422 insufficient_credits as QuotaExhausted, nothing more submitted."""
+    sim_config.pronto_credits = 150
+    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.QuotaExhausted}) as quota:
+        report = await submit(
+            "pronto",
+            contacts_for("pronto", 400),
+            bus,
+            settings=settings(sim, "pronto"),
+            concurrency=1,
+            **OPTIONS["pronto"],
+        )
+        await bus.drain()
+    assert len(report.accepted) == 1 and quota[0].reason == "insufficient_credits" and quota[0].status == 422
+    assert report.rejected_rows == 300
+
+
+async def test_pronto_422_consent(sim_config: SimulatorConfig) -> None:
+    """personal_email without GDPR consent: 422 gdpr_consent_required, nothing enqueued."""
+    sim_config.pronto_gdpr_consent = False
+    contacts = [{"firstname": "a", "lastname": "b", "linkedin": "https://linkedin.com/in/ab"}] * 3
+    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.QuotaExhausted}) as quota:
+        report = await submit(
+            "pronto",
+            contacts,
+            bus,
+            settings=settings(sim, "pronto"),
+            enrichment_type="personal_email",
+            **OPTIONS["pronto"],
+        )
+        await bus.drain()
+    assert report.accepted == [] and quota[0].reason == "gdpr_consent_required"
+    assert sim.state.jobs["pronto"] == {}
+
+
+async def test_invalid_rows_reported_valid_rows_sent(simulator: Simulator) -> None:
+    """Invalid rows become ItemFailed naming row and field; the valid rows are still submitted."""
+    contacts = [{"email": "a@x.io"}, {"email": "not-an-email"}, {"firstname": "no email"}, {"email": "b@x.io"}]
+    async with Bus() as bus, capture(bus, types={ev.ItemFailed}) as failed:
+        report = await submit("datananas", contacts, bus, settings=settings(simulator, "datananas"), list="L")
+        await bus.drain()
+    assert [(e.key, e.details["field"]) for e in failed] == [("1", "email"), ("2", "email")]
+    assert "row 1: field 'email'" in failed[0].message and failed[0].job_id.endswith("#-1")
+    assert report.accepted[0].rows == (0, 3) and landed(simulator, "datananas") == [2]
+
+
+async def test_strict_mode_sends_nothing(simulator: Simulator) -> None:
+    """strict=True refuses the whole input on the first invalid row, before sending anything."""
+    async with Bus() as bus:
+        with pytest.raises(ContactError, match="row 1"):
+            await submit(
+                "datananas",
+                [{"email": "a@x.io"}, {"email": "x"}],
+                bus,
+                settings=settings(simulator, "datananas"),
+                list="L",
+                strict=True,
+            )
+    assert landed(simulator, "datananas") == []
+
+
+async def test_insideview_xml_answers(simulator: Simulator) -> None:
+    """When the Accept header is lost on the way, InsideView answers XML and the job is still read."""
+
+    async def drop_accept(request: httpx.Request) -> None:
+        request.headers.pop("accept", None)
+
+    async with httpx.AsyncClient(event_hooks={"request": [drop_accept]}) as client, Bus() as bus:
+        report = await submit(
+            "insideview", ["1", "2", "3"], bus, settings=settings(simulator, "insideview"), client=client
+        )
+    job_id = report.accepted[0].job_id
+    assert report.ok and job_id in simulator.state.jobs["insideview"]
+
+
+async def test_5xx_bursts_are_retried_and_land_once(sim_config: SimulatorConfig) -> None:
+    """503 bursts are retried with backoff; every chunk lands exactly once."""
+    sim_config.faults = Faults(error_every=3, error_burst=2)  # two of every three requests fail
+    async with run_simulator(sim_config) as sim, Bus() as bus:
+        report = await submit(
+            "pronto", contacts_for("pronto", 1_000), bus, settings=settings(sim, "pronto"), **OPTIONS["pronto"]
+        )
+    assert report.ok and len(report.accepted) == 10
+    assert landed(sim, "pronto") == [100] * 10
+
+
+async def test_timeout_after_sending_is_not_resent(sim_config: SimulatorConfig) -> None:
+    """A request that timed out after it was sent is reported (not retriable) and never sent again."""
+    sim_config.faults = Faults(slow_response=0.5)
+    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.SubmitRejected}) as rejected:
+        report = await submit(
+            "datananas", [{"email": "a@x.io"}], bus, settings=settings(sim, "datananas", timeout=0.1), list="L"
+        )
+        await bus.drain()
+    assert not report.ok and len(rejected) == 1 and not rejected[0].retriable
+    assert "may have been taken" in rejected[0].reason
+    assert sim.state.requests_by_path.get("/datananas/contacts/bulk") == 1
+
+
+async def test_unreachable_provider_is_a_transport_rejection(simulator: Simulator) -> None:
+    """A provider that cannot be reached is retried, then each chunk is rejected as retriable."""
+    s = Settings("http://127.0.0.1:9", "demo-token", max_attempts=2, backoff_base=0.01, backoff_cap=0.02)
+    async with Bus() as bus, capture(bus, types={ev.SubmitRejected}) as rejected:
+        report = await submit("datananas", [{"email": "a@x.io"}], bus, settings=s, list="L")
+        await bus.drain()
+    assert not report.ok and rejected[0].retriable and "could not connect" in rejected[0].reason
+
+
+async def test_secrets_never_in_events(sim_config: SimulatorConfig) -> None:
+    """Credentials refused: the events say so without the secret."""
+    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus) as events:
+        s = Settings(sim.urls["mautic"], "demo", "super-secret-value", backoff_base=0.01)
+        report = await submit("mautic", [{"email": "a@x.io"}], bus, settings=s)
+        await bus.drain()
+    text = b"".join(ev.encode(e) for e in events).decode()
+    assert not report.ok and "super-secret-value" not in text and "refused the client credentials" in text
+    assert "super-secret-value" not in repr(s)
