@@ -42,7 +42,7 @@ import httpx
 
 from adapters.webhooks import Publisher
 from eventbus import events as ev
-from eventbus.exceptions import ProviderError
+from eventbus.exceptions import ConfigError, ProviderError
 
 __all__ = [
     "CsvRow",
@@ -135,7 +135,7 @@ class Poller(Generic[R]):
         max_errors: int = 5,
     ) -> None:
         if not 0 <= initial <= cap or factor < 1 or max_polls < 1 or max_time <= 0 or max_errors < 0:
-            raise ValueError("Poller needs 0 <= initial <= cap, factor >= 1, max_polls >= 1, max_time > 0")
+            raise ConfigError("Poller needs 0 <= initial <= cap, factor >= 1, max_polls >= 1, max_time > 0")
         self._fetch = fetch
         self._interpret = interpret
         self._bus = bus
@@ -279,7 +279,7 @@ class PageFollower(Generic[P]):
         max_pages: int = 1000,
     ) -> None:
         if max_pages < 1:
-            raise ValueError("max_pages must be at least 1")
+            raise ConfigError("max_pages must be at least 1")
         self._fetch_page = fetch_page
         self._next_url = next_url
         self._url: str | None = first_url
@@ -354,7 +354,7 @@ class CsvRows:
         encoding: str = "utf-8-sig",
     ) -> None:
         if max_line < 1:
-            raise ValueError("max_line must be positive")
+            raise ConfigError("max_line must be positive")
         self._chunks = response.aiter_bytes()
         self._bus = bus
         self.provider = provider

@@ -52,6 +52,7 @@ from starlette.types import Receive, Scope, Send
 
 from adapters import signing
 from eventbus import events as ev
+from eventbus.exceptions import ConfigError
 
 __all__ = ["DEFAULT_MAX_BODY", "Parser", "Publisher", "WebhookReceiver"]
 
@@ -128,11 +129,14 @@ class WebhookReceiver:
         path: str = "/hooks/{provider}",
     ) -> None:
         if max_body < 1 or dedupe_size < 1 or publish_timeout <= 0 or tolerance < 0:
-            raise ValueError("max_body, dedupe_size and publish_timeout must be positive, tolerance >= 0")
+            raise ConfigError("max_body, dedupe_size and publish_timeout must be positive, tolerance >= 0")
         if "{provider}" not in path:
-            raise ValueError("path must contain '{provider}'")
+            raise ConfigError("path must contain '{provider}'")
         if secret is not None:
-            signing.sign(secret, "check", 0, b"")  # a malformed whsec_ secret fails here, not per request
+            try:
+                signing.sign(secret, "check", 0, b"")  # a malformed whsec_ secret fails here, not per request
+            except ValueError as exc:
+                raise ConfigError(str(exc)) from None
         self._bus = bus
         self._parsers: dict[str, Parser] = dict(parsers or {})
         self._secret = secret

@@ -392,7 +392,7 @@ class Correlator:
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         if max_events < 1 or max_age <= 0 or max_bindings < 1:
-            raise ValueError("max_events, max_age and max_bindings must be positive")
+            raise ConfigError("max_events, max_age and max_bindings must be positive")
         self._key = key
         self.max_events = max_events
         self.max_age = max_age
