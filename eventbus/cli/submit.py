@@ -1,0 +1,113 @@
+"""Submit contacts from a file to a provider; print a summary, or every event as JSON lines with --json.
+
+Credentials come from the environment: INSIDEVIEW_CLIENT_ID/INSIDEVIEW_CLIENT_SECRET,
+MAUTIC_CLIENT_ID/MAUTIC_CLIENT_SECRET, DATANANAS_TOKEN, PRONTO_API_KEY, and the
+base URL from <PROVIDER>_BASE_URL or --base-url.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+NAME = "submit"
+HELP = "submit contacts from a CSV, JSON Lines or id file to a provider"
+ORDER = 20
+
+PROVIDERS = ("insideview", "mautic", "datananas", "pronto")
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.formatter_class = argparse.RawDescriptionHelpFormatter
+    parser.add_argument("file", metavar="FILE", help="contacts: .csv, .jsonl/.ndjson, or .txt (ids, one per line)")
+    parser.add_argument("--provider", required=True, choices=PROVIDERS)
+    parser.add_argument("--base-url", help="the provider's API base URL (default: <PROVIDER>_BASE_URL or the real one)")
+    parser.add_argument("--json", action="store_true", help="write every event as one JSON line on stdout")
+    parser.add_argument("--format", choices=("csv", "jsonl", "ids"), help="the file's format (default: from suffix)")
+    parser.add_argument("--strict", action="store_true", help="refuse the whole file if any row is invalid")
+    parser.add_argument("--concurrency", type=int, default=4, help="chunks in flight at once (default: 4)")
+    parser.add_argument("--rate-limit", type=float, metavar="N", help="at most N requests per second")
+    group = parser.add_argument_group("provider options")
+    group.add_argument(
+        "--endpoint", help="insideview: job (default) or fetch; mautic: new (default), put, patch, batch"
+    )
+    group.add_argument(
+        "--enrichment-type",
+        default="email",
+        choices=("email", "phone", "personal_email"),
+        help="pronto: what to find (default: email)",
+    )
+    group.add_argument("--country", action="append", metavar="CC", help="pronto: phone country code (repeatable)")
+    group.add_argument("--webhook-url", help="pronto: where results are POSTed; insideview: status callbacks")
+    group.add_argument("--list", help="datananas: the list id to add contacts to")
+    group.add_argument("--move-existing", action="store_true", help="datananas: move existing contacts to the list")
+    group.add_argument("--replace-owner", action="store_true", help="datananas: replace existing contacts' owner")
+
+
+def provider_options(args: argparse.Namespace) -> dict:
+    """The provider-specific keyword arguments for adapters.submit.submit."""
+    match args.provider:
+        case "pronto":
+            return {
+                "enrichment_type": args.enrichment_type,
+                "webhook_url": args.webhook_url,
+                "phone_country_codes": args.country,
+            }
+        case "datananas":
+            return {"list": args.list, "move_existing": args.move_existing, "replace_owner": args.replace_owner}
+        case "insideview":
+            return {"endpoint": args.endpoint or "job", "webhook": args.webhook_url}
+        case _:
+            return {"endpoint": args.endpoint or "new"}
+
+
+def run(args: argparse.Namespace) -> int:
+    import anyio
+
+    from adapters.contacts import read_contacts
+    from adapters.http import Settings
+    from adapters.submit import submit
+    from eventbus import events as ev
+    from eventbus.bus import Bus
+    from eventbus.exceptions import ConfigError
+
+    if args.concurrency < 1:
+        raise ConfigError("--concurrency must be at least 1")
+    settings = Settings.from_env(args.provider, base_url=args.base_url, rate_limit=args.rate_limit)
+    contacts = list(read_contacts(args.file, kind=args.format))
+    out = sys.stdout.buffer
+
+    def write_json(event: ev.Event) -> None:
+        out.write(ev.encode(event) + b"\n")
+        out.flush()
+
+    async def main() -> int:
+        async with Bus() as bus:
+            if args.json:
+                bus.on(write_json, name="json-lines", buffer=65_536)
+            report = await submit(
+                args.provider,
+                contacts,
+                bus,
+                settings=settings,
+                concurrency=args.concurrency,
+                strict=args.strict,
+                **provider_options(args),
+            )
+            await bus.drain()
+        if not args.json:
+            print(
+                f"{args.provider}: {report.contacts} contacts, {len(report.invalid)} invalid, "
+                f"{report.chunks} chunks, {len(report.accepted)} accepted, {report.rejected_chunks} rejected"
+            )
+            for job in report.accepted:
+                print(f"  job {job.job_id}: {len(job.rows)} contacts (chunk {job.chunk_index})")
+            for problem in report.invalid[:20]:
+                print(f"  invalid: {problem}", file=sys.stderr)
+            if len(report.invalid) > 20:
+                print(f"  ... and {len(report.invalid) - 20} more invalid rows", file=sys.stderr)
+            if report.stopped:
+                print(f"  stopped: {report.stopped}", file=sys.stderr)
+        return 0 if report.ok and not report.invalid else 1
+
+    return anyio.run(main)
