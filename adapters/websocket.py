@@ -1,8 +1,11 @@
 """The WebSocket source: frames in, typed events out, with a reconnect policy that cannot hot-loop.
 
 :class:`WebSocketSource` keeps one ``websockets`` client connection open,
-hands every text or binary message to the provider's sans-I/O parser
-(``parse(frame) -> list[Event]``) and publishes what comes back. Around that:
+hands every text or binary message, as bytes, to the provider's sans-I/O
+parser (``parse(frame) -> list[Event]``) and publishes what comes back. Text
+frames are not decoded first: the parser validates UTF-8 (msgspec does), so
+a text frame that is not UTF-8 is one bad frame, not a dropped connection.
+Around that:
 
 * **Reconnect** with capped, jittered exponential backoff
   (:class:`adapters.backoff.Backoff`). The backoff is reset only when a
@@ -38,6 +41,7 @@ from __future__ import annotations
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
+from functools import partial
 from inspect import isawaitable
 from types import TracebackType
 from typing import Any, Final, Literal
@@ -59,7 +63,7 @@ from eventbus.exceptions import BusClosed, ConfigError
 __all__ = ["Correlator", "FrameParser", "WebSocketSource"]
 
 FrameParser = Callable[[str | bytes], Sequence[ev.Event]]
-"""A provider's sans-I/O frame parser; raises ``ValueError`` (or a subclass) on an unusable frame."""
+"""A provider's sans-I/O frame parser (given each message's bytes); raises ``ValueError`` on an unusable frame."""
 
 DEFAULT_MAX_SIZE: Final = 1 << 20
 _BAD_INPUT = (ValueError, LookupError, TypeError)
@@ -273,7 +277,10 @@ class WebSocketSource:
         correlator = self.correlator
         # recv() rather than `async for`: trio's iterator is an async generator that
         # would be left unfinalized when a cancellation lands in the loop body.
-        recv = ws.recv
+        # decode=False: text frames come as their UTF-8 bytes and the parser (msgspec)
+        # validates them, so a text frame that is not UTF-8 is one InvalidSignal
+        # rather than a connection closed with 1007.
+        recv = partial(ws.recv, decode=False)
         frames = 0
         try:
             while True:

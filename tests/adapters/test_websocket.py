@@ -204,7 +204,7 @@ async def test_frames_are_delivered_in_order() -> None:
 
 
 async def test_malformed_frames_become_invalid_signals_and_the_connection_stays() -> None:
-    """Garbage, invalid UTF-8 and unknown events give InvalidSignal; later frames arrive on the same connection."""
+    """Garbage, invalid UTF-8 (binary or text) and unknown events give InvalidSignal; the connection stays."""
 
     async def mixed(ws: websockets.asyncio.server.ServerConnection) -> None:
         for message in (
@@ -212,15 +212,16 @@ async def test_malformed_frames_become_invalid_signals_and_the_connection_stays(
             "not json",
             b"\xff\xfe\x00",
             '{"event": "nope", "data": {"uuid": "u", "i": 0, "total": 1}}',
-            frame(1),
         ):
             await ws.send(message)
+        await ws.send(b'{"event": "\xff"}', text=True)  # a text frame that is not UTF-8
+        await ws.send(frame(1))
         await ws.wait_closed()
 
     with WsServer(mixed) as server:
         async with watched(url=server.url) as (sub, _):
-            events = await take(sub, 6)
-    assert shape(events) == [("connected", 0), 1, "invalid", "invalid", "invalid", 2]
+            events = await take(sub, 7)
+    assert shape(events) == [("connected", 0), 1, "invalid", "invalid", "invalid", "invalid", 2]
     assert events[4].reason == "datananas frame not usable: unknown event 'nope'"  # type: ignore[attr-defined]
     assert server.connections == 1
 
