@@ -1,0 +1,74 @@
+"""`eventbus submit` as a user runs it: a real subprocess against the simulator."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from adapters.simulator import Simulator
+from eventbus import events as ev
+
+pytestmark = pytest.mark.anyio
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+    base = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY", "_CLIENT_ID", "_SECRET"))}
+    return subprocess.run(
+        [sys.executable, "-m", "eventbus", "submit", *args],
+        capture_output=True,
+        text=True,
+        env={**base, **env},
+        timeout=120,
+    )
+
+
+async def test_submit_json_lines(simulator: Simulator, tmp_path: Path) -> None:
+    """--json writes every event as one decodable JSON line; the jobs land on the simulator."""
+    f = tmp_path / "people.jsonl"
+    f.write_text("".join(f'{{"email": "c{i}@x.io", "first_name": "C{i}"}}\n' for i in range(250)))
+    env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": simulator.urls["datananas"]}
+    proc = await anyio.to_thread.run_sync(
+        lambda: run_cli("--provider", "datananas", "--list", "L", "--json", str(f), env=env)
+    )
+    assert proc.returncode == 0, proc.stderr
+    events = ev.decode_lines(proc.stdout.encode())
+    assert [type(e) for e in events] == [ev.BatchSubmitted, ev.JobAccepted]
+    assert events[1].job_id in simulator.state.jobs["datananas"] and events[1].total == 250
+
+
+async def test_submit_summary_and_invalid_rows(simulator: Simulator, tmp_path: Path) -> None:
+    """Without --json a readable summary is printed; invalid rows are listed and the exit status is 1."""
+    f = tmp_path / "people.csv"
+    f.write_text("first name,last name,company\nAnn,Lee,Acme\nBob,,Acme\nCid,Roe,Acme\n")
+    env = {"PRONTO_API_KEY": "demo-key", "PRONTO_BASE_URL": simulator.urls["pronto"]}
+    proc = await anyio.to_thread.run_sync(
+        lambda: run_cli("--provider", "pronto", "--webhook-url", "http://127.0.0.1:9/h", str(f), env=env)
+    )
+    assert proc.returncode == 1
+    assert "3 contacts, 1 invalid, 1 chunks, 1 accepted, 0 rejected" in proc.stdout
+    assert "row 1: field 'lastname': lastname is required" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, env, message",
+    [
+        (["--provider", "pronto", "x.csv"], {}, "needs the environment variable(s) PRONTO_API_KEY"),
+        (["--provider", "mautic", "x.csv"], {"MAUTIC_CLIENT_ID": "a", "MAUTIC_CLIENT_SECRET": "b"}, "needs a base URL"),
+        (["--provider", "datananas", "nope.csv"], {"DATANANAS_TOKEN": "t"}, "nope.csv: no such file"),
+    ],
+)
+def test_submit_errors_are_clear(args: list[str], env: dict[str, str], message: str) -> None:
+    """Missing credentials, base URL or file: exit 1 with a message saying what to do, no traceback."""
+    proc = run_cli(*args, env=env)
+    assert proc.returncode == 1 and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_submit_bad_arguments_exit_2() -> None:
+    """An unknown provider is refused by the argument parser (exit 2)."""
+    proc = run_cli("--provider", "hubspot", "x.csv", env={})
+    assert proc.returncode == 2 and "invalid choice" in proc.stderr

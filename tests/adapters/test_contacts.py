@@ -1,0 +1,58 @@
+"""Reading contacts from CSV, JSON Lines and id files; malformed files get a clear error naming the line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from adapters.contacts import read_contacts
+from eventbus.exceptions import ConfigError
+
+
+def write(tmp_path: Path, name: str, data: str | bytes) -> Path:
+    p = tmp_path / name
+    p.write_bytes(data if isinstance(data, bytes) else data.encode())
+    return p
+
+
+def test_csv_rows_keep_order_and_drop_empty_cells(tmp_path: Path) -> None:
+    """A CSV with a header gives one dict per row in order; empty cells are left out; a BOM is ignored."""
+    p = write(tmp_path, "c.csv", "\ufefffirst_name,last_name,domain\nAnn,Lee,acme.io\nBob,,x.io\n")
+    assert list(read_contacts(p)) == [
+        {"first_name": "Ann", "last_name": "Lee", "domain": "acme.io"},
+        {"first_name": "Bob", "domain": "x.io"},
+    ]
+
+
+def test_jsonl_and_ids(tmp_path: Path) -> None:
+    """JSON Lines skips blank lines; id files skip blanks and comments."""
+    assert list(read_contacts(write(tmp_path, "c.jsonl", '{"email": "a@b.c"}\n\n{"email": "d@e.f"}\n'))) == [
+        {"email": "a@b.c"},
+        {"email": "d@e.f"},
+    ]
+    assert list(read_contacts(write(tmp_path, "ids.txt", "# new contacts\n123\n\n456\n"))) == ["123", "456"]
+
+
+@pytest.mark.parametrize(
+    "name, data, message",
+    [
+        ("bad.jsonl", '{"email": "a@b.c"}\n[1, 2]\n', "bad.jsonl:2: not a JSON object"),
+        ("bad.jsonl", '{"email": \n', "bad.jsonl:1: not a JSON object"),
+        ("bad.csv", "a,b\n1,2,3\n", "bad.csv:2: more values than columns"),
+        ("dup.csv", "a,a\n1,2\n", "duplicate column names"),
+        ("empty.csv", "", "empty CSV"),
+        ("c.xlsx", "x", "cannot tell the format"),
+        ("bin.txt", b"\xff\xfe\x00\x01", "not UTF-8"),
+    ],
+)
+def test_malformed_files_name_the_line(tmp_path: Path, name: str, data: str | bytes, message: str) -> None:
+    """Malformed input raises ConfigError with the file, the line and what is wrong."""
+    with pytest.raises(ConfigError, match=message):
+        list(read_contacts(write(tmp_path, name, data)))
+
+
+def test_missing_file(tmp_path: Path) -> None:
+    """A file that does not exist is a ConfigError, not a traceback."""
+    with pytest.raises(ConfigError, match="no such file"):
+        read_contacts(tmp_path / "nope.csv")
