@@ -28,7 +28,7 @@ Around that:
 
 **Why no thread.** ``websockets`` ships two native runtimes over the same
 sans-I/O protocol: ``websockets.asyncio`` and ``websockets.trio``. The source
-picks the one matching the running loop (``sniffio``), so it runs natively
+picks the one matching the running loop, so it runs natively
 under asyncio and trio: no background thread, no cross-loop hop per frame.
 
 :class:`Correlator` buffers events that arrive before the caller knows which
@@ -38,6 +38,7 @@ response names it) and releases them, rewritten, on :meth:`Correlator.bind`.
 
 from __future__ import annotations
 
+import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -50,7 +51,6 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 import anyio.abc
 import msgspec
-import sniffio
 import structlog
 import websockets.exceptions
 import websockets.uri
@@ -84,8 +84,20 @@ def _describe_close(exc: websockets.exceptions.ConnectionClosed) -> str:
     return str(exc)
 
 
+def _on_trio() -> bool:
+    """True inside a trio run (without needing sniffio, which anyio no longer requires)."""
+    trio = sys.modules.get("trio")
+    if trio is None:  # trio was never imported, so it is not running
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
+
+
 def _connector() -> Callable[..., Any]:
-    if sniffio.current_async_library() == "trio":
+    if _on_trio():
         from websockets.trio.client import connect
     else:
         from websockets.asyncio.client import connect

@@ -121,9 +121,9 @@ def _parser():
 
 
 async def _bare(url: str, n: int) -> tuple[float, float]:
-    import sniffio
+    from adapters.websocket import _on_trio
 
-    if sniffio.current_async_library() == "trio":
+    if _on_trio():
         from websockets.trio.client import connect
     else:
         from websockets.asyncio.client import connect
