@@ -88,11 +88,12 @@ def prepare(
     count = 0
     for row, raw in enumerate(contacts):
         count += 1
-        if isinstance(raw, str):
-            raw = {"id": raw}
-        if not isinstance(raw, Mapping):
-            problems.append(Problem(row, "", f"a contact must be a mapping of fields, not {type(raw).__name__}"))
-            continue
+        if type(raw) is not dict:  # the common case skips the (slow) ABC checks below
+            if isinstance(raw, str):
+                raw = {"id": raw}
+            elif not isinstance(raw, Mapping):
+                problems.append(Problem(row, "", f"a contact must be a mapping of fields, not {type(raw).__name__}"))
+                continue
         contact = provider.map_fields(raw)
         found = provider.validate(row, contact)
         if found:

@@ -183,22 +183,42 @@ class Provider:
 
     def __init__(self, **options: Any) -> None:
         self.options = options
+        self._plans: dict[tuple[Any, ...], tuple[tuple[tuple[Any, str], ...], tuple[Any, ...], bool]] = {}
 
     # --- contacts --------------------------------------------------------------
 
     def map_fields(self, contact: Mapping[str, Any]) -> Contact:
-        """Rename known fields to the provider's names; unknown ones become custom fields."""
-        out: Contact = {}
-        custom: dict[str, Any] = {}
-        for name, value in contact.items():
-            if value is None or value == "":
-                continue
+        """Rename known fields to the provider's names; unknown ones become custom fields.
+
+        Inputs usually share one set of field names, so the renaming plan is
+        worked out once per distinct set of names (bounded cache) and applied
+        with one dict comprehension per contact.
+        """
+        plan = self._plans.get(tuple(contact))
+        if plan is None:
+            plan = self._plan(tuple(contact))
+        renames, customs, identity = plan
+        if identity and "" not in contact.values() and None not in contact.values():
+            return dict(contact)
+        out = {dst: v for src, dst in renames if (v := contact[src]) is not None and v != ""}
+        if not customs:
+            return out
+        custom = {src: v for src in customs if (v := contact[src]) is not None and v != ""}
+        return self.place_custom(out, custom)
+
+    def _plan(self, keys: tuple[Any, ...]) -> tuple[tuple[tuple[Any, str], ...], tuple[Any, ...], bool]:
+        renames, customs = [], []
+        for name in keys:
             target = self.aliases.get(normalise_key(str(name)))
             if target is None:
-                custom[str(name)] = value
+                customs.append(name)
             else:
-                out[target] = value
-        return self.place_custom(out, custom)
+                renames.append((name, target))
+        identity = not customs and all(src == dst for src, dst in renames)
+        plan = (tuple(renames), tuple(customs), identity)
+        if len(self._plans) < 1024:
+            self._plans[keys] = plan
+        return plan
 
     def place_custom(self, contact: Contact, custom: dict[str, Any]) -> Contact:
         """Where unknown fields go; by default they are sent as they are."""
