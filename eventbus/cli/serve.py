@@ -41,20 +41,24 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def _parsers(specs: list[str]) -> dict[str, object]:
     import importlib
     import pkgutil
+    import sys
 
     from eventbus.exceptions import ConfigError
 
     found: dict[str, object] = {}
     try:
         import adapters.providers as providers
-
-        for info in pkgutil.iter_modules(providers.__path__):
+    except ImportError:  # no provider package: only --parser entries
+        providers = None
+    for info in pkgutil.iter_modules(providers.__path__ if providers else []):
+        try:
             module = importlib.import_module(f"adapters.providers.{info.name}")
-            parse = getattr(module, "parse_webhook", None)
-            if callable(parse):
-                found[getattr(module, "NAME", info.name)] = parse
-    except ImportError:  # no provider package yet: only --parser entries
-        pass
+        except Exception as exc:  # one broken provider must not take the receiver down
+            print(f"warning: provider module {info.name!r} not loaded: {exc!r}", file=sys.stderr)
+            continue
+        parse = getattr(module, "parse_webhook", None)
+        if callable(parse):
+            found[getattr(module, "NAME", info.name)] = parse
     for spec in specs:
         name, _, target = spec.partition("=")
         module_name, _, attr = target.partition(":")
