@@ -2,39 +2,62 @@
 
 One job can be reported by several sources at once — a WebSocket *and* a
 poll, webhooks retried, a poll racing a webhook. :class:`JobTracker` keeps one
-small state per job and guarantees, whatever the duplicates or the order:
+small state per job, keyed by ``(provider, job_id)``, and guarantees, whatever
+the duplicates or the order:
 
-* exactly one ``JobAccepted`` per job, before any other event of that job (if
-  the first signal is something else, one is synthesized from it);
-* ``JobProgress.done`` never decreases (stale progress is dropped; ``done`` is
-  clamped to a known ``total``), and a ``total`` once known is kept;
-* each item ``key`` reported once (the first report wins);
+* exactly one ``JobAccepted`` per job, before any other event of that job. If
+  the first signal is something else (a webhook item racing the submitter's
+  answer), one is synthesized from it: id ``event_id(provider, job_id,
+  "accepted")``, the signal's provider, job, source and time, and its
+  ``total`` when it carries one. The real ``JobAccepted`` that arrives later is
+  dropped; a ``total`` it brings that was not known yet is published as a
+  ``JobProgress`` (id ``event_id(provider, job_id, "total", total)``) so it is
+  not lost, but its ``batch_id``/``chunk_index`` are lost: a subscriber that
+  joins jobs to their ``BatchSubmitted`` sees an unlinked job. (Sources that
+  can, such as the WebSocket correlator, hold early events until the
+  acceptance is known, which avoids this.)
+* ``JobProgress.done`` never decreases: progress that does not advance
+  ``done`` is dropped — except once, when it brings a ``total`` not known
+  before. The first ``total`` is kept (later different totals are ignored and
+  replaced by it), and ``done`` is clamped to it, so whenever both are known
+  ``done <= total``. A total smaller than the ``done`` already published
+  (or negative) cannot be honoured without ``done`` going down, so it is
+  ignored.
+* each item ``key`` reported once: the first ``ItemSucceeded``/``ItemFailed``
+  for a key wins, whatever the source or outcome of the later ones;
 * exactly one terminal event (``JobCompleted``, ``JobFailed``,
-  ``JobCancelled``, ``JobExpired``) and nothing for the job after it;
-* a job silent for longer than ``stuck_after`` gets one ``JobStuck`` per silence.
+  ``JobCancelled``, ``JobExpired``) and nothing for the job after it. A
+  ``JobCompleted`` with all-zero totals after items were seen is filled with
+  the counted items; totals the provider gives win;
+* a job silent for ``stuck_after`` seconds gets one ``JobStuck`` per silence
+  (any new signal re-arms it; a ``JobStuck`` fed in does not).
+
+Events not about a provider job pass through untouched: those with
+``job_id == ""`` (``SourceState``, some ``InvalidSignal``), the submitter's
+``BatchSubmitted``, ``SubmitRejected``, ``Throttled``, ``QuotaExhausted``, and
+everything else keyed by a chunk reference (the ``ItemFailed`` of rows that
+failed validation, the answers of synchronous endpoints) — one submitter, no
+redundancy to merge.
+
+Memory is bounded: a job's item keys are freed when it ends, and the ids of
+finished jobs are remembered in an LRU of ``max_finished`` entries (a late
+arrival refreshes its entry) so that late arrivals are dropped. A late signal
+for a job already evicted from that LRU starts it afresh: a second
+``JobAccepted`` is synthesized for it and it stays active (and is reported
+stuck) until another terminal event or :meth:`JobTracker.forget`. Size the
+LRU above the number of finished jobs whose stragglers you expect at once.
 
 The core (:meth:`JobTracker.feed`, :meth:`JobTracker.check_stuck`) does no I/O
 and never awaits; :meth:`JobTracker.attach` is the thin async shell that feeds
-it and publishes its output to a bus.
-
-Events not about a provider job pass through untouched: those with
-``job_id == ""``, and everything keyed by a chunk reference (the submitter's
-``BatchSubmitted``, ``SubmitRejected``, ``Throttled``, ``QuotaExhausted``, the
-``ItemFailed`` of rows that failed validation, and the complete answers of
-synchronous endpoints) — one submitter, no redundancy to merge.
-
-Memory is bounded: a job's item keys are freed when it ends, and the ids of
-finished jobs are remembered in an LRU of ``max_finished`` entries so late
-arrivals are dropped. A late signal for a job evicted from that LRU would
-start it afresh; size the LRU above the number of jobs whose stragglers you
-expect at once.
+it from sources and publishes its output to a bus.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from collections import OrderedDict, deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from typing import Protocol
@@ -43,14 +66,20 @@ import anyio
 import msgspec
 
 from eventbus import events as ev
+from eventbus.exceptions import BusClosed, ConfigError
 
 __all__ = ["JobTracker", "JobView", "Publisher", "TrackedPublisher", "TrackerStats"]
 
 _PASSTHROUGH = (ev.BatchSubmitted, ev.SubmitRejected, ev.Throttled, ev.QuotaExhausted, ev.SourceState, ev.InvalidSignal)
+_TERMINAL = ev.TERMINAL_TYPES
 
 
 class Publisher(Protocol):
-    """What the tracker publishes to: an :class:`eventbus.Bus` or anything alike."""
+    """What the tracker publishes to: an :class:`eventbus.Bus` or anything alike.
+
+    ``publish_nowait`` raises ``anyio.WouldBlock`` when it cannot take the
+    event now; ``publish`` waits for room, and publishes nothing if cancelled.
+    """
 
     async def publish(self, event: ev.Event) -> None: ...
 
@@ -59,7 +88,10 @@ class Publisher(Protocol):
 
 @dataclass(frozen=True)
 class JobView:
-    """A read-only snapshot of one job's merged state."""
+    """A read-only snapshot of one job's merged state.
+
+    For a finished job only ``terminal`` is meaningful (its counts were freed).
+    """
 
     provider: str
     job_id: str
@@ -70,12 +102,18 @@ class JobView:
     failed: int
     sources: frozenset[str]
     last_signal: float
+    last_type: str = ""
     terminal: str | None = None
 
 
 @dataclass
 class TrackerStats:
-    """Counters of what the tracker let through and what it dropped, and why."""
+    """Counters of what the tracker let through, made up, and dropped, and why.
+
+    Every event fed is counted exactly once in ``passed`` or one of the
+    ``dropped_*`` counters; the events published are ``passed + synthesized``
+    (plus ``stuck`` from :meth:`JobTracker.check_stuck`).
+    """
 
     passed: int = 0
     synthesized: int = 0
@@ -86,6 +124,8 @@ class TrackerStats:
 
 
 class _Job:
+    """The merged state of one active job."""
+
     __slots__ = (
         "created",
         "done",
@@ -107,10 +147,17 @@ class _Job:
         self.keys: set[str] = set()
         self.succeeded = self.failed = self.created = self.updated = 0
         self.last_signal = now
-        self.last_source = "submit"
+        self.last_source: ev.Source = "submit"
         self.last_type = ""
         self.stuck_reported = False
         self.sources: set[str] = set()
+
+    def learn_total(self, total: int | None) -> bool:
+        """Keep ``total`` if none is known yet and it is consistent with ``done``; True if kept."""
+        if self.total is None and total is not None and total >= self.done:
+            self.total = total
+            return True
+        return False
 
 
 class JobTracker:
@@ -123,10 +170,14 @@ class JobTracker:
         clock: Callable[[], float] = time.monotonic,
         max_finished: int = 100_000,
     ) -> None:
-        if stuck_after is not None and stuck_after <= 0:
-            raise ValueError("stuck_after must be positive seconds, or None to never report stuck jobs")
+        """``stuck_after`` seconds of silence make a job stuck (``None``: never);
+        ``clock`` gives seconds (monotonic); ``max_finished`` bounds the finished-job LRU."""
+        if stuck_after is not None and not (stuck_after > 0 and math.isfinite(stuck_after)):
+            raise ConfigError(
+                f"stuck_after must be a positive number of seconds, or None to never report stuck jobs; got {stuck_after!r}"
+            )
         if max_finished < 1:
-            raise ValueError("max_finished must be at least 1")
+            raise ConfigError(f"max_finished must be at least 1 (finished jobs remembered); got {max_finished!r}")
         self.stuck_after = stuck_after
         self.clock = clock
         self.max_finished = max_finished
@@ -137,64 +188,70 @@ class JobTracker:
     # --- the sans-I/O core ------------------------------------------------------
 
     def feed(self, event: ev.Event) -> list[ev.Event]:
-        """Take one raw event; return the merged events to publish (possibly none)."""
+        """Take one raw event; return the merged events to publish, in order (possibly none)."""
         stats = self._stats
-        if not event.job_id or isinstance(event, _PASSTHROUGH) or ev.is_chunk_ref(event.job_id):
+        job_id = event.job_id
+        if not job_id or isinstance(event, _PASSTHROUGH) or "#" in job_id:  # "#": a chunk ref, see ev.is_chunk_ref
             stats.passed += 1
             return [event]
-        key = (event.provider, event.job_id)
-        if key in self._finished:
-            self._finished.move_to_end(key)
-            stats.dropped_late += 1
-            return []
-        now = self.clock()
+        key = (event.provider, job_id)
         job = self._jobs.get(key)
-        out: list[ev.Event] = []
         if job is None:
-            job = self._jobs[key] = _Job(now)
-            if not isinstance(event, ev.JobAccepted):
-                total = getattr(event, "total", None)
-                out.append(
-                    ev.JobAccepted(
-                        id=ev.event_id(event.provider, event.job_id, "accepted"),
-                        provider=event.provider,
-                        job_id=event.job_id,
-                        source=event.source,
-                        at=event.at,
-                        total=total,
-                    )
-                )
-                job.total = total
-                stats.synthesized += 1
-            else:
-                job.total = event.total
-                out.append(event)
-                self._touch(job, event, now)
-                stats.passed += 1
-                return out
-        self._touch(job, event, now)
+            if key in self._finished:
+                self._finished.move_to_end(key)  # stragglers keep coming: remember this one longer
+                stats.dropped_late += 1
+                return []
+            return self._start(key, event)
+        if not isinstance(event, ev.JobStuck):  # our own output fed back is not a signal from the job
+            self._touch(job, event)
         merged = self._merge(key, job, event)
-        if merged is not None:
-            out.append(merged)
-            stats.passed += 1
-        return out
+        if merged is None:
+            return []
+        stats.passed += 1
+        return [merged]
 
-    @staticmethod
-    def _touch(job: _Job, event: ev.Event, now: float) -> None:
-        job.last_signal = now
+    def _start(self, key: tuple[str, str], event: ev.Event) -> list[ev.Event]:
+        """The first signal of a job: publish it after a JobAccepted, synthesized if need be."""
+        job = self._jobs[key] = _Job(self.clock())
+        self._touch(job, event)
+        if isinstance(event, ev.JobAccepted):
+            job.learn_total(event.total)
+            self._stats.passed += 1
+            return [event]
+        total = getattr(event, "total", None)
+        job.learn_total(total)
+        accepted = ev.JobAccepted(
+            id=ev.event_id(event.provider, event.job_id, "accepted"),
+            provider=event.provider,
+            job_id=event.job_id,
+            source=event.source,
+            at=event.at,
+            total=job.total,
+        )
+        self._stats.synthesized += 1
+        merged = self._merge(key, job, event)
+        if merged is None:  # e.g. progress at 0: the acceptance says it all
+            return [accepted]
+        self._stats.passed += 1
+        return [accepted, merged]
+
+    def _touch(self, job: _Job, event: ev.Event) -> None:
+        job.last_signal = self.clock()
         job.last_source = event.source
         job.last_type = ev.tag_of(type(event))
         job.stuck_reported = False
         job.sources.add(event.source)
 
     def _merge(self, key: tuple[str, str], job: _Job, event: ev.Event) -> ev.Event | None:
+        """The event to publish for ``event`` given the job's state (updated here), or None to drop it."""
         stats = self._stats
         match event:
             case ev.ItemSucceeded() | ev.ItemFailed():
-                if event.key in job.keys:
+                keys = job.keys
+                if event.key in keys:
                     stats.dropped_duplicate += 1
                     return None
-                job.keys.add(event.key)
+                keys.add(event.key)
                 if isinstance(event, ev.ItemSucceeded):
                     job.succeeded += 1
                     if event.outcome == "created":
@@ -205,36 +262,33 @@ class JobTracker:
                     job.failed += 1
                 return event
             case ev.JobProgress():
-                learned_total = job.total is None and event.total is not None
-                if learned_total:
-                    job.total = event.total
+                learned = job.learn_total(event.total)
                 done = event.done if job.total is None else min(event.done, job.total)
-                if done <= job.done and not learned_total:
+                if done <= job.done and not learned:
                     stats.dropped_stale_progress += 1
                     return None
                 job.done = max(job.done, done)
-                if done == event.done and event.total == job.total:
+                if job.done == event.done and job.total == event.total:
                     return event
                 return msgspec.structs.replace(event, done=job.done, total=job.total)
             case ev.JobAccepted():
-                # A second acceptance (e.g. the submitter's, after a synthesized one)
-                # is dropped; a total it brings is kept, as progress, so it is not lost.
-                if job.total is None and event.total is not None:
-                    job.total = event.total
+                # A second acceptance (e.g. the submitter's, after a synthesized one) is dropped;
+                # a total it brings is kept, as progress, so that it is not lost.
+                if job.learn_total(event.total):
                     return ev.JobProgress(
-                        id=ev.event_id(event.provider, event.job_id, "total", event.total),
+                        id=ev.event_id(event.provider, event.job_id, "total", job.total),
                         provider=event.provider,
                         job_id=event.job_id,
                         source=event.source,
                         at=event.at,
                         done=job.done,
-                        total=event.total,
+                        total=job.total,
                     )
                 stats.dropped_duplicate += 1
                 return None
-            case ev.JobCompleted() | ev.JobFailed() | ev.JobCancelled() | ev.JobExpired():
-                self._finish(key, type(event))
-                if isinstance(event, ev.JobCompleted) and not (event.succeeded or event.failed) and job.keys:
+            case ev.JobCompleted():
+                self._finish(key, "job_completed")
+                if not (event.succeeded or event.failed) and job.keys:
                     # The provider gave no totals; report what we counted.
                     return msgspec.structs.replace(
                         event,
@@ -244,17 +298,23 @@ class JobTracker:
                         updated=event.updated or job.updated,
                         total=event.total if event.total is not None else job.total,
                     )
+                if event.total is None and job.total is not None:
+                    return msgspec.structs.replace(event, total=job.total)
                 return event
-        return event  # JobStuck fed from elsewhere, or a future event type: keep it
+            case ev.JobFailed() | ev.JobCancelled() | ev.JobExpired():
+                self._finish(key, ev.tag_of(type(event)))
+                return event
+        return event  # JobStuck fed back, or a future event type: keep it
 
-    def _finish(self, key: tuple[str, str], terminal: type[ev.Event]) -> None:
-        del self._jobs[key]
-        self._finished[key] = ev.tag_of(terminal)
-        if len(self._finished) > self.max_finished:
-            self._finished.popitem(last=False)
+    def _finish(self, key: tuple[str, str], terminal: str) -> None:
+        del self._jobs[key]  # frees the item keys
+        finished = self._finished
+        finished[key] = terminal
+        if len(finished) > self.max_finished:
+            finished.popitem(last=False)
 
     def check_stuck(self, now: float | None = None) -> list[ev.JobStuck]:
-        """One ``JobStuck`` for each active job silent for ``stuck_after`` seconds since its last signal."""
+        """One ``JobStuck`` for each active job silent for ``stuck_after`` seconds, once per silence."""
         if self.stuck_after is None:
             return []
         current = self.clock() if now is None else now
@@ -268,7 +328,7 @@ class JobTracker:
                         id=ev.event_id(provider, job_id, "stuck", f"{job.last_signal:.3f}"),
                         provider=provider,
                         job_id=job_id,
-                        source=job.last_source,  # type: ignore[arg-type]
+                        source=job.last_source,
                         silent_for=round(silent, 3),
                         last_type=job.last_type,
                     )
@@ -276,16 +336,28 @@ class JobTracker:
         self._stats.stuck += len(out)
         return out
 
+    def forget(self, provider: str, job_id: str, *, reason: str = "forgotten") -> bool:
+        """Stop tracking an active job that will never end (e.g. given up after ``JobStuck``).
+
+        It is remembered as finished (``terminal == reason``), so later signals
+        for it are dropped as late. Returns False if the job was not active.
+        """
+        key = (provider, job_id)
+        if key not in self._jobs:
+            return False
+        self._finish(key, reason)
+        return True
+
     # --- introspection ------------------------------------------------------------
 
     def job(self, provider: str, job_id: str) -> JobView | None:
-        """A snapshot of an active job, or of a finished one (terminal set, counts zero), or None."""
+        """A snapshot of an active job, of a remembered finished one (``terminal`` set), or None."""
         job = self._jobs.get((provider, job_id))
         if job is None:
             terminal = self._finished.get((provider, job_id))
             if terminal is None:
                 return None
-            return JobView(provider, job_id, 0, None, 0, 0, 0, frozenset(), 0.0, terminal)
+            return JobView(provider, job_id, 0, None, 0, 0, 0, frozenset(), 0.0, "", terminal)
         return JobView(
             provider,
             job_id,
@@ -296,10 +368,11 @@ class JobTracker:
             job.failed,
             frozenset(job.sources),
             job.last_signal,
+            job.last_type,
         )
 
     def active_jobs(self) -> list[tuple[str, str]]:
-        """(provider, job_id) of every job accepted and not yet ended."""
+        """``(provider, job_id)`` of every job started and not yet ended, oldest first."""
         return list(self._jobs)
 
     def stats(self) -> TrackerStats:
@@ -309,66 +382,126 @@ class JobTracker:
     # --- the async shell ----------------------------------------------------------
 
     @asynccontextmanager
-    async def attach(self, bus: Publisher, *, check_every: float = 1.0) -> AsyncIterator[TrackedPublisher]:
+    async def attach(
+        self, bus: Publisher, *, check_every: float = 1.0, flush_timeout: float = 30.0
+    ) -> AsyncIterator[TrackedPublisher]:
         """Feed this tracker from the yielded publisher and publish its output to ``bus``.
 
-        While the block runs, a background task checks for stuck jobs every
-        ``check_every`` seconds. Sources publish to the yielded object exactly
-        as they would to the bus.
+        Sources publish to the yielded object exactly as they would to the bus.
+        While the block runs, a task checks for stuck jobs every ``check_every``
+        seconds and another sends merged events that had to wait for room. On
+        leaving, everything pending is published (``TimeoutError`` if that takes
+        longer than ``flush_timeout`` seconds) and the publisher is closed.
         """
+        for name, value in (("check_every", check_every), ("flush_timeout", flush_timeout)):
+            if not (value > 0 and math.isfinite(value)):
+                raise ConfigError(f"{name} must be a positive number of seconds; got {value!r}")
         publisher = TrackedPublisher(self, bus)
+        error: Exception | None = None
         async with anyio.create_task_group() as tg:
+            tg.start_soon(publisher._run_flusher)
             if self.stuck_after is not None:
-                tg.start_soon(self._watch_stuck, publisher, check_every)
+                tg.start_soon(publisher._watch_stuck, check_every)
             try:
                 yield publisher
-                await publisher.flush()
+                with anyio.fail_after(flush_timeout):
+                    await publisher.flush()
+            except TimeoutError:
+                error = TimeoutError(
+                    f"{publisher.pending} merged events could not be published within flush_timeout="
+                    f"{flush_timeout}s: a subscriber with overflow='block' is not consuming"
+                )
+            except Exception as exc:  # re-raised below, unwrapped from the task group's ExceptionGroup
+                error = exc
             finally:
+                publisher._closed = True
                 tg.cancel_scope.cancel()
-
-    async def _watch_stuck(self, publisher: TrackedPublisher, every: float) -> None:
-        while True:
-            await anyio.sleep(every)
-            for event in self.check_stuck():
-                await publisher._bus.publish(event)
+        if error is not None:
+            raise error
 
 
 class TrackedPublisher:
-    """Publishes through a :class:`JobTracker` to a bus; has the bus's publish interface.
+    """Publishes through a :class:`JobTracker` to a bus, with the bus's publish interface.
 
-    ``publish_nowait`` never loses a merged event: when the bus is full it
-    keeps the rest in order and a later ``publish``/``flush`` sends them.
+    Made by :meth:`JobTracker.attach`. Merged events reach the bus in the order
+    the tracker produced them. ``publish_nowait`` either takes the event (feeds
+    it; merged events that do not fit on the bus now are sent in order by a
+    background task) or raises ``anyio.WouldBlock`` having changed nothing,
+    so the caller can ``await publish(event)`` instead. Nothing waits unbounded:
+    at most the output of one feed per publishing task is held here.
     """
 
     def __init__(self, tracker: JobTracker, bus: Publisher) -> None:
         self.tracker = tracker
         self._bus = bus
         self._pending: deque[ev.Event] = deque()
+        # Only the holder sends from _pending, so concurrent publishers never send
+        # an event twice or out of order; anyio locks are fair (FIFO).
+        self._lock = anyio.Lock()
+        self._wakeup: anyio.Event | None = None
+        self._closed = False
 
-    async def publish(self, event: ev.Event) -> None:
-        """Feed ``event`` to the tracker and publish what comes out, waiting for room if needed."""
-        self._pending.extend(self.tracker.feed(event))
-        await self.flush()
+    def _check_open(self) -> None:
+        if self._closed:
+            raise BusClosed("this tracked publisher is closed (its attach() block ended); attach the tracker again")
+
+    def _send(self, events: Sequence[ev.Event]) -> bool:
+        """Publish ``events`` now, after anything pending; True if nothing is left pending."""
+        pending = self._pending
+        if pending:
+            pending.extend(events)
+            return False
+        publish_nowait = self._bus.publish_nowait
+        for i, event in enumerate(events):
+            try:
+                publish_nowait(event)
+            except anyio.WouldBlock:
+                pending.extend(events[i:])
+                return False
+        return True
 
     def publish_nowait(self, event: ev.Event) -> None:
-        """Feed ``event`` and publish what fits now; the rest waits in order for the next publish/flush."""
-        self._pending.extend(self.tracker.feed(event))
-        pending = self._pending
-        try:
-            while pending:
-                self._bus.publish_nowait(pending[0])
-                pending.popleft()
-        except anyio.WouldBlock:
-            pass
+        """Feed ``event`` and publish the merged events; ``anyio.WouldBlock`` (nothing fed) if behind."""
+        self._check_open()
+        if self._pending:
+            raise anyio.WouldBlock
+        if not self._send(self.tracker.feed(event)) and self._wakeup is not None:
+            self._wakeup.set()
+
+    async def publish(self, event: ev.Event) -> None:
+        """Feed ``event`` and publish the merged events, waiting for room on the bus if needed."""
+        self._check_open()
+        if not self._send(self.tracker.feed(event)):
+            await self.flush()
 
     async def flush(self) -> None:
-        """Publish everything still pending, in order."""
-        pending = self._pending
-        while pending:
-            await self._bus.publish(pending[0])
-            pending.popleft()
+        """Wait until every merged event taken so far has been published, in order."""
+        async with self._lock:
+            pending = self._pending
+            try:
+                while pending:
+                    await self._bus.publish(pending[0])  # cancelled: not published, stays first
+                    pending.popleft()
+            finally:
+                if pending and self._wakeup is not None:
+                    self._wakeup.set()  # interrupted: the background sender takes over
 
     @property
     def pending(self) -> int:
-        """Merged events waiting for room on the bus."""
+        """Merged events taken but still waiting for room on the bus."""
         return len(self._pending)
+
+    async def _run_flusher(self) -> None:
+        while True:
+            if self._pending:
+                await self.flush()
+            else:
+                self._wakeup = anyio.Event()
+                await self._wakeup.wait()
+
+    async def _watch_stuck(self, every: float) -> None:
+        while True:
+            await anyio.sleep(every)
+            stuck = self.tracker.check_stuck()
+            if stuck and not self._send(stuck):
+                await self.flush()
