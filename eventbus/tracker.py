@@ -174,7 +174,8 @@ class JobTracker:
         ``clock`` gives seconds (monotonic); ``max_finished`` bounds the finished-job LRU."""
         if stuck_after is not None and not (stuck_after > 0 and math.isfinite(stuck_after)):
             raise ConfigError(
-                f"stuck_after must be a positive number of seconds, or None to never report stuck jobs; got {stuck_after!r}"
+                "stuck_after must be a positive number of seconds, or None to never report stuck jobs; "
+                f"got {stuck_after!r}"
             )
         if max_finished < 1:
             raise ConfigError(f"max_finished must be at least 1 (finished jobs remembered); got {max_finished!r}")
