@@ -116,6 +116,7 @@ class _Subscriber:
         "active",
         "buffer",
         "closed",
+        "done",
         "dropped",
         "evicted",
         "failed",
@@ -127,6 +128,7 @@ class _Subscriber:
         "overflow",
         "providers",
         "received",
+        "scope",
         "size",
         "space",
         "strict",
@@ -164,6 +166,8 @@ class _Subscriber:
         self.wakeup: anyio.Event | None = None  # set by a publisher when the consumer waits
         self.space: anyio.Event | None = None  # set by the consumer when a blocked publisher waits
         self.idle: anyio.Event | None = None  # set by the consumer when drain() waits
+        self.scope: anyio.CancelScope | None = None  # a handler's own task, cancellable alone
+        self.done: anyio.Event | None = None  # set when a handler's task has ended
 
     def admits(self, event: ev.Event) -> bool:
         if self.providers is not None and event.provider not in self.providers:
@@ -178,10 +182,17 @@ class _Subscriber:
         return self.received - self.evicted - len(self.buffer)
 
     def took(self) -> None:
-        """Bookkeeping after the consumer took one event from the buffer."""
+        """Wake a publisher waiting for room, now that the consumer took events."""
         if self.space is not None:
             self.space.set()
             self.space = None
+
+    def discard(self) -> None:
+        """Drop everything still buffered (the consumer is gone), counting it exactly."""
+        left = len(self.buffer)
+        self.buffer.clear()
+        self.dropped += left
+        self.evicted += left
 
     def went_idle(self) -> None:
         self.active = False
@@ -210,31 +221,45 @@ class _Subscriber:
 class Subscription:
     """An async iterator over the events admitted to one subscriber.
 
-    Obtained from :meth:`Bus.subscribe`. Iteration ends when the subscription
-    or the bus is closed and the buffer is empty; iterating a subscription
-    whose context has exited raises :class:`SubscriptionClosed`.
+    Obtained from :meth:`Bus.subscribe`; meant for one consuming task.
+    ``async for`` ends once the subscription or the bus is closed and the
+    buffer is empty. A subscription is not reusable: iterating it after it
+    was closed (or after its ``async with`` block exited) raises
+    :class:`SubscriptionClosed`.
     """
 
     def __init__(self, sub: _Subscriber, bus: Bus) -> None:
         self._sub = sub
         self._bus = bus
-        self._exited = False
+        self._exited = False  # the subscribe() block was left
+        self._ended = False  # end of stream was reported once
         self._streak = 0
 
     @property
     def name(self) -> str:
         return self._sub.name
 
+    @property
+    def closed(self) -> bool:
+        """True once closed (by :meth:`close`, leaving the block, or the bus closing)."""
+        return self._sub.closed
+
     def stats(self) -> SubscriberStats:
         """This subscription's counters."""
         return self._sub.stats()
 
     def __aiter__(self) -> Subscription:
+        if self._sub.closed:
+            raise SubscriptionClosed(f"subscription {self._sub.name!r} is closed; subscribe again")
         return self
 
     def receive_nowait(self) -> ev.Event:
-        """The next buffered event; raises ``anyio.WouldBlock`` if none, ``anyio.EndOfStream`` if closed."""
-        if self._exited:
+        """The next buffered event.
+
+        Raises ``anyio.WouldBlock`` if none is buffered, ``anyio.EndOfStream``
+        (once) when closed and empty, then :class:`SubscriptionClosed`.
+        """
+        if self._exited or self._ended:
             raise SubscriptionClosed(f"subscription {self._sub.name!r} is closed; subscribe again")
         sub = self._sub
         if sub.buffer:
@@ -244,24 +269,26 @@ class Subscription:
             return event
         sub.went_idle()
         if sub.closed:
+            self._ended = True
             raise anyio.EndOfStream
         raise anyio.WouldBlock
 
     async def receive(self) -> ev.Event:
         """Wait for the next event; raises ``anyio.EndOfStream`` once closed and empty."""
+        self._streak += 1
+        if self._streak >= _YIELD_EVERY:
+            # Yield before taking, never after: a cancellation here loses no event.
+            self._streak = 0
+            await anyio.lowlevel.checkpoint()
         while True:
             try:
-                event = self.receive_nowait()
+                return self.receive_nowait()
             except anyio.WouldBlock:
                 self._streak = 0
-                waiter = self._sub.wakeup = anyio.Event()
+                waiter = self._sub.wakeup
+                if waiter is None:
+                    waiter = self._sub.wakeup = anyio.Event()
                 await waiter.wait()
-                continue
-            self._streak += 1
-            if self._streak >= _YIELD_EVERY:
-                self._streak = 0
-                await anyio.lowlevel.checkpoint()
-            return event
 
     async def __anext__(self) -> ev.Event:
         try:
@@ -270,8 +297,13 @@ class Subscription:
             raise StopAsyncIteration from None
 
     def close(self) -> None:
-        """Stop receiving: iteration ends once the buffer is empty."""
+        """Stop receiving: no new events are routed here; ``async for`` ends once the buffer is empty."""
         self._bus._detach(self._sub)
+
+    async def aclose(self) -> None:
+        """Same as :meth:`close` (for symmetry with other resources)."""
+        self.close()
+        await anyio.lowlevel.checkpoint()
 
 
 class HandlerHandle:
@@ -285,12 +317,33 @@ class HandlerHandle:
     def name(self) -> str:
         return self._sub.name
 
+    @property
+    def closed(self) -> bool:
+        return self._sub.closed
+
     def stats(self) -> SubscriberStats:
         return self._sub.stats()
 
     def close(self) -> None:
-        """Remove the handler; it still handles what is already buffered."""
+        """Remove the handler: no new events reach it; it still handles what is already buffered."""
         self._bus._detach(self._sub)
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Remove the handler and wait until it has handled its buffer; cancel it after ``timeout`` seconds.
+
+        Events still buffered when it is cancelled are counted as dropped.
+        """
+        self.close()
+        done, scope = self._sub.done, self._sub.scope
+        if done is None or scope is None:  # pragma: no cover - set by Bus.on before it returns
+            return
+        with anyio.move_on_after(timeout):
+            await done.wait()
+        if not done.is_set():
+            _log.warning("handler_close_timeout", subscriber=self._sub.name, timeout=timeout, lag=len(self._sub.buffer))
+            scope.cancel()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(timeout):
+                await done.wait()
 
 
 class Bus:
@@ -306,6 +359,7 @@ class Bus:
             raise ConfigError("Bus(journal=...) is not supported yet; use Bus() for an in-memory bus")
         self.close_timeout = close_timeout
         self._subs: dict[str, _Subscriber] = {}
+        self._retiring: set[_Subscriber] = set()  # closed handlers still handling their buffer
         self._routes: dict[type, tuple[_Subscriber, ...]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._closed = False
@@ -403,6 +457,8 @@ class Bus:
         if self._subs.get(sub.name) is sub:
             del self._subs[sub.name]
             self._routes.clear()
+            if sub.kind == "handler" and not (sub.done is not None and sub.done.is_set()):
+                self._retiring.add(sub)
         sub.closed = True
         for waiter in (sub.wakeup, sub.space):
             if waiter is not None:
@@ -433,36 +489,53 @@ class Bus:
             raise ConfigError(f"handler must be callable, not {handler!r}")
         label = name or getattr(handler, "__qualname__", None) or type(handler).__qualname__
         sub = self._add(label, "handler", buffer, overflow, types, providers, jobs, where)
+        sub.scope = anyio.CancelScope()
+        sub.done = anyio.Event()
         assert self._tg is not None
         self._tg.start_soon(self._run_handler, sub, handler, name=f"eventbus handler {label}")
         return HandlerHandle(sub, self)
 
     async def _run_handler(self, sub: _Subscriber, handler: Handler) -> None:
+        assert sub.scope is not None and sub.done is not None
+        try:
+            with sub.scope:
+                await self._handle(sub, handler)
+        finally:
+            # Cancelled (close timeout) or finished: whatever is left will never be handled.
+            sub.closed = True
+            sub.discard()
+            sub.took()
+            sub.went_idle()
+            sub.done.set()
+            self._retiring.discard(sub)
+
+    async def _handle(self, sub: _Subscriber, handler: Handler) -> None:
         buffer = sub.buffer
         popleft = buffer.popleft
         while True:
             if buffer:
                 sub.active = True
-                # A bounded batch, then a checkpoint: a deep buffer cannot starve the loop.
-                for _ in range(min(len(buffer), _YIELD_EVERY)):
-                    if not buffer:  # an async handler let drop_oldest evict what we counted on
-                        break
-                    event = popleft()
-                    if sub.space is not None:
-                        sub.space.set()
-                        sub.space = None
-                    try:
-                        result = handler(event)
-                        if result is not None and isawaitable(result):
-                            await result
-                    except Exception:
-                        sub.failed += 1
-                        _log.exception(
-                            "subscriber_failed",
-                            subscriber=sub.name,
-                            event_type=ev.tag_of(type(event)),
-                            event_id=event.id,
-                        )
+                # A bounded batch without awaiting per event, then a checkpoint:
+                # cheap per event, and a deep buffer cannot starve the loop.
+                try:
+                    for _ in range(min(len(buffer), _YIELD_EVERY)):
+                        event = popleft()  # IndexError: drop_oldest evicted during an await below
+                        try:
+                            result = handler(event)
+                            if result is not None and isawaitable(result):
+                                sub.took()  # room was made: let a blocked publisher go while we wait
+                                await result
+                        except Exception:
+                            sub.failed += 1
+                            _log.exception(
+                                "subscriber_failed",
+                                subscriber=sub.name,
+                                event_type=ev.tag_of(type(event)),
+                                event_id=event.id,
+                            )
+                except IndexError:
+                    pass
+                sub.took()
                 if buffer:
                     await anyio.lowlevel.checkpoint()
                     continue
@@ -488,18 +561,17 @@ class Bus:
 
         Same filters and buffer settings as :meth:`on`. Leaving the block
         unsubscribes; events still buffered then are discarded (and counted
-        as dropped).
+        as dropped). The subscription cannot be used after the block.
         """
         sub = self._add(name, "subscription", buffer, overflow, types, providers, jobs, where)
         subscription = Subscription(sub, self)
         try:
             yield subscription
         finally:
-            sub.dropped += len(sub.buffer)
-            sub.buffer.clear()
+            subscription._exited = True
+            sub.discard()
             self._detach(sub)
             sub.went_idle()
-            subscription._exited = True
 
     # --- publishing -------------------------------------------------------------
 
@@ -578,7 +650,12 @@ class Bus:
 
     async def _wait_for_room(self, event: ev.Event) -> None:
         for s in self._targets(type(event))[0]:
-            if s.overflow is Overflow.BLOCK and len(s.buffer) >= s.size and not s.closed:
+            if (
+                s.overflow is Overflow.BLOCK
+                and len(s.buffer) >= s.size
+                and not s.closed
+                and (not s.filtered or s.admits(event))  # never wait on a subscriber that would not take it
+            ):
                 waiter = s.space
                 if waiter is None:
                     waiter = s.space = anyio.Event()
@@ -594,7 +671,9 @@ class Bus:
         """
         with anyio.fail_after(math.inf if timeout is None else timeout):
             while True:
-                busy = next((s for s in list(self._subs.values()) if s.busy and not s.closed), None)
+                # Open subscribers, and removed handlers still working through their buffer.
+                candidates = [*self._subs.values(), *self._retiring]
+                busy = next((s for s in candidates if s.busy and (not s.closed or s.kind == "handler")), None)
                 if busy is None:
                     return
                 waiter = busy.idle
