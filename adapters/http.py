@@ -24,7 +24,8 @@ from __future__ import annotations
 
 import os
 import time
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -264,6 +265,41 @@ class ProviderClient:
                 await anyio.sleep(delay)
                 continue
             return response
+
+    async def request(self, request: Request) -> httpx.Response:
+        """One authenticated attempt (a 401 refreshes the token and tries once more); no other retries.
+
+        For pollers, which handle 429, 5xx and 404 themselves. httpx transport
+        errors are left to the caller (a poller counts them as transient).
+        """
+        for attempt in (1, 2):
+            token = await self._credential(refresh=attempt == 2)
+            await self._pace()
+            response = await self._client.request(
+                request.method,
+                self._url(request),
+                params=dict(request.params),
+                headers={**request.headers, **self.provider.auth_headers(token)},  # type: ignore[attr-defined]
+                content=request.content,
+            )
+            self.requests_sent += 1
+            if response.status_code != 401 or self.provider.name not in _TOKEN_PROVIDERS:
+                return response
+        return response
+
+    @asynccontextmanager
+    async def stream(self, request: Request) -> AsyncIterator[httpx.Response]:
+        """A streamed, authenticated GET (for large results such as InsideView's CSV)."""
+        token = await self._credential()
+        await self._pace()
+        async with self._client.stream(
+            request.method,
+            self._url(request),
+            params=dict(request.params),
+            headers={**request.headers, **self.provider.auth_headers(token)},  # type: ignore[attr-defined]
+        ) as response:
+            self.requests_sent += 1
+            yield response
 
     async def _pace(self) -> None:
         """Wait for the next slot of the client-side rate limit, if there is one."""

@@ -26,6 +26,7 @@ from adapters.providers.base import (
     decode_json,
     reason_of,
 )
+from eventbus import events as ev
 from eventbus.exceptions import ConfigError
 
 __all__ = ["MAX_CONTACTS", "QUOTA_REASONS", "Datananas"]
@@ -122,3 +123,89 @@ class Datananas(Provider):
         if response.status in (401, 403):
             return Refused(response.status, "the token was refused (DATANANAS_TOKEN)", account=True, code="auth")
         return Refused(response.status, reason_of(response))
+
+
+# --- progress over the WebSocket ------------------------------------------------------------
+
+STARTING: Final = "contact_bulk_create_starting"
+RUNNING: Final = "contact_bulk_create_running"
+ENDING: Final = "contact_bulk_create_ending"
+
+
+class _Frame(msgspec.Struct):
+    event: str
+    data: msgspec.Raw
+
+
+class _Starting(msgspec.Struct):
+    uuid: str
+    listId: str | int | None = None
+
+
+class _Running(msgspec.Struct):
+    uuid: str
+    i: int
+    total: int
+
+
+class _Ending(msgspec.Struct):
+    uuid: str
+    created: int = 0
+    updated: int = 0
+
+
+_frame = msgspec.json.Decoder(_Frame)
+_running = msgspec.json.Decoder(_Running)
+
+
+def parse_frame(frame: str | bytes) -> list[ev.Event]:
+    """One WebSocket text frame → events keyed by the bulk request's ``uuid`` (the job id).
+
+    ``_running`` (``i`` is the 0-based index of the contact in the request)
+    reports the contact processed and the progress ``i + 1`` of ``total``;
+    ``_ending`` completes the job with the provider's created/updated counts.
+    Raises ``ValueError`` for a frame that is not one of the three events.
+    """
+    f = _frame.decode(frame)
+    p, src = "datananas", "websocket"
+    if f.event == RUNNING:
+        r = _running.decode(f.data)
+        if not 0 <= r.i < r.total:
+            raise ValueError(f"contact index {r.i} outside 0..{r.total - 1}")
+        return [
+            ev.ItemSucceeded(
+                id=ev.event_id(p, r.uuid, "item", r.i),
+                provider=p,
+                job_id=r.uuid,
+                source=src,
+                key=str(r.i),
+                outcome="processed",
+            ),
+            ev.JobProgress(
+                id=ev.event_id(p, r.uuid, "progress", r.i + 1),
+                provider=p,
+                job_id=r.uuid,
+                source=src,
+                done=r.i + 1,
+                total=r.total,
+            ),
+        ]
+    if f.event == STARTING:
+        s = msgspec.json.decode(f.data, type=_Starting)
+        return [ev.JobAccepted(id=ev.event_id(p, s.uuid, "accepted"), provider=p, job_id=s.uuid, source=src)]
+    if f.event == ENDING:
+        e = msgspec.json.decode(f.data, type=_Ending)
+        return [
+            ev.JobCompleted(
+                id=ev.event_id(p, e.uuid, "completed"),
+                provider=p,
+                job_id=e.uuid,
+                source=src,
+                succeeded=e.created + e.updated,
+                failed=0,
+                created=e.created,
+                updated=e.updated,
+                total=e.created + e.updated,
+            )
+        ]
+    raise ValueError(f"unknown Datananas event {f.event!r}")

@@ -33,6 +33,7 @@ from adapters.providers.base import (
     decode_json,
     reason_of,
 )
+from eventbus import events as ev
 from eventbus.exceptions import AuthError, ConfigError
 
 __all__ = ["MAX_FETCH_IDS", "MAX_JOB_IDS", "InsideView", "parse_job_status"]
@@ -239,3 +240,82 @@ def _seconds_until(expiration: str | int | float | None, now: datetime) -> float
     except (ValueError, OverflowError, OSError):
         return 3600.0
     return max((at - now).total_seconds(), 0.0)
+
+
+# --- watching a job: status webhooks, status polls, CSV results ---------------------------------
+
+TERMINAL_STATUSES: Final = ("finished", "failed", "aborted")
+CSV_COLUMNS: Final = (
+    "newContactId", "contactId", "firstName", "lastName", "email", "emailValidationStatus",
+    "companyId", "companyName", "status", "errorCode", "errorMessage",
+)  # fmt: skip
+
+
+def status_events(status: JobStatus, source: str) -> list[ev.Event]:
+    """Events for one job status, from a webhook or a poll.
+
+    ``processed``/``total`` become progress; ``failed`` and ``aborted`` end
+    the job. ``finished`` ends nothing here: the job completes once its CSV
+    results are read (:func:`result_row_events`), so no item arrives after
+    the terminal event.
+    """
+    p, job = "insideview", status.jobId
+    common = {"provider": p, "job_id": job, "source": source}
+    out: list[ev.Event] = []
+    if status.processed is not None:
+        out.append(
+            ev.JobProgress(
+                id=ev.event_id(p, job, "progress", status.processed),
+                done=status.processed,
+                total=status.total,
+                **common,
+            )
+        )
+    if status.status == "failed":
+        out.append(ev.JobFailed(id=ev.event_id(p, job, "failed"), reason="InsideView reports the job failed", **common))
+    elif status.status == "aborted":
+        out.append(ev.JobCancelled(id=ev.event_id(p, job, "cancelled"), reason="aborted", **common))
+    elif not out:
+        out.append(ev.JobProgress(id=ev.event_id(p, job, "status", status.status), done=0, **common))
+    return out
+
+
+def parse_webhook(body: bytes, headers: Any = None) -> list[ev.Event]:
+    """A status callback ``{"jobId", "status", "type"}`` → events (see :func:`status_events`)."""
+    return status_events(parse_job_status(Response(200, {}, body)), "webhook")
+
+
+def result_row_events(job_id: str, fields: Mapping[str, str]) -> list[ev.Event]:
+    """One row of the results CSV → one item event keyed by ``newContactId``. Raises ValueError if unusable."""
+    key = fields.get("newContactId", "").strip()
+    if not key:
+        raise ValueError("a results row without newContactId")
+    common = {
+        "id": ev.event_id("insideview", job_id, "item", key),
+        "provider": "insideview",
+        "job_id": job_id,
+        "source": "poll",
+        "key": key,
+    }
+    status = fields.get("status", "")
+    if status == "found":
+        data = {k: v for k, v in fields.items() if v and k not in ("status", "errorCode", "errorMessage")}
+        return [ev.ItemSucceeded(outcome="found", data=data, **common)]
+    if status == "error":
+        return [
+            ev.ItemFailed(code=fields.get("errorCode") or "error", message=fields.get("errorMessage") or "", **common)
+        ]
+    raise ValueError(f"results row {key}: unknown status {status!r}")
+
+
+def completed_event(job_id: str, succeeded: int, failed: int) -> ev.JobCompleted:
+    """The terminal event once every results row was read."""
+    return ev.JobCompleted(
+        id=ev.event_id("insideview", job_id, "completed"),
+        provider="insideview",
+        job_id=job_id,
+        source="poll",
+        succeeded=succeeded,
+        failed=failed,
+        total=succeeded + failed,
+    )

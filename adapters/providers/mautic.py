@@ -10,6 +10,7 @@ credentials, ``expires_in`` 3600), ``Authorization: Bearer``;
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any, ClassVar, Final
 from urllib.parse import urlencode
 
@@ -29,6 +30,7 @@ from adapters.providers.base import (
     TokenGrant,
     reason_of,
 )
+from eventbus import events as ev
 from eventbus.exceptions import AuthError, ConfigError
 
 __all__ = ["MAX_BATCH", "MAX_BULK", "Mautic"]
@@ -174,3 +176,78 @@ class Mautic(Provider):
                 details = error.get("details", {}) if isinstance(error, dict) else {}
                 results.append((row, str(row), False, str(code), message, {"details": details}))
         return Items(tuple(results))
+
+
+# --- watching a job: status polls and blind-paginated details ------------------------------------
+
+
+class JobStatus(msgspec.Struct):
+    status: str
+    details: dict[str, Any] | None = None
+
+
+class DetailEntry(msgspec.Struct):
+    statusCode: int
+    id: int | None = None
+    errors: dict[str, Any] | None = None
+
+
+class _Details(msgspec.Struct):
+    contacts: list[DetailEntry]
+    next_page: str | None = msgspec.field(default=None, name="next-page")
+
+
+class _Page(msgspec.Struct):
+    status: str
+    details: _Details | None = None
+
+
+STATUSES: Final = ("queued", "in_progress", "completed")
+
+
+def read_status(body: bytes) -> JobStatus:
+    """A job status answer. Raises ValueError for an unknown status or a malformed body."""
+    status = msgspec.json.decode(body, type=JobStatus)
+    if status.status not in STATUSES:
+        raise ValueError(f"unknown Mautic job status {status.status!r}")
+    return status
+
+
+def read_details_page(body: bytes) -> tuple[list[DetailEntry], str | None]:
+    """One ``details=1`` page: its contact entries (in submitted order) and the next page's URL, if any."""
+    page = msgspec.json.decode(body, type=_Page)
+    if page.details is None:
+        raise ValueError("a details page without details (is the job completed?)")
+    return page.details.contacts, page.details.next_page
+
+
+def detail_events(job_id: str, entries: Sequence[DetailEntry], start: int) -> list[ev.Event]:
+    """Item events for entries ``start, start + 1, ...`` of a job (keyed by that position in the job's input).
+
+    201 is ``created``, 200 ``updated``, any other status a failure carrying
+    Mautic's message and per-field details.
+    """
+    out: list[ev.Event] = []
+    for offset, entry in enumerate(entries):
+        key = str(start + offset)
+        common = {
+            "id": ev.event_id("mautic", job_id, "item", key),
+            "provider": "mautic",
+            "job_id": job_id,
+            "source": "poll",
+            "key": key,
+        }
+        if entry.statusCode in (200, 201):
+            outcome = "created" if entry.statusCode == 201 else "updated"
+            out.append(ev.ItemSucceeded(outcome=outcome, data={"id": entry.id}, **common))
+        else:
+            error = entry.errors or {}
+            out.append(
+                ev.ItemFailed(
+                    code=str(entry.statusCode),
+                    message=str(error.get("message", "")),
+                    details=error.get("details") or {},
+                    **common,
+                )
+            )
+    return out

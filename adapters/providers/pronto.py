@@ -32,6 +32,7 @@ from adapters.providers.base import (
     decode_json,
     reason_of,
 )
+from eventbus import events as ev
 from eventbus.exceptions import ConfigError
 
 __all__ = ["ENRICHMENT_TYPES", "KEY_FIELD", "MAX_CONTACTS", "MIN_CONTACTS", "Pronto"]
@@ -154,3 +155,43 @@ class Pronto(Provider):
                 f"contact {d.get('index')} {d.get('field')}: {d.get('message')}" for d in data["details"][:5]
             )
         return Refused(response.status, reason)
+
+
+# --- results by webhook -------------------------------------------------------------------------
+
+
+class _Result(msgspec.Struct):
+    enrichment_id: str
+    status: str
+    contact: dict[str, Any] = {}
+    result: dict[str, Any] = {}
+
+
+_result = msgspec.json.Decoder(_Result)
+STATUSES: Final = ("found", "not_found", "error")
+
+
+def parse_webhook(body: bytes, headers: Any = None) -> list[ev.Event]:
+    """One per-contact webhook → one item event, keyed by the ``eventbus_key`` the contact carried.
+
+    ``found`` is an ``ItemSucceeded`` with the result as data; ``not_found``
+    and ``error`` are ``ItemFailed``. Raises ``ValueError`` for a payload
+    without an enrichment id, an unknown status, or no ``eventbus_key``.
+    """
+    r = _result.decode(body)
+    if r.status not in STATUSES:
+        raise ValueError(f"unknown Pronto status {r.status!r}; expected one of {', '.join(STATUSES)}")
+    key = r.contact.get(KEY_FIELD)
+    if not isinstance(key, str) or not key:
+        raise ValueError(f"the contact has no {KEY_FIELD}: it was not submitted by eventbus")
+    common = {
+        "id": ev.event_id("pronto", r.enrichment_id, "item", key),
+        "provider": "pronto",
+        "job_id": r.enrichment_id,
+        "source": "webhook",
+        "key": key,
+    }
+    if r.status == "found":
+        return [ev.ItemSucceeded(outcome="found", data=r.result, **common)]
+    message = "no match found" if r.status == "not_found" else "Pronto could not enrich this contact"
+    return [ev.ItemFailed(code=r.status, message=message, details={"contact": r.contact}, **common)]

@@ -1,0 +1,394 @@
+"""Submit contacts and watch every job to its end, whichever way its provider reports progress.
+
+:func:`follow` starts the sources a provider needs *before* submitting (the
+Datananas WebSocket replays nothing; Pronto and InsideView call back), submits,
+then watches each accepted job, and publishes one merged stream through a
+:class:`~eventbus.tracker.JobTracker` onto the bus:
+
+========== ===================================================================
+provider   how each job is watched
+========== ===================================================================
+Datananas  the account's WebSocket; events that arrive before the HTTP answer
+           are held by a :class:`~adapters.websocket.Correlator` until the
+           job's ``uuid`` is known; ``_ending`` completes the job
+Pronto     one webhook per contact at ``/hooks/pronto``; the job completes
+           when every contact it carried has reported (Pronto sends no
+           "done" callback)
+InsideView status polls with backoff (and status webhooks when a webhook URL
+           is set); once ``finished``, the results CSV is streamed row by row,
+           then the job completes
+Mautic     status polls with backoff; once ``completed``, the ``details``
+           pages are followed until ``next-page`` is absent; a 404 on the job
+           becomes ``JobExpired``
+========== ===================================================================
+
+Item keys are the contact's 0-based row in the submitted input (InsideView:
+the new-contact id itself).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Mapping
+from contextlib import AsyncExitStack
+from dataclasses import dataclass, field
+from typing import Any
+
+import anyio
+import httpx
+import msgspec
+
+from adapters.http import ProviderClient, Settings
+from adapters.polling import CsvRows, Poller, PollOutcome, follow_pages
+from adapters.providers import datananas, insideview, mautic, pronto
+from adapters.providers.base import Request
+from adapters.providers.base import Response as ProviderResponse
+from adapters.serving import ServedApp
+from adapters.submit import AcceptedJob, SubmitReport, make_provider, submit
+from adapters.webhooks import WebhookReceiver
+from adapters.websocket import Correlator, WebSocketSource
+from eventbus import events as ev
+from eventbus.bus import Bus
+from eventbus.exceptions import ConfigError
+from eventbus.subscribers.board import JobBoard
+from eventbus.tracker import JobTracker, Publisher
+
+__all__ = ["FollowResult", "follow"]
+
+
+@dataclass
+class FollowResult:
+    """What :func:`follow` saw: the submission, the per-job board, and whether everything completed."""
+
+    report: SubmitReport
+    board: JobBoard
+    timed_out: bool = False
+    unfinished: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every row was valid, every chunk accepted and every job completed."""
+        jobs = [self.board.rows.get((self.report.provider, j.job_id)) for j in self.report.accepted]
+        return (
+            self.report.ok
+            and not self.report.invalid
+            and not self.timed_out
+            and all(row is not None and row.state == "completed" for row in jobs)
+        )
+
+
+class _RowKeys:
+    """Publishes through to ``target``, turning job-local item positions into input rows."""
+
+    def __init__(self, target: Publisher) -> None:
+        self.target = target
+        self.rows: dict[str, tuple[int, ...]] = {}
+        self.connected = anyio.Event()
+
+    def _map(self, event: ev.Event) -> ev.Event:
+        if isinstance(event, ev.SourceState) and event.state == "connected":
+            self.connected.set()
+        if isinstance(event, ev.ItemSucceeded | ev.ItemFailed):
+            rows = self.rows.get(event.job_id)
+            if rows is not None and event.key.isdigit() and int(event.key) < len(rows):
+                return msgspec.structs.replace(event, key=str(rows[int(event.key)]))
+        return event
+
+    async def publish(self, event: ev.Event) -> None:
+        await self.target.publish(self._map(event))
+
+    def publish_nowait(self, event: ev.Event) -> None:
+        self.target.publish_nowait(self._map(event))
+
+
+class _CompleteByCount:
+    """Publishes through to the tracker and completes a job once it has reported ``total`` distinct items."""
+
+    def __init__(self, target: Publisher, tracker: JobTracker, provider: str) -> None:
+        self.target = target
+        self.tracker = tracker
+        self.provider = provider
+        self.totals: dict[str, int] = {}
+
+    def _completion(self, event: ev.Event) -> ev.JobCompleted | None:
+        if not isinstance(event, ev.ItemSucceeded | ev.ItemFailed):
+            return None
+        return self.completion(event.job_id, event.source)
+
+    def completion(self, job_id: str, source: str = "webhook") -> ev.JobCompleted | None:
+        """The JobCompleted for ``job_id`` if all its items are in (once; None otherwise)."""
+        total = self.totals.get(job_id)
+        if total is None:
+            return None
+        view = self.tracker.job(self.provider, job_id)
+        if view is None or view.terminal is not None or view.items < total:
+            return None
+        del self.totals[job_id]
+        return ev.JobCompleted(
+            id=ev.event_id(self.provider, job_id, "completed"),
+            provider=self.provider,
+            job_id=job_id,
+            source=source,  # type: ignore[arg-type]
+            succeeded=view.succeeded,
+            failed=view.failed,
+            total=total,
+        )
+
+    async def publish(self, event: ev.Event) -> None:
+        await self.target.publish(event)
+        done = self._completion(event)
+        if done is not None:
+            await self.target.publish(done)
+
+    def publish_nowait(self, event: ev.Event) -> None:
+        self.target.publish_nowait(event)
+        done = self._completion(event)
+        if done is not None:
+            self.target.publish_nowait(done)
+
+
+async def follow(
+    provider: str,
+    contacts: Iterable[Mapping[str, Any] | str],
+    bus: Bus,
+    *,
+    settings: Settings | None = None,
+    client: httpx.AsyncClient | None = None,
+    webhook_url: str | None = None,
+    webhook_host: str = "127.0.0.1",
+    webhook_port: int = 0,
+    webhook_secret: str | None = None,
+    ws_url: str | None = None,
+    timeout: float = 600.0,
+    stuck_after: float = 120.0,
+    poll_initial: float = 0.2,
+    poll_cap: float = 5.0,
+    concurrency: int = 4,
+    strict: bool = False,
+    **options: Any,
+) -> FollowResult:
+    """Submit ``contacts`` to ``provider`` and publish the merged stream of every job until all have ended.
+
+    Returns when every accepted job reached a terminal state, or after
+    ``timeout`` seconds (then ``timed_out`` is set and ``unfinished`` lists the
+    jobs still open). ``webhook_url`` is the URL the provider should call; when
+    not given, a receiver is started on ``webhook_host:webhook_port`` and its
+    own URL is used (fine for the simulator; a real provider needs a public URL).
+    """
+    settings = settings or Settings.from_env(provider)
+    make_provider(provider, **{**options, **_webhook_option(provider, "http://placeholder.invalid/")})  # validate early
+    tracker = JobTracker(stuck_after=stuck_after)
+    board = JobBoard()
+    expected: list[str] = []
+    all_done = anyio.Event()
+
+    def observe(event: ev.Event) -> None:
+        board(event)
+        if expected and event.job_id in expected and all(_finished(board, provider, j) for j in expected):
+            all_done.set()
+
+    watcher = bus.on(observe, name=f"follow-{provider}-{id(board)}", providers=provider, buffer=65_536)
+    async with (
+        tracker.attach(bus, check_every=min(5.0, stuck_after)) as merged,
+        AsyncExitStack() as stack,
+        ProviderClient(make_provider(provider, **options), settings, client) as http,
+    ):
+        keyed = _RowKeys(merged)
+        counted = _CompleteByCount(merged, tracker, provider)
+        sink: Publisher = counted if provider == "pronto" else keyed
+        if provider == "datananas":
+            source = WebSocketSource(
+                ws_url or _datananas_ws_url(settings.base_url),
+                datananas.parse_frame,
+                keyed,
+                provider="datananas",
+                token=settings.credential,
+                correlator=Correlator(max_age=max(60.0, timeout)),
+                healthy_after=5.0,
+            )
+            await stack.enter_async_context(source)
+            with anyio.fail_after(30):
+                await keyed.connected.wait()  # Datananas replays nothing: be connected before submitting
+        if provider in ("pronto", "insideview"):
+            parse = pronto.parse_webhook if provider == "pronto" else insideview.parse_webhook
+            receiver = WebhookReceiver(sink, {provider: parse}, secret=webhook_secret)
+            if webhook_url is None:
+                served = ServedApp(receiver.app, host=webhook_host, port=webhook_port)
+                await stack.enter_async_context(served)
+                webhook_url = f"{served.url}/hooks/{provider}"
+            options.update(_webhook_option(provider, webhook_url))
+        report = await submit(
+            provider,
+            contacts,
+            sink,
+            settings=settings,
+            client=client,
+            concurrency=concurrency,
+            strict=strict,
+            **options,
+        )
+        for job in report.accepted:
+            keyed.rows[job.job_id] = job.rows
+            if provider == "pronto" and job.total is not None:
+                counted.totals[job.job_id] = job.total
+        if provider == "pronto":  # webhooks may all have arrived before the totals were known
+            for job in report.accepted:
+                done = counted.completion(job.job_id)
+                if done is not None:
+                    await merged.publish(done)
+        result = FollowResult(report, board)
+        pending = [j for j in report.accepted if not ev.is_chunk_ref(j.job_id)]
+        async with anyio.create_task_group() as tg:
+            for job in pending:
+                if provider == "datananas":
+                    await source.bind(job.job_id, job.job_id)
+                elif provider == "insideview" and options.get("endpoint", "job") == "job":
+                    tg.start_soon(_watch_insideview, http, job, keyed, poll_initial, poll_cap)
+                elif provider == "mautic":
+                    tg.start_soon(_watch_mautic, http, job, keyed, poll_initial, poll_cap)
+            expected.extend(j.job_id for j in pending)
+            await bus.drain()
+            if all(_finished(board, provider, j) for j in expected):
+                all_done.set()
+            with anyio.move_on_after(timeout) as scope:
+                await all_done.wait()
+            if scope.cancelled_caught:
+                result.timed_out = True
+                result.unfinished = [j.job_id for j in pending if not _finished(board, provider, j.job_id)]
+            tg.cancel_scope.cancel()
+    await bus.drain()
+    watcher.close()
+    return result
+
+
+def _webhook_option(provider: str, url: str) -> dict[str, str]:
+    return {"pronto": {"webhook_url": url}, "insideview": {"webhook": url}}.get(provider, {})
+
+
+def _datananas_ws_url(base_url: str) -> str:
+    if base_url.startswith("http"):
+        return "ws" + base_url[4:] + "/ws"
+    raise ConfigError(f"cannot derive the Datananas WebSocket URL from {base_url!r}; pass ws_url")
+
+
+def _finished(board: JobBoard, provider: str, job_id: str) -> bool:
+    row = board.rows.get((provider, job_id))
+    return row is not None and row.finished
+
+
+async def _watch_insideview(http: ProviderClient, job: AcceptedJob, bus: Publisher, initial: float, cap: float) -> None:
+    """Poll the job's status; once finished, stream its CSV results, then complete it."""
+    last: dict[str, Any] = {}
+
+    async def fetch() -> httpx.Response:
+        return await http.request(
+            Request("GET", f"/target/contact/job/{job.job_id}", headers={"Accept": "application/json"})
+        )
+
+    def interpret(response: httpx.Response) -> tuple[list[ev.Event], bool, bool]:
+        status = insideview.parse_job_status(ProviderResponse(response.status_code, {}, response.content))
+        changed = (status.status, status.processed) != (last.get("status"), last.get("processed"))
+        last.update(status=status.status, processed=status.processed)
+        events = insideview.status_events(status, "poll")
+        return events, changed, status.status in insideview.TERMINAL_STATUSES
+
+    outcome = await Poller(
+        fetch, interpret, bus, provider="insideview", job_id=job.job_id, known=True, initial=initial, cap=cap
+    ).run()
+    if outcome is not PollOutcome.TERMINAL or last.get("status") != "finished":
+        return
+    succeeded = failed = 0
+    request = Request("GET", f"/target/contact/job/{job.job_id}/results")
+    async with (
+        http.stream(request) as response,
+        CsvRows(response, bus, provider="insideview", job_id=job.job_id) as rows,
+    ):
+        async for row in rows:
+            try:
+                events = insideview.result_row_events(job.job_id, row.fields)
+            except ValueError as exc:
+                await bus.publish(
+                    ev.InvalidSignal(
+                        id=ev.new_id(),
+                        provider="insideview",
+                        job_id=job.job_id,
+                        source="poll",
+                        reason=f"results line {row.line}: {exc}",
+                    )
+                )
+                continue
+            for event in events:
+                succeeded += isinstance(event, ev.ItemSucceeded)
+                failed += isinstance(event, ev.ItemFailed)
+                await bus.publish(event)
+    await bus.publish(insideview.completed_event(job.job_id, succeeded, failed))
+
+
+async def _watch_mautic(http: ProviderClient, job: AcceptedJob, bus: Publisher, initial: float, cap: float) -> None:
+    """Poll the job's status; once completed, follow the details pages, then complete it."""
+    last: dict[str, str] = {}
+    url = f"/api/contacts/job/{job.job_id}"
+
+    async def fetch() -> httpx.Response:
+        return await http.request(Request("GET", url))
+
+    def interpret(response: httpx.Response) -> tuple[list[ev.Event], bool, bool]:
+        status = mautic.read_status(response.content).status
+        changed = status != last.get("status")
+        last["status"] = status
+        return [], changed, status == "completed"
+
+    outcome = await Poller(
+        fetch, interpret, bus, provider="mautic", job_id=job.job_id, known=True, initial=initial, cap=cap
+    ).run()
+    if outcome is not PollOutcome.TERMINAL:
+        return  # expired (JobExpired published) or gave up (SourceState published)
+
+    async def fetch_page(page_url: str) -> tuple[list[mautic.DetailEntry], str | None]:
+        path = page_url.split(http.settings.base_url, 1)[1] if page_url.startswith("http") else page_url
+        path, _, query = path.partition("?")
+        params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+        response = await http.send(Request("GET", path, params=params))
+        if response.status == 404:
+            raise _Expired
+        return mautic.read_details_page(response.body)
+
+    position = succeeded = failed = created = updated = 0
+    try:
+        async for entries, _next in follow_pages(fetch_page, f"{url}?details=1", lambda page: page[1]):
+            for event in mautic.detail_events(job.job_id, entries, position):
+                if isinstance(event, ev.ItemSucceeded):
+                    succeeded += 1
+                    created += event.outcome == "created"
+                    updated += event.outcome == "updated"
+                else:
+                    failed += 1
+                await bus.publish(event)
+            position += len(entries)
+    except _Expired:
+        await bus.publish(
+            ev.JobExpired(
+                id=ev.event_id("mautic", job.job_id, "expired"),
+                provider="mautic",
+                job_id=job.job_id,
+                source="poll",
+                reason="the job expired while its details were being read",
+            )
+        )
+        return
+    await bus.publish(
+        ev.JobCompleted(
+            id=ev.event_id("mautic", job.job_id, "completed"),
+            provider="mautic",
+            job_id=job.job_id,
+            source="poll",
+            succeeded=succeeded,
+            failed=failed,
+            created=created,
+            updated=updated,
+            total=position,
+        )
+    )
+
+
+class _Expired(Exception):
+    pass
