@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import random
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import anyio.abc
@@ -19,7 +21,9 @@ from starlette.responses import Response
 
 from adapters.simulator.config import Clock, SimulatorConfig
 
-__all__ = ["BodyError", "SimState", "json_response", "read_json", "stable_fraction"]
+__all__ = ["BodyError", "SimState", "is_http_url", "json_response", "read_json", "stable_fraction"]
+
+_log = logging.getLogger("adapters.simulator")
 
 
 def json_response(
@@ -68,6 +72,18 @@ async def read_json(request: Request, limit: int, error: Callable[[str], Respons
         raise BodyError(error("malformed JSON body: nested too deeply")) from None
 
 
+def is_http_url(url: object) -> bool:
+    """True for an absolute ``http(s)://host[:port]/...`` URL in printable ASCII (what a webhook may target)."""
+    if not isinstance(url, str) or not url.isascii() or not url.isprintable() or " " in url or len(url) > 2048:
+        return False
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 - raises ValueError for a bad port
+    except ValueError:
+        return False
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def stable_fraction(*parts: object, seed: int = 0) -> float:
     """A deterministic number in [0, 1) from ``parts`` and the seed (the outcome rules use it)."""
     digest = hashlib.blake2b(repr((seed, *parts)).encode(), digest_size=8).digest()
@@ -96,6 +112,7 @@ class SimState:
     jobs: dict[str, dict[str, Any]] = field(default_factory=dict)  # provider -> job id -> job
     task_group: anyio.abc.TaskGroup | None = None
     extra: dict[str, Any] = field(default_factory=dict)
+    background_errors: list[str] = field(default_factory=list)  # crashes of background work: always a bug
 
     def __post_init__(self) -> None:
         self.rng = random.Random(self.config.seed)
@@ -158,9 +175,22 @@ class SimState:
         return False
 
     def spawn(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
-        """Run a background job in the simulator's task group."""
+        """Run a background job in the simulator's task group; a job that crashes is recorded, not fatal."""
         assert self.task_group is not None, "the simulator app is not running (lifespan not started)"
-        self.task_group.start_soon(fn, *args)
+        self.task_group.start_soon(self._guarded, fn, *args)
+
+    async def _guarded(self, fn: Callable[..., Awaitable[Any]], *args: Any) -> None:
+        # One broken job must not cancel the task group that runs every other job and the webhook workers.
+        try:
+            await fn(*args)
+        except Exception as exc:
+            self.record_error(f"{getattr(fn, '__qualname__', fn)}: {exc!r}")
+
+    def record_error(self, message: str) -> None:
+        """Note a simulator bug seen in the background (tests assert there are none)."""
+        if len(self.background_errors) < 100:
+            self.background_errors.append(message)
+        _log.error("simulator background error: %s", message)
 
     def count_path(self, key: str) -> None:
         self.requests_by_path[key] = self.requests_by_path.get(key, 0) + 1

@@ -43,14 +43,17 @@ class RawPoster:
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         """Send one POST and return the response status; raise HTTPPostError on failure."""
-        parts = urlsplit(url)
-        if parts.scheme != "http" or not parts.hostname:
+        try:
+            parts = urlsplit(url)
+            host, port = parts.hostname, parts.port or 80
+            target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
+            lines = [f"POST {target} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
+            lines += [f"{k}: {v}" for k, v in headers.items()]
+            request = ("\r\n".join(lines) + "\r\n\r\n").encode("ascii") + body
+        except (ValueError, UnicodeEncodeError) as exc:
+            raise HTTPPostError(f"cannot POST to {url!r}: {exc}") from None
+        if parts.scheme != "http" or not host or any(c in target + parts.netloc for c in "\r\n "):
             raise HTTPPostError(f"RawPoster handles http:// URLs only, not {url!r}")
-        host, port = parts.hostname, parts.port or 80
-        target = (parts.path or "/") + (f"?{parts.query}" if parts.query else "")
-        lines = [f"POST {target} HTTP/1.1", f"Host: {parts.netloc}", f"Content-Length: {len(body)}"]
-        lines += [f"{k}: {v}" for k, v in headers.items()]
-        request = ("\r\n".join(lines) + "\r\n\r\n").encode("latin-1") + body
         pool = self._idle.setdefault((host, port), [])
         conn = pool.pop() if pool else None
         try:

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.simulator.common import SimState, json_response, pace, read_body, read_json
+from adapters.simulator.common import SimState, is_http_url, json_response, pace, read_body, read_json
 
 __all__ = ["CSV_COLUMNS", "MAX_BULK_FETCH", "MAX_JOB_IDS", "contact_outcome", "is_valid_id", "routes"]
 
@@ -168,6 +168,12 @@ class InsideView:
                 return _error(f"insufficient transaction quota: {len(ids)} ids requested, {left} transactions left")
             self.state.config.insideview_transactions = left - len(ids)
         token = request.headers["accessToken"]
+        webhook = request.query_params.get("webhook")
+        if webhook is not None and not is_http_url(webhook):
+            return _error("validation failed: webhook must be an http(s) URL")
+        company = request.query_params.get("retrieveCompanyDetails", "false")
+        if company not in ("true", "false"):
+            return _error("validation failed: retrieveCompanyDetails must be true or false")
         if self.transactions_left is not None and len(ids) > self.transactions_left:
             return _error(f"insufficient transaction quota: {len(ids)} ids requested, {self.transactions_left} left")
         active = sum(1 for j in self.jobs.values() if j["token"] == token and j["status"] not in TERMINAL)
@@ -184,8 +190,8 @@ class InsideView:
             "ids": ids,
             "rows": [],
             "token": token,
-            "webhook": request.query_params.get("webhook"),
-            "company": request.query_params.get("retrieveCompanyDetails") == "true",
+            "webhook": webhook,
+            "company": company == "true",
         }
         self.jobs[job_id] = job
         self.state.spawn(self._process, job)

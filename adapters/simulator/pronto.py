@@ -22,7 +22,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters.iso3166 import is_alpha2
-from adapters.simulator.common import SimState, json_response, pace, read_json, stable_fraction
+from adapters.simulator.common import SimState, is_http_url, json_response, pace, read_json, stable_fraction
 
 __all__ = ["ENRICHMENT_TYPES", "MAX_CONTACTS", "MIN_CONTACTS", "outcome", "routes"]
 
@@ -143,7 +143,7 @@ class Pronto:
             hint = "; use /contacts/single_enrich for one contact" if count == 1 else ""
             return _error(f"contacts must hold {MIN_CONTACTS} to {MAX_CONTACTS} contacts, got {count}{hint}")
         url = data.get("webhook_url")
-        if not isinstance(url, str) or not url.startswith(("http://", "https://")):
+        if not is_http_url(url):
             return _error("webhook_url is required and must be an http(s) URL")
         kind, refused = self._validate_common(data)
         if refused is not None:
@@ -200,7 +200,7 @@ class Pronto:
         if problems:
             return _error("validation_failed", details=problems)
         url = data.get("webhook_url")
-        if url is not None and (not isinstance(url, str) or not url.startswith(("http://", "https://"))):
+        if url is not None and not is_http_url(url):
             return _error("webhook_url must be an http(s) URL")
         if (refused := self._charge(1)) is not None:
             return refused

@@ -128,7 +128,11 @@ class WebhookSender:
     async def _worker(self, receive: MemoryObjectReceiveStream[tuple[str, bytes, str]]) -> None:
         async with receive:
             async for item in receive:
-                await self._deliver_with_retries(*item)
+                try:
+                    await self._deliver_with_retries(*item)
+                except Exception as exc:  # a bug here must not stop this worker (the others would follow)
+                    self.state.record_error(f"webhook delivery to {item[0]!r}: {exc!r}")
+                    self._settle(False)
 
     async def _deliver_with_retries(self, url: str, body: bytes, msg_id: str) -> None:
         config = self.state.config
@@ -161,6 +165,8 @@ class WebhookSender:
                 status = (await self._client.post(url, content=body, headers=headers)).status_code
         except (httpx.HTTPError, HTTPPostError):
             return "retry"
+        except httpx.InvalidURL:  # validated on submit; resending would not fix it
+            return "refused"
         if 200 <= status < 300:
             return "delivered"
         if status == 429 or status >= 500:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 
+SECRET_ENV = "EVENTBUS_WEBHOOK_SECRET"  # the same variable `eventbus serve` verifies with
 NAME = "simulate"
 HELP = "run the local provider simulator on one port"
 ORDER = 60
@@ -23,10 +24,15 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="switch a fault on (repeatable), e.g. ws_drop_after=100, duplicate_webhooks=0.2; see docs/simulator.md",
     )
-    parser.add_argument("--webhook-secret", default=None, help="sign outgoing webhooks (Standard Webhooks)")
+    parser.add_argument(
+        "--webhook-secret",
+        default=None,
+        help=f"sign outgoing webhooks the Standard Webhooks way (default: ${SECRET_ENV}; unsigned if neither is set)",
+    )
 
 
 def run(args: argparse.Namespace) -> int:
+    import os
     import signal
     import threading
 
@@ -35,7 +41,8 @@ def run(args: argparse.Namespace) -> int:
     faults = None
     for spec in args.fault:
         faults = parse_fault(spec, faults)
-    config = SimulatorConfig(seed=args.seed, webhook_secret=args.webhook_secret)
+    secret = args.webhook_secret if args.webhook_secret is not None else os.environ.get(SECRET_ENV) or None
+    config = SimulatorConfig(seed=args.seed, webhook_secret=secret)
     if faults is not None:
         config.faults = faults
     if args.item_time is not None:
@@ -46,11 +53,20 @@ def run(args: argparse.Namespace) -> int:
         config.item_time = args.item_time
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
-    with simulator(config, host=args.host, port=args.port) as sim:
+    try:
+        running = simulator(config, host=args.host, port=args.port)
+        sim = running.__enter__()
+    except OSError as exc:  # port taken, address not available: say so, no traceback
+        from eventbus.exceptions import ConfigError
+
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    try:
         print(f"listening on {sim.base_url}", flush=True)
         try:
             while not stop.wait(3600):
                 pass
         except KeyboardInterrupt:
             pass
+    finally:
+        running.__exit__(None, None, None)
     return 0

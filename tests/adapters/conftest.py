@@ -17,9 +17,11 @@ def sim_config() -> SimulatorConfig:
 
 @pytest.fixture
 async def simulator(sim_config: SimulatorConfig) -> AsyncIterator[Simulator]:
-    """A running simulator, started for the test and stopped after it."""
+    """A running simulator, started for the test and stopped after it (failing it if its background work crashed)."""
     async with run_simulator(sim_config) as sim:
         yield sim
+    # A crash in the simulator's background work is a simulator bug, whatever the test was about.
+    assert sim.state.background_errors == [], sim.state.background_errors
 
 
 class WebhookSink:

@@ -43,3 +43,32 @@ def test_simulate_refuses_unknown_fault() -> None:
     assert proc.returncode == 1
     assert "unknown fault 'explode'" in proc.stderr and "ws_drop_after" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_simulate_refuses_a_taken_port() -> None:
+    """A port already in use exits 1 with a message naming it, not a traceback."""
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        proc = subprocess.run(
+            [sys.executable, "-m", "eventbus", "simulate", "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+        )
+    assert proc.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_simulate_refuses_negative_item_time() -> None:
+    """--item-time below zero exits 1 with a message naming the option."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "eventbus", "simulate", "--item-time", "-1"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert proc.returncode == 1 and "--item-time" in proc.stderr and "Traceback" not in proc.stderr

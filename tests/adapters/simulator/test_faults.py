@@ -155,3 +155,111 @@ async def test_never_500_on_garbage(simulator) -> None:
                     headers={"content-type": "application/json", "authorization": "Bearer demo-token", **KEY},
                 )
                 assert 400 <= r.status_code < 500, (path, body[:20], r.status_code, r.text[:200])
+
+
+async def deliveries(config: SimulatorConfig, n: int) -> list[tuple[int, str]]:
+    """One Pronto bulk of n contacts (item_time 0) through a fresh simulator: (contact, id suffix) as they arrived."""
+    sink = WebhookSink()
+    async with ServedApp(sink.app) as served, run_simulator(config) as sim, httpx.AsyncClient() as client:
+        await client.post(
+            sim.urls["pronto"] + "/contacts/bulk_enrich", json=batch(n, served.url + "/hook"), headers=KEY
+        )
+        await sink.wait_for(n)  # item_time=0: every copy was queued in one step, before the first arrived
+        await sim.webhooks.wait_settled(sim.webhooks.stats.queued)
+    return [
+        (int(b["contact"]["firstname"][1:]), h["webhook-id"].rsplit("_", 1)[1])
+        for (h, _), b in zip(sink.requests, sink.bodies(), strict=True)
+    ]
+
+
+async def test_duplicates_are_deterministic_under_the_seed() -> None:
+    """duplicate_webhooks=0.5 duplicates the same contacts' webhooks in two runs with the same seed."""
+
+    def config() -> SimulatorConfig:
+        return SimulatorConfig(item_time=0, seed=3, webhook_concurrency=1, faults=Faults(duplicate_webhooks=0.5))
+
+    first, second = await deliveries(config(), 30), await deliveries(config(), 30)
+    assert first == second and 30 < len(first) < 60
+
+
+async def test_reorder_is_deterministic_under_the_seed() -> None:
+    """reorder_webhooks gives the same delivery order in two runs with the same seed, and another with another seed."""
+
+    def config(seed: int) -> SimulatorConfig:
+        return SimulatorConfig(item_time=0, seed=seed, webhook_concurrency=1, faults=Faults(reorder_webhooks=10))
+
+    a, b, c = await deliveries(config(1), 30), await deliveries(config(1), 30), await deliveries(config(2), 30)
+    assert a == b and a != c and sorted(a) == sorted(c)
+
+
+async def test_token_endpoints_are_exempt_from_5xx_bursts() -> None:
+    """error_every=1 fails every API request but never the login endpoints, so clients can still authenticate."""
+    config = SimulatorConfig(faults=Faults(error_every=1))
+    async with run_simulator(config) as sim, httpx.AsyncClient() as client:
+        login = await client.post(
+            sim.urls["insideview_login"] + "/Auth/login/v1/token.json",
+            params={"clientId": "demo", "clientSecret": "demo", "grantType": "cred"},
+        )
+        oauth = await client.post(
+            sim.urls["mautic"] + "/oauth/v2/token",
+            data={"grant_type": "client_credentials", "client_id": "demo", "client_secret": "demo"},
+        )
+        api = await client.get(sim.urls["pronto"] + "/contacts/x", headers=KEY)
+    assert (login.status_code, oauth.status_code, api.status_code) == (200, 200, 503)
+
+
+async def test_receiver_4xx_is_final(sim_config: SimulatorConfig) -> None:
+    """A receiver answering 400 is not retried: one attempt, counted as failed."""
+    sink = WebhookSink(statuses=[400, 400])
+    async with ServedApp(sink.app) as served, run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        await client.post(
+            sim.urls["pronto"] + "/contacts/bulk_enrich", json=batch(2, served.url + "/hook"), headers=KEY
+        )
+        await sim.webhooks.wait_settled(2)
+        stats = sim.webhooks.stats
+    assert (stats.attempts, stats.failed, stats.delivered) == (2, 2, 0)
+
+
+async def test_receiver_429_is_retried(sim_config: SimulatorConfig) -> None:
+    """A receiver answering 429 gets the webhook again."""
+    sink = WebhookSink(statuses=[429])
+    sim_config.webhook_concurrency = 1
+    async with ServedApp(sink.app) as served, run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        await client.post(
+            sim.urls["pronto"] + "/contacts/bulk_enrich", json=batch(2, served.url + "/hook"), headers=KEY
+        )
+        await sink.wait_for(2)
+        stats = sim.webhooks.stats
+    assert (stats.attempts, stats.delivered) == (3, 2)
+
+
+async def test_unsigned_webhooks_carry_only_an_id(simulator, webhook_sink) -> None:
+    """Without a secret, webhooks carry webhook-id but no signature headers."""
+    sink, url = webhook_sink
+    async with httpx.AsyncClient() as client:
+        await client.post(simulator.urls["pronto"] + "/contacts/bulk_enrich", json=batch(2, url), headers=KEY)
+    await sink.wait_for(2)
+    for headers, _ in sink.requests:
+        assert headers["webhook-id"].startswith("pr_") and "webhook-signature" not in headers
+
+
+async def test_insideview_status_webhooks_are_signed(sim_config: SimulatorConfig, webhook_sink) -> None:
+    """InsideView status callbacks are signed too, with ids iv_<jobId>_<status>."""
+    sink, url = webhook_sink
+    sim_config.webhook_secret = "whsec_c2VjcmV0LWtleQ=="
+    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        token = (
+            await client.post(
+                sim.urls["insideview_login"] + "/Auth/login/v1/token.json",
+                params={"clientId": "demo", "clientSecret": "demo", "grantType": "cred"},
+            )
+        ).json()["accessTokenDetails"]["accessToken"]
+        r = await client.post(
+            sim.urls["insideview"] + "/target/contact/job",
+            params={"webhook": url},
+            content="1",
+            headers={"accessToken": token, "content-type": "text/plain", "accept": "application/json"},
+        )
+        await sink.wait_for(2)
+    ids = [verify(sim_config.webhook_secret, headers, body) for headers, body in sink.requests]
+    assert ids == [f"iv_{r.json()['jobId']}_processing", f"iv_{r.json()['jobId']}_finished"]
