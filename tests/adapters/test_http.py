@@ -1,0 +1,390 @@
+"""ProviderClient over loopback: auth per provider, token refresh, retries and backoff, ambiguous sends, typed errors.
+
+The scripted provider is a small real Starlette app served by uvicorn in a
+background thread (``ServedApp``), so each test still runs on asyncio and trio.
+Connection-level faults (a dropped or silent connection) use a raw anyio TCP
+listener inside the test.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+
+import anyio
+import anyio.abc
+import httpx
+import msgspec
+import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import Response as StarletteResponse
+from starlette.routing import Route
+
+from adapters.http import ProviderClient, Settings
+from adapters.providers import Datananas, InsideView, Mautic, Pronto
+from adapters.providers.base import Request
+from adapters.serving import ServedApp
+from eventbus.exceptions import AmbiguousSubmit, AuthError, RateLimited, ServerError, TransportError
+
+pytestmark = pytest.mark.anyio
+
+SECRET = "s3cret-value-never-shown"
+SUBMIT = Request("POST", "/api/submit", headers={"Content-Type": "application/json"}, content=b'{"contacts": []}')
+
+
+@dataclass
+class Scripted:
+    """A provider stand-in: answers ``/api/submit`` from a script, issues tokens, remembers what it saw."""
+
+    answers: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
+    expires_in: int = 3600
+    refused_tokens: set[str] = field(default_factory=set)
+    tokens_issued: int = 0
+    submits: list[dict[str, str]] = field(default_factory=list)  # headers of each submit request
+    lock: threading.Lock = field(default_factory=threading.Lock)
+
+    def app(self) -> Starlette:
+        async def mautic_token(request: StarletteRequest) -> StarletteResponse:
+            form = (await request.body()).decode()
+            if f"client_secret={SECRET}" not in form:
+                return StarletteResponse(b'{"error": "invalid_client"}', status_code=400)
+            return self._grant({"access_token": self._new_token(), "expires_in": self.expires_in})
+
+        async def insideview_token(request: StarletteRequest) -> StarletteResponse:
+            if request.query_params.get("clientSecret") != SECRET:
+                return StarletteResponse(b'{"message": "bad credentials"}', status_code=401)
+            return self._grant({"accessTokenDetails": {"accessToken": self._new_token(), "tokenType": "bearer"}})
+
+        async def submit(request: StarletteRequest) -> StarletteResponse:
+            await request.body()
+            with self.lock:
+                self.submits.append(dict(request.headers))
+                token = request.headers.get("authorization", "").removeprefix("Bearer ")
+                token = request.headers.get("accesstoken", token)
+                if token in self.refused_tokens:
+                    return StarletteResponse(b'{"message": "expired token"}', status_code=401)
+                status, headers, body = self.answers.pop(0) if self.answers else (202, {}, b'{"id": "job-1"}')
+            return StarletteResponse(body, status_code=status, headers=headers)
+
+        return Starlette(
+            routes=[
+                Route("/oauth/v2/token", mautic_token, methods=["POST"]),
+                Route("/Auth/login/v1/token.json", insideview_token, methods=["POST"]),
+                Route("/api/submit", submit, methods=["POST"]),
+            ]
+        )
+
+    def _new_token(self) -> str:
+        with self.lock:
+            self.tokens_issued += 1
+            return f"tok-{self.tokens_issued}"
+
+    @staticmethod
+    def _grant(data: dict) -> StarletteResponse:
+        return StarletteResponse(msgspec.json.encode(data), media_type="application/json")
+
+
+@pytest.fixture
+async def scripted() -> AsyncIterator[tuple[Scripted, str]]:
+    """A running Scripted provider and its base URL."""
+    provider = Scripted()
+    async with ServedApp(provider.app()) as served:
+        yield provider, served.url
+
+
+def quick(url: str, credential: str = "id", **overrides) -> Settings:
+    """Settings with tiny backoff delays, so retries are quick."""
+    overrides.setdefault("backoff_base", 0.001)
+    overrides.setdefault("backoff_cap", 0.002)
+    return Settings(url, credential, SECRET, **overrides)
+
+
+class Clock:
+    """A monotonic clock the test moves by hand (token expiry is decided with it)."""
+
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+# --- auth ------------------------------------------------------------------------------------------
+
+
+async def test_insideview_token_goes_in_the_accesstoken_header(scripted: tuple[Scripted, str]) -> None:
+    """InsideView's token comes from its login endpoint and travels in a header named accessToken."""
+    provider, url = scripted
+    async with ProviderClient(InsideView(), quick(url, login_url=url)) as http:
+        response = await http.send(SUBMIT)
+    assert response.status == 202
+    assert provider.submits[0]["accesstoken"] == "tok-1" and "authorization" not in provider.submits[0]
+
+
+async def test_mautic_uses_oauth2_bearer(scripted: tuple[Scripted, str]) -> None:
+    """Mautic's client credentials become a Bearer token, fetched once for several requests."""
+    provider, url = scripted
+    async with ProviderClient(Mautic(), quick(url)) as http:
+        await http.send(SUBMIT)
+        await http.send(SUBMIT)
+    assert [h["authorization"] for h in provider.submits] == ["Bearer tok-1", "Bearer tok-1"]
+    assert provider.tokens_issued == 1
+
+
+@pytest.mark.parametrize(
+    "make, header, value",
+    [(lambda: Datananas(list="L1"), "authorization", "Bearer the-token"), (Pronto, "x-api-key", "the-token")],
+)
+async def test_static_credentials(scripted: tuple[Scripted, str], make, header: str, value: str) -> None:
+    """Datananas sends its bearer token and Pronto its X-API-KEY, with no token endpoint involved."""
+    provider, url = scripted
+    async with ProviderClient(make(), Settings(url, "the-token")) as http:
+        await http.send(SUBMIT)
+    assert provider.submits[0][header] == value and provider.tokens_issued == 0
+
+
+async def test_token_refreshed_ahead_of_expiry(scripted: tuple[Scripted, str]) -> None:
+    """A token about to expire is replaced before the request, so the provider never sees it expired."""
+    provider, url = scripted
+    clock = Clock()
+    async with ProviderClient(Mautic(), quick(url), clock=clock) as http:
+        await http.send(SUBMIT)
+        clock.now += provider.expires_in - 30  # inside the refresh margin, not yet expired
+        await http.send(SUBMIT)
+    assert [h["authorization"] for h in provider.submits] == ["Bearer tok-1", "Bearer tok-2"]
+
+
+async def test_401_refreshes_the_token_once(scripted: tuple[Scripted, str]) -> None:
+    """A token the provider stopped accepting is replaced once after the 401, and the request goes through."""
+    provider, url = scripted
+    async with ProviderClient(InsideView(), quick(url, login_url=url)) as http:
+        await http.send(SUBMIT)
+        provider.refused_tokens.add("tok-1")
+        response = await http.send(SUBMIT)
+    assert response.status == 202 and provider.tokens_issued == 2
+    assert [h["accesstoken"] for h in provider.submits] == ["tok-1", "tok-1", "tok-2"]
+
+
+async def test_second_401_is_an_auth_error(scripted: tuple[Scripted, str]) -> None:
+    """When even a fresh token gets 401, AuthError is raised after exactly one refresh."""
+    provider, url = scripted
+    provider.refused_tokens.update({"tok-1", "tok-2", "tok-3"})
+    async with ProviderClient(Mautic(), quick(url)) as http:
+        with pytest.raises(AuthError, match="even after a fresh token") as caught:
+            await http.send(SUBMIT)
+    assert provider.tokens_issued == 2 and len(provider.submits) == 2
+    assert caught.value.status == 401 and SECRET not in str(caught.value)
+
+
+async def test_refused_client_credentials_never_show_the_secret(scripted: tuple[Scripted, str]) -> None:
+    """Wrong client credentials are an AuthError whose message does not contain the secret sent."""
+    _, url = scripted
+    wrong = "wrong-secret-value"
+    settings = Settings(url, "id", wrong)
+    async with ProviderClient(Mautic(), settings) as http:
+        with pytest.raises(AuthError, match="refused the client credentials") as caught:
+            await http.send(SUBMIT)
+    assert wrong not in str(caught.value) and wrong not in repr(settings)
+
+
+# --- retries -----------------------------------------------------------------------------------------
+
+
+async def test_retry_after_is_honoured(scripted: tuple[Scripted, str]) -> None:
+    """A 429's Retry-After sets the wait (above our own tiny backoff), then the request goes through."""
+    provider, url = scripted
+    provider.answers = [(429, {"Retry-After": "0.05"}, b""), (429, {"Retry-After": "0.05"}, b"")]
+    waits: list[float] = []
+
+    async def on_throttle(delay: float, attempt: int) -> None:
+        waits.append(delay)
+
+    async with ProviderClient(Pronto(), quick(url)) as http:
+        response = await http.send(SUBMIT, on_throttle=on_throttle)
+    assert response.status == 202 and len(provider.submits) == 3
+    assert waits == [0.05, 0.05]
+
+
+async def test_x_ratelimit_reset_is_honoured(scripted: tuple[Scripted, str]) -> None:
+    """Mautic's X-RateLimit-Reset (seconds until reset) sets the wait when there is no Retry-After."""
+    provider, url = scripted
+    limits = {"X-RateLimit-Limit": "10", "X-RateLimit-Remaining": "0", "X-RateLimit-Reset": "0.04"}
+    provider.answers = [(429, limits, b"")]
+    waits: list[float] = []
+
+    async def on_throttle(delay: float, attempt: int) -> None:
+        waits.append(delay)
+
+    async with ProviderClient(Mautic(), quick(url)) as http:
+        await http.send(SUBMIT, on_throttle=on_throttle)
+    assert waits == [0.04] and len(provider.submits) == 2
+
+
+async def test_429_without_header_backs_off_on_its_own(scripted: tuple[Scripted, str]) -> None:
+    """InsideView's bare 429: capped jittered backoff, each wait within the cap, until it goes through."""
+    provider, url = scripted
+    provider.answers = [(429, {}, b"")] * 4
+    waits: list[float] = []
+
+    async def on_throttle(delay: float, attempt: int) -> None:
+        waits.append(delay)
+
+    settings = quick(url, login_url=url, backoff_base=0.001, backoff_cap=0.004)
+    async with ProviderClient(InsideView(), settings) as http:
+        response = await http.send(SUBMIT, on_throttle=on_throttle)
+    assert response.status == 202 and len(waits) == 4 and all(0 <= w <= 0.004 for w in waits)
+
+
+async def test_429_budget_is_capped(scripted: tuple[Scripted, str]) -> None:
+    """A provider that never stops throttling gets max_attempts requests, then RateLimited."""
+    provider, url = scripted
+    provider.answers = [(429, {}, b"")] * 10
+    async with ProviderClient(Pronto(), quick(url, max_attempts=3)) as http:
+        with pytest.raises(RateLimited, match="after 3 attempts"):
+            await http.send(SUBMIT)
+    assert len(provider.submits) == 3
+
+
+async def test_5xx_burst_is_retried(scripted: tuple[Scripted, str]) -> None:
+    """A burst of 502/503 (the provider did not take the request) is retried until it goes through."""
+    provider, url = scripted
+    provider.answers = [(503, {}, b"busy"), (502, {}, b""), (500, {}, b'{"message": "oops"}')]
+    retries: list[str] = []
+
+    async def on_retry(why: str, delay: float, attempt: int) -> None:
+        retries.append(why)
+
+    async with ProviderClient(Datananas(list="L1"), quick(url, credential="t")) as http:
+        response = await http.send(SUBMIT, on_retry=on_retry)
+    assert response.status == 202 and retries == ["HTTP 503", "HTTP 502", "HTTP 500"]
+
+
+async def test_5xx_budget_is_capped(scripted: tuple[Scripted, str]) -> None:
+    """Endless 503s end in ServerError carrying the status, after max_attempts requests."""
+    provider, url = scripted
+    provider.answers = [(503, {}, b"busy")] * 10
+    async with ProviderClient(Datananas(list="L1"), quick(url, credential="t", max_attempts=4)) as http:
+        with pytest.raises(ServerError) as caught:
+            await http.send(SUBMIT)
+    assert caught.value.status == 503 and len(provider.submits) == 4
+
+
+async def test_4xx_is_returned_not_retried(scripted: tuple[Scripted, str]) -> None:
+    """400/402/415/422 are answers for the provider module to read: returned at once, sent once."""
+    provider, url = scripted
+    provider.answers = [(402, {}, b'{"reason": "contact_total_quotas"}')]
+    async with ProviderClient(Datananas(list="L1"), quick(url, credential="t")) as http:
+        response = await http.send(SUBMIT)
+    assert response.status == 402 and len(provider.submits) == 1
+
+
+async def test_injected_client_is_used_and_left_open(scripted: tuple[Scripted, str]) -> None:
+    """An injected httpx client carries the requests and is not closed by ProviderClient."""
+    provider, url = scripted
+    async with httpx.AsyncClient(headers={"User-Agent": "injected"}) as client:
+        async with ProviderClient(Pronto(), Settings(url, "k"), client) as http:
+            await http.send(SUBMIT)
+        assert not client.is_closed
+    assert provider.submits[0]["user-agent"] == "injected"
+
+
+# --- connection faults ----------------------------------------------------------------------------
+
+
+@asynccontextmanager
+async def raw_server(answer: bytes | None) -> AsyncIterator[tuple[str, list[bytes]]]:
+    """A TCP server that reads one whole request, then misbehaves as ``answer`` says.
+
+    ``answer`` bytes are sent and the connection closed (a cut-off response);
+    ``None`` closes at once; ``b""`` stays silent until the client gives up.
+    Yields its base URL and the requests it received.
+    """
+    received: list[bytes] = []
+
+    async def handle(stream: anyio.abc.SocketStream) -> None:
+        async with stream:
+            data = b""
+            while b"\r\n\r\n" not in data:
+                data += await stream.receive()
+            head, _, body = data.partition(b"\r\n\r\n")
+            lines = head.lower().split(b"\r\n")
+            length = next((int(line.split(b":")[1]) for line in lines if line.startswith(b"content-length")), 0)
+            while len(body) < length:
+                body += await stream.receive()
+            received.append(head + b"\r\n\r\n" + body)
+            if answer is None:
+                return  # close without a word, after the request arrived
+            if answer:
+                await stream.send(answer)
+                return  # close: the answer is cut off where it stands
+            try:
+                await stream.receive()  # silent: wait for the client to give up and close
+            except (anyio.EndOfStream, anyio.BrokenResourceError):
+                pass
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    async with listener, anyio.create_task_group() as tg:
+        port = listener.extra(anyio.abc.SocketAttribute.local_port)
+        tg.start_soon(listener.serve, handle)
+        try:
+            yield f"http://127.0.0.1:{port}", received
+        finally:
+            tg.cancel_scope.cancel()
+
+
+async def test_dropped_connection_after_sending_is_ambiguous() -> None:
+    """A connection closed after the request arrived raises AmbiguousSubmit; the request is not sent again."""
+    async with raw_server(None) as (url, received), ProviderClient(Datananas(list="L1"), quick(url, "t")) as http:
+        with pytest.raises(AmbiguousSubmit, match="not resending") as caught:
+            await http.send(SUBMIT)
+    assert len(received) == 1 and caught.value.provider == "datananas"
+
+
+async def test_broken_response_is_ambiguous() -> None:
+    """A response cut off mid-body raises AmbiguousSubmit; the request is not sent again."""
+    partial = b'HTTP/1.1 202 Accepted\r\nContent-Length: 100\r\n\r\n{"id": '
+    async with raw_server(partial) as (url, received), ProviderClient(Pronto(), quick(url, "k")) as http:
+        with pytest.raises(AmbiguousSubmit):
+            with anyio.fail_after(10):
+                await http.send(SUBMIT)
+    assert len(received) == 1
+
+
+async def test_read_timeout_after_sending_is_ambiguous() -> None:
+    """No answer within the timeout after the request was sent: AmbiguousSubmit, sent exactly once."""
+    async with raw_server(b"") as (url, received), ProviderClient(Pronto(), quick(url, "k", timeout=0.2)) as http:
+        with pytest.raises(AmbiguousSubmit, match="did not answer"):
+            await http.send(SUBMIT)
+    assert len(received) == 1
+
+
+async def test_connection_refused_is_retried_then_transport_error() -> None:
+    """A port nobody listens on is retried (the request never left), then TransportError."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()  # now nothing listens there
+    retries: list[str] = []
+
+    async def on_retry(why: str, delay: float, attempt: int) -> None:
+        retries.append(why)
+
+    settings = quick(f"http://127.0.0.1:{port}", "t", max_attempts=3)
+    async with ProviderClient(Datananas(list="L1"), settings) as http:
+        with pytest.raises(TransportError, match="gave up after 3 attempts"):
+            await http.send(SUBMIT, on_retry=on_retry)
+    assert len(retries) == 2 and all("could not connect" in r for r in retries)
+
+
+async def test_unreachable_login_never_shows_the_secret() -> None:
+    """InsideView's login host unreachable: the error (and its cause) does not contain the client secret."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()
+    url = f"http://127.0.0.1:{port}"
+    async with ProviderClient(InsideView(), quick(url, login_url=url, max_attempts=1)) as http:
+        with pytest.raises(TransportError) as caught:
+            await http.send(SUBMIT)
+    assert SECRET not in str(caught.value) and SECRET not in str(caught.value.__cause__)
