@@ -25,6 +25,21 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--json", action="store_true", help="write every event as one JSON line on stdout")
     parser.add_argument("--format", choices=("csv", "jsonl", "ids"), help="the file's format (default: from suffix)")
     parser.add_argument("--strict", action="store_true", help="refuse the whole file if any row is invalid")
+    follow = parser.add_argument_group("following the jobs to their end")
+    follow.add_argument(
+        "--follow", action="store_true", help="watch every job until it ends; exit 0 only if all completed"
+    )
+    follow.add_argument(
+        "--webhook-listen",
+        metavar="HOST:PORT",
+        default="127.0.0.1:0",
+        help="where the local webhook receiver listens (default: 127.0.0.1, a free port)",
+    )
+    follow.add_argument("--timeout", type=float, default=3600.0, help="give up following after this many seconds")
+    follow.add_argument(
+        "--stuck-after", type=float, default=300.0, help="report a job silent for this many seconds (JobStuck)"
+    )
+    follow.add_argument("--items", action="store_true", help="print one line per contact too (readable output)")
     parser.add_argument("--concurrency", type=int, default=4, help="chunks in flight at once (default: 4)")
     parser.add_argument("--rate-limit", type=float, metavar="N", help="at most N requests per second")
     group = parser.add_argument_group("provider options")
@@ -75,6 +90,8 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--concurrency must be at least 1")
     settings = Settings.from_env(args.provider, base_url=args.base_url, rate_limit=args.rate_limit)
     contacts = list(read_contacts(args.file, kind=args.format))
+    if args.follow:
+        return _follow(args, settings, contacts)
     out = sys.stdout.buffer
 
     def write_json(event: ev.Event) -> None:
@@ -109,5 +126,78 @@ def run(args: argparse.Namespace) -> int:
             if report.stopped:
                 print(f"  stopped: {report.stopped}", file=sys.stderr)
         return 0 if report.ok and not report.invalid else 1
+
+    return anyio.run(main)
+
+
+def _listen(value: str) -> tuple[str, int]:
+    from eventbus.exceptions import ConfigError
+
+    host, sep, port = value.rpartition(":")
+    if not sep or not port.isdigit() or not 0 <= int(port) <= 65535:
+        raise ConfigError(f"--webhook-listen must be HOST:PORT (e.g. 0.0.0.0:8000), not {value!r}")
+    return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _follow(args: argparse.Namespace, settings: object, contacts: list) -> int:
+    """Submit and watch every job; readable lines (or JSON lines), a summary table, a clear exit status."""
+    import anyio
+    from rich.console import Console
+
+    from adapters.follow import follow
+    from eventbus import events as ev
+    from eventbus.bus import Bus
+    from eventbus.subscribers.board import JobBoard
+    from eventbus.subscribers.console import ConsoleView, summary_table
+
+    host, port = _listen(args.webhook_listen)
+    options = provider_options(args)
+    options.pop("webhook_url", None)
+    options.pop("webhook", None)
+    console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
+    out = sys.stdout.buffer
+
+    def write_json(event: ev.Event) -> None:
+        out.write(ev.encode(event) + b"\n")
+        out.flush()
+
+    async def main() -> int:
+        view = ConsoleView(JobBoard(), console, items=args.items)
+        try:
+            async with Bus() as bus:
+                bus.on(write_json if args.json else view, name="output", buffer=65_536)
+                result = await follow(
+                    args.provider,
+                    contacts,
+                    bus,
+                    settings=settings,
+                    webhook_url=args.webhook_url,
+                    webhook_host=host,
+                    webhook_port=port,
+                    timeout=args.timeout,
+                    stuck_after=args.stuck_after,
+                    concurrency=args.concurrency,
+                    strict=args.strict,
+                    **options,
+                )
+                await bus.drain()
+        finally:
+            view.stop()
+        console.print(summary_table(result.board, title=f"{args.provider} jobs"))
+        if result.ok:
+            console.print(f"all {len(result.report.accepted)} jobs completed")
+            return 0
+        problems = []
+        if result.report.invalid:
+            problems.append(f"{len(result.report.invalid)} invalid rows")
+        if result.report.rejected_chunks:
+            problems.append(f"{result.report.rejected_chunks} chunks rejected")
+        if result.timed_out:
+            problems.append(f"{len(result.unfinished)} jobs still open after {args.timeout:g}s")
+        states = [r.state for r in result.board.rows.values() if r.state not in ("completed", "invalid", "rejected")]
+        if states:
+            problems.append("jobs ended " + ", ".join(sorted(set(states))))
+        print(f"eventbus submit: not everything completed: {'; '.join(problems)}", file=sys.stderr)
+        return 1
 
     return anyio.run(main)

@@ -15,7 +15,7 @@ from rich.table import Table
 from eventbus import events as ev
 from eventbus.subscribers.board import JobBoard
 
-__all__ = ["ConsoleView", "describe", "summary_table"]
+__all__ = ["ConsoleView", "describe", "provider_table", "summary_table"]
 
 _STATE_STYLE = {
     "completed": "green",
@@ -166,5 +166,23 @@ def summary_table(board: JobBoard, title: str = "Jobs") -> Table:
             str(row.updated),
             "" if row.seconds is None else f"{row.seconds:.1f}",
             row.reason,
+        )
+    return table
+
+
+def provider_table(board: JobBoard, title: str = "By provider") -> Table:
+    """One row per provider: jobs, how many completed, contacts reported, succeeded, failed, refused before sending."""
+    table = Table(title=title)
+    for column in ("provider", "jobs", "completed", "contacts", "ok", "failed", "refused"):
+        table.add_column(column, justify="left" if column == "provider" else "right")
+    for provider, rows in board.by_provider().items():
+        jobs = [r for r in rows if r.state != "invalid"]
+        refused = sum(r.failed for r in rows if r.state == "invalid")
+        done = sum(r.state == "completed" for r in jobs)
+        ok = sum(r.succeeded for r in jobs)
+        failed = sum(r.failed for r in jobs)
+        style = "green" if done == len(jobs) else "yellow"
+        table.add_row(
+            provider, str(len(jobs)), f"[{style}]{done}[/]", str(ok + failed), str(ok), str(failed), str(refused)
         )
     return table

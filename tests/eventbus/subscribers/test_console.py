@@ -43,3 +43,21 @@ def test_view_prints_lines_and_table_lists_jobs() -> None:
     table_out = io.StringIO()
     Console(file=table_out, width=200).print(summary_table(board))
     assert "enr_1" in table_out.getvalue() and "completed" in table_out.getvalue()
+
+
+def test_provider_table_separates_refused_rows() -> None:
+    """The roll-up counts jobs without the rows refused before sending, which get their own column."""
+    from eventbus.subscribers.console import provider_table
+
+    board = JobBoard()
+    for event in (
+        ev.JobAccepted(id="a", total=2, **P),
+        ev.ItemSucceeded(id="1", key="0", outcome="found", **P),
+        ev.JobCompleted(id="c", succeeded=1, failed=1, **P),
+        ev.ItemFailed(id="i", provider="pronto", job_id="B#-1", source="submit", key="5", code="invalid", message="m"),
+    ):
+        board(event)
+    out = io.StringIO()
+    Console(file=out, width=200).print(provider_table(board))
+    line = next(line for line in out.getvalue().splitlines() if "pronto" in line)
+    assert [cell.strip() for cell in line.split("│")[1:-1]] == ["pronto", "1", "1", "2", "1", "1", "1"]
