@@ -174,7 +174,17 @@ class _Subscriber:
             return False
         if self.jobs is not None and event.job_id not in self.jobs:
             return False
-        return self.where is None or bool(self.where(event))
+        if self.where is None:
+            return True
+        try:
+            return bool(self.where(event))
+        except Exception:
+            # The predicate's bug is this subscriber's failure, never the publisher's.
+            self.failed += 1
+            _log.exception(
+                "subscriber_filter_failed", subscriber=self.name, event_type=ev.tag_of(type(event)), event_id=event.id
+            )
+            return False
 
     @property
     def delivered(self) -> int:
@@ -223,8 +233,8 @@ class Subscription:
 
     Obtained from :meth:`Bus.subscribe`; meant for one consuming task.
     ``async for`` ends once the subscription or the bus is closed and the
-    buffer is empty. A subscription is not reusable: iterating it after it
-    was closed (or after its ``async with`` block exited) raises
+    buffer is empty. A subscription is not reusable: iterating it again after
+    that end, or after its ``async with`` block exited, raises
     :class:`SubscriptionClosed`.
     """
 
@@ -249,7 +259,7 @@ class Subscription:
         return self._sub.stats()
 
     def __aiter__(self) -> Subscription:
-        if self._sub.closed:
+        if self._exited or self._ended:
             raise SubscriptionClosed(f"subscription {self._sub.name!r} is closed; subscribe again")
         return self
 
@@ -257,9 +267,9 @@ class Subscription:
         """The next buffered event.
 
         Raises ``anyio.WouldBlock`` if none is buffered, ``anyio.EndOfStream``
-        (once) when closed and empty, then :class:`SubscriptionClosed`.
+        when closed and empty, :class:`SubscriptionClosed` after the block exited.
         """
-        if self._exited or self._ended:
+        if self._exited:
             raise SubscriptionClosed(f"subscription {self._sub.name!r} is closed; subscribe again")
         sub = self._sub
         if sub.buffer:

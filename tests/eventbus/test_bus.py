@@ -85,16 +85,50 @@ async def test_type_filter_by_class_and_tag() -> None:
     assert by_tag == [ev.JobProgress]
 
 
-async def test_provider_job_and_predicate_filters() -> None:
-    """providers=, jobs= and where= combine with AND."""
+async def test_provider_filter() -> None:
+    """providers= admits only events of the named providers (a single string is one provider)."""
+    seen: list[str] = []
+    async with Bus() as bus:
+        bus.on(lambda e: seen.append(e.provider), name="f", providers="mautic")
+        for provider in ("pronto", "mautic", "datananas", "mautic"):
+            await bus.publish(progress(1, provider=provider))
+        await bus.drain()
+    assert seen == ["mautic", "mautic"]
+
+
+async def test_job_filter() -> None:
+    """jobs= admits only events of the named jobs."""
+    seen: list[str] = []
+    async with Bus() as bus:
+        bus.on(lambda e: seen.append(e.id), name="f", jobs={"a", "c"})
+        for job in "abcab":
+            await bus.publish(progress(len(seen), job=job))
+        await bus.drain()
+    assert [i.split("-")[0] for i in seen] == ["a", "c", "a"]
+
+
+async def test_predicate_filter() -> None:
+    """where= admits only the events for which the predicate is true."""
+    seen: list[int] = []
+    async with Bus() as bus:
+        bus.on(lambda e: seen.append(e.done), name="f", where=lambda e: e.done % 3 == 0)
+        for i in range(10):
+            await bus.publish(progress(i))
+        await bus.drain()
+    assert seen == [0, 3, 6, 9]
+
+
+async def test_filters_combine_with_and() -> None:
+    """types=, providers=, jobs= and where= together admit only events passing all of them."""
     seen: list[str] = []
     async with Bus() as bus:
         bus.on(
             lambda e: seen.append(e.id),
             name="f",
+            types={"job_progress"},
             providers={"pronto"},
             jobs="j1",
-            where=lambda e: isinstance(e, ev.JobProgress) and e.done % 2 == 0,
+            where=lambda e: e.done % 2 == 0,
         )
         for event in (progress(2), progress(3), progress(4, job="j2"), progress(6, provider="mautic"), completed()):
             await bus.publish(event)
@@ -407,3 +441,330 @@ async def test_refusal_rolls_back_across_mixed_policies() -> None:
                 stats = sub.stats()
                 assert (stats.received, stats.dropped, stats.lag) == (1, 0, 1), sub.name
             assert lossy.receive_nowait().done == 0
+
+
+async def test_failing_predicate_counts_as_that_subscribers_failure() -> None:
+    """A where= predicate that raises skips the event for that subscriber only, logged and counted."""
+    ok: list[int] = []
+    with structlog.testing.capture_logs() as logs:
+        async with Bus() as bus:
+            handle = bus.on(print, name="picky", where=lambda e: 1 / 0)
+            bus.on(lambda e: ok.append(e.done), name="ok")
+            await bus.publish(progress(1))
+            await bus.drain()
+            assert handle.stats().failed == 1 and handle.stats().received == 0
+    assert ok == [1]
+    assert [entry["subscriber"] for entry in logs if entry["event"] == "subscriber_filter_failed"] == ["picky"]
+
+
+async def test_handler_failure_log_carries_the_exception() -> None:
+    """The failure log entry names the event type and carries the exception for the traceback."""
+    with structlog.testing.capture_logs() as logs:
+        async with Bus() as bus:
+            bus.on(lambda e: {}["missing"], name="broken")
+            await bus.publish(completed())
+            await bus.drain()
+    (entry,) = [entry for entry in logs if entry["event"] == "subscriber_failed"]
+    assert entry["event_type"] == "job_completed" and entry["exc_info"] is True
+
+
+async def test_drop_oldest_counts_evictions_while_async_handler_waits() -> None:
+    """A drop_oldest handler busy awaiting loses the oldest waiting events, counted exactly."""
+    gate = anyio.Event()
+    seen: list[int] = []
+
+    async def slow(event: ev.JobProgress) -> None:
+        if event.done == 0:
+            await gate.wait()
+        seen.append(event.done)
+
+    async with Bus() as bus:
+        handle = bus.on(slow, name="slow", buffer=4, overflow="drop_oldest")
+        bus.publish_nowait(progress(0))
+        await wait_all_tasks_blocked()  # the handler holds event 0 and waits on the gate
+        for i in range(1, 14):
+            bus.publish_nowait(progress(i))
+        gate.set()
+        await bus.drain()
+        stats = handle.stats()
+    assert seen == [0, 10, 11, 12, 13]
+    assert (stats.received, stats.delivered, stats.dropped, stats.lag) == (14, 5, 9, 0)
+
+
+async def test_drop_newest_handler_counts_refusals() -> None:
+    """A drop_newest handler that is behind keeps what it had and counts each refused event."""
+    async with Bus() as bus:
+        seen: list[int] = []
+        handle = bus.on(lambda e: seen.append(e.done), name="h", buffer=3, overflow="drop_newest")
+        for i in range(10):
+            bus.publish_nowait(progress(i))  # no await: the handler cannot run in between
+        await bus.drain()
+        stats = handle.stats()
+    assert seen == [0, 1, 2]
+    assert (stats.received, stats.delivered, stats.dropped) == (3, 3, 7)
+
+
+async def test_blocked_publish_ignores_full_subscribers_that_would_not_take_the_event() -> None:
+    """publish waits only for the full subscriber its event is for, not another full one."""
+    async with Bus() as bus:
+        async with (
+            bus.subscribe("for-x", providers="x", buffer=1) as for_x,
+            bus.subscribe("for-y", providers="y", buffer=1) as for_y,
+        ):
+            bus.publish_nowait(progress(0, provider="x"))
+            bus.publish_nowait(progress(0, provider="y"))
+            published = anyio.Event()
+
+            async def publisher() -> None:
+                await bus.publish(progress(1, provider="y"))
+                published.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(publisher)
+                await wait_all_tasks_blocked()
+                assert not published.is_set()
+                for_y.receive_nowait()  # room for "y"; "x" stays full
+                with anyio.fail_after(5):
+                    await published.wait()
+            assert (for_x.stats().lag, for_y.stats().lag) == (1, 1)
+
+
+async def test_stats_report_buffer_and_policy() -> None:
+    """stats() names each subscriber's kind, buffer size and overflow policy."""
+    async with Bus() as bus:
+        bus.on(print, name="h", buffer=7, overflow="drop_newest")
+        async with bus.subscribe("s", overflow="error") as _sub:
+            stats = bus.stats()
+    assert (stats["h"].kind, stats["h"].buffer, stats["h"].overflow) == ("handler", 7, "drop_newest")
+    assert (stats["s"].kind, stats["s"].buffer, stats["s"].overflow) == ("subscription", 1024, "error")
+
+
+async def test_leaving_subscribe_counts_unread_events_as_dropped() -> None:
+    """Events still buffered when the subscribe block exits are counted as dropped, not delivered."""
+    async with Bus() as bus:
+        async with bus.subscribe("s") as sub:
+            for i in range(5):
+                bus.publish_nowait(progress(i))
+            sub.receive_nowait()
+        stats = sub.stats()
+    assert (stats.received, stats.delivered, stats.dropped, stats.lag) == (5, 1, 4, 0)
+
+
+async def test_closing_subscription_ends_iteration_after_buffer() -> None:
+    """close() ends a running async for once the events already buffered are consumed."""
+    got: list[int] = []
+    async with Bus() as bus, bus.subscribe("s") as sub:
+        for i in range(3):
+            bus.publish_nowait(progress(i))
+        sub.close()
+        bus.publish_nowait(progress(3))  # no longer routed to the closed subscription
+        with anyio.fail_after(5):
+            async for event in sub:
+                got.append(event.done)
+    assert got == [0, 1, 2]
+
+
+async def test_closing_subscription_wakes_a_waiting_consumer() -> None:
+    """A consumer waiting in async for on an empty subscription ends when it is closed."""
+    ended = anyio.Event()
+    async with Bus() as bus, bus.subscribe("s") as sub, anyio.create_task_group() as tg:
+
+        async def consume() -> None:
+            async for _ in sub:
+                pass
+            ended.set()
+
+        tg.start_soon(consume)
+        await wait_all_tasks_blocked()
+        await sub.aclose()
+        with anyio.fail_after(5):
+            await ended.wait()
+
+
+async def test_closed_subscription_cannot_be_iterated_again() -> None:
+    """Once iteration of a closed subscription has ended, a new async for raises SubscriptionClosed."""
+    async with Bus() as bus, bus.subscribe("s") as sub:
+        sub.close()
+        async for _ in sub:  # pragma: no cover - nothing buffered
+            pass
+        with pytest.raises(anyio.EndOfStream):
+            await sub.receive()
+        with pytest.raises(SubscriptionClosed):
+            async for _ in sub:  # pragma: no cover - refused
+                pass
+
+
+async def test_closed_bus_refuses_subscribe() -> None:
+    """subscribe on a closed bus raises BusClosed."""
+    bus = Bus()
+    async with bus:
+        pass
+    with pytest.raises(BusClosed, match="closed"):
+        async with bus.subscribe("late"):
+            pass  # pragma: no cover
+
+
+async def test_bus_not_entered_refuses_subscribers() -> None:
+    """A Bus used before 'async with' says how to start it."""
+    with pytest.raises(BusClosed, match="async with Bus"):
+        Bus().on(print, name="early")
+
+
+async def test_handle_aclose_waits_for_buffered_events() -> None:
+    """HandlerHandle.aclose returns after the handler handled what was already buffered."""
+    seen: list[int] = []
+
+    async def handler(event: ev.JobProgress) -> None:
+        await checkpoint()
+        seen.append(event.done)
+
+    async with Bus() as bus:
+        handle = bus.on(handler, name="h")
+        for i in range(20):
+            bus.publish_nowait(progress(i))
+        with anyio.fail_after(5):
+            await handle.aclose()
+        assert seen == list(range(20)) and handle.closed
+        bus.publish_nowait(progress(20))
+        assert "h" not in bus.stats()
+
+
+async def test_handle_aclose_cancels_stuck_handler_after_timeout() -> None:
+    """HandlerHandle.aclose cancels a stuck handler after its timeout and counts the unhandled events as dropped."""
+    cancelled = anyio.Event()
+
+    async def stuck(event: ev.Event) -> None:
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            cancelled.set()
+            raise
+
+    async with Bus() as bus:
+        other: list[int] = []
+        bus.on(lambda e: other.append(e.done), name="other")
+        handle = bus.on(stuck, name="stuck")
+        for i in range(3):
+            bus.publish_nowait(progress(i))
+        with anyio.fail_after(5):
+            await handle.aclose(timeout=0.01)
+        stats = handle.stats()
+        await bus.drain()
+    assert cancelled.is_set()
+    assert (stats.delivered, stats.dropped, stats.lag) == (1, 2, 0)
+    assert other == [0, 1, 2]
+
+
+async def test_drain_waits_for_a_removed_handler_to_finish_its_buffer() -> None:
+    """After handle.close(), drain still waits for the events the handler had already accepted."""
+    seen: list[int] = []
+
+    async def handler(event: ev.JobProgress) -> None:
+        await checkpoint()
+        seen.append(event.done)
+
+    async with Bus() as bus:
+        handle = bus.on(handler, name="h")
+        for i in range(50):
+            bus.publish_nowait(progress(i))
+        handle.close()
+        with anyio.fail_after(5):
+            await bus.drain()
+        assert seen == list(range(50))
+
+
+async def test_aclose_drains_before_closing() -> None:
+    """bus.aclose lets handlers finish what was published, then refuses new events."""
+    seen: list[int] = []
+    async with Bus() as bus:
+        bus.on(lambda e: seen.append(e.done), name="h")
+        for i in range(100):
+            bus.publish_nowait(progress(i))
+        await bus.aclose(timeout=5)
+        assert seen == list(range(100))
+        with pytest.raises(BusClosed):
+            bus.publish_nowait(progress(100))
+
+
+async def test_publisher_blocked_when_bus_closes_gets_bus_closed() -> None:
+    """A publish waiting for room raises BusClosed when the bus closes meanwhile."""
+    async with Bus(close_timeout=0.01) as bus, bus.subscribe("full", buffer=1), anyio.create_task_group() as tg:
+        bus.publish_nowait(progress(0))
+        outcome: list[BaseException] = []
+
+        async def publisher() -> None:
+            try:
+                await bus.publish(progress(1))
+            except BusClosed as exc:
+                outcome.append(exc)
+
+        tg.start_soon(publisher)
+        await wait_all_tasks_blocked()
+        await bus.aclose(timeout=0.01)
+        await wait_all_tasks_blocked()
+        assert len(outcome) == 1
+
+
+async def test_many_concurrent_consumers_on_one_subscription_all_wake() -> None:
+    """Two tasks waiting on one subscription both end when it closes (no lost wakeup)."""
+    ended: list[str] = []
+    async with Bus() as bus, bus.subscribe("s") as sub, anyio.create_task_group() as tg:
+
+        async def consume(label: str) -> None:
+            async for _ in sub:
+                pass
+            ended.append(label)
+
+        tg.start_soon(consume, "a")
+        tg.start_soon(consume, "b")
+        await wait_all_tasks_blocked()
+        bus.publish_nowait(progress(0))
+        await wait_all_tasks_blocked()
+        sub.close()
+        with anyio.fail_after(5):
+            while len(ended) < 2:
+                await wait_all_tasks_blocked()
+    assert sorted(ended) == ["a", "b"]
+
+
+def test_journal_none_is_accepted() -> None:
+    """Bus(journal=None) is the in-memory bus (the journal is for a later release)."""
+    assert not Bus(journal=None).closed
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    steps=st.lists(st.one_of(st.sampled_from("abcd"), st.integers(min_value=1, max_value=5)), max_size=150),
+    size=st.integers(min_value=1, max_value=8),
+    overflow=st.sampled_from(["block", "drop_oldest", "drop_newest", "error"]),
+)
+def test_interleaved_publish_and_consume_accounts_for_every_event(
+    steps: list[str | int], size: int, overflow: str
+) -> None:
+    """Any interleaving of publishes and reads: delivered + dropped + lag == admitted; per-job order kept."""
+
+    async def scenario() -> None:
+        admitted = 0
+        got: list[ev.JobProgress] = []
+        async with Bus() as bus, bus.subscribe("s", buffer=size, overflow=overflow) as sub:
+            for i, step in enumerate(steps):
+                if isinstance(step, str):
+                    try:
+                        bus.publish_nowait(progress(i, job=step))
+                    except (anyio.WouldBlock, BufferOverflow):
+                        continue  # refused: not admitted, not counted
+                    admitted += 1
+                else:
+                    for _ in range(min(step, sub.stats().lag)):
+                        got.append(sub.receive_nowait())
+            stats = sub.stats()
+            assert stats.delivered == len(got)
+            assert stats.delivered + stats.dropped + stats.lag == admitted
+            assert stats.lag <= size
+            if overflow in ("block", "error"):
+                assert stats.dropped == 0
+            for job in "abcd":
+                dones = [e.done for e in got if e.job_id == job]
+                assert dones == sorted(dones)
+
+    anyio.run(scenario)
