@@ -167,3 +167,16 @@ def test_defaults_are_documented_values() -> None:
     assert (creds.mautic_client_id, creds.mautic_client_secret) == ("demo", "demo")
     assert (creds.datananas_token, creds.pronto_api_key) == ("demo-token", "demo-key")
     assert config.token_ttl == 3600 and config.mautic_page_size == 100 and config.faults == Faults()
+
+
+@pytest.mark.anyio
+async def test_state_counts_api_requests_by_path() -> None:
+    """sim.state.requests_by_path counts the API requests each path received (token endpoints excluded)."""
+    async with run_simulator() as sim, httpx.AsyncClient() as client:
+        for _ in range(3):
+            await client.get(sim.urls["pronto"] + "/contacts/x", headers={"x-api-key": "demo-key"})
+        await client.post(
+            sim.urls["mautic"] + "/oauth/v2/token",
+            data={"grant_type": "client_credentials", "client_id": "demo", "client_secret": "demo"},
+        )
+    assert sim.state.requests_by_path == {"/pronto/api/v2/contacts/x": 3}
