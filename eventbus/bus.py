@@ -66,22 +66,29 @@ class Overflow(StrEnum):
 
 
 class SubscriberStats(msgspec.Struct, frozen=True):
-    """A snapshot of one subscriber's counters."""
+    """A snapshot of one subscriber's counters.
+
+    Every event published to the subscriber (admitted by its filters) is
+    accounted for exactly once: ``delivered + dropped + lag`` is the number
+    of events admitted.
+    """
 
     name: str
     kind: str  # "handler" or "subscription"
-    overflow: str
-    buffer: int
-    received: int  # events accepted into the buffer
+    overflow: str  # the Overflow policy's value
+    buffer: int  # the buffer's size
+    received: int  # events accepted into the buffer (drop_newest refusals are not)
     delivered: int  # events handed to the handler or the iterator
-    dropped: int
-    failed: int  # handler calls that raised
+    dropped: int  # evicted (drop_oldest), refused (drop_newest), or left unread when closed
+    failed: int  # handler calls (or where= predicates) that raised
     lag: int  # events buffered now
 
 
 def _resolve_types(types: Iterable[type[ev.Event] | str] | None) -> frozenset[type[ev.Event]] | None:
     if types is None:
         return None
+    if isinstance(types, str | type):  # one tag or one class, not a collection of them
+        types = [types]
     out: set[type[ev.Event]] = set()
     for t in types:
         if isinstance(t, str):
@@ -370,7 +377,8 @@ class Bus:
         self.close_timeout = close_timeout
         self._subs: dict[str, _Subscriber] = {}
         self._retiring: set[_Subscriber] = set()  # closed handlers still handling their buffer
-        self._routes: dict[type, tuple[_Subscriber, ...]] = {}
+        # Per event class: the subscribers whose type filter admits it, and whether any filters further.
+        self._routes: dict[type, tuple[tuple[_Subscriber, ...], bool]] = {}
         self._tg: anyio.abc.TaskGroup | None = None
         self._closed = False
         self._entered = False
@@ -410,9 +418,10 @@ class Bus:
         self._closed = True
         with anyio.move_on_after(timeout) as scope:
             await self.drain()
+        busy = [s.name for s in (*self._subs.values(), *self._retiring) if s.busy]
         self._close_all()
         if scope.cancelled_caught and self._tg is not None:
-            _log.warning("bus_close_timeout", timeout=timeout, busy=[s.name for s in self._subs.values() if s.busy])
+            _log.warning("bus_close_timeout", timeout=timeout, busy=busy)
             self._tg.cancel_scope.cancel()
 
     def _close_all(self) -> None:
@@ -444,7 +453,7 @@ class Bus:
         if not isinstance(name, str) or not name:
             raise ConfigError("a subscriber needs a non-empty name")
         if name in self._subs:
-            raise ConfigError(f"a subscriber named {name!r} already exists; names must be unique")
+            raise ConfigError(f"a subscriber named {name!r} already exists; give each subscriber a unique name=")
         if not isinstance(buffer, int) or isinstance(buffer, bool) or buffer < 1:
             raise ConfigError(f"buffer must be a positive integer, not {buffer!r}")
         if where is not None and not callable(where):

@@ -85,6 +85,19 @@ async def test_type_filter_by_class_and_tag() -> None:
     assert by_tag == [ev.JobProgress]
 
 
+async def test_type_filter_accepts_one_class_or_one_tag() -> None:
+    """types= may be a single class or a single tag instead of a collection."""
+    by_class: list[str] = []
+    by_tag: list[str] = []
+    async with Bus() as bus:
+        bus.on(lambda e: by_class.append(e.id), name="c", types=ev.JobCompleted)
+        bus.on(lambda e: by_tag.append(e.id), name="t", types="job_progress")
+        await bus.publish(progress(1))
+        await bus.publish(completed())
+        await bus.drain()
+    assert (by_class, by_tag) == (["j1-done"], ["j1-1"])
+
+
 async def test_provider_filter() -> None:
     """providers= admits only events of the named providers (a single string is one provider)."""
     seen: list[str] = []
@@ -375,6 +388,11 @@ async def test_handler_handle_close_stops_delivery() -> None:
         ({"buffer": 0}, "buffer must be a positive integer"),
         ({"types": ["job_progres"]}, "unknown event type 'job_progres'"),
         ({"types": [int]}, "types must hold event classes"),
+        ({"types": int}, "types must hold event classes"),
+        ({"types": "job_progres"}, "unknown event type 'job_progres'; known types: batch_submitted"),
+        ({"buffer": -5}, "buffer must be a positive integer, not -5"),
+        ({"buffer": 2.5}, "buffer must be a positive integer, not 2.5"),
+        ({"overflow": "DROP_OLDEST"}, "choose one of: block, drop_oldest, drop_newest, error"),
         ({"types": []}, "types is empty"),
         ({"where": 3}, "where must be a callable"),
     ],
