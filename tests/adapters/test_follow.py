@@ -1,0 +1,164 @@
+"""follow() against the simulator: every provider to the end, with the simulator's faults switched on."""
+
+from __future__ import annotations
+
+import collections
+
+import pytest
+
+from adapters.backoff import Backoff
+from adapters.follow import follow
+from adapters.http import Settings
+from adapters.simulator import Faults, Simulator, SimulatorConfig, run_simulator
+from eventbus import events as ev
+from eventbus.bus import Bus
+from eventbus.testing import capture
+
+pytestmark = pytest.mark.anyio
+
+CREDENTIALS = {
+    "insideview": ("demo", "demo"),
+    "mautic": ("demo", "demo"),
+    "datananas": ("demo-token", None),
+    "pronto": ("demo-key", None),
+}
+OPTIONS = {"datananas": {"list": "L1"}}
+
+
+def settings(sim: Simulator, provider: str) -> Settings:
+    credential, secret = CREDENTIALS[provider]
+    return Settings(sim.urls[provider], credential, secret, backoff_base=0.02, backoff_cap=0.5)
+
+
+def contacts(provider: str, n: int) -> list:
+    if provider == "insideview":
+        return [str(1000 + i) for i in range(n)]
+    if provider == "pronto":
+        return [{"first_name": f"A{i}", "last_name": "B", "domain": "acme.io"} for i in range(n)]
+    return [{"email": f"p{i}@x.io"} for i in range(n)]
+
+
+def per_job(events: list[ev.Event], provider: str) -> dict[str, collections.Counter]:
+    counts: dict[str, collections.Counter] = collections.defaultdict(collections.Counter)
+    for e in events:
+        if e.provider == provider and e.job_id and not ev.is_chunk_ref(e.job_id):
+            counts[e.job_id][type(e).__name__] += 1
+    return counts
+
+
+@pytest.mark.parametrize("provider", ["datananas", "pronto", "mautic", "insideview"])
+async def test_10000_contacts_end_with_exact_item_counts(simulator: Simulator, provider: str) -> None:
+    """10,000 contacts per provider: every job completes and the items reported equal the input."""
+    async with Bus() as bus, capture(bus, providers=provider) as events:
+        result = await follow(
+            provider,
+            contacts(provider, 10_000),
+            bus,
+            settings=settings(simulator, provider),
+            timeout=120,
+            **OPTIONS.get(provider, {}),
+        )
+    assert result.ok and not result.timed_out
+    items = [e for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)]
+    assert len(items) == 10_000 and len({(e.job_id, e.key) for e in items}) == 10_000
+    for job_id, counts in per_job(events, provider).items():
+        assert counts["JobAccepted"] == 1 and counts["JobCompleted"] == 1, (job_id, counts)
+    completed = [e for e in events if isinstance(e, ev.JobCompleted)]
+    assert sum(e.succeeded + e.failed for e in completed) == 10_000
+
+
+async def test_keys_are_input_rows(simulator: Simulator) -> None:
+    """Item keys are the contact's row in the submitted input, across chunks (Pronto) and jobs."""
+    rows = contacts("pronto", 250)
+    rows[3]["last_name"] = ""  # refused before sending: its row has no item from the provider
+    async with Bus() as bus, capture(bus, types={ev.ItemSucceeded, ev.ItemFailed}) as items:
+        await follow("pronto", rows, bus, settings=settings(simulator, "pronto"), timeout=60)
+    from_provider = sorted(int(e.key) for e in items if e.source == "webhook")
+    assert from_provider == [i for i in range(250) if i != 3]
+    assert [e.key for e in items if e.source == "submit"] == ["3"]
+
+
+async def test_ws_dropped_after_n_frames_still_ends_exactly(sim_config: SimulatorConfig) -> None:
+    """The socket drops after 1,000 frames; the source reconnects and _ending closes the job with exact totals."""
+    sim_config.faults = Faults(ws_drop_after=1000)
+    sim_config.item_time = 0.002  # the job outlives the reconnect, so _ending reaches the new socket
+    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, providers="datananas") as events:
+        result = await follow(
+            "datananas", contacts("datananas", 1500), bus, settings=settings(sim, "datananas"), timeout=60, list="L1"
+        )
+    states = [e.state for e in events if isinstance(e, ev.SourceState)]
+    done = [e for e in events if isinstance(e, ev.JobCompleted)]
+    items = [e for e in events if isinstance(e, ev.ItemSucceeded)]
+    assert result.ok and states.count("connected") == 2 and "disconnected" in states
+    assert len(done) == 1 and done[0].created == 1500 and done[0].succeeded == 1500
+    assert 0 < len(items) < 1500  # what the gap swallowed is not invented; the totals come from _ending
+
+
+async def test_ws_accept_then_close_bounded_and_reported(sim_config: SimulatorConfig) -> None:
+    """A server that accepts then closes costs a bounded number of attempts; the job is reported unfinished."""
+    sim_config.faults = Faults(ws_accept_then_close=True)
+    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.SourceState}) as states:
+        result = await follow(
+            "datananas", contacts("datananas", 10), bus, settings=settings(sim, "datananas"), timeout=3, list="L1"
+        )
+        connections = sim.state.extra["datananas"].connections
+    assert not result.ok and result.timed_out and len(result.unfinished) == 1
+    assert 1 <= connections <= 10  # bounded by the backoff over the 3-second window
+    assert {"connected", "disconnected"} <= {e.state for e in states}
+
+
+async def test_duplicated_and_reordered_webhooks_report_each_item_once(sim_config: SimulatorConfig) -> None:
+    """With every webhook duplicated and delivery shuffled, each contact is reported exactly once."""
+    sim_config.faults = Faults(duplicate_webhooks=1.0, reorder_webhooks=7)
+    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, providers="pronto") as events:
+        result = await follow("pronto", contacts("pronto", 500), bus, settings=settings(sim, "pronto"), timeout=60)
+        delivered = sim.webhooks.stats.delivered
+    items = [e for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)]
+    assert result.ok and delivered == 1000
+    assert len(items) == 500 and len({e.key for e in items}) == 500
+    assert sum(isinstance(e, ev.JobCompleted) for e in events) == 5
+
+
+async def test_5xx_bursts_during_polling_and_submit(sim_config: SimulatorConfig) -> None:
+    """503 bursts hit submits and polls alike; retries and backoff still take every job to completion."""
+    sim_config.faults = Faults(error_every=4, error_burst=2)
+    async with run_simulator(sim_config) as sim, Bus() as bus:
+        result = await follow(
+            "mautic", contacts("mautic", 2_000), bus, settings=settings(sim, "mautic"), timeout=60, poll_initial=0.05
+        )
+    assert result.ok
+    row = next(iter(result.board.rows.values()))
+    assert row.succeeded == 2_000
+
+
+async def test_mautic_job_expiry_becomes_job_expired(sim_config: SimulatorConfig) -> None:
+    """A job that expires before it is read ends as JobExpired, and follow reports it unfinished."""
+    sim_config.faults = Faults(mautic_expire_after=0.3)
+    sim_config.item_time = 0.001  # 2,000 contacts take ~2 s: the job is gone before it completes
+    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.JobExpired}) as expired:
+        result = await follow(
+            "mautic", contacts("mautic", 2_000), bus, settings=settings(sim, "mautic"), timeout=30, poll_initial=0.05
+        )
+    assert len(expired) == 1 and not result.ok and not result.timed_out
+    assert next(iter(result.board.rows.values())).state == "expired"
+
+
+async def test_insideview_watched_by_poll_and_webhook(simulator: Simulator) -> None:
+    """InsideView jobs are watched by polls and status webhooks at once; one acceptance, one completion each."""
+    async with Bus() as bus, capture(bus, providers="insideview") as events:
+        result = await follow(
+            "insideview", contacts("insideview", 3_000), bus, settings=settings(simulator, "insideview"), timeout=60
+        )
+        webhooks = simulator.webhooks.stats.delivered
+    assert result.ok and webhooks >= 2  # processing + finished, at least
+    for counts in per_job(events, "insideview").values():
+        assert counts["JobAccepted"] == 1 and counts["JobCompleted"] == 1
+    assert sum(isinstance(e, ev.ItemFailed) for e in events) == 300  # ids ending in 7
+
+
+async def test_backoff_object_is_bounded() -> None:
+    """The WebSocket source's default backoff has a finite attempt budget (no hot reconnect loop)."""
+    from adapters.websocket import WebSocketSource
+
+    source = WebSocketSource("ws://127.0.0.1:9/ws", lambda f: [], None, provider="datananas")  # type: ignore[arg-type]
+    assert isinstance(source.backoff, Backoff) and source.backoff.max_attempts is not None
