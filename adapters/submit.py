@@ -29,7 +29,7 @@ from adapters.http import ProviderClient, Settings
 from adapters.providers import PROVIDERS
 from adapters.providers.base import Accepted, Chunk, Items, Problem, Provider, Refused
 from eventbus import events as ev
-from eventbus.exceptions import AmbiguousSubmit, ConfigError, ContactError, ProviderError, TransportError
+from eventbus.exceptions import AmbiguousSubmit, AuthError, ConfigError, ContactError, ProviderError, TransportError
 from eventbus.tracker import Publisher
 
 __all__ = ["AcceptedJob", "SubmitReport", "prepare", "submit"]
@@ -195,8 +195,9 @@ async def _send_chunk(
             return
         except (ProviderError, TransportError) as exc:
             status = getattr(exc, "status", None)
-            await _reject(bus, report, chunk, batch, status, str(exc), retriable=True)
-            if getattr(exc, "status", None) == 401:
+            # Refused credentials (a token endpoint's 400/401, a 401 after a fresh token) fail every chunk alike.
+            await _reject(bus, report, chunk, batch, status, str(exc), retriable=not isinstance(exc, AuthError))
+            if isinstance(exc, AuthError):
                 _stop(report, stop, f"credentials refused: {exc}")
             return
     match outcome:

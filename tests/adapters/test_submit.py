@@ -108,22 +108,36 @@ async def test_insideview_throttle_without_retry_after(sim_config: SimulatorConf
     assert len(report.accepted) == 3 and any(isinstance(e, ev.Throttled) for e in events)
 
 
-async def test_expired_token_mid_run_is_refreshed(simulator: Simulator) -> None:
-    """A token that expires between two submissions is refreshed once after the 401; both land."""
-    async with Bus() as bus:
-        s = settings(simulator, "insideview")
-        from adapters.http import ProviderClient
-        from adapters.providers.insideview import InsideView
+class ExpireTokensAfterFirstJob:
+    """A publisher in front of the bus that expires every simulator token once the first job is accepted."""
 
-        first = await submit("insideview", ["1", "2"], bus, settings=s)
-        simulator.clock.advance(3601)  # every token the simulator issued is now expired
-        second = await submit("insideview", ["3", "4"], bus, settings=s)
-        async with ProviderClient(InsideView(), s) as http:
-            token = await http._credential()
-            simulator.clock.advance(3601)
-            r = await http.send(InsideView().build_submit(InsideView().chunk([0], [{"id": "5"}])[0]))
-            assert r.status == 200 and await http._credential() != token
-    assert first.ok and second.ok and len(simulator.state.jobs["insideview"]) == 3
+    def __init__(self, bus: Bus, sim: Simulator) -> None:
+        self.bus, self.sim, self.expired = bus, sim, False
+
+    def _see(self, event: ev.Event) -> None:
+        if isinstance(event, ev.JobAccepted) and not self.expired:
+            self.expired = True
+            self.sim.clock.advance(3601)  # the client's cached token is now refused with a 401
+
+    async def publish(self, event: ev.Event) -> None:
+        self._see(event)
+        await self.bus.publish(event)
+
+    def publish_nowait(self, event: ev.Event) -> None:
+        self._see(event)
+        self.bus.publish_nowait(event)
+
+
+@pytest.mark.parametrize("provider", ["insideview", "mautic"])
+async def test_expired_token_mid_run_is_refreshed(simulator: Simulator, provider: str) -> None:
+    """A token that expires between two chunks of one run is refreshed once after the 401; every chunk lands."""
+    async with Bus() as bus:
+        publisher = ExpireTokensAfterFirstJob(bus, simulator)
+        contacts = contacts_for(provider, 25_000)
+        report = await submit(provider, contacts, publisher, settings=settings(simulator, provider), concurrency=1)
+    issued = [t for t in simulator.state.tokens.values() if t.provider == provider]
+    assert publisher.expired and report.ok and len(issued) == 2
+    assert landed(simulator, provider) == [5000, 10000, 10000]
 
 
 async def test_datananas_402_stops_the_rest(sim_config: SimulatorConfig) -> None:
@@ -258,3 +272,16 @@ async def test_secrets_never_in_events(sim_config: SimulatorConfig) -> None:
     text = b"".join(ev.encode(e) for e in events).decode()
     assert not report.ok and "super-secret-value" not in text and "refused the client credentials" in text
     assert "super-secret-value" not in repr(s)
+
+
+async def test_refused_credentials_stop_the_rest(simulator: Simulator) -> None:
+    """Credentials the token endpoint refuses fail the first chunk; later chunks are not sent, each is reported."""
+    async with Bus() as bus, capture(bus, types={ev.SubmitRejected, ev.BatchSubmitted}) as events:
+        s = Settings(simulator.urls["mautic"], "demo", "wrong-secret", backoff_base=0.01)
+        contacts = [{"email": f"a{i}@x.io"} for i in range(600)]
+        report = await submit("mautic", contacts, bus, settings=s, endpoint="batch", concurrency=1)
+        await bus.drain()
+    rejected = [e for e in events if isinstance(e, ev.SubmitRejected)]
+    assert report.chunks == 3 and report.rejected_rows == 600 and "credentials refused" in report.stopped
+    assert sum(isinstance(e, ev.BatchSubmitted) for e in events) == 1
+    assert not rejected[0].retriable and [e.reason.startswith("not sent:") for e in rejected] == [False, True, True]
