@@ -88,6 +88,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
+    if args.follow:
+        _listen(args.webhook_listen)  # refuse a malformed address before doing any work
     settings = Settings.from_env(args.provider, base_url=args.base_url, rate_limit=args.rate_limit)
     contacts = list(read_contacts(args.file, kind=args.format))
     if args.follow:

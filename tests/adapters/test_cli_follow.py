@@ -1,0 +1,114 @@
+"""`eventbus demo` and `eventbus submit --follow` as users run them: real subprocesses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+
+from adapters.simulator import Simulator
+from eventbus import events as ev
+
+pytestmark = pytest.mark.anyio
+
+
+def test_demo_runs_end_to_end(tmp_path: Path) -> None:
+    """The demo follows all four providers to the end, prints the summary, logs JSON lines and exits 0."""
+    log = tmp_path / "demo.jsonl"
+    proc = subprocess.run(
+        [sys.executable, "-m", "eventbus", "demo", "--contacts", "300", "--log", str(log)],
+        capture_output=True,
+        text=True,
+        timeout=180,
+        cwd=tmp_path,
+    )
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "jobs completed" in proc.stdout and "By provider" in proc.stdout
+    for provider in ("datananas", "pronto", "mautic", "insideview"):
+        assert provider in proc.stdout
+    import msgspec
+
+    entries = [msgspec.json.decode(line) for line in log.read_bytes().splitlines()]
+    assert entries and all(e["event"] in ev.EVENT_TYPES and e["provider"] for e in entries)
+    assert {"job_accepted", "item_succeeded", "job_completed"} <= {e["event"] for e in entries}
+
+
+async def test_submit_follow_json(simulator: Simulator, tmp_path: Path) -> None:
+    """submit --follow --json streams the merged events and exits 0 when every job completed."""
+    f = tmp_path / "people.csv"
+    f.write_text("first_name,last_name,domain\n" + "".join(f"A{i},B{i},acme.io\n" for i in range(150)))
+    env = {**os.environ, "PRONTO_API_KEY": "demo-key", "PRONTO_BASE_URL": simulator.urls["pronto"]}
+    proc = await anyio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [sys.executable, "-m", "eventbus", "submit", "--provider", "pronto", "--follow", "--json", str(f)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+    )
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    events = ev.decode_lines(proc.stdout.encode())
+    items = [e for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)]
+    assert len({e.key for e in items}) == 150 == len(items)
+    assert sum(isinstance(e, ev.JobCompleted) for e in events) == 2
+    assert "all 2 jobs completed" in proc.stderr
+
+
+async def test_submit_follow_reports_failure(simulator: Simulator, tmp_path: Path) -> None:
+    """When not every job completes (here: credits run out), --follow exits 1 and says why."""
+    simulator.state.extra["pronto"].credits = 100
+    f = tmp_path / "people.csv"
+    f.write_text("first_name,last_name,domain\n" + "".join(f"A{i},B{i},acme.io\n" for i in range(150)))
+    env = {**os.environ, "PRONTO_API_KEY": "demo-key", "PRONTO_BASE_URL": simulator.urls["pronto"]}
+    proc = await anyio.to_thread.run_sync(
+        lambda: subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "eventbus",
+                "submit",
+                "--provider",
+                "pronto",
+                "--follow",
+                "--concurrency",
+                "1",
+                str(f),
+            ],
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env=env,
+        )
+    )
+    assert proc.returncode == 1
+    assert "not everything completed" in proc.stderr and "chunks rejected" in proc.stderr
+    assert "insufficient_credits" in proc.stdout
+
+
+def test_webhook_listen_is_validated() -> None:
+    """A malformed --webhook-listen is refused with a message saying the expected form."""
+    env = {**os.environ, "PRONTO_API_KEY": "k", "PRONTO_BASE_URL": "http://127.0.0.1:9"}
+    proc = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "eventbus",
+            "submit",
+            "--provider",
+            "pronto",
+            "--follow",
+            "--webhook-listen",
+            "nope",
+            __file__,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env=env,
+    )
+    assert proc.returncode == 1 and "HOST:PORT" in proc.stderr
