@@ -9,9 +9,9 @@ objects the provider modules build, and returns their
   token, a Pronto ``X-API-KEY``), refreshing tokens ahead of expiry and once
   after a 401;
 * retries only what the provider certainly did not take — 429 (honouring
-  ``Retry-After``/``X-RateLimit-Reset``, backing off on its own when there is
-  none, as with InsideView), 5xx, and connections that never opened — with
-  capped, jittered exponential backoff;
+  ``Retry-After``/``X-RateLimit-Reset`` up to ``Settings.max_wait``, backing
+  off on its own when there is none, as with InsideView), 5xx, and
+  connections that never opened — with capped, jittered exponential backoff;
 * never resends a request that may have been taken: a timeout or a dropped
   connection after the request was sent raises :class:`AmbiguousSubmit`;
 * spaces requests by an optional client-side rate limit;
@@ -77,6 +77,7 @@ class Settings:
     backoff_base: float = 0.5
     backoff_cap: float = 30.0
     rate_limit: float | None = None  # requests per second, client side
+    max_wait: float = 300.0  # the longest wait a 429 may ask for (InsideView's window is 5 minutes)
 
     @classmethod
     def from_env(
@@ -240,6 +241,14 @@ class ProviderClient:
                 )
             verdict = self.provider.common_outcome(response)
             if isinstance(verdict, Throttle):
+                if verdict.retry_after is not None and verdict.retry_after > s.max_wait:
+                    # Waiting is bounded: a provider asking for hours gets a clear answer now, not a silent hang.
+                    raise RateLimited(
+                        f"{self.provider.name} asks to wait {verdict.retry_after:.0f}s before retrying, "
+                        f"more than max_wait ({s.max_wait:.0f}s)",
+                        status=429,
+                        provider=self.provider.name,
+                    )
                 if backoff.exhausted:
                     raise RateLimited(
                         f"{self.provider.name} kept answering 429 after {backoff.attempt + 1} attempts",

@@ -223,6 +223,16 @@ async def test_x_ratelimit_reset_is_honoured(scripted: tuple[Scripted, str]) -> 
     assert waits == [0.04] and len(provider.submits) == 2
 
 
+async def test_retry_after_beyond_max_wait_is_refused_at_once(scripted: tuple[Scripted, str]) -> None:
+    """A 429 asking for a wait longer than max_wait raises RateLimited at once instead of hanging."""
+    provider, url = scripted
+    provider.answers = [(429, {"Retry-After": "86400"}, b"")]
+    async with ProviderClient(Pronto(), quick(url, max_wait=60)) as http:
+        with pytest.raises(RateLimited, match="asks to wait 86400s") as caught:
+            await http.send(SUBMIT)
+    assert caught.value.status == 429 and len(provider.submits) == 1
+
+
 async def test_429_without_header_backs_off_on_its_own(scripted: tuple[Scripted, str]) -> None:
     """InsideView's bare 429: capped jittered backoff, each wait within the cap, until it goes through."""
     provider, url = scripted
