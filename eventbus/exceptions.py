@@ -16,7 +16,8 @@ they enter and re-raised as one of these, with the original as ``__cause__``::
     │   ├── QuotaError              402 quota / 422 credits or consent: the account is out
     │   ├── Rejected                4xx: the request itself is wrong; do not resend as is
     │   ├── ServerError             5xx and the retry budget is spent
-    │   └── AmbiguousSubmit         sent, but no answer: the provider may or may not have it
+    │   ├── AmbiguousSubmit         sent, but no answer: the provider may or may not have it
+    │   └── PaginationError         (adapters.polling) a next-page loop, or too many pages
     └── TransportError              could not reach the peer at all (refused, DNS, TLS)
 
 Every message names what went wrong and what to do about it; none contains a

@@ -43,3 +43,12 @@ def test_invalid_settings_are_refused() -> None:
     """Nonsensical settings raise ValueError at construction."""
     with pytest.raises(ValueError):
         Backoff(base=10, cap=1)
+
+
+def test_adapters_public_names_sorted_and_importable() -> None:
+    """adapters.__all__ is sorted and every name in it exists."""
+    import adapters
+
+    assert adapters.__all__ == sorted(adapters.__all__)
+    for name in adapters.__all__:
+        assert hasattr(adapters, name), name
