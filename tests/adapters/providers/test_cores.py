@@ -183,3 +183,66 @@ def test_insideview_quota_is_account_level() -> None:
     quota = iv.read_submit(chunk, resp(400, {"message": "insufficient transaction quota"}))
     busy = iv.read_submit(chunk, resp(400, {"message": "too many jobs already queued (20)"}))
     assert quota.account and not busy.account and busy.retriable
+
+
+def test_insideview_fetch_answers_per_id() -> None:
+    """Bulk Contact Fetch: found contacts (unknown fields kept) and per-id errors, in request order."""
+    iv = InsideView(endpoint="fetch")
+    chunk = prepare(iv, ["16935075", "999", "16935075"])[0][0]
+    body = [
+        {"requestedContactId": "16935075", "contact": {"contactId": 16935075, "firstName": "Ann", "newField": [1]}},
+        {"requestedContactId": "999", "error": {"errorCode": "404-602", "errorMessage": "contact not found."}},
+    ]
+    items = iv.read_submit(chunk, resp(200, body))
+    assert isinstance(items, Items)
+    assert [(row, key, ok, what) for row, key, ok, what, _, _ in items.results] == [
+        (0, "16935075", True, "found"),
+        (1, "999", False, "404-602"),
+    ]
+    assert items.results[0][5]["newField"] == [1] and items.results[1][4] == "contact not found."
+    assert msgspec.json.decode(iv.build_submit(chunk).content) == {"contactIds": ["16935075", "999"]}
+
+
+def test_insideview_job_request_shape() -> None:
+    """A job is ids one per line as text/plain, asking for JSON, with the optional webhook and company flag."""
+    iv = InsideView(webhook="https://h/hook", company=True)
+    request = iv.build_submit(prepare(iv, ["1", "2", "3"])[0][0])
+    assert (request.method, request.path, request.content) == ("POST", "/target/contact/job", b"1\n2\n3")
+    assert request.headers == {"Content-Type": "text/plain", "Accept": "application/json"}
+    assert request.params == {"retrieveCompanyDetails": "true", "webhook": "https://h/hook"}
+    assert iv.auth_headers("tok") == {"accessToken": "tok"}
+
+
+def test_insideview_refusals() -> None:
+    """A bare 429 leaves the wait to the client; 415 and other 400s are chunk-level, not retried."""
+    iv = InsideView()
+    chunk = prepare(iv, ["1"])[0][0]
+    assert iv.read_submit(chunk, resp(429)) == Throttle(None)
+    wrong_type = iv.read_submit(chunk, resp(415, b"Unsupported Media Type"))
+    assert isinstance(wrong_type, Refused) and wrong_type.status == 415 and not wrong_type.account
+    assert not wrong_type.retriable and "Unsupported Media Type" in wrong_type.reason
+
+
+def test_mautic_bulk_readings() -> None:
+    """bulk/new answers 202 with the job id; a 429 waits X-RateLimit-Reset seconds; edits need integer ids."""
+    m = Mautic()
+    chunk = prepare(m, [{"Email": "a@b.c", "First Name": "Ann", "score": 3}])[0][0]
+    assert chunk.contacts[0] == {"email": "a@b.c", "firstname": "Ann", "score": 3}
+    assert m.read_submit(chunk, resp(202, {"id": "8c1f"})) == Accepted("8c1f", total=1)
+    limited = resp(429, x_ratelimit_limit="100", x_ratelimit_remaining="0", x_ratelimit_reset="42")
+    assert m.read_submit(chunk, limited) == Throttle(42.0)
+    edit = Mautic(endpoint="put")
+    chunks, problems, _ = prepare(edit, [{"id": "356", "email": "a@b.c"}, {"id": "x", "email": "b@c.d"}])
+    assert chunks[0].contacts[0]["id"] == 356 and [(p.row, p.field) for p in problems] == [(1, "id")]
+    assert edit.build_submit(chunks[0]).method == "PUT"
+
+
+def test_malformed_accept_bodies_are_refusals_not_crashes() -> None:
+    """A 2xx whose body cannot be read is a non-retriable refusal naming the problem, never an exception."""
+    chunk_p = prepare(Pronto(webhook_url="http://h/x"), [{"firstname": "a", "lastname": "b", "domain": "d"}] * 2)[0][0]
+    assert isinstance(Pronto(webhook_url="http://h/x").read_submit(chunk_p, resp(202, b"<html>")), Refused)
+    chunk_d = prepare(Datananas(list="L"), [{"email": "a@b.c"}])[0][0]
+    assert isinstance(Datananas(list="L").read_submit(chunk_d, resp(200, b"{}")), Refused)
+    chunk_i = prepare(InsideView(), ["1"])[0][0]
+    refused = InsideView().read_submit(chunk_i, resp(200, b"<nope"))
+    assert isinstance(refused, Refused) and "not understood" in refused.reason
