@@ -44,10 +44,13 @@ import structlog
 from eventbus import events as ev
 from eventbus.exceptions import BufferOverflow, BusClosed, ConfigError, SubscriptionClosed
 
-__all__ = ["Bus", "Handler", "HandlerHandle", "Overflow", "SubscriberStats", "Subscription"]
+__all__ = ["Bus", "Handler", "HandlerHandle", "Overflow", "SubscriberStats", "Subscription", "Types"]
 
 Handler = Callable[[ev.Event], Awaitable[object] | object]
 """A subscriber callable: takes one event; may be sync or async."""
+
+Types = Iterable[type[ev.Event] | str] | type[ev.Event] | str
+"""A type filter: event classes or ``type`` tags (``"job_progress"``), or just one of them."""
 
 _log = structlog.get_logger("eventbus.bus")
 
@@ -84,7 +87,7 @@ class SubscriberStats(msgspec.Struct, frozen=True):
     lag: int  # events buffered now
 
 
-def _resolve_types(types: Iterable[type[ev.Event] | str] | None) -> frozenset[type[ev.Event]] | None:
+def _resolve_types(types: Types | None) -> frozenset[type[ev.Event]] | None:
     if types is None:
         return None
     if isinstance(types, str | type):  # one tag or one class, not a collection of them
@@ -441,7 +444,7 @@ class Bus:
         kind: str,
         buffer: int,
         overflow: Overflow | str,
-        types: Iterable[type[ev.Event] | str] | None,
+        types: Types | None,
         providers: Iterable[str] | None,
         jobs: Iterable[str] | None,
         where: Callable[[ev.Event], bool] | None,
@@ -491,7 +494,7 @@ class Bus:
         handler: Handler,
         *,
         name: str | None = None,
-        types: Iterable[type[ev.Event] | str] | None = None,
+        types: Types | None = None,
         providers: Iterable[str] | str | None = None,
         jobs: Iterable[str] | str | None = None,
         where: Callable[[ev.Event], bool] | None = None,
@@ -500,9 +503,13 @@ class Bus:
     ) -> HandlerHandle:
         """Run ``handler(event)`` (sync or async) in the bus for every admitted event.
 
-        Filters combine with AND: ``types`` (classes or tags), ``providers``,
-        ``jobs`` and ``where`` (a predicate). ``buffer`` and ``overflow`` set
-        the subscriber's bounded buffer and what happens when it is full.
+        ``name`` (unique on the bus; defaults to the handler's qualified name)
+        keys :meth:`stats`. Filters combine with AND: ``types`` (classes or
+        tags), ``providers``, ``jobs`` and ``where`` (a predicate). ``buffer``
+        and ``overflow`` set the subscriber's bounded buffer and what happens
+        when it is full. The handler runs in its own task: events one at a
+        time, in order, an async handler awaited before the next event.
+        Returns a :class:`HandlerHandle` to read its stats or remove it.
         """
         if not callable(handler):
             raise ConfigError(f"handler must be callable, not {handler!r}")
@@ -520,12 +527,13 @@ class Bus:
             with sub.scope:
                 await self._handle(sub, handler)
         finally:
-            # Cancelled (close timeout) or finished: whatever is left will never be handled.
-            sub.closed = True
+            # Finished, cancelled (close timeout) or killed by a BaseException: either
+            # way it takes nothing more, and whatever is left will never be handled.
+            sub.done.set()
+            self._detach(sub)
             sub.discard()
             sub.took()
             sub.went_idle()
-            sub.done.set()
             self._retiring.discard(sub)
 
     async def _handle(self, sub: _Subscriber, handler: Handler) -> None:
@@ -569,7 +577,7 @@ class Bus:
         self,
         name: str,
         *,
-        types: Iterable[type[ev.Event] | str] | None = None,
+        types: Types | None = None,
         providers: Iterable[str] | str | None = None,
         jobs: Iterable[str] | str | None = None,
         where: Callable[[ev.Event], bool] | None = None,

@@ -21,7 +21,7 @@ from itertools import count
 from typing import Any, TypeVar
 
 from eventbus import events as ev
-from eventbus.bus import Bus
+from eventbus.bus import Bus, Types
 
 __all__ = ["EventFactory", "capture", "make_event"]
 
@@ -73,7 +73,7 @@ def make_event(cls: type[E], **fields: Any) -> E:
 async def capture(
     bus: Bus,
     *,
-    types: Iterable[type[ev.Event] | str] | None = None,
+    types: Types | None = None,
     providers: Iterable[str] | str | None = None,
     jobs: Iterable[str] | str | None = None,
     where: Callable[[ev.Event], bool] | None = None,
