@@ -37,12 +37,19 @@ async def test_login_returns_token_details(simulator: Simulator) -> None:
 
 
 async def test_login_refuses_bad_credentials(simulator: Simulator) -> None:
-    """Wrong client credentials get 401; a wrong grant type gets 400."""
+    """Wrong client credentials get 401."""
     async with httpx.AsyncClient() as client:
         url = simulator.urls["insideview_login"] + "/Auth/login/v1/token.json"
-        bad = await client.post(url, params={"clientId": "demo", "clientSecret": "nope", "grantType": "cred"})
-        grant = await client.post(url, params={"clientId": "demo", "clientSecret": "demo", "grantType": "x"})
-    assert bad.status_code == 401 and grant.status_code == 400
+        r = await client.post(url, params={"clientId": "demo", "clientSecret": "nope", "grantType": "cred"})
+    assert r.status_code == 401
+
+
+async def test_login_needs_grant_type_cred(simulator: Simulator) -> None:
+    """A grant type other than cred gets 400."""
+    async with httpx.AsyncClient() as client:
+        url = simulator.urls["insideview_login"] + "/Auth/login/v1/token.json"
+        r = await client.post(url, params={"clientId": "demo", "clientSecret": "demo", "grantType": "x"})
+    assert r.status_code == 400
 
 
 async def test_token_goes_in_accessToken_header(simulator: Simulator) -> None:
@@ -90,27 +97,46 @@ async def test_submit_defaults_to_xml(simulator: Simulator) -> None:
     assert root.tag == "BulkJobStatus" and root.findtext("status") == "accepted" and root.findtext("jobId")
 
 
-async def test_submit_limits(simulator: Simulator) -> None:
-    """More than 10,000 ids, or none, is a 400 whose body says why; 10,000 exactly is fine."""
+async def test_submit_takes_10000_ids(simulator: Simulator) -> None:
+    """Exactly 10,000 ids is accepted."""
     async with httpx.AsyncClient() as client:
         token = await insideview_token(client, simulator)
-        ok = await submit(client, simulator, token, [str(i) for i in range(10_000)])
-        over = await submit(client, simulator, token, [str(i) for i in range(10_001)])
-        empty = await submit(client, simulator, token, [])
-    assert ok.status_code == 200
-    assert over.status_code == 400 and "at most 10000" in over.json()["message"]
-    assert empty.status_code == 400 and "no contact ids" in empty.json()["message"]
+        r = await submit(client, simulator, token, [str(i) for i in range(10_000)])
+    assert r.status_code == 200
 
 
-async def test_submit_wrong_content_type_is_415_and_wrong_method_405(simulator: Simulator) -> None:
-    """A JSON body gets 415; a GET on the submit path gets 405."""
+async def test_submit_over_10000_ids_is_400(simulator: Simulator) -> None:
+    """10,001 ids is a 400 whose body says the limit."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await submit(client, simulator, token, [str(i) for i in range(10_001)])
+    assert r.status_code == 400 and "at most 10000" in r.json()["message"]
+
+
+async def test_submit_without_ids_is_400(simulator: Simulator) -> None:
+    """An empty body is a 400 saying there are no ids."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await submit(client, simulator, token, [])
+    assert r.status_code == 400 and "no contact ids" in r.json()["message"]
+
+
+async def test_submit_wrong_content_type_is_415(simulator: Simulator) -> None:
+    """A JSON body on the job endpoint gets 415."""
     async with httpx.AsyncClient() as client:
         token = await insideview_token(client, simulator)
         r = await client.post(
             simulator.urls["insideview"] + "/target/contact/job", json=["1"], headers={"accessToken": token}
         )
-        m = await client.put(simulator.urls["insideview"] + "/target/contact/job", headers={"accessToken": token})
-    assert r.status_code == 415 and m.status_code == 405
+    assert r.status_code == 415
+
+
+async def test_submit_wrong_method_is_405(simulator: Simulator) -> None:
+    """A PUT on the job endpoint gets 405."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await client.put(simulator.urls["insideview"] + "/target/contact/job", headers={"accessToken": token})
+    assert r.status_code == 405
 
 
 async def test_job_progresses_to_finished_with_counts(simulator: Simulator) -> None:
@@ -217,19 +243,40 @@ async def test_bulk_fetch_dedupes_and_reports_per_item_errors(simulator: Simulat
     assert body[2]["error"]["errorCode"] == "404-602"
 
 
-async def test_bulk_fetch_limits_and_methods(simulator: Simulator) -> None:
-    """More than 50 distinct ids is 400; a GET is 405; malformed JSON is 400, never 500."""
+async def test_bulk_fetch_over_50_ids_is_400(simulator: Simulator) -> None:
+    """More than 50 distinct ids is a 400."""
     async with httpx.AsyncClient() as client:
         token = await insideview_token(client, simulator)
-        url = simulator.urls["insideview"] + "/contact/bulk"
-        over = await client.post(url, json={"contactIds": [str(i) for i in range(51)]}, headers={"accessToken": token})
-        dupes = await client.post(url, json={"contactIds": ["1"] * 80}, headers={"accessToken": token})
-        get = await client.get(url, headers={"accessToken": token})
-        bad = await client.post(
-            url, content=b"{nope", headers={"accessToken": token, "content-type": "application/json"}
+        r = await client.post(
+            simulator.urls["insideview"] + "/contact/bulk",
+            json={"contactIds": [str(i) for i in range(51)]},
+            headers={"accessToken": token},
         )
-    assert over.status_code == 400 and dupes.status_code == 200
-    assert get.status_code == 405 and bad.status_code == 400
+    assert r.status_code == 400 and "at most 50" in r.json()["message"]
+
+
+async def test_bulk_fetch_limit_counts_distinct_ids(simulator: Simulator) -> None:
+    """80 copies of one id collapse to one entry and are accepted."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await client.post(
+            simulator.urls["insideview"] + "/contact/bulk",
+            json={"contactIds": ["1"] * 80},
+            headers={"accessToken": token},
+        )
+    assert r.status_code == 200 and len(r.json()) == 1
+
+
+async def test_bulk_fetch_malformed_json_is_400(simulator: Simulator) -> None:
+    """A body that is not JSON is a 400, never a 500."""
+    async with httpx.AsyncClient() as client:
+        token = await insideview_token(client, simulator)
+        r = await client.post(
+            simulator.urls["insideview"] + "/contact/bulk",
+            content=b"{nope",
+            headers={"accessToken": token, "content-type": "application/json"},
+        )
+    assert r.status_code == 400
 
 
 async def test_insufficient_transaction_quota_is_400(sim_config: SimulatorConfig) -> None:
