@@ -5,12 +5,12 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
-from typing import Any
 
 from adapters.serving import ServedApp
 from adapters.simulator.app import PREFIXES, build_app
 from adapters.simulator.common import SimState
 from adapters.simulator.config import Clock, SimulatorConfig
+from adapters.simulator.webhooks_out import WebhookSender
 
 __all__ = ["Simulator", "run_simulator", "simulator"]
 
@@ -37,8 +37,8 @@ class Simulator:
         }
 
     @property
-    def webhooks(self) -> Any:
-        """The outgoing webhook sender (its ``stats`` say what was delivered)."""
+    def webhooks(self) -> WebhookSender:
+        """The outgoing webhook sender (its ``stats`` say what was delivered; ``wait_settled(n)`` waits)."""
         return self.state.extra["webhooks"]
 
 

@@ -321,3 +321,14 @@ async def test_throttled_with_retry_after() -> None:
         first = await client.post(url, json=body, headers=AUTH)
         second = await client.post(url, json=body, headers=AUTH)
     assert first.status_code == 200 and second.status_code == 429 and 1 <= int(second.headers["retry-after"]) <= 60
+
+
+async def test_ten_thousand_contacts_with_default_pacing() -> None:
+    """A full 10,000-contact bulk at the default pace reports every index once, then the ending."""
+    async with run_simulator(SimulatorConfig()) as sim:
+        contacts = [{"email": f"t{i}@x.io"} for i in range(10_000)]
+        with anyio.fail_after(60):
+            response, frames = await collect(sim, contacts)
+    running = [f["data"]["i"] for f in frames if f["event"] == "contact_bulk_create_running"]
+    assert response.status_code == 200 and running == list(range(10_000))
+    assert frames[-1]["data"] == {"uuid": response.json()["uuid"], "created": 10_000, "updated": 0}
