@@ -756,8 +756,9 @@ def test_journal_none_is_accepted() -> None:
     size=st.integers(min_value=1, max_value=8),
     overflow=st.sampled_from(["block", "drop_oldest", "drop_newest", "error"]),
 )
+@pytest.mark.parametrize("backend", ["asyncio", "trio"])
 def test_interleaved_publish_and_consume_accounts_for_every_event(
-    steps: list[str | int], size: int, overflow: str
+    backend: str, steps: list[str | int], size: int, overflow: str
 ) -> None:
     """Any interleaving of publishes and reads: delivered + dropped + lag == admitted; per-job order kept."""
 
@@ -785,4 +786,4 @@ def test_interleaved_publish_and_consume_accounts_for_every_event(
                 dones = [e.done for e in got if e.job_id == job]
                 assert dones == sorted(dones)
 
-    anyio.run(scenario)
+    anyio.run(scenario, backend=backend)
