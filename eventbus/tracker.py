@@ -60,7 +60,7 @@ from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Any, Protocol
 
 import anyio
 import msgspec
@@ -70,8 +70,26 @@ from eventbus.exceptions import BusClosed, ConfigError
 
 __all__ = ["JobTracker", "JobView", "Publisher", "TrackedPublisher", "TrackerStats"]
 
-_PASSTHROUGH = (ev.BatchSubmitted, ev.SubmitRejected, ev.Throttled, ev.QuotaExhausted, ev.SourceState, ev.InvalidSignal)
-_TERMINAL = ev.TERMINAL_TYPES
+# What the tracker does with each event class (see _classify).
+_PASS, _ITEM_OK, _ITEM_FAILED, _PROGRESS, _ACCEPTED, _COMPLETED, _ENDED, _STUCK, _OTHER = range(9)
+_BY_BASE: tuple[tuple[type[ev.Event] | tuple[type[ev.Event], ...], int], ...] = (
+    ((ev.BatchSubmitted, ev.SubmitRejected, ev.Throttled, ev.QuotaExhausted, ev.SourceState, ev.InvalidSignal), _PASS),
+    (ev.ItemSucceeded, _ITEM_OK),
+    (ev.ItemFailed, _ITEM_FAILED),
+    (ev.JobProgress, _PROGRESS),
+    (ev.JobAccepted, _ACCEPTED),
+    (ev.JobCompleted, _COMPLETED),
+    ((ev.JobFailed, ev.JobCancelled, ev.JobExpired), _ENDED),
+    (ev.JobStuck, _STUCK),
+)
+_KINDS: dict[type, tuple[int, str]] = {}
+
+
+def _classify(cls: type[ev.Event]) -> tuple[int, str]:
+    """The kind and type tag of an event class (subclasses included), computed once per class."""
+    kind = next((kind for base, kind in _BY_BASE if issubclass(cls, base)), _OTHER)
+    _KINDS[cls] = (kind, ev.tag_of(cls))
+    return _KINDS[cls]
 
 
 class Publisher(Protocol):
@@ -141,16 +159,24 @@ class _Job:
         "updated",
     )
 
-    def __init__(self, now: float) -> None:
+    def __init__(self) -> None:
         self.done = 0
         self.total: int | None = None
         self.keys: set[str] = set()
         self.succeeded = self.failed = self.created = self.updated = 0
-        self.last_signal = now
+        self.last_signal = 0.0
         self.last_source: ev.Source = "submit"
         self.last_type = ""
         self.stuck_reported = False
         self.sources: set[str] = set()
+
+    def touch(self, now: float, source: ev.Source, tag: str) -> None:
+        """A signal arrived: the job is alive (re-arms the stuck check)."""
+        self.last_signal = now
+        self.last_source = source
+        self.last_type = tag
+        self.stuck_reported = False
+        self.sources.add(source)
 
     def learn_total(self, total: int | None) -> bool:
         """Keep ``total`` if none is known yet and it is consistent with ``done``; True if kept."""
@@ -192,7 +218,9 @@ class JobTracker:
         """Take one raw event; return the merged events to publish, in order (possibly none)."""
         stats = self._stats
         job_id = event.job_id
-        if not job_id or isinstance(event, _PASSTHROUGH) or "#" in job_id:  # "#": a chunk ref, see ev.is_chunk_ref
+        cls = type(event)
+        kind, tag = _KINDS.get(cls) or _classify(cls)
+        if kind == _PASS or not job_id or "#" in job_id:  # "#": a chunk reference, see ev.is_chunk_ref
             stats.passed += 1
             return [event]
         key = (event.provider, job_id)
@@ -202,25 +230,24 @@ class JobTracker:
                 self._finished.move_to_end(key)  # stragglers keep coming: remember this one longer
                 stats.dropped_late += 1
                 return []
-            return self._start(key, event)
-        if not isinstance(event, ev.JobStuck):  # our own output fed back is not a signal from the job
-            self._touch(job, event)
-        merged = self._merge(key, job, event)
+            return self._start(key, event, kind, tag)
+        if kind != _STUCK:  # our own output fed back is no sign of life from the job
+            job.touch(self.clock(), event.source, tag)
+        merged = self._merge(key, job, event, kind)
         if merged is None:
             return []
         stats.passed += 1
         return [merged]
 
-    def _start(self, key: tuple[str, str], event: ev.Event) -> list[ev.Event]:
+    def _start(self, key: tuple[str, str], event: ev.Event, kind: int, tag: str) -> list[ev.Event]:
         """The first signal of a job: publish it after a JobAccepted, synthesized if need be."""
-        job = self._jobs[key] = _Job(self.clock())
-        self._touch(job, event)
-        if isinstance(event, ev.JobAccepted):
-            job.learn_total(event.total)
+        job = self._jobs[key] = _Job()
+        job.touch(self.clock(), event.source, tag)
+        if kind == _ACCEPTED:
+            job.learn_total(event.total)  # type: ignore[attr-defined]
             self._stats.passed += 1
             return [event]
-        total = getattr(event, "total", None)
-        job.learn_total(total)
+        job.learn_total(getattr(event, "total", None))
         accepted = ev.JobAccepted(
             id=ev.event_id(event.provider, event.job_id, "accepted"),
             provider=event.provider,
@@ -230,82 +257,76 @@ class JobTracker:
             total=job.total,
         )
         self._stats.synthesized += 1
-        merged = self._merge(key, job, event)
+        merged = self._merge(key, job, event, kind)
         if merged is None:  # e.g. progress at 0: the acceptance says it all
             return [accepted]
         self._stats.passed += 1
         return [accepted, merged]
 
-    def _touch(self, job: _Job, event: ev.Event) -> None:
-        job.last_signal = self.clock()
-        job.last_source = event.source
-        job.last_type = ev.tag_of(type(event))
-        job.stuck_reported = False
-        job.sources.add(event.source)
-
-    def _merge(self, key: tuple[str, str], job: _Job, event: ev.Event) -> ev.Event | None:
+    def _merge(self, key: tuple[str, str], job: _Job, event: Any, kind: int) -> ev.Event | None:
         """The event to publish for ``event`` given the job's state (updated here), or None to drop it."""
-        stats = self._stats
-        match event:
-            case ev.ItemSucceeded() | ev.ItemFailed():
-                keys = job.keys
-                if event.key in keys:
-                    stats.dropped_duplicate += 1
-                    return None
-                keys.add(event.key)
-                if isinstance(event, ev.ItemSucceeded):
-                    job.succeeded += 1
-                    if event.outcome == "created":
-                        job.created += 1
-                    elif event.outcome == "updated":
-                        job.updated += 1
-                else:
-                    job.failed += 1
-                return event
-            case ev.JobProgress():
-                learned = job.learn_total(event.total)
-                done = event.done if job.total is None else min(event.done, job.total)
-                if done <= job.done and not learned:
-                    stats.dropped_stale_progress += 1
-                    return None
-                job.done = max(job.done, done)
-                if job.done == event.done and job.total == event.total:
-                    return event
-                return msgspec.structs.replace(event, done=job.done, total=job.total)
-            case ev.JobAccepted():
-                # A second acceptance (e.g. the submitter's, after a synthesized one) is dropped;
-                # a total it brings is kept, as progress, so that it is not lost.
-                if job.learn_total(event.total):
-                    return ev.JobProgress(
-                        id=ev.event_id(event.provider, event.job_id, "total", job.total),
-                        provider=event.provider,
-                        job_id=event.job_id,
-                        source=event.source,
-                        at=event.at,
-                        done=job.done,
-                        total=job.total,
-                    )
-                stats.dropped_duplicate += 1
+        # Dispatch on the cached kind rather than isinstance/match: a failed isinstance
+        # on a msgspec Struct class costs several times a dict lookup, on every event.
+        if kind == _ITEM_OK or kind == _ITEM_FAILED:
+            keys = job.keys
+            if event.key in keys:
+                self._stats.dropped_duplicate += 1
                 return None
-            case ev.JobCompleted():
-                self._finish(key, "job_completed")
-                if not (event.succeeded or event.failed) and job.keys:
-                    # The provider gave no totals; report what we counted.
-                    return msgspec.structs.replace(
-                        event,
-                        succeeded=job.succeeded,
-                        failed=job.failed,
-                        created=event.created or job.created,
-                        updated=event.updated or job.updated,
-                        total=event.total if event.total is not None else job.total,
-                    )
-                if event.total is None and job.total is not None:
-                    return msgspec.structs.replace(event, total=job.total)
+            keys.add(event.key)
+            if kind == _ITEM_FAILED:
+                job.failed += 1
+            else:
+                job.succeeded += 1
+                if event.outcome == "created":
+                    job.created += 1
+                elif event.outcome == "updated":
+                    job.updated += 1
+            return event
+        if kind == _PROGRESS:
+            learned = job.learn_total(event.total)
+            total = job.total
+            done = event.done if total is None or event.done <= total else total
+            if done <= job.done and not learned:
+                self._stats.dropped_stale_progress += 1
+                return None
+            if done > job.done:
+                job.done = done
+            if job.done == event.done and total == event.total:
                 return event
-            case ev.JobFailed() | ev.JobCancelled() | ev.JobExpired():
-                self._finish(key, ev.tag_of(type(event)))
-                return event
-        return event  # JobStuck fed back, or a future event type: keep it
+            return msgspec.structs.replace(event, done=job.done, total=total)
+        if kind == _ACCEPTED:
+            # A second acceptance (e.g. the submitter's, after a synthesized one) is dropped;
+            # a total it brings is kept, as progress, so that it is not lost.
+            if job.learn_total(event.total):
+                return ev.JobProgress(
+                    id=ev.event_id(event.provider, event.job_id, "total", job.total),
+                    provider=event.provider,
+                    job_id=event.job_id,
+                    source=event.source,
+                    at=event.at,
+                    done=job.done,
+                    total=job.total,
+                )
+            self._stats.dropped_duplicate += 1
+            return None
+        if kind == _COMPLETED:
+            self._finish(key, "job_completed")
+            if not (event.succeeded or event.failed) and job.keys:
+                # The provider gave no totals; report what we counted.
+                return msgspec.structs.replace(
+                    event,
+                    succeeded=job.succeeded,
+                    failed=job.failed,
+                    created=event.created or job.created,
+                    updated=event.updated or job.updated,
+                    total=event.total if event.total is not None else job.total,
+                )
+            if event.total is None and job.total is not None:
+                return msgspec.structs.replace(event, total=job.total)
+            return event
+        if kind == _ENDED:
+            self._finish(key, ev.tag_of(type(event)))
+        return event  # a terminal event, a JobStuck fed back, or a future event type: keep it
 
     def _finish(self, key: tuple[str, str], terminal: str) -> None:
         del self._jobs[key]  # frees the item keys
