@@ -24,6 +24,10 @@ Handlers registered with :meth:`Bus.on` run in the bus's own task group, one
 task per handler, draining their buffer in a tight loop. A handler that raises
 is logged (logger ``eventbus.bus``) and counted; it keeps receiving later
 events and the other subscribers are unaffected.
+
+A bus belongs to the event loop that entered it and is not thread-safe; from
+another thread, publish with ``anyio.from_thread.run_sync(bus.publish_nowait,
+event)``.
 """
 
 from __future__ import annotations
@@ -510,6 +514,10 @@ class Bus:
         when it is full. The handler runs in its own task: events one at a
         time, in order, an async handler awaited before the next event.
         Returns a :class:`HandlerHandle` to read its stats or remove it.
+
+        A handler must not wait for the bus itself (``await bus.drain()``,
+        or ``await bus.publish()`` reaching its own full ``block`` buffer):
+        it would wait for itself. Use ``publish_nowait`` from handlers.
         """
         if not callable(handler):
             raise ConfigError(f"handler must be callable, not {handler!r}")
@@ -659,7 +667,11 @@ class Bus:
         """Deliver ``event``, waiting while a ``block`` subscriber's buffer is full.
 
         Does not yield to the event loop when every buffer has room (the fast
-        path); waiting for room is a cancellation point.
+        path, as cheap as :meth:`publish_nowait`); waiting for room is a
+        cancellation point, and cancellation there means the event was not
+        published. A loop that only publishes, to subscribers that never
+        push back (``drop_*`` policies), should yield now and then itself
+        (``await anyio.lowlevel.checkpoint()``) so that they get to run.
         """
         try:
             self.publish_nowait(event)
