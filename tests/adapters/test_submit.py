@@ -56,7 +56,7 @@ def landed(sim: Simulator, provider: str) -> list[int]:
         ("insideview", [5000, 10000, 10000]),
         ("mautic", [5000, 10000, 10000]),
         ("datananas", [5000, 10000, 10000]),
-        ("pronto", [100] * 250),
+        pytest.param("pronto", [100] * 250, marks=pytest.mark.slow),  # 250 requests
     ],
 )
 async def test_25000_contacts_exact_chunks(simulator: Simulator, provider: str, sizes: list[int]) -> None:
