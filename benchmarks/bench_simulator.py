@@ -39,9 +39,17 @@ from benchmarks._util import ratio, rounded
 NAME = "simulator"
 
 
+def _cpu(pid: int) -> float:
+    """CPU seconds (user + system) a process has used: unlike wall time, hardly moved by other load on the host."""
+    import psutil
+
+    times = psutil.Process(pid).cpu_times()
+    return times.user + times.system
+
+
 @contextmanager
-def _simulator_process(*args: str) -> Iterator[str]:
-    """``eventbus simulate`` in a process of its own (as a user runs it); yields its base URL."""
+def _simulator_process(*args: str) -> Iterator[tuple[str, int]]:
+    """``eventbus simulate`` in a process of its own (as a user runs it); yields its base URL and pid."""
     with subprocess.Popen(
         [sys.executable, "-m", "eventbus", "simulate", "--port", "0", "--item-time", "0", *args],
         stdout=subprocess.PIPE,
@@ -51,14 +59,15 @@ def _simulator_process(*args: str) -> Iterator[str]:
             line = proc.stdout.readline() if proc.stdout else ""
             if not line.startswith("listening on "):
                 raise RuntimeError(f"the simulator did not start: {line!r}")
-            yield line.split()[-1]
+            yield line.split()[-1], proc.pid
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
 
 
-def _ws_simulator(n: int) -> float:
-    with _simulator_process() as base:
+def _ws_simulator(n: int) -> tuple[float, float]:
+    """(events/s to the client, simulator CPU seconds spent) for n contacts."""
+    with _simulator_process() as (base, pid):
         urls = {"datananas_ws": base.replace("http", "ws", 1) + "/datananas/ws", "datananas": base + "/datananas"}
 
         async def main() -> tuple[int, float]:
@@ -84,9 +93,11 @@ def _ws_simulator(n: int) -> float:
                             break
                 return count - 2 * len(bulks), time.perf_counter() - started
 
+        cpu_before = _cpu(pid)
         count, elapsed = asyncio.run(main())
+        cpu = _cpu(pid) - cpu_before
     assert count == n, count
-    return n / elapsed
+    return n / elapsed, cpu
 
 
 def _bare_ws_server(n: int, conn: Connection) -> None:
@@ -114,7 +125,8 @@ def _bare_ws_server(n: int, conn: Connection) -> None:
     asyncio.run(run())
 
 
-def _ws_baseline(n: int) -> float:
+def _ws_baseline(n: int) -> tuple[float, float]:
+    """(frames/s to the client, server CPU seconds spent) for n pre-encoded frames."""
     parent, child = multiprocessing.get_context("spawn").Pipe()
     proc = multiprocessing.get_context("spawn").Process(target=_bare_ws_server, args=(n, child), daemon=True)
     proc.start()
@@ -122,6 +134,7 @@ def _ws_baseline(n: int) -> float:
         if not parent.poll(60):
             raise RuntimeError("the bare websockets server did not start")
         port = parent.recv()
+        cpu_before = _cpu(proc.pid)
 
         async def client() -> tuple[int, float]:
             count = 0
@@ -134,13 +147,14 @@ def _ws_baseline(n: int) -> float:
                 return count, time.perf_counter() - started
 
         count, elapsed = asyncio.run(client())
+        cpu = _cpu(proc.pid) - cpu_before
     finally:
         proc.join(30)
         if proc.is_alive():
             proc.kill()
             proc.join()
     assert count == n
-    return n / elapsed
+    return n / elapsed, cpu
 
 
 class _Receiver:
@@ -174,10 +188,12 @@ class _Receiver:
             return self.cond.wait_for(lambda: self.count >= n, timeout)
 
 
-def _webhooks_simulator(n: int) -> float:
+def _webhooks_simulator(n: int) -> tuple[float, float]:
+    """(webhooks/s arriving at the receiver, simulator CPU seconds spent) for n contacts."""
     receiver = _Receiver()
-    with ServedApp(receiver) as served, _simulator_process() as base:
+    with ServedApp(receiver) as served, _simulator_process() as (base, pid):
         url = served.url + "/hook"
+        cpu_before = _cpu(pid)
         started = time.perf_counter()
         with httpx.Client() as client:
             for start in range(0, n, 100):
@@ -191,7 +207,7 @@ def _webhooks_simulator(n: int) -> float:
                 )
                 assert r.status_code == 202, r.text
         assert receiver.wait_for(n), f"only {receiver.count} of {n} webhooks arrived"
-        return n / (time.perf_counter() - started)
+        return n / (time.perf_counter() - started), _cpu(pid) - cpu_before
 
 
 def _httpx_sender(url: str, n: int, concurrency: int, conn: Connection) -> None:
@@ -223,7 +239,7 @@ def _httpx_sender(url: str, n: int, concurrency: int, conn: Connection) -> None:
     asyncio.run(main())
 
 
-def _webhooks_baseline(n: int, concurrency: int) -> float:
+def _webhooks_baseline(n: int, concurrency: int) -> tuple[float, float]:
     """The same receiver, hit by a bare httpx loop in a process of its own (as the simulator is)."""
     receiver = _Receiver()
     ctx = multiprocessing.get_context("spawn")
@@ -234,39 +250,52 @@ def _webhooks_baseline(n: int, concurrency: int) -> float:
         try:
             if not parent.poll(60) or parent.recv() != "ready":
                 raise RuntimeError("the httpx sender did not start")
+            cpu_before = _cpu(proc.pid)
             started = time.perf_counter()
             parent.send("go")
             assert receiver.wait_for(n), f"only {receiver.count} of {n} POSTs arrived"
             elapsed = time.perf_counter() - started
+            cpu = _cpu(proc.pid) - cpu_before
         finally:
             proc.join(30)
             if proc.is_alive():
                 proc.kill()
                 proc.join()
-    return n / elapsed
+    return n / elapsed, cpu
 
 
 def run(quick: bool) -> dict:
     ws_n = 20_000 if quick else 100_000
     hook_n = 1_000 if quick else 5_000
     concurrency = 32
-    ws_sim = max(_ws_simulator(ws_n) for _ in range(2))
-    ws_base = max(_ws_baseline(ws_n) for _ in range(2))
-    hooks_sim = _webhooks_simulator(hook_n)
-    hooks_base = _webhooks_baseline(hook_n, concurrency)
-    hooks_base_best = max(hooks_base, _webhooks_baseline(hook_n, 4))  # httpx does better with fewer connections
+    ws_sim, ws_sim_cpu = max(_ws_simulator(ws_n) for _ in range(2))
+    ws_base, ws_base_cpu = max(_ws_baseline(ws_n) for _ in range(2))
+    hooks_sim, hooks_sim_cpu = _webhooks_simulator(hook_n)
+    hooks_base, hooks_base_cpu = _webhooks_baseline(hook_n, concurrency)
+    hooks_base4, hooks_base4_cpu = _webhooks_baseline(hook_n, 4)  # httpx does better with fewer connections
+
+    def us_per(cpu: float, n: int) -> float:
+        return round(cpu / n * 1e6, 1)
+
     return {
         "ws_frames": ws_n,
         "ws_simulator_events_per_s": rounded(ws_sim),
         "ws_bare_websockets_server_per_s": rounded(ws_base),
         "ratio_ws_simulator_vs_bare": ratio(ws_sim, ws_base),
+        # Server-side CPU per frame: the load-independent view (wall-clock rates move with other load on the host).
+        "ws_simulator_cpu_us_per_event": us_per(ws_sim_cpu, ws_n),
+        "ws_bare_server_cpu_us_per_frame": us_per(ws_base_cpu, ws_n),
+        "ws_simulator_cpu_bound_events_per_s": rounded(ws_n / ws_sim_cpu) if ws_sim_cpu else None,
         "webhooks": hook_n,
         "webhook_concurrency": concurrency,
         "webhooks_simulator_per_s": rounded(hooks_sim),
         "webhooks_bare_httpx_client_per_s": rounded(hooks_base),
         "ratio_webhooks_simulator_vs_bare": ratio(hooks_sim, hooks_base),
-        "webhooks_bare_httpx_client_best_of_4_or_32_connections_per_s": rounded(hooks_base_best),
-        "ratio_webhooks_simulator_vs_best_bare": ratio(hooks_sim, hooks_base_best),
+        "webhooks_bare_httpx_client_4_connections_per_s": rounded(hooks_base4),
+        "ratio_webhooks_simulator_vs_bare_4_connections": ratio(hooks_sim, hooks_base4),
+        "webhooks_simulator_cpu_us_per_post": us_per(hooks_sim_cpu, hook_n),
+        "webhooks_bare_httpx_cpu_us_per_post": us_per(hooks_base_cpu, hook_n),
+        "webhooks_bare_httpx_4_connections_cpu_us_per_post": us_per(hooks_base4_cpu, hook_n),
         "meets": {
             "ws >= 20,000 progress events/s to one client": ws_sim >= 20_000,
             "webhooks >= 1,000 POSTs/s": hooks_sim >= 1_000,
