@@ -43,7 +43,7 @@ from eventbus.exceptions import (
     TransportError,
 )
 
-__all__ = ["DEFAULT_BASE_URLS", "ENV", "ProviderClient", "Settings"]
+__all__ = ["DEFAULT_BASE_URLS", "ENV", "Pacer", "ProviderClient", "Settings"]
 
 DEFAULT_BASE_URLS: dict[str, str | None] = {
     "insideview": "https://api.insideview.com/api/v1",
@@ -135,8 +135,7 @@ class ProviderClient:
         self._token: str | None = None
         self._token_expires = 0.0
         self._token_lock = anyio.Lock()
-        self._pace_lock = anyio.Lock()
-        self._next_slot = 0.0
+        self._pacer = Pacer(settings.rate_limit, clock) if settings.rate_limit else None
         self.requests_sent = 0
 
     async def __aenter__(self) -> ProviderClient:
@@ -312,15 +311,32 @@ class ProviderClient:
 
     async def _pace(self) -> None:
         """Wait for the next slot of the client-side rate limit, if there is one."""
-        rate = self.settings.rate_limit
-        if not rate:
-            return
-        async with self._pace_lock:
-            now = self._clock()
-            wait = self._next_slot - now
-            self._next_slot = max(now, self._next_slot) + 1.0 / rate
-        if wait > 0:
-            await anyio.sleep(wait)
+        if self._pacer is not None:
+            wait = self._pacer.reserve()
+            if wait > 0:
+                await anyio.sleep(wait)
+
+
+class Pacer:
+    """A client-side rate limit: hands out evenly spaced send slots, ``rate`` per second (no I/O).
+
+    :meth:`reserve` books the next slot and says how long to wait for it, so
+    concurrent senders queue up one interval apart instead of bursting.
+    """
+
+    def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
+        if not rate > 0:
+            raise ConfigError(f"rate_limit must be a positive number of requests per second, not {rate!r}")
+        self.interval = 1.0 / rate
+        self._clock = clock
+        self._next_slot = 0.0
+
+    def reserve(self) -> float:
+        """Book the next slot; the seconds to wait before using it (0 when it is free now)."""
+        now = self._clock()
+        slot = max(now, self._next_slot)
+        self._next_slot = slot + self.interval
+        return slot - now
 
 
 class _NotSent(Exception):

@@ -23,11 +23,11 @@ from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route
 
-from adapters.http import ProviderClient, Settings
+from adapters.http import Pacer, ProviderClient, Settings
 from adapters.providers import Datananas, InsideView, Mautic, Pronto
 from adapters.providers.base import Request
 from adapters.serving import ServedApp
-from eventbus.exceptions import AmbiguousSubmit, AuthError, RateLimited, ServerError, TransportError
+from eventbus.exceptions import AmbiguousSubmit, AuthError, ConfigError, RateLimited, ServerError, TransportError
 
 pytestmark = pytest.mark.anyio
 
@@ -398,3 +398,29 @@ async def test_unreachable_login_never_shows_the_secret() -> None:
         with pytest.raises(TransportError) as caught:
             await http.send(SUBMIT)
     assert SECRET not in str(caught.value) and SECRET not in str(caught.value.__cause__)
+
+
+# --- client-side rate limit ------------------------------------------------------------------------
+
+
+def test_pacer_spaces_slots_evenly() -> None:
+    """Requests booked at the same instant wait one interval more each; a slot in the past costs no wait."""
+    clock = Clock()
+    pacer = Pacer(10, clock)
+    assert [round(pacer.reserve(), 6) for _ in range(3)] == [0, 0.1, 0.2]
+    clock.now += 5
+    assert pacer.reserve() == 0 and round(pacer.reserve(), 6) == 0.1
+
+
+def test_pacer_refuses_a_non_positive_rate() -> None:
+    """A zero or negative rate limit is a ConfigError, not a division by zero or a hang."""
+    with pytest.raises(ConfigError, match="rate_limit"):
+        Pacer(0)
+
+
+async def test_rate_limited_client_still_sends_everything(scripted: tuple[Scripted, str]) -> None:
+    """With a client-side rate limit, every request is still sent once, in order."""
+    provider, url = scripted
+    async with ProviderClient(Pronto(), quick(url, rate_limit=200)) as http:
+        statuses = [(await http.send(SUBMIT)).status for _ in range(3)]
+    assert statuses == [202, 202, 202] and len(provider.submits) == 3
