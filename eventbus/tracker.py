@@ -484,10 +484,23 @@ class TrackedPublisher:
 
     def publish_nowait(self, event: ev.Event) -> None:
         """Feed ``event`` and publish the merged events; ``anyio.WouldBlock`` (nothing fed) if behind."""
-        self._check_open()
         if self._pending:
+            self._check_open()
             raise anyio.WouldBlock
-        if not self._send(self.tracker.feed(event)) and self._wakeup is not None:
+        if self._closed:
+            self._check_open()
+        out = self.tracker.feed(event)
+        if not out:
+            return
+        if len(out) == 1:  # the common case, without _send's loop
+            try:
+                self._bus.publish_nowait(out[0])
+                return
+            except anyio.WouldBlock:
+                self._pending.append(out[0])
+        elif self._send(out):
+            return
+        if self._wakeup is not None:
             self._wakeup.set()
 
     async def publish(self, event: ev.Event) -> None:
