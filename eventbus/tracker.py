@@ -424,16 +424,18 @@ class JobTracker:
             tg.start_soon(publisher._run_flusher)
             if self.stuck_after is not None:
                 tg.start_soon(publisher._watch_stuck, check_every)
+            # Errors are re-raised below the task group, so that they come out as
+            # themselves rather than wrapped in an ExceptionGroup.
             try:
                 yield publisher
-                with anyio.fail_after(flush_timeout):
+                with anyio.move_on_after(flush_timeout):
                     await publisher.flush()
-            except TimeoutError:
-                error = TimeoutError(
-                    f"{publisher.pending} merged events could not be published within flush_timeout="
-                    f"{flush_timeout}s: a subscriber with overflow='block' is not consuming"
-                )
-            except Exception as exc:  # re-raised below, unwrapped from the task group's ExceptionGroup
+                if publisher.pending:
+                    error = TimeoutError(
+                        f"{publisher.pending} merged events could not be published within flush_timeout="
+                        f"{flush_timeout}s: a subscriber with overflow='block' is not consuming"
+                    )
+            except Exception as exc:
                 error = exc
             finally:
                 publisher._closed = True
@@ -451,6 +453,12 @@ class TrackedPublisher:
     background task) or raises ``anyio.WouldBlock`` having changed nothing,
     so the caller can ``await publish(event)`` instead. Nothing waits unbounded:
     at most the output of one feed per publishing task is held here.
+
+    Errors of the bus other than ``WouldBlock`` (``BufferOverflow`` from an
+    ``overflow="error"`` subscriber, ``BusClosed``) propagate to the caller;
+    the merged events of that feed are then not published, and since the
+    tracker has already counted them, publishing the raw event again will not
+    bring them back.
     """
 
     def __init__(self, tracker: JobTracker, bus: Publisher) -> None:

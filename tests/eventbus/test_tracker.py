@@ -610,6 +610,16 @@ async def test_errors_in_the_block_propagate_unwrapped() -> None:
 
 
 @pytest.mark.anyio
+async def test_timeout_in_the_block_is_not_mistaken_for_a_flush_timeout() -> None:
+    """A TimeoutError raised by the caller's own code inside attach() comes out unchanged."""
+    mine = TimeoutError("the caller's own deadline")
+    with pytest.raises(TimeoutError) as caught:
+        async with JobTracker().attach(Collector()):
+            raise mine
+    assert caught.value is mine
+
+
+@pytest.mark.anyio
 async def test_attach_refuses_bad_intervals() -> None:
     """check_every and flush_timeout must be positive."""
     with pytest.raises(ConfigError, match="check_every"):
