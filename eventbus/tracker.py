@@ -196,8 +196,12 @@ class JobTracker:
         clock: Callable[[], float] = time.monotonic,
         max_finished: int = 100_000,
     ) -> None:
-        """``stuck_after`` seconds of silence make a job stuck (``None``: never);
-        ``clock`` gives seconds (monotonic); ``max_finished`` bounds the finished-job LRU."""
+        """A tracker with no jobs yet; refuses nonsensical settings with :class:`ConfigError`.
+
+        ``stuck_after`` seconds of silence make a job stuck (``None``: never);
+        ``clock`` gives monotonic seconds (inject a fake one in tests);
+        ``max_finished`` bounds the LRU of finished jobs.
+        """
         if stuck_after is not None and not (stuck_after > 0 and math.isfinite(stuck_after)):
             raise ConfigError(
                 "stuck_after must be a positive number of seconds, or None to never report stuck jobs; "
