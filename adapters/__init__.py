@@ -10,6 +10,7 @@ beside it move bytes and call them: ``http`` (the provider HTTP client),
 
 from __future__ import annotations
 
+from adapters.contacts import read_contacts
 from adapters.follow import FollowResult, follow
 from adapters.http import ProviderClient, Settings
 from adapters.polling import (
@@ -25,7 +26,7 @@ from adapters.polling import (
     retry_after_of,
 )
 from adapters.serving import ServedApp
-from adapters.submit import AcceptedJob, SubmitReport, submit
+from adapters.submit import AcceptedJob, SubmitReport, prepare, submit
 from adapters.webhooks import WebhookReceiver
 from adapters.websocket import Correlator, WebSocketSource
 
@@ -49,6 +50,8 @@ __all__ = [
     "WebhookReceiver",
     "follow",
     "follow_pages",
+    "prepare",
+    "read_contacts",
     "retry_after_of",
     "submit",
 ]

@@ -140,10 +140,11 @@ class _CompleteByCount:
             await self.target.publish(done)
 
     def publish_nowait(self, event: ev.Event) -> None:
+        # An item that may complete its job goes through publish(), so the completion that
+        # follows it can wait for room instead of being refused and lost.
+        if isinstance(event, ev.ItemSucceeded | ev.ItemFailed) and event.job_id in self.totals:
+            raise anyio.WouldBlock
         self.target.publish_nowait(event)
-        done = self._completion(event)
-        if done is not None:
-            self.target.publish_nowait(done)
 
 
 async def follow(

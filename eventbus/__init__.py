@@ -8,7 +8,7 @@ implementation detail)::
 
 from __future__ import annotations
 
-from eventbus.bus import Bus, HandlerHandle, Overflow, SubscriberStats, Subscription
+from eventbus.bus import Bus, Handler, HandlerHandle, Overflow, SubscriberStats, Subscription, Types
 from eventbus.events import (
     AnyEvent,
     BatchSubmitted,
@@ -47,7 +47,7 @@ from eventbus.exceptions import (
     SubscriptionClosed,
     TransportError,
 )
-from eventbus.tracker import JobTracker, JobView, TrackedPublisher, TrackerStats
+from eventbus.tracker import JobTracker, JobView, Publisher, TrackedPublisher, TrackerStats
 
 __version__ = "0.1.0"
 
@@ -64,6 +64,7 @@ __all__ = [
     "ContactError",
     "Event",
     "EventBusError",
+    "Handler",
     "HandlerHandle",
     "InvalidSignal",
     "ItemFailed",
@@ -79,6 +80,7 @@ __all__ = [
     "JobView",
     "Overflow",
     "ProviderError",
+    "Publisher",
     "QuotaError",
     "QuotaExhausted",
     "RateLimited",
@@ -93,6 +95,7 @@ __all__ = [
     "TrackedPublisher",
     "TrackerStats",
     "TransportError",
+    "Types",
     "decode",
     "encode",
 ]
