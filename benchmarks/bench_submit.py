@@ -66,7 +66,7 @@ def _serialise_cpu(contacts: list[dict[str, str]]) -> float:
 def run(quick: bool) -> dict:
     n = 20_000 if quick else 100_000
     contacts = _contacts(n)
-    with _simulator_process() as base:
+    with _simulator_process() as (base, _pid):
         client = min(_client_cpu(base, contacts)[0] for _ in range(3))
     serialise = min(_serialise_cpu(contacts) for _ in range(5))
     return {
