@@ -37,8 +37,9 @@ import anyio
 import httpx
 import msgspec
 
+from adapters.backoff import Backoff
 from adapters.http import ProviderClient, Settings
-from adapters.polling import CsvRows, Poller, PollOutcome, follow_pages
+from adapters.polling import CsvRows, Poller, PollOutcome, follow_pages, retry_after_of
 from adapters.providers import datananas, insideview, mautic, pronto
 from adapters.providers.base import Request
 from adapters.providers.base import Response as ProviderResponse
@@ -49,7 +50,7 @@ from adapters.websocket import Correlator, WebSocketSource
 from eventbus import events as ev
 from eventbus.bus import Bus
 from eventbus.exceptions import ConfigError
-from eventbus.subscribers.board import JobBoard
+from eventbus.subscribers.board import JobBoard, JobRow
 from eventbus.tracker import JobTracker, Publisher
 
 __all__ = ["FollowResult", "follow"]
@@ -72,8 +73,13 @@ class FollowResult:
             self.report.ok
             and not self.report.invalid
             and not self.timed_out
-            and all(row is not None and row.state == "completed" for row in jobs)
+            and all(row is not None and row.state == "completed" and _accounted(row) for row in jobs)
         )
+
+
+def _accounted(row: JobRow) -> bool:
+    """A completed job's totals cover every contact it carried (nothing missing from its results)."""
+    return row.total is None or row.succeeded + row.failed == row.total
 
 
 class _RowKeys:
@@ -299,28 +305,55 @@ async def _watch_insideview(http: ProviderClient, job: AcceptedJob, bus: Publish
         return
     succeeded = failed = 0
     request = Request("GET", f"/target/contact/job/{job.job_id}/results")
-    async with (
-        http.stream(request) as response,
-        CsvRows(response, bus, provider="insideview", job_id=job.job_id) as rows,
-    ):
-        async for row in rows:
-            try:
-                events = insideview.result_row_events(job.job_id, row.fields)
-            except ValueError as exc:
-                await bus.publish(
-                    ev.InvalidSignal(
-                        id=ev.new_id(),
-                        provider="insideview",
-                        job_id=job.job_id,
-                        source="poll",
-                        reason=f"results line {row.line}: {exc}",
-                    )
+    backoff = Backoff(base=initial, cap=cap, max_attempts=8)
+    while True:
+        async with http.stream(request) as response:
+            if response.status_code == 200:
+                async with CsvRows(response, bus, provider="insideview", job_id=job.job_id) as rows:
+                    async for row in rows:
+                        try:
+                            events = insideview.result_row_events(job.job_id, row.fields)
+                        except ValueError as exc:
+                            await bus.publish(
+                                ev.InvalidSignal(
+                                    id=ev.new_id(),
+                                    provider="insideview",
+                                    job_id=job.job_id,
+                                    source="poll",
+                                    reason=f"results line {row.line}: {exc}",
+                                )
+                            )
+                            continue
+                        for event in events:
+                            succeeded += isinstance(event, ev.ItemSucceeded)
+                            failed += isinstance(event, ev.ItemFailed)
+                            await bus.publish(event)
+                break
+            status = response.status_code
+            body = await response.aread()
+        retriable = status == 429 or status >= 500
+        if status == 404 or not retriable or backoff.exhausted:
+            reason = f"results download answered HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
+            end: ev.Event = (
+                ev.JobExpired(
+                    id=ev.event_id("insideview", job.job_id, "expired"),
+                    provider="insideview",
+                    job_id=job.job_id,
+                    source="poll",
+                    reason=reason,
                 )
-                continue
-            for event in events:
-                succeeded += isinstance(event, ev.ItemSucceeded)
-                failed += isinstance(event, ev.ItemFailed)
-                await bus.publish(event)
+                if status == 404
+                else ev.JobFailed(
+                    id=ev.event_id("insideview", job.job_id, "failed"),
+                    provider="insideview",
+                    job_id=job.job_id,
+                    source="poll",
+                    reason=reason,
+                )
+            )
+            await bus.publish(end)
+            return
+        await anyio.sleep(backoff.next_delay(at_least=retry_after_of(response.headers) or 0.0))
     await bus.publish(insideview.completed_event(job.job_id, succeeded, failed))
 
 

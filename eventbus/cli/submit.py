@@ -199,6 +199,13 @@ def _follow(args: argparse.Namespace, settings: object, contacts: list) -> int:
         states = [r.state for r in result.board.rows.values() if r.state not in ("completed", "invalid", "rejected")]
         if states:
             problems.append("jobs ended " + ", ".join(sorted(set(states))))
+        short = [
+            r.job_id
+            for r in result.board.rows.values()
+            if r.state == "completed" and r.total is not None and r.succeeded + r.failed != r.total
+        ]
+        if short:
+            problems.append(f"{len(short)} completed jobs reported fewer contacts than they carried")
         print(f"eventbus submit: not everything completed: {'; '.join(problems)}", file=sys.stderr)
         return 1
 
