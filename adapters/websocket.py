@@ -26,10 +26,13 @@ Around that:
   successful *re*connection so the provider wiring can recover what was
   missed while disconnected (e.g. trigger a status poll).
 
-**Why no thread.** ``websockets`` ships two native runtimes over the same
-sans-I/O protocol: ``websockets.asyncio`` and ``websockets.trio``. The source
-picks the one matching the running loop, so it runs natively
-under asyncio and trio: no background thread, no cross-loop hop per frame.
+**Why no thread, and no ``websockets.asyncio`` connection.** The source
+drives ``websockets``' sans-I/O client protocol over an anyio byte stream
+(:class:`adapters.wsconn.WsConnection`): it runs natively under asyncio and
+trio alike, and one network read hands over every message it completed, so
+the per-message cost is the protocol's frame parser, the provider's parser
+and the bus (see ``docs/benchmarks.md``). No background thread, no
+cross-loop hop per frame.
 
 :class:`Correlator` buffers events that arrive before the caller knows which
 job they belong to (Datananas sends progress for a ``uuid`` before the HTTP
@@ -38,11 +41,11 @@ response names it) and releases them, rewritten, on :meth:`Correlator.bind`.
 
 from __future__ import annotations
 
+import ssl
 import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from functools import partial
 from inspect import isawaitable
 from types import TracebackType
 from typing import Any, Final, Literal
@@ -57,6 +60,7 @@ import websockets.uri
 
 from adapters.backoff import Backoff
 from adapters.webhooks import Publisher
+from adapters.wsconn import WsConnection
 from eventbus import events as ev
 from eventbus.exceptions import BusClosed, ConfigError
 
@@ -96,14 +100,6 @@ def _on_trio() -> bool:
     return True
 
 
-def _connector() -> Callable[..., Any]:
-    if _on_trio():
-        from websockets.trio.client import connect
-    else:
-        from websockets.asyncio.client import connect
-    return connect
-
-
 class WebSocketSource:
     """One provider WebSocket, parsed into events and published, reconnecting within bounds.
 
@@ -131,7 +127,8 @@ class WebSocketSource:
         max_size: int = DEFAULT_MAX_SIZE,
         on_reconnect: Callable[[], Awaitable[object] | object] | None = None,
         correlator: Correlator | None = None,
-        proxy: str | None = None,
+        ssl_context: ssl.SSLContext | None = None,
+        compression: bool = True,
     ) -> None:
         if healthy_after < 0 or open_timeout <= 0 or close_timeout <= 0 or max_size < 1:
             raise ConfigError("healthy_after >= 0, open_timeout, close_timeout and max_size > 0 are required")
@@ -154,12 +151,13 @@ class WebSocketSource:
         self._healthy_after = healthy_after
         self._connect_options: dict[str, Any] = {
             "open_timeout": open_timeout,
-            "ping_interval": ping_interval,
-            "ping_timeout": ping_timeout,
             "close_timeout": close_timeout,
             "max_size": max_size,
-            "proxy": proxy,
+            "ssl_context": ssl_context,
+            "compression": compression,
         }
+        self._ping_interval = ping_interval
+        self._ping_timeout = ping_timeout
         self._max_size = max_size
         self._close_timeout = close_timeout
         self._on_reconnect = on_reconnect
@@ -168,7 +166,7 @@ class WebSocketSource:
         self._stop_requested = False
         self._run_tg: anyio.abc.TaskGroup | None = None
         self._scope: anyio.CancelScope | None = None
-        self._ws: Any = None
+        self._ws: WsConnection | None = None
         self._tg: anyio.abc.TaskGroup | None = None
         self._used = False
         self.state: Literal["idle", "connecting", "connected", "waiting", "gave_up", "stopped"] = "idle"
@@ -231,8 +229,7 @@ class WebSocketSource:
         await self._stop.wait()
         ws = self._ws
         if ws is not None:  # a clean close handshake, bounded; then cut whatever remains
-            with anyio.move_on_after(self._close_timeout):
-                await (ws.aclose() if hasattr(ws, "aclose") else ws.close())  # trio's name / asyncio's
+            await ws.aclose()
         if self._scope is not None:
             self._scope.cancel()
 
@@ -240,15 +237,18 @@ class WebSocketSource:
 
     async def _connect_loop(self) -> None:
         assert self._stop is not None
-        connect = _connector()
         while not self._stop.is_set():
             self.state = "connecting"
             connected_at: float | None = None
             reason = ""
             with anyio.CancelScope() as self._scope:
                 try:
-                    async with connect(self._url, additional_headers=self._headers, **self._connect_options) as ws:
+                    ws = await WsConnection.open(self._url, headers=self._headers, **self._connect_options)
+                    async with ws:
                         self._ws = ws
+                        keepalive = anyio.CancelScope()
+                        if self._ping_interval is not None and self._run_tg is not None:
+                            self._run_tg.start_soon(self._keepalive, ws, keepalive)
                         connected_at = anyio.current_time()
                         self.connections += 1
                         self.state = "connected"
@@ -256,7 +256,10 @@ class WebSocketSource:
                         if self.connections > 1 and self._on_reconnect is not None and self._run_tg is not None:
                             # In the background: recovering (e.g. a status poll) must not stall the reading.
                             self._run_tg.start_soon(self._call_on_reconnect)
-                        reason = await self._read(ws)
+                        try:
+                            reason = await self._read(ws)
+                        finally:
+                            keepalive.cancel()
                 except websockets.exceptions.ConnectionClosed as exc:
                     reason = await self._closed(exc)
                 except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
@@ -282,25 +285,22 @@ class WebSocketSource:
             with anyio.move_on_after(delay):
                 await self._stop.wait()
 
-    async def _read(self, ws: Any) -> str:
+    async def _read(self, ws: WsConnection) -> str:
         parse = self._parse
         bus = self._bus
         publish_nowait = bus.publish_nowait
         correlator = self.correlator
-        # recv() rather than `async for`: trio's iterator is an async generator that
-        # would be left unfinalized when a cancellation lands in the loop body.
-        # decode=False: text frames come as their UTF-8 bytes and the parser (msgspec)
-        # validates them, so a text frame that is not UTF-8 is one InvalidSignal
-        # rather than a connection closed with 1007.
-        recv = partial(ws.recv, decode=False)
-        frames = 0
-        try:
-            while True:
-                try:
-                    frame = await recv()
-                except websockets.exceptions.ConnectionClosedOK as exc:
-                    return f"closed by the server ({exc})"
-                frames += 1
+        receive = ws.receive
+        # Messages come as bytes, text frames undecoded: the parser (msgspec) validates
+        # UTF-8, so a text frame that is not UTF-8 is one InvalidSignal rather than a
+        # connection closed with 1007.
+        while True:
+            try:
+                frames = await receive()  # every message one network read completed
+            except websockets.exceptions.ConnectionClosedOK as exc:
+                return f"closed by the server ({exc})"
+            self.frames += len(frames)
+            for frame in frames:
                 try:
                     events = parse(frame)
                 except _BAD_INPUT as exc:
@@ -314,8 +314,10 @@ class WebSocketSource:
                         publish_nowait(event)
                     except anyio.WouldBlock:
                         await bus.publish(event)
-        finally:
-            self.frames += frames
+
+    async def _keepalive(self, ws: WsConnection, scope: anyio.CancelScope) -> None:
+        with scope:
+            await ws.keepalive(self._ping_interval or 0.0, self._ping_timeout)
 
     async def _closed(self, exc: websockets.exceptions.ConnectionClosed) -> str:
         reason = _describe_close(exc)

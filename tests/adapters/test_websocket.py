@@ -6,6 +6,7 @@ import asyncio
 import base64
 import hashlib
 import socket
+import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -14,7 +15,10 @@ import anyio
 import httpx
 import msgspec
 import pytest
+import trustme
 import websockets.asyncio.server
+from websockets.datastructures import Headers
+from websockets.http11 import Response
 
 from adapters.backoff import Backoff
 from adapters.simulator import Faults, Simulator, SimulatorConfig
@@ -71,8 +75,9 @@ Handler = Callable[[websockets.asyncio.server.ServerConnection], Awaitable[None]
 class WsServer:
     """A real `websockets` server on loopback (asyncio-only, hence its own thread), counting connections."""
 
-    def __init__(self, handler: Handler) -> None:
+    def __init__(self, handler: Handler, **serve_options: object) -> None:
         self.handler = handler
+        self.serve_options = serve_options
         self.connections = 0
         self.requests: list[tuple[str, str | None]] = []
         self.port = 0
@@ -89,14 +94,15 @@ class WsServer:
     async def _main(self) -> None:
         self._loop = asyncio.get_running_loop()
         self._done = asyncio.Event()
-        async with websockets.asyncio.server.serve(self._serve, "127.0.0.1", 0) as server:
+        async with websockets.asyncio.server.serve(self._serve, "127.0.0.1", 0, **self.serve_options) as server:  # type: ignore[arg-type]
             self.port = next(iter(server.sockets)).getsockname()[1]
             self._ready.set()
             await self._done.wait()
 
     @property
     def url(self) -> str:
-        return f"ws://127.0.0.1:{self.port}/ws"
+        scheme = "wss" if self.serve_options.get("ssl") else "ws"
+        return f"{scheme}://127.0.0.1:{self.port}/ws"
 
     def __enter__(self) -> WsServer:
         self._thread.start()
@@ -407,6 +413,155 @@ async def test_closing_the_bus_ends_the_source_quietly() -> None:
                     await flowing.wait()
                     await bus.aclose()
     assert source.state == "stopped"
+
+
+# --- the connection: websockets' sans-I/O protocol over anyio streams ----------------------
+
+
+async def test_fragmented_messages_are_reassembled_and_max_size_counts_the_whole_message() -> None:
+    """A message sent in fragments is one frame for the parser; fragments summing past max_size close with 1009."""
+
+    async def fragments(ws: websockets.asyncio.server.ServerConnection) -> None:
+        if server.connections == 1:
+            text = frame(0)
+            await ws.send([text[:10], text[10:20], text[20:]])  # one message, three frames
+            await ws.send(["x" * 600, "y" * 600])  # 1,200 bytes in two frames of 600, each under max_size
+        else:
+            await ws.send(frame(1))
+        await ws.wait_closed()
+
+    with WsServer(fragments, compression=None) as server:
+        async with watched(url=server.url, max_size=1024) as (sub, _):
+            events = await take(sub, 7)
+    assert shape(events) == [
+        ("connected", 0),
+        1,
+        "invalid",
+        ("disconnected", 0),
+        ("reconnecting", 1),
+        ("connected", 1),
+        2,
+    ]
+    assert "max_size=1024" in events[2].reason  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("compression", [True, False])
+async def test_permessage_deflate_is_offered_and_compressed_frames_are_read(compression: bool) -> None:
+    """With compression on (the default) the server compresses what it sends, and it still parses; off, it does not."""
+    negotiated: list[str] = []
+
+    async def send_3(ws: websockets.asyncio.server.ServerConnection) -> None:
+        negotiated.extend(ext.name for ext in ws.protocol.extensions)
+        for i in range(3):
+            await ws.send(frame(i) + " " * 2000)  # compressible padding
+        await ws.wait_closed()
+
+    with WsServer(send_3) as server:
+        async with watched(url=server.url, compression=compression) as (sub, _):
+            events = await take(sub, 4)
+    assert shape(events) == [("connected", 0), 1, 2, 3]
+    assert negotiated == (["permessage-deflate"] if compression else [])
+
+
+async def test_server_pings_are_answered_and_stop_closes_with_1000() -> None:
+    """The protocol answers the server's ping with a pong; leaving the source closes cleanly with code 1000."""
+    ponged = threading.Event()
+    close_codes: list[int | None] = []
+
+    async def ping_then_wait(ws: websockets.asyncio.server.ServerConnection) -> None:
+        waiter = await ws.ping(b"are you there")
+        await asyncio.wait_for(waiter, 5)
+        ponged.set()
+        await ws.send(frame(0))
+        await ws.wait_closed()
+        close_codes.append(ws.close_code)
+
+    with WsServer(ping_then_wait) as server:
+        async with watched(url=server.url) as (sub, _):
+            events = await take(sub, 2)
+    assert shape(events) == [("connected", 0), 1]
+    assert ponged.is_set()
+    assert close_codes == [1000]
+
+
+async def test_a_refused_handshake_is_a_failed_attempt_with_the_status() -> None:
+    """A server answering 403 instead of 101 never counts as connected; the detail names the status."""
+
+    def refuse(_conn: object, _request: object) -> Response:
+        return Response(403, "Forbidden", Headers(), b"no")
+
+    with WsServer(stay_open, process_request=refuse) as server:
+        async with Bus() as bus, bus.subscribe("t", buffer=100) as sub:
+            source = WebSocketSource(server.url, parse_frame, bus, provider="datananas", backoff=quick_backoff(1))
+            with anyio.fail_after(10):
+                await source.run()
+            events = await take(sub, 2)
+    assert shape(events) == [("reconnecting", 1), ("gave_up", 1)]
+    assert "403" in events[0].detail  # type: ignore[attr-defined]
+    assert source.connections == 0
+
+
+async def test_wss_with_a_trusted_certificate_and_refused_with_an_unknown_one() -> None:
+    """TLS: frames flow when the CA is trusted (ssl_context); an untrusted certificate is a failed attempt."""
+    ca = trustme.CA()
+    server_context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    ca.issue_cert("127.0.0.1").configure_cert(server_context)
+    client_context = ssl.create_default_context()
+    ca.configure_trust(client_context)
+
+    async def send_2(ws: websockets.asyncio.server.ServerConnection) -> None:
+        await ws.send(frame(0))
+        await ws.send(frame(1))
+        await ws.wait_closed()
+
+    with WsServer(send_2, ssl=server_context) as server:
+        assert server.url.startswith("wss://")
+        async with watched(url=server.url, ssl_context=client_context) as (sub, _):
+            assert shape(await take(sub, 3)) == [("connected", 0), 1, 2]
+        async with Bus() as bus, bus.subscribe("t", buffer=100) as sub:
+            source = WebSocketSource(server.url, parse_frame, bus, provider="datananas", backoff=quick_backoff(1))
+            with anyio.fail_after(10):
+                await source.run()
+            events = await take(sub, 2)
+    assert shape(events) == [("reconnecting", 1), ("gave_up", 1)]
+    assert "CERTIFICATE_VERIFY_FAILED" in events[0].detail  # type: ignore[attr-defined]
+
+
+async def test_stop_while_blocked_on_a_full_subscriber_ends_cleanly() -> None:
+    """Stopping while the source waits for room on the bus closes the connection (1000) and ends run()."""
+    close_codes: list[int | None] = []
+
+    async def send_10(ws: websockets.asyncio.server.ServerConnection) -> None:
+        for i in range(10):
+            await ws.send(frame(i))
+        await ws.wait_closed()
+        close_codes.append(ws.close_code)
+
+    with WsServer(send_10) as server:
+        async with Bus() as bus:
+            release, first = anyio.Event(), anyio.Event()
+            got: list[ev.Event] = []
+
+            async def stuck(event: ev.Event) -> None:
+                got.append(event)
+                first.set()
+                await release.wait()
+
+            bus.on(stuck, name="stuck", buffer=1, types={ev.JobProgress})  # overflow=block: the source must wait
+            source = WebSocketSource(server.url, parse_frame, bus, provider="datananas")
+            with anyio.fail_after(10):
+                async with anyio.create_task_group() as tg:
+                    tg.start_soon(source.run)
+                    await first.wait()
+                    while source.frames < 3:  # frames come in as the network delivers them
+                        await anyio.wait_all_tasks_blocked()
+                    await anyio.wait_all_tasks_blocked()  # the handler holds one, the buffer one, the source waits
+                    assert len(got) == 1
+                    source.stop()
+                release.set()
+    assert source.state == "stopped"
+    assert close_codes == [1000]
+    assert [e.done for e in got][:1] == [1]  # type: ignore[attr-defined]
 
 
 def test_a_malformed_url_is_refused_at_construction() -> None:

@@ -1,0 +1,265 @@
+"""One WebSocket client connection: websockets' sans-I/O protocol driven over an anyio byte stream.
+
+:class:`adapters.websocket.WebSocketSource` reads through this instead of
+``websockets.asyncio`` / ``websockets.trio`` connections, for two reasons:
+
+* **Throughput.** The runtime connections hand over one message per
+  ``recv()`` call, each through a future, an assembler queue and a
+  flow-control check. Here one network read (up to 64 KiB) is fed to
+  :class:`websockets.client.ClientProtocol` and every message it completed
+  comes back as one list: the per-message cost is the protocol's frame parser
+  and nothing else (``docs/benchmarks.md``, ``websocket_ingest``).
+* **One code path on asyncio and trio.** anyio's streams run on both, so the
+  source behaves the same under either loop (TLS included).
+
+What the runtime connections did and this keeps: the opening handshake
+(extra headers, permessage-deflate offered), ``max_size`` on whole messages
+(the protocol closes with 1009 past it), fragmented messages reassembled,
+pings answered (by the protocol), keepalive pings with a pong timeout (1011
+``keepalive ping timeout``), the closing handshake bounded by
+``close_timeout``, and :class:`websockets.exceptions.ConnectionClosed`
+(``OK`` or ``Error``, with the close frames sent and received) at the end.
+Not supported: HTTP redirects during the handshake and proxies.
+"""
+
+from __future__ import annotations
+
+import os
+import ssl
+from collections import deque
+from collections.abc import Mapping
+from types import TracebackType
+
+import anyio
+import anyio.abc
+from websockets.client import ClientProtocol
+from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
+from websockets.frames import CloseCode, Opcode
+from websockets.http11 import USER_AGENT, Response
+from websockets.protocol import State
+from websockets.uri import parse_uri
+
+__all__ = ["WsConnection"]
+
+_READ_SIZE = 65536
+_TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
+_GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
+
+
+class WsConnection:
+    """An open client connection. Build with :meth:`open`; use as an async context manager.
+
+    :meth:`receive` returns the messages (bytes; text frames are not decoded)
+    completed by the next network read, and raises the protocol's
+    ``ConnectionClosed`` once the connection is over. One task reads;
+    :meth:`keepalive` and :meth:`aclose` may run beside it.
+    """
+
+    def __init__(self, stream: anyio.abc.ByteStream, protocol: ClientProtocol, close_timeout: float) -> None:
+        self._stream = stream
+        self.protocol = protocol
+        self._close_timeout = close_timeout
+        self._outbox: deque[bytes] = deque()
+        self._send_lock = anyio.Lock()
+        self._parts: list[bytes] = []  # the fragments of a message still arriving
+        self._ready: list[bytes] = []  # messages that came with the handshake response
+        self._pongs: dict[bytes, anyio.Event] = {}
+        self._eof = anyio.Event()  # the stream ended (or was cut): the protocol is CLOSED
+        self._reading = False
+
+    @classmethod
+    async def open(
+        cls,
+        url: str,
+        *,
+        headers: Mapping[str, str] | None = None,
+        max_size: int | None = 1 << 20,
+        open_timeout: float = 10.0,
+        close_timeout: float = 5.0,
+        ssl_context: ssl.SSLContext | None = None,
+        compression: bool = True,
+    ) -> WsConnection:
+        """Connect (TCP, TLS for ``wss://``) and complete the opening handshake within ``open_timeout``.
+
+        Raises ``OSError`` (refused, unreachable, TLS), ``TimeoutError``, or a
+        ``websockets.exceptions.InvalidHandshake`` (e.g. ``InvalidStatus`` when
+        the server answers 401 instead of 101).
+        """
+        uri = parse_uri(url)
+        extensions = enable_client_permessage_deflate(None) if compression else None
+        protocol = ClientProtocol(uri, extensions=extensions, max_size=max_size)
+        with anyio.fail_after(open_timeout):
+            stream: anyio.abc.ByteStream = await anyio.connect_tcp(
+                uri.host,
+                uri.port,
+                tls=uri.secure,
+                ssl_context=ssl_context,
+                # The WebSocket closing handshake says where the data ends; TLS close_notify is not needed.
+                tls_standard_compatible=False,
+            )
+            conn = cls(stream, protocol, close_timeout)
+            try:
+                await conn._handshake(headers or {})
+            except BaseException:
+                await anyio.aclose_forcefully(stream)
+                raise
+        return conn
+
+    async def _handshake(self, headers: Mapping[str, str]) -> None:
+        protocol = self.protocol
+        request = protocol.connect()
+        for name, value in headers.items():
+            request.headers[name] = value
+        request.headers.setdefault("User-Agent", USER_AGENT)
+        protocol.send_request(request)
+        await self._flush()
+        while True:
+            await self._read_once()
+            events = protocol.events_received()
+            for i, event in enumerate(events):
+                if isinstance(event, Response):
+                    if protocol.handshake_exc is not None:
+                        raise protocol.handshake_exc
+                    self._ready = self._messages(events[i + 1 :])
+                    await self._flush()
+                    return
+            if protocol.handshake_exc is not None:
+                raise protocol.handshake_exc
+            await self._flush()
+
+    async def __aenter__(self) -> WsConnection:
+        return self
+
+    async def __aexit__(
+        self, exc_type: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None
+    ) -> None:
+        with anyio.CancelScope(shield=True):
+            await self.aclose()
+
+    # -- reading ------------------------------------------------------------------
+
+    async def _read_once(self) -> None:
+        """One network read fed to the protocol; the end of the stream is fed as EOF."""
+        try:
+            data = await self._stream.receive(_READ_SIZE)
+        except _GONE:
+            self._at_eof()
+        else:
+            self.protocol.receive_data(data)
+
+    def _at_eof(self) -> None:
+        self.protocol.receive_eof()  # idempotent; takes the protocol to CLOSED
+        self._eof.set()
+
+    async def receive(self) -> list[bytes]:
+        """The messages completed by the next read (never empty); ``ConnectionClosed`` once it is over."""
+        if self._ready:
+            ready, self._ready = self._ready, []
+            return ready
+        protocol = self.protocol
+        if self._reading:  # aclose() is reading the end of the closing handshake
+            await self._eof.wait()
+            raise protocol.close_exc
+        self._reading = True
+        try:
+            while True:
+                if self._eof.is_set():
+                    raise protocol.close_exc
+                if protocol.state is State.CLOSING:
+                    # The close frames were exchanged (or we failed the connection): the
+                    # server should now close TCP; do not wait for it for ever.
+                    with anyio.move_on_after(self._close_timeout):
+                        while not self._eof.is_set():
+                            await self._read_once()
+                            protocol.events_received()
+                    self._at_eof()
+                    await self._flush()
+                    continue
+                await self._read_once()
+                messages = self._messages(protocol.events_received())
+                await self._flush()  # pongs, the close frame's echo, EOF
+                if messages:
+                    return messages
+        finally:
+            self._reading = False
+
+    def _messages(self, events: list[object]) -> list[bytes]:
+        out: list[bytes] = []
+        for frame in events:
+            op = frame.opcode  # type: ignore[attr-defined]
+            if op is _TEXT or op is _BINARY:
+                if frame.fin:  # type: ignore[attr-defined]
+                    out.append(frame.data)  # type: ignore[attr-defined]
+                else:
+                    self._parts = [frame.data]  # type: ignore[attr-defined]
+            elif op is _CONT:
+                self._parts.append(frame.data)  # type: ignore[attr-defined]
+                if frame.fin:  # type: ignore[attr-defined]
+                    out.append(b"".join(self._parts))
+                    self._parts = []
+            elif op is _PONG:
+                waiter = self._pongs.pop(bytes(frame.data), None)  # type: ignore[attr-defined]
+                if waiter is not None:
+                    waiter.set()
+        return out
+
+    # -- writing ------------------------------------------------------------------
+
+    async def _flush(self) -> None:
+        """Send what the protocol wants sent, in order, whichever task asks."""
+        self._outbox.extend(self.protocol.data_to_send())
+        if not self._outbox:
+            return
+        async with self._send_lock:
+            while self._outbox:
+                data = self._outbox.popleft()
+                try:
+                    if data:
+                        await self._stream.send(data)
+                    else:  # the protocol asks for a half-close (TLS streams cannot: the close follows)
+                        await self._stream.send_eof()  # type: ignore[attr-defined]
+                except (*_GONE, OSError, NotImplementedError, AttributeError):
+                    self._outbox.clear()  # nobody is listening any more; the read side sees the end
+
+    async def keepalive(self, interval: float, timeout: float | None) -> None:
+        """Ping every ``interval`` s; no pong within ``timeout`` s fails the connection (1011) and cuts it."""
+        while True:
+            await anyio.sleep(interval)
+            if self.protocol.state is not State.OPEN:
+                return
+            payload = os.urandom(4)
+            pong = self._pongs[payload] = anyio.Event()
+            self.protocol.send_ping(payload)
+            with anyio.move_on_after(interval if timeout is None else timeout) as waited:
+                await self._flush()
+                await pong.wait()
+            if waited.cancelled_caught and timeout is not None:
+                self._pongs.pop(payload, None)
+                if self.protocol.state is State.OPEN:
+                    self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                    with anyio.move_on_after(self._close_timeout):
+                        await self._flush()
+                await self._stream.aclose()  # the reader meets the closed stream and raises ConnectionClosedError
+                return
+
+    async def aclose(self) -> None:
+        """The closing handshake (1000), bounded by ``close_timeout``; then the stream is closed."""
+        protocol = self.protocol
+        with anyio.move_on_after(self._close_timeout):
+            if protocol.state is State.OPEN:
+                protocol.send_close(CloseCode.NORMAL_CLOSURE)
+                await self._flush()
+            if self._reading:  # the reading task sees the server's close frame and the end of the stream
+                await self._eof.wait()
+            else:
+                self._reading = True
+                try:
+                    while not self._eof.is_set():
+                        await self._read_once()
+                        protocol.events_received()
+                        await self._flush()
+                finally:
+                    self._reading = False
+        if not self._eof.is_set():
+            self._at_eof()
+        await anyio.aclose_forcefully(self._stream)
