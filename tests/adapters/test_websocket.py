@@ -170,6 +170,18 @@ async def watched(**source_options: object) -> AsyncIterator[tuple[Subscription,
                 yield sub, source
 
 
+async def until_given_up(
+    url: str, n: int, parse: Callable[[str | bytes], list[ev.Event]] = parse_frame, **source_options: object
+) -> tuple[list[ev.Event], WebSocketSource]:
+    """Run a source until run() returns by itself (it gave up); the first ``n`` events it published."""
+    async with Bus() as bus, bus.subscribe("t", buffer=1000) as sub:
+        options = {"provider": "datananas", **source_options}
+        source = WebSocketSource(url, parse, bus, **options)  # type: ignore[arg-type]
+        with anyio.fail_after(30):
+            await source.run()
+        return await take(sub, n), source
+
+
 async def take(sub: Subscription, n: int) -> list[ev.Event]:
     return [await sub.receive() for _ in range(n)]
 
@@ -232,18 +244,25 @@ async def test_malformed_frames_become_invalid_signals_and_the_connection_stays(
     assert server.connections == 1
 
 
-async def test_oversize_frame_is_reported_and_the_source_reconnects() -> None:
-    """A message above max_size closes the connection (1009) with an InvalidSignal; the next connection goes on."""
+@pytest.mark.parametrize("fragmented", [False, True], ids=["one-frame", "fragments"])
+async def test_oversize_message_is_reported_and_the_source_reconnects(fragmented: bool) -> None:
+    """A message above max_size closes the connection (1009) with an InvalidSignal; the next connection goes on.
+
+    In one (compressed) frame, max_size applies to the inflated size; in fragments each under the limit,
+    to their sum. A fragmented message under the limit is reassembled and parsed as one.
+    """
 
     async def big_then_fine(ws: websockets.asyncio.server.ServerConnection) -> None:
         if server.connections == 1:
-            await ws.send(frame(0))
-            await ws.send("x" * 5000)
+            text = frame(0)
+            await ws.send([text[:10], text[10:20], text[20:]] if fragmented else text)
+            await ws.send(["x" * 600, "y" * 600] if fragmented else "x" * 5000)
         else:
             await ws.send(frame(1))
         await ws.wait_closed()
 
-    with WsServer(big_then_fine) as server:
+    # Uncompressed when fragmented, so the server really sends three and two frames.
+    with WsServer(big_then_fine, **({"compression": None} if fragmented else {})) as server:
         async with watched(url=server.url, max_size=1024) as (sub, _):
             events = await take(sub, 7)
     assert shape(events) == [
@@ -310,11 +329,7 @@ async def test_accept_then_close_gives_up_after_max_attempts() -> None:
         await ws.close()
 
     with WsServer(close_at_once) as server:
-        async with Bus() as bus, bus.subscribe("t", buffer=1000) as sub:
-            source = WebSocketSource(server.url, parse_frame, bus, provider="datananas", backoff=quick_backoff(3))
-            with anyio.fail_after(10):
-                await source.run()  # returns by itself once it gives up
-            events = await take(sub, 12)
+        events, source = await until_given_up(server.url, 12, backoff=quick_backoff(3))
     assert server.connections == 4
     assert shape(events) == [
         *[s for n in range(1, 4) for s in (("connected", n - 1), ("disconnected", n - 1), ("reconnecting", n))],
@@ -342,18 +357,7 @@ async def test_unreachable_server_gives_up_without_ever_connecting() -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]  # closed again before the source tries it
-    async with Bus() as bus, bus.subscribe("t", buffer=1000) as sub:
-        source = WebSocketSource(
-            f"ws://127.0.0.1:{port}/ws",
-            parse_frame,
-            bus,
-            provider="datananas",
-            token="t0ps3cret",
-            backoff=quick_backoff(2),
-        )
-        with anyio.fail_after(10):
-            await source.run()
-        events = await take(sub, 3)
+    events, _ = await until_given_up(f"ws://127.0.0.1:{port}/ws", 3, token="t0ps3cret", backoff=quick_backoff(2))
     assert shape(events) == [("reconnecting", 1), ("reconnecting", 2), ("gave_up", 2)]
     assert all("t0ps3cret" not in e.detail for e in events)  # type: ignore[attr-defined]
     assert "refused" in events[0].detail.lower() or "connect" in events[0].detail.lower()  # type: ignore[attr-defined]
@@ -362,20 +366,14 @@ async def test_unreachable_server_gives_up_without_ever_connecting() -> None:
 async def test_ping_timeout_closes_the_connection() -> None:
     """A peer that never answers pings is dropped with a `ping timeout` disconnect."""
     with SilentServer() as server:
-        async with Bus() as bus, bus.subscribe("t", buffer=1000) as sub:
-            source = WebSocketSource(
-                f"ws://127.0.0.1:{server.port}/ws",
-                parse_frame,
-                bus,
-                provider="datananas",
-                ping_interval=0.05,
-                ping_timeout=0.05,
-                close_timeout=0.1,  # the silent peer will not answer the close handshake either
-                backoff=quick_backoff(0),
-            )
-            with anyio.fail_after(10):
-                await source.run()
-            events = await take(sub, 3)
+        events, _ = await until_given_up(
+            f"ws://127.0.0.1:{server.port}/ws",
+            3,
+            ping_interval=0.05,
+            ping_timeout=0.05,
+            close_timeout=0.1,  # the silent peer will not answer the close handshake either
+            backoff=quick_backoff(0),
+        )
     assert shape(events) == [("connected", 0), ("disconnected", 0), ("gave_up", 0)]
     assert "ping timeout" in events[1].detail  # type: ignore[attr-defined]
 
@@ -416,33 +414,6 @@ async def test_closing_the_bus_ends_the_source_quietly() -> None:
 
 
 # --- the connection: websockets' sans-I/O protocol over anyio streams ----------------------
-
-
-async def test_fragmented_messages_are_reassembled_and_max_size_counts_the_whole_message() -> None:
-    """A message sent in fragments is one frame for the parser; fragments summing past max_size close with 1009."""
-
-    async def fragments(ws: websockets.asyncio.server.ServerConnection) -> None:
-        if server.connections == 1:
-            text = frame(0)
-            await ws.send([text[:10], text[10:20], text[20:]])  # one message, three frames
-            await ws.send(["x" * 600, "y" * 600])  # 1,200 bytes in two frames of 600, each under max_size
-        else:
-            await ws.send(frame(1))
-        await ws.wait_closed()
-
-    with WsServer(fragments, compression=None) as server:
-        async with watched(url=server.url, max_size=1024) as (sub, _):
-            events = await take(sub, 7)
-    assert shape(events) == [
-        ("connected", 0),
-        1,
-        "invalid",
-        ("disconnected", 0),
-        ("reconnecting", 1),
-        ("connected", 1),
-        2,
-    ]
-    assert "max_size=1024" in events[2].reason  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("compression", [True, False])
@@ -491,11 +462,7 @@ async def test_a_refused_handshake_is_a_failed_attempt_with_the_status() -> None
         return Response(403, "Forbidden", Headers(), b"no")
 
     with WsServer(stay_open, process_request=refuse) as server:
-        async with Bus() as bus, bus.subscribe("t", buffer=100) as sub:
-            source = WebSocketSource(server.url, parse_frame, bus, provider="datananas", backoff=quick_backoff(1))
-            with anyio.fail_after(10):
-                await source.run()
-            events = await take(sub, 2)
+        events, source = await until_given_up(server.url, 2, backoff=quick_backoff(1))
     assert shape(events) == [("reconnecting", 1), ("gave_up", 1)]
     assert "403" in events[0].detail  # type: ignore[attr-defined]
     assert source.connections == 0
@@ -518,11 +485,7 @@ async def test_wss_with_a_trusted_certificate_and_refused_with_an_unknown_one() 
         assert server.url.startswith("wss://")
         async with watched(url=server.url, ssl_context=client_context) as (sub, _):
             assert shape(await take(sub, 3)) == [("connected", 0), 1, 2]
-        async with Bus() as bus, bus.subscribe("t", buffer=100) as sub:
-            source = WebSocketSource(server.url, parse_frame, bus, provider="datananas", backoff=quick_backoff(1))
-            with anyio.fail_after(10):
-                await source.run()
-            events = await take(sub, 2)
+        events, _ = await until_given_up(server.url, 2, backoff=quick_backoff(1))
     assert shape(events) == [("reconnecting", 1), ("gave_up", 1)]
     assert "CERTIFICATE_VERIFY_FAILED" in events[0].detail  # type: ignore[attr-defined]
 
@@ -773,17 +736,8 @@ async def test_simulated_drop_after_n_frames_reconnects_and_asks_for_recovery(si
 )
 async def test_simulated_accept_then_close_costs_bounded_attempts(simulator: Simulator) -> None:
     """Against the simulator's accept-then-close fault the source makes max_attempts retries, then gives up."""
-    async with Bus() as bus, bus.subscribe("t", buffer=1000) as sub:
-        source = WebSocketSource(
-            simulator.urls["datananas_ws"],
-            parse_datananas,
-            bus,
-            provider="datananas",
-            token="demo-token",
-            backoff=quick_backoff(3),
-        )
-        with anyio.fail_after(30):
-            await source.run()
-        events = await take(sub, 12)
+    events, _ = await until_given_up(
+        simulator.urls["datananas_ws"], 12, parse_datananas, token="demo-token", backoff=quick_backoff(3)
+    )
     assert [s for s, _ in shape(events)].count("connected") == 4
     assert shape(events)[-1] == ("gave_up", 3)
