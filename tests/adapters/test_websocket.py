@@ -17,6 +17,9 @@ import msgspec
 import pytest
 import trustme
 import websockets.asyncio.server
+import websockets.frames
+import websockets.http11
+import websockets.server
 from websockets.datastructures import Headers
 from websockets.http11 import Response
 
@@ -143,6 +146,45 @@ class SilentServer:
                 pass
 
     def __enter__(self) -> SilentServer:
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._thread.join(10)
+        self._sock.close()
+
+
+class PingCountingServer:
+    """A sans-I/O websockets server on a plain socket: answers pings (the protocol does), counts them,
+    and sends one frame once it has answered ``pings`` of them."""
+
+    def __init__(self, pings: int) -> None:
+        self._wanted = pings
+        self.pings = 0
+        self._sock = socket.create_server(("127.0.0.1", 0))
+        self.port = self._sock.getsockname()[1]
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+
+    def _serve(self) -> None:
+        conn, _ = self._sock.accept()
+        protocol = websockets.server.ServerProtocol()
+        with conn:
+            while data := conn.recv(65536):
+                protocol.receive_data(data)
+                for event in protocol.events_received():
+                    if isinstance(event, websockets.http11.Request):
+                        protocol.send_response(protocol.accept(event))
+                    elif event.opcode is websockets.frames.Opcode.PING:
+                        self.pings += 1
+                        if self.pings == self._wanted:
+                            protocol.send_text(frame(0).encode())
+                for out in protocol.data_to_send():
+                    if out:
+                        conn.sendall(out)
+                    else:  # the closing handshake is done: the server closes TCP first
+                        conn.shutdown(socket.SHUT_WR)
+
+    def __enter__(self) -> PingCountingServer:
         self._thread.start()
         return self
 
@@ -376,6 +418,15 @@ async def test_ping_timeout_closes_the_connection() -> None:
         )
     assert shape(events) == [("connected", 0), ("disconnected", 0), ("gave_up", 0)]
     assert "ping timeout" in events[1].detail  # type: ignore[attr-defined]
+
+
+async def test_answered_pings_keep_the_connection_up() -> None:
+    """Each keepalive ping waits for its own pong; answered ones never count as a timeout."""
+    with PingCountingServer(pings=3) as server:
+        async with watched(url=f"ws://127.0.0.1:{server.port}/ws", ping_interval=0.01, ping_timeout=2.0) as (sub, _):
+            events = await take(sub, 2)
+    assert shape(events) == [("connected", 0), 1]  # no disconnect in between
+    assert server.pings >= 3
 
 
 async def test_stop_publishes_stopped_and_ends_run() -> None:
