@@ -42,7 +42,6 @@ response names it) and releases them, rewritten, on :meth:`Correlator.bind`.
 from __future__ import annotations
 
 import ssl
-import sys
 import time
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Mapping, Sequence
@@ -86,18 +85,6 @@ def _describe_close(exc: websockets.exceptions.ConnectionClosed) -> str:
     if exc.sent is not None and exc.sent.code == 1011 and "ping" in exc.sent.reason:
         return "ping timeout: no pong from the server in time"
     return str(exc)
-
-
-def _on_trio() -> bool:
-    """True inside a trio run (without needing sniffio, which anyio no longer requires)."""
-    trio = sys.modules.get("trio")
-    if trio is None:  # trio was never imported, so it is not running
-        return False
-    try:
-        trio.lowlevel.current_task()
-    except RuntimeError:
-        return False
-    return True
 
 
 class WebSocketSource:

@@ -29,6 +29,7 @@ import hashlib
 import multiprocessing
 import socket
 import struct
+import sys
 import time
 
 import anyio
@@ -127,9 +128,19 @@ def _parser():
     return parse
 
 
-async def _bare(url: str, n: int) -> tuple[float, float]:
-    from adapters.websocket import _on_trio
+def _on_trio() -> bool:
+    """True inside a trio run (without needing sniffio, which anyio no longer requires)."""
+    trio = sys.modules.get("trio")
+    if trio is None:  # trio was never imported, so it is not running
+        return False
+    try:
+        trio.lowlevel.current_task()
+    except RuntimeError:
+        return False
+    return True
 
+
+async def _bare(url: str, n: int) -> tuple[float, float]:
     if _on_trio():
         from websockets.trio.client import connect
     else:
