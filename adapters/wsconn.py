@@ -27,14 +27,15 @@ from __future__ import annotations
 import os
 import ssl
 from collections import deque
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from types import TracebackType
+from typing import cast
 
 import anyio
 import anyio.abc
 from websockets.client import ClientProtocol
 from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
-from websockets.frames import CloseCode, Opcode
+from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import USER_AGENT, Response
 from websockets.protocol import State
 from websockets.uri import parse_uri
@@ -89,14 +90,14 @@ class WsConnection:
         extensions = enable_client_permessage_deflate(None) if compression else None
         protocol = ClientProtocol(uri, extensions=extensions, max_size=max_size)
         with anyio.fail_after(open_timeout):
-            stream: anyio.abc.ByteStream = await anyio.connect_tcp(
-                uri.host,
-                uri.port,
-                tls=uri.secure,
-                ssl_context=ssl_context,
+            stream: anyio.abc.ByteStream
+            if uri.secure:
                 # The WebSocket closing handshake says where the data ends; TLS close_notify is not needed.
-                tls_standard_compatible=False,
-            )
+                stream = await anyio.connect_tcp(
+                    uri.host, uri.port, tls=True, ssl_context=ssl_context, tls_standard_compatible=False
+                )
+            else:  # ssl_context is for wss:// only; anyio would start TLS whenever it is given
+                stream = await anyio.connect_tcp(uri.host, uri.port)
             conn = cls(stream, protocol, close_timeout)
             try:
                 await conn._handshake(headers or {})
@@ -183,22 +184,23 @@ class WsConnection:
         finally:
             self._reading = False
 
-    def _messages(self, events: list[object]) -> list[bytes]:
+    def _messages(self, events: Sequence[object]) -> list[bytes]:
+        """Whole messages out of received frames (after the handshake every event is a Frame)."""
         out: list[bytes] = []
-        for frame in events:
-            op = frame.opcode  # type: ignore[attr-defined]
+        for frame in cast("Sequence[Frame]", events):
+            op = frame.opcode
             if op is _TEXT or op is _BINARY:
-                if frame.fin:  # type: ignore[attr-defined]
-                    out.append(frame.data)  # type: ignore[attr-defined]
+                if frame.fin:
+                    out.append(frame.data)  # type: ignore[arg-type]  # bytes from the frame parser and from inflate
                 else:
-                    self._parts = [frame.data]  # type: ignore[attr-defined]
+                    self._parts = [bytes(frame.data)]
             elif op is _CONT:
-                self._parts.append(frame.data)  # type: ignore[attr-defined]
-                if frame.fin:  # type: ignore[attr-defined]
+                self._parts.append(bytes(frame.data))
+                if frame.fin:
                     out.append(b"".join(self._parts))
                     self._parts = []
             elif op is _PONG:
-                waiter = self._pongs.pop(bytes(frame.data), None)  # type: ignore[attr-defined]
+                waiter = self._pongs.pop(bytes(frame.data), None)
                 if waiter is not None:
                     waiter.set()
         return out

@@ -539,6 +539,9 @@ async def test_wss_with_a_trusted_certificate_and_refused_with_an_unknown_one() 
         events, _ = await until_given_up(server.url, 2, backoff=quick_backoff(1))
     assert shape(events) == [("reconnecting", 1), ("gave_up", 1)]
     assert "CERTIFICATE_VERIFY_FAILED" in events[0].detail  # type: ignore[attr-defined]
+    with WsServer(send_2) as plain:  # an ssl_context does not turn TLS on for a ws:// URL
+        async with watched(url=plain.url, ssl_context=client_context) as (sub, _):
+            assert shape(await take(sub, 3)) == [("connected", 0), 1, 2]
 
 
 async def test_stop_while_blocked_on_a_full_subscriber_ends_cleanly() -> None:
