@@ -148,6 +148,13 @@ class WsConnection:
         else:
             self.protocol.receive_data(data)
 
+    async def _read_to_eof(self) -> None:
+        """Read, discard what arrives (the closing handshake is under way) and answer, until the stream ends."""
+        while not self._eof.is_set():
+            await self._read_once()
+            self.protocol.events_received()
+            await self._flush()
+
     def _at_eof(self) -> None:
         self.protocol.receive_eof()  # idempotent; takes the protocol to CLOSED
         self._eof.set()
@@ -170,9 +177,7 @@ class WsConnection:
                     # The close frames were exchanged (or we failed the connection): the
                     # server should now close TCP; do not wait for it for ever.
                     with anyio.move_on_after(self._close_timeout):
-                        while not self._eof.is_set():
-                            await self._read_once()
-                            protocol.events_received()
+                        await self._read_to_eof()
                     self._at_eof()
                     await self._flush()
                     continue
@@ -256,10 +261,7 @@ class WsConnection:
             else:
                 self._reading = True
                 try:
-                    while not self._eof.is_set():
-                        await self._read_once()
-                        protocol.events_received()
-                        await self._flush()
+                    await self._read_to_eof()
                 finally:
                     self._reading = False
         if not self._eof.is_set():
