@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
 import socket
 import ssl
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
+from typing import Self
 
 import anyio
 import httpx
@@ -118,8 +117,12 @@ class WsServer:
         self._thread.join(10)
 
 
-class SilentServer:
-    """Completes the WebSocket handshake by hand, then never answers anything (no pongs)."""
+class OneConnectionServer:
+    """One WebSocket connection on a plain loopback socket, served in a thread by websockets' sans-I/O protocol.
+
+    Subclasses say what to do with each frame the client sends (``on_frame``) and what of the
+    protocol's output reaches the client (``send``: all of it here).
+    """
 
     def __init__(self) -> None:
         self._sock = socket.create_server(("127.0.0.1", 0))
@@ -128,69 +131,60 @@ class SilentServer:
 
     def _serve(self) -> None:
         conn, _ = self._sock.accept()
-        with conn:
-            request = b""
-            while b"\r\n\r\n" not in request:
-                request += conn.recv(4096)
-            key = next(
-                line.split(b":", 1)[1].strip()
-                for line in request.split(b"\r\n")
-                if line.lower().startswith(b"sec-websocket-key:")
-            )
-            accept = base64.b64encode(hashlib.sha1(key + b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11").digest())
-            conn.sendall(
-                b"HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
-                b"Sec-WebSocket-Accept: " + accept + b"\r\n\r\n"
-            )
-            while conn.recv(4096):  # swallow pings until the client gives up and closes
-                pass
-
-    def __enter__(self) -> SilentServer:
-        self._thread.start()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self._thread.join(10)
-        self._sock.close()
-
-
-class PingCountingServer:
-    """A sans-I/O websockets server on a plain socket: answers pings (the protocol does), counts them,
-    and sends one frame once it has answered ``pings`` of them."""
-
-    def __init__(self, pings: int) -> None:
-        self._wanted = pings
-        self.pings = 0
-        self._sock = socket.create_server(("127.0.0.1", 0))
-        self.port = self._sock.getsockname()[1]
-        self._thread = threading.Thread(target=self._serve, daemon=True)
-
-    def _serve(self) -> None:
-        conn, _ = self._sock.accept()
         protocol = websockets.server.ServerProtocol()
         with conn:
-            while data := conn.recv(65536):
+            while data := conn.recv(65536):  # until the client closes
                 protocol.receive_data(data)
                 for event in protocol.events_received():
                     if isinstance(event, websockets.http11.Request):
                         protocol.send_response(protocol.accept(event))
-                    elif event.opcode is websockets.frames.Opcode.PING:
-                        self.pings += 1
-                        if self.pings == self._wanted:
-                            protocol.send_text(frame(0).encode())
-                for out in protocol.data_to_send():
-                    if out:
-                        conn.sendall(out)
-                    else:  # the closing handshake is done: the server closes TCP first
-                        conn.shutdown(socket.SHUT_WR)
+                    else:
+                        self.on_frame(protocol, event)
+                self.send(conn, protocol.data_to_send())
 
-    def __enter__(self) -> PingCountingServer:
+    def on_frame(self, protocol: websockets.server.ServerProtocol, received: websockets.frames.Frame) -> None:
+        pass
+
+    def send(self, conn: socket.socket, data: list[bytes]) -> None:
+        for out in data:
+            if out:
+                conn.sendall(out)
+            else:  # the closing handshake is done: the server closes TCP first
+                conn.shutdown(socket.SHUT_WR)
+
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
     def __exit__(self, *exc: object) -> None:
         self._thread.join(10)
         self._sock.close()
+
+
+class SilentServer(OneConnectionServer):
+    """Completes the handshake, then never answers anything (no pongs, no close)."""
+
+    _accepted = False
+
+    def send(self, conn: socket.socket, data: list[bytes]) -> None:
+        if not self._accepted:  # the handshake response, then silence
+            self._accepted = True
+            super().send(conn, data)
+
+
+class PingCountingServer(OneConnectionServer):
+    """Answers pings (the protocol does), counts them, and sends one frame once it has answered ``pings``."""
+
+    def __init__(self, pings: int) -> None:
+        super().__init__()
+        self._wanted = pings
+        self.pings = 0
+
+    def on_frame(self, protocol: websockets.server.ServerProtocol, received: websockets.frames.Frame) -> None:
+        if received.opcode is websockets.frames.Opcode.PING:
+            self.pings += 1
+            if self.pings == self._wanted:
+                protocol.send_text(frame(0).encode())
 
 
 async def stay_open(ws: websockets.asyncio.server.ServerConnection) -> None:
