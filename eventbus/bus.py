@@ -242,7 +242,28 @@ class _Subscriber:
         )
 
 
-class Subscription:
+class _View:
+    """What a subscription and a handler handle both show of their subscriber."""
+
+    def __init__(self, sub: _Subscriber, bus: Bus) -> None:
+        self._sub = sub
+        self._bus = bus
+
+    @property
+    def name(self) -> str:
+        return self._sub.name
+
+    @property
+    def closed(self) -> bool:
+        """True once closed (by ``close()``, leaving a ``subscribe()`` block, or the bus closing)."""
+        return self._sub.closed
+
+    def stats(self) -> SubscriberStats:
+        """This subscriber's counters."""
+        return self._sub.stats()
+
+
+class Subscription(_View):
     """An async iterator over the events admitted to one subscriber.
 
     Obtained from :meth:`Bus.subscribe`; meant for one consuming task.
@@ -253,24 +274,10 @@ class Subscription:
     """
 
     def __init__(self, sub: _Subscriber, bus: Bus) -> None:
-        self._sub = sub
-        self._bus = bus
+        super().__init__(sub, bus)
         self._exited = False  # the subscribe() block was left
         self._ended = False  # end of stream was reported once
         self._streak = 0
-
-    @property
-    def name(self) -> str:
-        return self._sub.name
-
-    @property
-    def closed(self) -> bool:
-        """True once closed (by :meth:`close`, leaving the block, or the bus closing)."""
-        return self._sub.closed
-
-    def stats(self) -> SubscriberStats:
-        """This subscription's counters."""
-        return self._sub.stats()
 
     def __aiter__(self) -> Subscription:
         if self._exited or self._ended:
@@ -330,23 +337,8 @@ class Subscription:
         await anyio.lowlevel.checkpoint()
 
 
-class HandlerHandle:
+class HandlerHandle(_View):
     """What :meth:`Bus.on` returns: the handler's stats and a way to remove it."""
-
-    def __init__(self, sub: _Subscriber, bus: Bus) -> None:
-        self._sub = sub
-        self._bus = bus
-
-    @property
-    def name(self) -> str:
-        return self._sub.name
-
-    @property
-    def closed(self) -> bool:
-        return self._sub.closed
-
-    def stats(self) -> SubscriberStats:
-        return self._sub.stats()
 
     def close(self) -> None:
         """Remove the handler: no new events reach it; it still handles what is already buffered."""
