@@ -233,9 +233,8 @@ class WebSocketSource:
                     ws = await WsConnection.open(self._url, headers=self._headers, **self._connect_options)
                     async with ws:
                         self._ws = ws
-                        keepalive = anyio.CancelScope()
                         if self._ping_interval is not None and self._run_tg is not None:
-                            self._run_tg.start_soon(self._keepalive, ws, keepalive)
+                            self._run_tg.start_soon(ws.keepalive, self._ping_interval, self._ping_timeout)
                         connected_at = anyio.current_time()
                         self.connections += 1
                         self.state = "connected"
@@ -243,10 +242,7 @@ class WebSocketSource:
                         if self.connections > 1 and self._on_reconnect is not None and self._run_tg is not None:
                             # In the background: recovering (e.g. a status poll) must not stall the reading.
                             self._run_tg.start_soon(self._call_on_reconnect)
-                        try:
-                            reason = await self._read(ws)
-                        finally:
-                            keepalive.cancel()
+                        reason = await self._read(ws)  # leaving `async with ws` ends its keepalive
                 except websockets.exceptions.ConnectionClosed as exc:
                     reason = await self._closed(exc)
                 except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
@@ -301,10 +297,6 @@ class WebSocketSource:
                         publish_nowait(event)
                     except anyio.WouldBlock:
                         await bus.publish(event)
-
-    async def _keepalive(self, ws: WsConnection, scope: anyio.CancelScope) -> None:
-        with scope:
-            await ws.keepalive(self._ping_interval or 0.0, self._ping_timeout)
 
     async def _closed(self, exc: websockets.exceptions.ConnectionClosed) -> str:
         reason = _describe_close(exc)

@@ -65,6 +65,7 @@ class WsConnection:
         self._parts: list[bytes] = []  # the fragments of a message still arriving
         self._ready: list[bytes] = []  # messages that came with the handshake response
         self._pongs: dict[bytes, anyio.Event] = {}
+        self._keepalive = anyio.CancelScope()  # aclose() ends keepalive()
         self._eof = anyio.Event()  # the stream ended (or was cut): the protocol is CLOSED
         self._reading = False
 
@@ -229,28 +230,33 @@ class WsConnection:
                     self._outbox.clear()  # nobody is listening any more; the read side sees the end
 
     async def keepalive(self, interval: float, timeout: float | None) -> None:
-        """Ping every ``interval`` s; no pong within ``timeout`` s fails the connection (1011) and cuts it."""
-        while True:
-            await anyio.sleep(interval)
-            if self.protocol.state is not State.OPEN:
-                return
-            payload = os.urandom(4)
-            pong = self._pongs[payload] = anyio.Event()
-            self.protocol.send_ping(payload)
-            with anyio.move_on_after(interval if timeout is None else timeout) as waited:
-                await self._flush()
-                await pong.wait()
-            if waited.cancelled_caught and timeout is not None:
-                self._pongs.pop(payload, None)
-                if self.protocol.state is State.OPEN:
-                    self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
-                    with anyio.move_on_after(self._close_timeout):
-                        await self._flush()
-                await self._stream.aclose()  # the reader meets the closed stream and raises ConnectionClosedError
-                return
+        """Ping every ``interval`` s; no pong within ``timeout`` s fails the connection (1011) and cuts it.
+
+        Run it beside the reading task; it returns when the connection closes (:meth:`aclose` ends it).
+        """
+        with self._keepalive:
+            while True:
+                await anyio.sleep(interval)
+                if self.protocol.state is not State.OPEN:
+                    return
+                payload = os.urandom(4)
+                pong = self._pongs[payload] = anyio.Event()
+                self.protocol.send_ping(payload)
+                with anyio.move_on_after(interval if timeout is None else timeout) as waited:
+                    await self._flush()
+                    await pong.wait()
+                self._pongs.pop(payload, None)  # a pong that never came is not waited for again
+                if waited.cancelled_caught and timeout is not None:
+                    if self.protocol.state is State.OPEN:
+                        self.protocol.fail(CloseCode.INTERNAL_ERROR, "keepalive ping timeout")
+                        with anyio.move_on_after(self._close_timeout):
+                            await self._flush()
+                    await self._stream.aclose()  # the reader meets the closed stream: ConnectionClosedError
+                    return
 
     async def aclose(self) -> None:
         """The closing handshake (1000), bounded by ``close_timeout``; then the stream is closed."""
+        self._keepalive.cancel()
         protocol = self.protocol
         with anyio.move_on_after(self._close_timeout):
             if protocol.state is State.OPEN:

@@ -25,6 +25,7 @@ from websockets.http11 import Response
 from adapters.backoff import Backoff
 from adapters.simulator import Faults, Simulator, SimulatorConfig
 from adapters.websocket import Correlator, WebSocketSource
+from adapters.wsconn import WsConnection
 from eventbus import events as ev
 from eventbus.bus import Bus, Subscription
 from eventbus.exceptions import ConfigError
@@ -421,6 +422,17 @@ async def test_answered_pings_keep_the_connection_up() -> None:
             events = await take(sub, 2)
     assert shape(events) == [("connected", 0), 1]  # no disconnect in between
     assert server.pings >= 3
+
+
+async def test_closing_a_connection_ends_its_keepalive() -> None:
+    """WsConnection.aclose() ends a keepalive() running beside it at once, not after its next ping."""
+    with WsServer(stay_open) as server:
+        with anyio.fail_after(5):
+            async with anyio.create_task_group() as tg:
+                async with await WsConnection.open(server.url) as conn:
+                    tg.start_soon(conn.keepalive, 60.0, 60.0)
+                    await anyio.wait_all_tasks_blocked()
+            # the task group only closes once keepalive() has returned
 
 
 async def test_stop_publishes_stopped_and_ends_run() -> None:
