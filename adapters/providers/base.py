@@ -11,7 +11,10 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, NamedTuple
+from functools import lru_cache
+from itertools import repeat
+from operator import contains, itemgetter
+from typing import Any, ClassVar, Final, NamedTuple
 
 import msgspec
 
@@ -27,6 +30,7 @@ __all__ = [
     "Request",
     "Response",
     "ServerFailure",
+    "Table",
     "Throttle",
     "TokenGrant",
     "balanced_chunks",
@@ -72,13 +76,98 @@ class Problem(NamedTuple):
 
 
 @dataclass(frozen=True)
-class Chunk:
-    """Contacts sent in one request: their input rows and provider-shaped payloads."""
+class Table:
+    """Contacts that share one set of fields, held by column: the provider's field names and each field's values."""
 
-    index: int
-    rows: tuple[int, ...]
-    contacts: tuple[Contact, ...]
-    endpoint: str = "default"  # e.g. Pronto "single" for a lone contact
+    names: tuple[str, ...]
+    columns: tuple[Sequence[Any], ...]  # one per name, each with one value per contact, in row order
+
+    def __len__(self) -> int:
+        return len(self.columns[0]) if self.columns else 0
+
+    def column(self, name: str) -> Sequence[Any]:
+        """Every contact's value of one field, in row order."""
+        return self.columns[self.names.index(name)]
+
+    def rows(self, start: int, stop: int) -> Table:
+        """The contacts from ``start`` to ``stop`` (not included)."""
+        return Table(self.names, tuple(c[start:stop] for c in self.columns))
+
+    def contacts(self) -> tuple[Contact, ...]:
+        """The contacts as dicts, one per row."""
+        return tuple(map(dict, map(zip, repeat(self.names), zip(*self.columns, strict=True))))
+
+    def structs(self) -> list[msgspec.Struct]:
+        """The contacts as msgspec Structs that encode to the same JSON objects as :meth:`contacts`, much faster."""
+        return list(map(_row_type(self.names), *self.columns))
+
+
+@lru_cache(maxsize=256)
+def _row_type(names: tuple[str, ...]) -> type[msgspec.Struct]:
+    # Attribute names are placeholders; ``rename`` gives each the provider's field name on the wire.
+    attrs = [f"f{i}" for i in range(len(names))]
+    return msgspec.defstruct("Row", [(a, Any) for a in attrs], rename=dict(zip(attrs, names, strict=True)), gc=False)
+
+
+class Chunk:
+    """Contacts sent in one request: their input rows and provider-shaped payloads.
+
+    ``contacts`` are dicts in the provider's field names. A chunk prepared in
+    bulk (see :meth:`Provider.valid_in_bulk`) holds its contacts as a
+    :class:`Table` and builds those dicts only when they are asked for;
+    :meth:`payload` gives what to encode either way.
+    """
+
+    __slots__ = ("_contacts", "_table", "endpoint", "index", "rows")
+
+    def __init__(
+        self,
+        index: int,
+        rows: tuple[int, ...],
+        contacts: tuple[Contact, ...] = (),
+        endpoint: str = "default",  # e.g. Pronto "single" for a lone contact
+        *,
+        table: Table | None = None,
+    ) -> None:
+        if table is not None and len(table) != len(rows):
+            raise ValueError(f"a chunk of {len(rows)} rows cannot hold a table of {len(table)}")
+        self.index = index
+        self.rows = rows
+        self.endpoint = endpoint
+        self._contacts = contacts if table is None else None
+        self._table = table
+
+    @property
+    def contacts(self) -> tuple[Contact, ...]:
+        """The contacts as dicts in the provider's field names."""
+        if self._contacts is None:
+            self._contacts = self._table.contacts()  # type: ignore[union-attr]
+        return self._contacts
+
+    @property
+    def table(self) -> Table | None:
+        """The contacts as rows of values, when the chunk was prepared in bulk."""
+        return self._table
+
+    def payload(self) -> list[Any]:
+        """The contacts to encode, in order: dicts, or Structs that encode to the same JSON objects."""
+        return self._table.structs() if self._table is not None else list(self.contacts)
+
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, Chunk):
+            return NotImplemented
+        return (self.index, self.rows, self.endpoint, self.contacts) == (
+            other.index,
+            other.rows,
+            other.endpoint,
+            other.contacts,
+        )
+
+    __hash__ = None  # type: ignore[assignment]
+
+    def __repr__(self) -> str:
+        held = f"table of {len(self.rows)}" if self._table is not None else f"{len(self.contacts)} contacts"
+        return f"Chunk(index={self.index}, rows={len(self.rows)}, {held}, endpoint={self.endpoint!r})"
 
 
 @dataclass(frozen=True)
@@ -165,6 +254,22 @@ def balanced_chunks(n: int, low: int, high: int) -> list[tuple[int, int]]:
     return ranges
 
 
+_EMPTY: Final = frozenset((None, ""))
+
+
+def _no_empty_values(values: Sequence[Any]) -> bool:
+    """True when no value is ``None`` or ``""``: one set lookup per value when all are hashable, else two scans."""
+    try:
+        return _EMPTY.isdisjoint(values)
+    except TypeError:  # an unhashable value (a list, a dict): compare instead
+        return None not in values and "" not in values
+
+
+def all_emails(values: Sequence[Any]) -> bool:
+    """True when every value is a ``str`` with an ``@`` (a plain address check, done a whole column at once)."""
+    return set(map(type, values)) <= {str} and all(map(contains, values, repeat("@")))
+
+
 def decode_json(body: bytes) -> Any:
     """Decode a JSON body; ``None`` when it is not JSON (error bodies are not always JSON)."""
     try:
@@ -233,6 +338,55 @@ class Provider:
         """Split valid contacts into chunks the endpoint accepts."""
         ranges = balanced_chunks(len(contacts), self.chunk_min, self.chunk_max)
         return [Chunk(i, tuple(rows[a:b]), tuple(contacts[a:b])) for i, (a, b) in enumerate(ranges)]
+
+    # --- contacts in bulk ------------------------------------------------------------
+
+    def valid_in_bulk(self, table: Table) -> bool:
+        """True when every row of ``table`` is certainly valid, judged one whole field at a time.
+
+        :func:`adapters.submit.prepare` asks this only of contacts that
+        :meth:`tabulate` could hold as one table. Whenever the answer is False,
+        each contact goes through :meth:`map_fields` and :meth:`validate` on its
+        own, so a provider must never answer True for a table in which
+        :meth:`validate` would find a problem. By default False: no bulk path.
+        """
+        return False
+
+    def tabulate(self, contacts: Sequence[Any]) -> Table | None:
+        """The contacts as one :class:`Table` in the provider's field names, or None when they are not alike.
+
+        Alike means: every one a plain dict with the same string keys, none of
+        them ``None`` or ``""`` (which :meth:`map_fields` would drop), each
+        field sent under a name of its own, and no custom field where the
+        provider moves custom fields elsewhere (:meth:`place_custom`). Each row
+        then holds what :meth:`map_fields` makes of its contact. The checks run
+        a whole field at a time; they cost a fraction of renaming contact by contact.
+        """
+        if not contacts or set(map(type, contacts)) != {dict}:
+            return None
+        keys = tuple(contacts[0])
+        n = len(keys)
+        if n == 0 or not all(type(k) is str for k in keys) or set(map(len, contacts)) != {n}:
+            return None
+        renames, customs, _ = self._plans.get(keys) or self._plan(keys)
+        if customs and type(self).place_custom is not Provider.place_custom:
+            return None
+        names = tuple(dst for _, dst in renames) + customs
+        if len(set(names)) != n:
+            return None  # two inputs for one provider field: contact by contact, the later non-empty one wins
+        try:
+            # Same length and every key of the first contact found: the same set of keys.
+            columns = tuple(list(map(itemgetter(src), contacts)) for src in (*(s for s, _ in renames), *customs))
+        except KeyError:
+            return None
+        if not all(map(_no_empty_values, columns)):
+            return None
+        return Table(names, columns)
+
+    def chunk_table(self, table: Table) -> list[Chunk]:
+        """Split a table of valid contacts (rows 0..n-1) into chunks the endpoint accepts."""
+        ranges = balanced_chunks(len(table), self.chunk_min, self.chunk_max)
+        return [Chunk(i, tuple(range(a, b)), table=table.rows(a, b)) for i, (a, b) in enumerate(ranges)]
 
     # --- requests and readings ---------------------------------------------------------
 

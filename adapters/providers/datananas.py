@@ -23,6 +23,8 @@ from adapters.providers.base import (
     Refused,
     Request,
     Response,
+    Table,
+    all_emails,
     decode_json,
     reason_of,
 )
@@ -92,6 +94,11 @@ class Datananas(Provider):
             return [Problem(row, "email", f"not an email address: {str(email)[:60]!r}")]
         return []
 
+    def valid_in_bulk(self, table: Table) -> bool:
+        if "email" in table.names:
+            return all_emails(table.column("email"))
+        return "linkedinUrl" in table.names and all(table.column("linkedinUrl"))
+
     def auth_headers(self, credential: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {credential}"}
 
@@ -101,7 +108,7 @@ class Datananas(Provider):
             params["moveExistingToList"] = "true"
         if self.replace_owner:
             params["replaceOwner"] = "true"
-        body = msgspec.json.encode({"list": self.list, "contacts": list(chunk.contacts)})
+        body = msgspec.json.encode({"list": self.list, "contacts": chunk.payload()})
         return Request(
             "POST", "/contacts/bulk", params=params, headers={"Content-Type": "application/json"}, content=body
         )

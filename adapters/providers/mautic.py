@@ -27,7 +27,9 @@ from adapters.providers.base import (
     Refused,
     Request,
     Response,
+    Table,
     TokenGrant,
+    all_emails,
     reason_of,
 )
 from eventbus import events as ev
@@ -106,6 +108,17 @@ class Mautic(Provider):
                 problems.append(Problem(row, "id", "an integer contact id is required to edit"))
         return problems
 
+    def valid_in_bulk(self, table: Table) -> bool:
+        if "email" in table.names:
+            if not all_emails(table.column("email")):
+                return False
+        elif self.endpoint in ("new", "batch"):
+            return False
+        if self.endpoint in ("put", "patch"):
+            # Only ints pass here; ids given as digit strings are made ints contact by contact.
+            return "id" in table.names and set(map(type, table.column("id"))) == {int}
+        return True
+
     # --- auth ----------------------------------------------------------------------
 
     def token_request(self, client_id: str, client_secret: str) -> Request:
@@ -141,7 +154,7 @@ class Mautic(Provider):
             method,
             path,
             headers={"Content-Type": "application/json"},
-            content=msgspec.json.encode(list(chunk.contacts)),
+            content=msgspec.json.encode(chunk.payload()),
         )
 
     def read_submit(self, chunk: Chunk, response: Response) -> Outcome:

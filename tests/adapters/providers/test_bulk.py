@@ -1,0 +1,189 @@
+"""Contacts prepared in bulk (a table of columns) give exactly what contact-by-contact preparation gives."""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from typing import Any
+
+import msgspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from adapters.providers.base import Chunk, Provider, Table
+from adapters.providers.datananas import Datananas
+from adapters.providers.mautic import Mautic
+from adapters.submit import prepare
+
+
+class OneByOneDatananas(Datananas):
+    """Datananas without the bulk path: every contact mapped and validated on its own."""
+
+    def valid_in_bulk(self, table: Table) -> bool:
+        return False
+
+
+class OneByOneMautic(Mautic):
+    """Mautic without the bulk path."""
+
+    def valid_in_bulk(self, table: Table) -> bool:
+        return False
+
+
+def providers(kind: str, **options: Any) -> tuple[Provider, Provider]:
+    """The provider with its bulk path, and the same provider without it."""
+    if kind == "datananas":
+        return Datananas(list="L1", **options), OneByOneDatananas(list="L1", **options)
+    return Mautic(**options), OneByOneMautic(**options)
+
+
+def people(n: int) -> list[dict[str, Any]]:
+    return [{"email": f"p{i}@example.com", "first_name": f"First{i}", "Last Name": f"Last{i}"} for i in range(n)]
+
+
+def bodies(provider: Provider, chunks: list[Chunk]) -> list[bytes | None]:
+    return [provider.build_submit(c).content for c in chunks]
+
+
+# --- the bulk path is taken, and gives the same bytes ----------------------------------------------
+
+
+@pytest.mark.parametrize("kind", ["datananas", "mautic"])
+def test_clean_alike_contacts_are_prepared_in_bulk_into_the_same_bodies(kind: str) -> None:
+    """Plain dicts with one set of fields become tables, and each request body is byte for byte the same."""
+    bulk, one_by_one = providers(kind)
+    contacts = people(25_000)
+    chunks, problems, count = prepare(bulk, contacts)
+    expected, _, _ = prepare(one_by_one, contacts)
+    assert count == 25_000 and problems == [] and [len(c.rows) for c in chunks] == [10_000, 10_000, 5_000]
+    assert all(c.table is not None for c in chunks) and all(c.table is None for c in expected)
+    assert chunks == expected
+    assert bodies(bulk, chunks) == bodies(one_by_one, expected)
+
+
+def test_a_table_chunk_gives_dicts_in_the_providers_names_on_demand() -> None:
+    """A table-backed chunk's contacts are the renamed dicts, row numbers run on from chunk to chunk."""
+    chunks, _, _ = prepare(Datananas(list="L1"), people(3) * 2)
+    assert [c.rows for c in chunks] == [(0, 1, 2, 3, 4, 5)]
+    assert chunks[0].contacts[1] == {"email": "p1@example.com", "firstname": "First1", "lastname": "Last1"}
+    assert "table of 6" in repr(chunks[0])
+
+
+def test_contacts_from_a_generator_are_prepared_in_bulk_too() -> None:
+    """An iterator of contacts (as read from a file) is read once and still takes the bulk path."""
+    chunks, problems, count = prepare(Mautic(), iter(people(10)))
+    assert count == 10 and problems == [] and chunks[0].table is not None and len(chunks[0].contacts) == 10
+
+
+def test_mautic_custom_fields_are_sent_as_they_are_in_bulk() -> None:
+    """Mautic sends unknown fields under their own names, so they stay in the table."""
+    contacts = [{"Email": f"a{i}@b.c", "score": i} for i in range(3)]
+    chunks, _, _ = prepare(Mautic(), contacts)
+    assert chunks[0].table is not None and chunks[0].table.names == ("email", "score")
+    assert msgspec.json.decode(Mautic().build_submit(chunks[0]).content) == [
+        {"email": "a0@b.c", "score": 0},
+        {"email": "a1@b.c", "score": 1},
+        {"email": "a2@b.c", "score": 2},
+    ]
+
+
+def test_mautic_edits_take_the_bulk_path_only_with_integer_ids() -> None:
+    """put/patch need integer ids: ints go in bulk; digit strings are converted contact by contact."""
+    ints, _, _ = prepare(Mautic(endpoint="put"), [{"id": i, "email": f"a{i}@b.c"} for i in range(3)])
+    strings, _, _ = prepare(Mautic(endpoint="put"), [{"id": str(i), "email": f"a{i}@b.c"} for i in range(3)])
+    assert ints[0].table is not None and strings[0].table is None
+    assert ints == strings
+
+
+# --- anything not clean and alike goes contact by contact --------------------------------------------
+
+UNALIKE = {
+    "an empty value": [*people(3), {"email": "x@y.z", "first_name": "", "Last Name": "L"}],
+    "a None value": [*people(3), {"email": "x@y.z", "first_name": None, "Last Name": "L"}],
+    "a missing field": [*people(3), {"email": "x@y.z", "first_name": "F"}],
+    "an extra field": [*people(3), {"email": "x@y.z", "first_name": "F", "Last Name": "L", "city": "Lyon"}],
+    "other fields, same count": [*people(3), {"email": "x@y.z", "first_name": "F", "city": "Lyon"}],
+    "two inputs for one field": [{"email": "a@b.c", "first": "A", "firstname": "B"}] * 3,
+    "a row that is not a dict": [*people(3), ["email", "x@y.z"]],
+    "a mapping that is not a plain dict": [*people(3), OrderedDict(people(1)[0])],
+    "an invalid email": [*people(3), {"email": "nobody", "first_name": "F", "Last Name": "L"}],
+    "an email that is not a string": [*people(3), {"email": 7, "first_name": "F", "Last Name": "L"}],
+    "an unhashable value with an empty one": [{"email": "a@b.c", "tags": ["x"]}, {"email": "b@c.d", "tags": ""}],
+    "a non-string key": [{"email": "a@b.c", 1: "one"}] * 2,
+}
+
+
+@pytest.mark.parametrize("kind", ["datananas", "mautic"])
+@pytest.mark.parametrize("case", list(UNALIKE))
+def test_contacts_that_are_not_clean_and_alike_go_one_by_one_with_the_same_result(kind: str, case: str) -> None:
+    """Each reason to leave the bulk path leaves it, and the result is the one-by-one result."""
+    bulk, one_by_one = providers(kind)
+    contacts = UNALIKE[case]
+    chunks, problems, count = prepare(bulk, contacts)
+    expected = prepare(one_by_one, contacts)
+    assert all(c.table is None for c in chunks)
+    assert (chunks, problems, count) == expected
+    assert bodies(bulk, chunks) == bodies(one_by_one, expected[0])
+
+
+def test_datananas_custom_fields_go_one_by_one_into_vars() -> None:
+    """Datananas moves unknown fields into vars, which a table cannot hold: no bulk path."""
+    chunks, _, _ = prepare(Datananas(list="L1"), [{"email": f"a{i}@b.c", "shoe_size": 40 + i} for i in range(2)])
+    assert chunks[0].table is None and chunks[0].contacts[1] == {"email": "a1@b.c", "vars": {"shoe_size": 41}}
+
+
+def test_datananas_without_email_needs_a_linkedin_url_in_every_row() -> None:
+    """Rows without an email go in bulk when each has a LinkedIn URL that is not falsy; else one by one."""
+    good = [{"linkedin": f"https://linkedin.com/in/p{i}"} for i in range(3)]
+    falsy = [*good, {"linkedin": 0}]
+    assert prepare(Datananas(list="L1"), good)[0][0].table is not None
+    chunks, problems, _ = prepare(Datananas(list="L1"), falsy)
+    assert chunks[0].table is None and [(p.row, p.field) for p in problems] == [(3, "email")]
+
+
+def test_a_chunk_cannot_hold_a_table_of_another_length() -> None:
+    """A table must have one row per input row of its chunk."""
+    with pytest.raises(ValueError, match="2 rows cannot hold a table of 1"):
+        Chunk(0, (0, 1), table=Table(("email",), (["a@b.c"],)))
+
+
+# --- property: the two ways agree on any input ----------------------------------------------------------
+
+KEYS = ["email", "Email", "first_name", "firstname", "Last Name", "company", "id", "linkedin", "shoe_size", "vars"]
+VALUES = st.one_of(
+    st.sampled_from(["", "a@b.c", "x@y", "nobody", "0", "12", " "]),
+    st.none(),
+    st.integers(-3, 3),
+    st.booleans(),
+    st.text(max_size=6),
+    st.lists(st.integers(0, 2), max_size=2),
+    st.dictionaries(st.sampled_from(["k", "email"]), st.integers(0, 2), max_size=2),
+)
+
+
+@st.composite
+def contact_lists(draw: st.DrawFn) -> list[Any]:
+    """Mostly lists of alike dicts (so the bulk path is tried), sometimes with odd rows mixed in."""
+    keys = draw(st.lists(st.sampled_from(KEYS), min_size=1, max_size=4, unique=True))
+    rows = draw(st.lists(st.fixed_dictionaries({k: VALUES for k in keys}), min_size=1, max_size=8))
+    if draw(st.booleans()):
+        rows = [{k: (f"{k}{i}@b.c" if "mail" in k else f"v{i}") for k in keys} for i in range(len(rows))]
+    odd = draw(st.lists(st.one_of(st.dictionaries(st.sampled_from(KEYS), VALUES, max_size=3), st.text(max_size=3))))
+    return rows + odd if draw(st.integers(0, 3)) == 0 else rows
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    contacts=contact_lists(),
+    kind=st.sampled_from(["datananas", "mautic"]),
+    endpoint=st.sampled_from(["new", "put", "batch"]),
+)
+def test_bulk_and_one_by_one_preparation_agree_on_any_input(contacts: list[Any], kind: str, endpoint: str) -> None:
+    """Chunks, problems, counts and the JSON sent are the same whichever way the contacts were prepared."""
+    bulk, one_by_one = providers(kind, **({"endpoint": endpoint} if kind == "mautic" else {}))
+    got = prepare(bulk, contacts)
+    expected = prepare(one_by_one, contacts)
+    assert got == expected
+    assert [msgspec.json.decode(b or b"null") for b in bodies(bulk, got[0])] == [
+        msgspec.json.decode(b or b"null") for b in bodies(one_by_one, expected[0])
+    ]
