@@ -5,16 +5,32 @@ The simulator runs as ``eventbus simulate`` in its own process, so
 fields, validating, chunking, encoding, HTTP and publishing events on a bus.
 The baseline encodes the very chunk bodies that were sent (the provider's
 field names, the same chunking) with ``msgspec.json.encode``, in the same run.
+
+Also measured in the same run, for information:
+
+- the floors under any client that sends these bodies: the encode plus
+  POSTing the encoded bodies with a plain ``httpx.AsyncClient`` (4
+  connections, as the client uses), and the encode plus writing them as
+  HTTP/1.1 requests on one raw socket (the least a client can spend);
+- the client's parts without I/O: ``prepare`` (mapping, validating,
+  chunking; these contacts are alike, so they take the bulk path), the same
+  contact by contact (as for contacts that are not alike), and building the
+  request bodies.
 """
 
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
+from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
+import httpx
 import msgspec
 
 from adapters.http import Settings
+from adapters.providers.base import Table
 from adapters.providers.datananas import Datananas
 from adapters.submit import prepare, submit
 from benchmarks._util import ratio
@@ -52,6 +68,58 @@ def _client_cpu(base: str, contacts: list[dict[str, str]]) -> tuple[float, int]:
     return anyio.run(main)
 
 
+def _bodies(contacts: list[dict[str, str]]) -> list[bytes]:
+    provider = Datananas(list="L1")
+    return [provider.build_submit(c).content or b"" for c in prepare(provider, contacts)[0]]
+
+
+_HEADERS = {"Authorization": "Bearer demo-token", "Content-Type": "application/json"}
+
+
+def _httpx_post_cpu(base: str, bodies: list[bytes]) -> float:
+    """Client CPU to POST the encoded bodies with a plain httpx client, 4 at a time."""
+
+    async def main() -> float:
+        async with httpx.AsyncClient(limits=httpx.Limits(max_connections=4)) as client:
+
+            async def post(body: bytes) -> None:
+                r = await client.post(base + "/datananas/contacts/bulk", content=body, headers=_HEADERS)
+                assert r.status_code == 200, r.text
+
+            started = time.process_time()
+            async with anyio.create_task_group() as tg:
+                for body in bodies:
+                    tg.start_soon(post, body)
+            return time.process_time() - started
+
+    return anyio.run(main)
+
+
+def _raw_post_cpu(base: str, bodies: list[bytes]) -> float:
+    """Client CPU to write the bodies as HTTP/1.1 POSTs on one socket and read each answer (the floor)."""
+    url = urlsplit(base)
+    head = "".join(f"{k}: {v}\r\n" for k, v in _HEADERS.items())
+
+    async def main() -> float:
+        started = time.process_time()
+        async with await anyio.connect_tcp(url.hostname or "127.0.0.1", url.port or 80) as stream:
+            for body in bodies:
+                request = f"POST /datananas/contacts/bulk HTTP/1.1\r\nHost: {url.netloc}\r\n{head}"
+                await stream.send(f"{request}Content-Length: {len(body)}\r\n\r\n".encode())
+                await stream.send(body)
+                buffer = b""
+                while b"\r\n\r\n" not in buffer:
+                    buffer += await stream.receive()
+                header, _, rest = buffer.partition(b"\r\n\r\n")
+                assert header.startswith(b"HTTP/1.1 200"), header
+                length = int(header.lower().split(b"content-length:")[1].split(b"\r\n")[0])
+                while len(rest) < length:
+                    rest += await stream.receive()
+        return time.process_time() - started
+
+    return anyio.run(main)
+
+
 def _serialise_cpu(contacts: list[dict[str, str]]) -> float:
     provider = Datananas(list="L1")
     chunks, _, _ = prepare(provider, contacts)
@@ -63,11 +131,40 @@ def _serialise_cpu(contacts: list[dict[str, str]]) -> float:
     return time.process_time() - started
 
 
+class _OneByOne(Datananas):
+    """Datananas with the bulk path turned off: contacts that are not alike go this way."""
+
+    def tabulate(self, contacts: Sequence[Any]) -> Table | None:
+        return None
+
+
+def _best(fn: Callable[[], object], repeat: int = 5) -> float:
+    times = []
+    for _ in range(repeat):
+        started = time.process_time()
+        fn()
+        times.append(time.process_time() - started)
+    return min(times)
+
+
+def _parts(contacts: list[dict[str, str]]) -> dict[str, float]:
+    bulk, one_by_one = Datananas(list="L1"), _OneByOne(list="L1")
+    chunks, _, _ = prepare(bulk, contacts)
+    return {
+        "prepare_bulk_cpu_s": round(_best(lambda: prepare(bulk, contacts)), 4),
+        "prepare_one_by_one_cpu_s": round(_best(lambda: prepare(one_by_one, contacts)), 4),
+        "build_bodies_cpu_s": round(_best(lambda: [bulk.build_submit(c) for c in chunks]), 4),
+    }
+
+
 def run(quick: bool) -> dict:
     n = 20_000 if quick else 100_000
     contacts = _contacts(n)
+    bodies = _bodies(contacts)
     with _simulator_process() as (base, _pid):
         client = min(_client_cpu(base, contacts)[0] for _ in range(3))
+        httpx_post = min(_httpx_post_cpu(base, bodies) for _ in range(3))
+        raw_post = min(_raw_post_cpu(base, bodies) for _ in range(3))
     serialise = min(_serialise_cpu(contacts) for _ in range(5))
     return {
         "contacts": n,
@@ -75,5 +172,12 @@ def run(quick: bool) -> dict:
         "msgspec_serialise_cpu_s": round(serialise, 4),
         "ratio_client_vs_serialise": ratio(client, serialise),
         "client_cpu_us_per_contact": round(client / n * 1e6, 2),
+        "floors_for_information": {
+            "encode_plus_httpx_post_cpu_s": round(serialise + httpx_post, 4),
+            "ratio_encode_plus_httpx_post_vs_serialise": ratio(serialise + httpx_post, serialise),
+            "encode_plus_raw_socket_post_cpu_s": round(serialise + raw_post, 4),
+            "ratio_encode_plus_raw_socket_post_vs_serialise": ratio(serialise + raw_post, serialise),
+        },
+        "parts_for_information": _parts(contacts),
         "meets": {"client CPU < 2x msgspec serialisation": client < 2 * serialise},
     }
