@@ -56,7 +56,9 @@ def _csv(p: Path) -> Iterator[dict[str, Any]]:
             for row in reader:
                 if None in row:
                     raise ConfigError(f"{p}:{reader.line_num}: more values than columns")
-                yield {k: v for k, v in row.items() if v not in (None, "")}
+                # Every row keeps every column (an empty cell is "", a short row's missing cells None): submitting
+                # treats both as absent, and rows that share their keys can be prepared in bulk.
+                yield row
         except (csv.Error, UnicodeDecodeError) as exc:
             raise ConfigError(f"{p}:{reader.line_num}: malformed CSV: {exc}") from None
 

@@ -17,6 +17,7 @@ from operator import contains, itemgetter
 from typing import Any, ClassVar, Final, NamedTuple
 
 import msgspec
+from msgspec import UNSET
 
 __all__ = [
     "Accepted",
@@ -77,25 +78,35 @@ class Problem(NamedTuple):
 
 @dataclass(frozen=True)
 class Table:
-    """Contacts that share one set of fields, held by column: the provider's field names and each field's values."""
+    """Contacts that share one set of fields, held by column: the provider's field names and each field's values.
+
+    A value left out (``None`` or ``""`` in the input, which contact by contact
+    is dropped) is ``msgspec.UNSET``: encoding leaves that field out of that
+    contact, and :meth:`contacts` leaves it out of the dict. ``sparse`` says
+    whether any value is left out.
+    """
 
     names: tuple[str, ...]
     columns: tuple[Sequence[Any], ...]  # one per name, each with one value per contact, in row order
+    sparse: bool = False
 
     def __len__(self) -> int:
         return len(self.columns[0]) if self.columns else 0
 
     def column(self, name: str) -> Sequence[Any]:
-        """Every contact's value of one field, in row order."""
+        """Every contact's value of one field, in row order (``msgspec.UNSET`` where there is none)."""
         return self.columns[self.names.index(name)]
 
     def rows(self, start: int, stop: int) -> Table:
         """The contacts from ``start`` to ``stop`` (not included)."""
-        return Table(self.names, tuple(c[start:stop] for c in self.columns))
+        return Table(self.names, tuple(c[start:stop] for c in self.columns), self.sparse)
 
     def contacts(self) -> tuple[Contact, ...]:
         """The contacts as dicts, one per row."""
-        return tuple(map(dict, map(zip, repeat(self.names), zip(*self.columns, strict=True))))
+        rows = zip(*self.columns, strict=True)
+        if not self.sparse:
+            return tuple(map(dict, map(zip, repeat(self.names), rows)))
+        return tuple({k: v for k, v in zip(self.names, row, strict=True) if v is not UNSET} for row in rows)
 
     def structs(self) -> list[msgspec.Struct]:
         """The contacts as msgspec Structs that encode to the same JSON objects as :meth:`contacts`, much faster."""
@@ -265,6 +276,11 @@ def _no_empty_values(values: Sequence[Any]) -> bool:
         return None not in values and "" not in values
 
 
+def _leave_out_empty(values: Sequence[Any]) -> list[Any]:
+    """The values with each ``None`` or ``""`` (what :meth:`Provider.map_fields` drops) made ``msgspec.UNSET``."""
+    return [UNSET if v is None or v == "" else v for v in values]
+
+
 def all_emails(values: Sequence[Any]) -> bool:
     """True when every value is a ``str`` with an ``@`` (a plain address check, done a whole column at once)."""
     return set(map(type, values)) <= {str} and all(map(contains, values, repeat("@")))
@@ -348,19 +364,21 @@ class Provider:
         :meth:`tabulate` could hold as one table. Whenever the answer is False,
         each contact goes through :meth:`map_fields` and :meth:`validate` on its
         own, so a provider must never answer True for a table in which
-        :meth:`validate` would find a problem. By default False: no bulk path.
+        :meth:`validate` would find a problem. A value left out is
+        ``msgspec.UNSET`` (see :class:`Table`). By default False: no bulk path.
         """
         return False
 
     def tabulate(self, contacts: Sequence[Any]) -> Table | None:
         """The contacts as one :class:`Table` in the provider's field names, or None when they are not alike.
 
-        Alike means: every one a plain dict with the same string keys, none of
-        them ``None`` or ``""`` (which :meth:`map_fields` would drop), each
+        Alike means: every one a plain dict with the same string keys, each
         field sent under a name of its own, and no custom field where the
-        provider moves custom fields elsewhere (:meth:`place_custom`). Each row
-        then holds what :meth:`map_fields` makes of its contact. The checks run
-        a whole field at a time; they cost a fraction of renaming contact by contact.
+        provider moves custom fields elsewhere (:meth:`place_custom`). Values
+        ``None`` or ``""``, which :meth:`map_fields` drops, become
+        ``msgspec.UNSET`` (left out). Each row then holds what
+        :meth:`map_fields` makes of its contact. The checks run a whole field
+        at a time; they cost a fraction of renaming contact by contact.
         """
         if not contacts or set(map(type, contacts)) != {dict}:
             return None
@@ -379,9 +397,10 @@ class Provider:
             columns = tuple(list(map(itemgetter(src), contacts)) for src in (*(s for s, _ in renames), *customs))
         except KeyError:
             return None
-        if not all(map(_no_empty_values, columns)):
-            return None
-        return Table(names, columns)
+        sparse = not all(map(_no_empty_values, columns))
+        if sparse:
+            columns = tuple(c if _no_empty_values(c) else _leave_out_empty(c) for c in columns)
+        return Table(names, columns, sparse)
 
     def chunk_table(self, table: Table) -> list[Chunk]:
         """Split a table of valid contacts (rows 0..n-1) into chunks the endpoint accepts."""

@@ -97,7 +97,7 @@ class Datananas(Provider):
     def valid_in_bulk(self, table: Table) -> bool:
         if "email" in table.names:
             return all_emails(table.column("email"))
-        return "linkedinUrl" in table.names and all(table.column("linkedinUrl"))
+        return "linkedinUrl" in table.names and all(table.column("linkedinUrl"))  # msgspec.UNSET is falsy
 
     def auth_headers(self, credential: str) -> dict[str, str]:
         return {"Authorization": f"Bearer {credential}"}
