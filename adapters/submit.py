@@ -83,10 +83,12 @@ def prepare(
 ) -> tuple[list[Chunk], list[Problem], int]:
     """Map, validate and chunk contacts (no I/O): (chunks, problems, number of contacts).
 
-    Contacts that are alike (plain dicts with one set of fields and no empty
-    values, see :meth:`Provider.tabulate`) and that the provider finds valid
-    a whole field at a time are prepared in bulk, as tables of values; all
-    others, one contact at a time. Both ways give equal chunks.
+    Contacts that are alike (plain dicts with one set of fields, see
+    :meth:`Provider.tabulate`) and that the provider finds valid a whole
+    field at a time are prepared in bulk, as tables of columns; all others,
+    one contact at a time. Both ways give equal chunks and the same bodies.
+    An iterator of contacts is read into a list first when the provider has
+    a bulk path.
     """
     if type(provider).valid_in_bulk is not Provider.valid_in_bulk:
         contacts = contacts if isinstance(contacts, (list, tuple)) else list(contacts)

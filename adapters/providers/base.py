@@ -157,7 +157,7 @@ class Chunk:
 
     @property
     def table(self) -> Table | None:
-        """The contacts as rows of values, when the chunk was prepared in bulk."""
+        """The contacts held by column, when the chunk was prepared in bulk; None otherwise."""
         return self._table
 
     def payload(self) -> list[Any]:
@@ -271,7 +271,7 @@ _EMPTY: Final = frozenset((None, ""))
 def _no_empty_values(values: Sequence[Any]) -> bool:
     """True when no value is ``None`` or ``""``: one set lookup per value when all are hashable, else two scans."""
     try:
-        return _EMPTY.isdisjoint(values)
+        return _EMPTY.isdisjoint(values)  # a value equal to None or "" hashes like it (Python's hash contract)
     except TypeError:  # an unhashable value (a list, a dict): compare instead
         return None not in values and "" not in values
 
