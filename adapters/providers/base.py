@@ -281,8 +281,15 @@ def _leave_out_empty(values: Sequence[Any]) -> list[Any]:
     return [UNSET if v is None or v == "" else v for v in values]
 
 
+def email_problem(row: int, email: Any) -> Problem | None:
+    """The problem with a given email value, if it is not a string with an ``@`` (a plain address check)."""
+    if isinstance(email, str) and "@" in email:
+        return None
+    return Problem(row, "email", f"not an email address: {str(email)[:60]!r}")
+
+
 def all_emails(values: Sequence[Any]) -> bool:
-    """True when every value is a ``str`` with an ``@`` (a plain address check, done a whole column at once)."""
+    """:func:`email_problem` finds nothing in any of the values, checked a whole column at once."""
     return set(map(type, values)) <= {str} and all(map(contains, values, repeat("@")))
 
 
@@ -315,10 +322,8 @@ class Provider:
         worked out once per distinct set of names (bounded cache) and applied
         with one dict comprehension per contact.
         """
-        plan = self._plans.get(tuple(contact))
-        if plan is None:
-            plan = self._plan(tuple(contact))
-        renames, customs, identity = plan
+        keys = tuple(contact)
+        renames, customs, identity = self._plans.get(keys) or self._plan(keys)
         if identity and "" not in contact.values() and None not in contact.values():
             return dict(contact)
         out = {dst: v for src, dst in renames if (v := contact[src]) is not None and v != ""}
@@ -397,10 +402,10 @@ class Provider:
             columns = tuple(list(map(itemgetter(src), contacts)) for src in (*(s for s, _ in renames), *customs))
         except KeyError:
             return None
-        sparse = not all(map(_no_empty_values, columns))
-        if sparse:
-            columns = tuple(c if _no_empty_values(c) else _leave_out_empty(c) for c in columns)
-        return Table(names, columns, sparse)
+        full = [_no_empty_values(c) for c in columns]
+        if all(full):
+            return Table(names, columns)
+        return Table(names, tuple(c if ok else _leave_out_empty(c) for c, ok in zip(columns, full, strict=True)), True)
 
     def chunk_table(self, table: Table) -> list[Chunk]:
         """Split a table of valid contacts (rows 0..n-1) into chunks the endpoint accepts."""

@@ -26,6 +26,7 @@ from adapters.providers.base import (
     Table,
     all_emails,
     decode_json,
+    email_problem,
     reason_of,
 )
 from eventbus import events as ev
@@ -90,9 +91,8 @@ class Datananas(Provider):
         email = contact.get("email")
         if email is None and not contact.get("linkedinUrl"):
             return [Problem(row, "email", "an email or a linkedinUrl is required")]
-        if email is not None and (not isinstance(email, str) or "@" not in email):
-            return [Problem(row, "email", f"not an email address: {str(email)[:60]!r}")]
-        return []
+        problem = None if email is None else email_problem(row, email)
+        return [] if problem is None else [problem]
 
     def valid_in_bulk(self, table: Table) -> bool:
         if "email" in table.names:

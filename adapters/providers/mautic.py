@@ -30,6 +30,7 @@ from adapters.providers.base import (
     Table,
     TokenGrant,
     all_emails,
+    email_problem,
     reason_of,
 )
 from eventbus import events as ev
@@ -98,8 +99,8 @@ class Mautic(Provider):
         email = contact.get("email")
         if self.endpoint in ("new", "batch") and email is None:
             problems.append(Problem(row, "email", "email is required to create a contact"))
-        if email is not None and (not isinstance(email, str) or "@" not in email):
-            problems.append(Problem(row, "email", f"not an email address: {str(email)[:60]!r}"))
+        if email is not None and (problem := email_problem(row, email)) is not None:
+            problems.append(problem)
         if self.endpoint in ("put", "patch"):
             contact_id = contact.get("id")
             if isinstance(contact_id, str) and contact_id.isdigit():
