@@ -425,7 +425,7 @@ class Provider:
         if response.status == 429:
             return Throttle(retry_after_seconds(response.headers))
         if response.status >= 500:
-            return ServerFailure(response.status, _reason(response) or f"HTTP {response.status}")
+            return ServerFailure(response.status, reason_of(response) or f"HTTP {response.status}")
         return None
 
 
@@ -444,7 +444,7 @@ def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
     return None
 
 
-def _reason(response: Response) -> str:
+def reason_of(response: Response) -> str:
     """A short human reason from an error body, whatever its shape."""
     data = decode_json(response.body)
     if isinstance(data, dict):
@@ -456,6 +456,3 @@ def _reason(response: Response) -> str:
             return str(errors[0].get("message", ""))
     text = response.body[:200].decode("utf-8", "replace").strip()
     return text
-
-
-reason_of = _reason

@@ -52,7 +52,6 @@ class Datananas(Provider):
     """Datananas's requests and readings. Options: ``list`` (object or id), ``move_existing``, ``replace_owner``."""
 
     name: ClassVar[str] = "datananas"
-    chunk_min = 1
     chunk_max = MAX_CONTACTS
     aliases: ClassVar[dict[str, str]] = {
         **{f.lower(): f for f in FIELDS},
