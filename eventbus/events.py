@@ -317,7 +317,8 @@ _decoder = msgspec.json.Decoder(AnyEvent)
 
 def tag_of(cls: type[Event]) -> str:
     """The ``type`` tag of an event class (``JobProgress`` → ``"job_progress"``)."""
-    return _snake(cls.__name__)
+    # msgspec already computed it from ``tag=_snake`` when the class was made.
+    return cls.__struct_config__.tag  # type: ignore[return-value]
 
 
 def encode(event: Event) -> bytes:
