@@ -237,7 +237,7 @@ class JobTracker:
             return self._start(key, event, kind, tag)
         if kind != _STUCK:  # our own output fed back is no sign of life from the job
             job.touch(self.clock(), event.source, tag)
-        merged = self._merge(key, job, event, kind)
+        merged = self._merge(key, job, event, kind, tag)
         if merged is None:
             return []
         stats.passed += 1
@@ -261,13 +261,13 @@ class JobTracker:
             total=job.total,
         )
         self._stats.synthesized += 1
-        merged = self._merge(key, job, event, kind)
+        merged = self._merge(key, job, event, kind, tag)
         if merged is None:  # e.g. progress at 0: the acceptance says it all
             return [accepted]
         self._stats.passed += 1
         return [accepted, merged]
 
-    def _merge(self, key: tuple[str, str], job: _Job, event: Any, kind: int) -> ev.Event | None:
+    def _merge(self, key: tuple[str, str], job: _Job, event: Any, kind: int, tag: str) -> ev.Event | None:
         """The event to publish for ``event`` given the job's state (updated here), or None to drop it."""
         # Dispatch on the cached kind rather than isinstance/match: a failed isinstance
         # on a msgspec Struct class costs several times a dict lookup, on every event.
@@ -329,7 +329,7 @@ class JobTracker:
                 return msgspec.structs.replace(event, total=job.total)
             return event
         if kind == _ENDED:
-            self._finish(key, ev.tag_of(type(event)))
+            self._finish(key, tag)
         return event  # a terminal event, a JobStuck fed back, or a future event type: keep it
 
     def _finish(self, key: tuple[str, str], terminal: str) -> None:
