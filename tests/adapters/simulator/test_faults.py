@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import httpx
 import pytest
 
 from adapters.serving import ServedApp
 from adapters.signing import verify
-from adapters.simulator import Faults, SimulatorConfig, parse_fault, run_simulator
+from adapters.simulator import Faults, Simulator, SimulatorConfig, parse_fault, run_simulator
 from eventbus.exceptions import ConfigError
 from tests.adapters.conftest import WebhookSink
 
@@ -19,6 +22,16 @@ KEY = {"x-api-key": "demo-key"}
 def batch(n: int, url: str) -> dict:
     contacts = [{"firstname": f"F{i}", "lastname": f"L{i}", "domain": "d.io"} for i in range(n)]
     return {"contacts": contacts, "enrichment_type": ["email"], "webhook_url": url}
+
+
+@asynccontextmanager
+async def pronto_bulk(config: SimulatorConfig, n: int, sink: WebhookSink) -> AsyncIterator[Simulator]:
+    """Serve sink, start a simulator and POST one Pronto bulk of n contacts whose webhooks go to sink."""
+    async with ServedApp(sink.app) as served, run_simulator(config) as sim, httpx.AsyncClient() as client:
+        await client.post(
+            sim.urls["pronto"] + "/contacts/bulk_enrich", json=batch(n, served.url + "/hook"), headers=KEY
+        )
+        yield sim
 
 
 async def test_5xx_burst(sim_config: SimulatorConfig) -> None:
@@ -47,10 +60,7 @@ async def test_duplicate_webhooks_keep_their_id(sim_config: SimulatorConfig) -> 
     """duplicate_webhooks=1 delivers every webhook twice, with the same webhook-id."""
     sim_config.faults = Faults(duplicate_webhooks=1.0)
     sink = WebhookSink()
-    async with ServedApp(sink.app) as served, run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
-        await client.post(
-            sim.urls["pronto"] + "/contacts/bulk_enrich", json=batch(3, served.url + "/hook"), headers=KEY
-        )
+    async with pronto_bulk(sim_config, 3, sink):
         await sink.wait_for(6)
     ids = [h["webhook-id"] for h, _ in sink.requests]
     assert len(ids) == 6 and len(set(ids)) == 3
@@ -61,10 +71,7 @@ async def test_reordered_webhooks(sim_config: SimulatorConfig) -> None:
     sim_config.faults = Faults(reorder_webhooks=10)
     sim_config.webhook_concurrency = 1  # one worker: arrival order is send order
     sink = WebhookSink()
-    async with ServedApp(sink.app) as served, run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
-        await client.post(
-            sim.urls["pronto"] + "/contacts/bulk_enrich", json=batch(20, served.url + "/hook"), headers=KEY
-        )
+    async with pronto_bulk(sim_config, 20, sink):
         await sink.wait_for(20)
     order = [int(b["contact"]["firstname"][1:]) for b in sink.bodies()]
     assert sorted(order) == list(range(20)) and order != list(range(20))
@@ -74,10 +81,7 @@ async def test_failing_receiver_is_retried(sim_config: SimulatorConfig) -> None:
     """A receiver answering 503 then 500 gets the same webhook again until it answers 200."""
     sink = WebhookSink(statuses=[503, 500])
     sim_config.webhook_concurrency = 1
-    async with ServedApp(sink.app) as served, run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
-        await client.post(
-            sim.urls["pronto"] + "/contacts/bulk_enrich", json=batch(2, served.url + "/hook"), headers=KEY
-        )
+    async with pronto_bulk(sim_config, 2, sink) as sim:
         await sink.wait_for(2)
         stats = sim.webhooks.stats
     assert stats.delivered == 2 and stats.attempts == 4 and stats.failed == 0
@@ -100,10 +104,7 @@ async def test_signed_webhooks_verify(sim_config: SimulatorConfig) -> None:
     """With a secret, every webhook carries Standard Webhooks headers that verify with that secret."""
     sim_config.webhook_secret = "whsec_c2VjcmV0LWtleQ=="
     sink = WebhookSink()
-    async with ServedApp(sink.app) as served, run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
-        await client.post(
-            sim.urls["pronto"] + "/contacts/bulk_enrich", json=batch(2, served.url + "/hook"), headers=KEY
-        )
+    async with pronto_bulk(sim_config, 2, sink):
         await sink.wait_for(2)
     for headers, body in sink.requests:
         assert verify(sim_config.webhook_secret, headers, body).startswith("pr_")
@@ -160,10 +161,7 @@ async def test_never_500_on_garbage(simulator) -> None:
 async def deliveries(config: SimulatorConfig, n: int) -> list[tuple[int, str]]:
     """One Pronto bulk of n contacts (item_time 0) through a fresh simulator: (contact, id suffix) as they arrived."""
     sink = WebhookSink()
-    async with ServedApp(sink.app) as served, run_simulator(config) as sim, httpx.AsyncClient() as client:
-        await client.post(
-            sim.urls["pronto"] + "/contacts/bulk_enrich", json=batch(n, served.url + "/hook"), headers=KEY
-        )
+    async with pronto_bulk(config, n, sink) as sim:
         await sink.wait_for(n)  # item_time=0: every copy was queued in one step, before the first arrived
         await sim.webhooks.wait_settled(sim.webhooks.stats.queued)
     return [
@@ -211,10 +209,7 @@ async def test_token_endpoints_are_exempt_from_5xx_bursts() -> None:
 async def test_receiver_4xx_is_final(sim_config: SimulatorConfig) -> None:
     """A receiver answering 400 is not retried: one attempt, counted as failed."""
     sink = WebhookSink(statuses=[400, 400])
-    async with ServedApp(sink.app) as served, run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
-        await client.post(
-            sim.urls["pronto"] + "/contacts/bulk_enrich", json=batch(2, served.url + "/hook"), headers=KEY
-        )
+    async with pronto_bulk(sim_config, 2, sink) as sim:
         await sim.webhooks.wait_settled(2)
         stats = sim.webhooks.stats
     assert (stats.attempts, stats.failed, stats.delivered) == (2, 2, 0)
@@ -224,10 +219,7 @@ async def test_receiver_429_is_retried(sim_config: SimulatorConfig) -> None:
     """A receiver answering 429 gets the webhook again."""
     sink = WebhookSink(statuses=[429])
     sim_config.webhook_concurrency = 1
-    async with ServedApp(sink.app) as served, run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
-        await client.post(
-            sim.urls["pronto"] + "/contacts/bulk_enrich", json=batch(2, served.url + "/hook"), headers=KEY
-        )
+    async with pronto_bulk(sim_config, 2, sink) as sim:
         await sink.wait_for(2)
         stats = sim.webhooks.stats
     assert (stats.attempts, stats.delivered) == (3, 2)
