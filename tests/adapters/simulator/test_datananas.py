@@ -38,21 +38,10 @@ def run_ws_client(url: str, stop_after_ending: int, frames: list[dict], connecte
     return lambda: asyncio.run(client())
 
 
-async def collect(sim: Simulator, contacts: list[dict], expected_endings: int = 1) -> tuple[httpx.Response, list]:
-    """Connect a socket, submit, and collect frames until the ending event."""
-    frames: list[dict] = []
-    url = sim.urls["datananas_ws"] + "?token=demo-token"
-    connected = threading.Event()
-    async with anyio.create_task_group() as tg:
-        tg.start_soon(anyio.to_thread.run_sync, run_ws_client(url, expected_endings, frames, connected))
-        assert await anyio.to_thread.run_sync(connected.wait, 10), "the WebSocket client did not connect"
-        async with httpx.AsyncClient() as client:
-            response = await client.post(
-                sim.urls["datananas"] + "/contacts/bulk",
-                json={"list": {"id": "L1"}, "contacts": contacts},
-                headers=AUTH,
-            )
-    return response, frames
+async def collect(sim: Simulator, contacts: list[dict]) -> tuple[httpx.Response, list]:
+    """Connect a socket, submit one bulk to list L1, and collect frames until its ending event."""
+    responses, frames = await collect_posts(sim, [({}, {"list": {"id": "L1"}, "contacts": contacts})])
+    return responses[0], frames
 
 
 async def test_bulk_events_starting_running_ending(simulator: Simulator) -> None:
