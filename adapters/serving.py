@@ -28,7 +28,31 @@ from typing import Any
 import anyio.to_thread
 import uvicorn
 
-__all__ = ["ServedApp"]
+__all__ = ["ServedApp", "bind_tcp", "url_host"]
+
+
+def bind_tcp(host: str, port: int) -> socket.socket:
+    """A TCP socket bound to ``host:port`` (IPv6 if ``host`` has a ``:``; port 0 picks a free one), not yet listening.
+
+    Raises :class:`OSError` if it cannot bind; the socket is closed then.
+    """
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets whose
+    # proto says TCP, and accepted sockets inherit it from this one. With
+    # proto 0, Nagle holds back each response body for a delayed ACK (~40 ms).
+    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except BaseException:
+        sock.close()
+        raise
+    return sock
+
+
+def url_host(host: str) -> str:
+    """``host`` as it goes in a URL: IPv6 addresses in brackets (``::1`` → ``[::1]``)."""
+    return f"[{host}]" if ":" in host else host
 
 
 class _Server(uvicorn.Server):
@@ -78,8 +102,7 @@ class ServedApp:
     @property
     def url(self) -> str:
         """The base URL, e.g. ``http://127.0.0.1:54321``."""
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"http://{url_host(self.host)}:{self.port}"
 
     @property
     def loop(self) -> asyncio.AbstractEventLoop | None:
@@ -91,14 +114,8 @@ class ServedApp:
         if self._used:
             raise RuntimeError("a ServedApp can be started once; build a new one")
         self._used = True
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets whose
-        # proto says TCP, and accepted sockets inherit it from this one. With
-        # proto 0, Nagle holds back each response body for a delayed ACK (~40 ms).
-        sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock = bind_tcp(self.host, self._requested_port)
         try:
-            sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            sock.bind((self.host, self._requested_port))
             self.port = sock.getsockname()[1]
         except BaseException:
             sock.close()

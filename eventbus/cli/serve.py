@@ -82,6 +82,7 @@ def run(args: argparse.Namespace) -> int:
     import anyio
     import uvicorn
 
+    from adapters.serving import bind_tcp, url_host
     from adapters.webhooks import WebhookReceiver
     from eventbus.bus import Bus
     from eventbus.exceptions import ConfigError
@@ -106,16 +107,12 @@ def run(args: argparse.Namespace) -> int:
             await super().startup(sockets=sockets)
             print(f"listening on http://{host}:{port}/hooks/{{provider}}", flush=True)
 
-    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
-    sock = socket.socket(family, socket.SOCK_STREAM, socket.IPPROTO_TCP)  # so asyncio sets TCP_NODELAY
     try:
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        sock.bind((args.host, args.port))
+        sock = bind_tcp(args.host, args.port)
     except OSError as exc:
-        sock.close()
         raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
     port = sock.getsockname()[1]
-    host = f"[{args.host}]" if ":" in args.host else args.host
+    host = url_host(args.host)
 
     async def main() -> None:
         async with Bus() as bus:
