@@ -15,7 +15,12 @@ NAME = "serve"
 HELP = "run the webhook receiver (POST /hooks/{provider}) and log the events it publishes"
 ORDER = 50
 
-SECRET_ENV = "EVENTBUS_WEBHOOK_SECRET"
+SECRET_ENV = "EVENTBUS_WEBHOOK_SECRET"  # `eventbus simulate` signs with the same variable
+
+
+def webhook_secret(flag: str | None) -> str | None:
+    """The webhook secret: ``flag`` if given, else ``$EVENTBUS_WEBHOOK_SECRET``, else None (unsigned)."""
+    return flag if flag is not None else os.environ.get(SECRET_ENV) or None
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -88,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     from eventbus.exceptions import ConfigError
     from eventbus.subscribers.log import EventLogger
 
-    secret = args.secret if args.secret is not None else os.environ.get(SECRET_ENV) or None
+    secret = webhook_secret(args.secret)
     if args.max_body < 1 or args.tolerance < 0:
         raise ConfigError("--max-body must be positive and --tolerance non-negative")
     parsers = _parsers(args.parser)

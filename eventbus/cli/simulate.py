@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import argparse
 
-SECRET_ENV = "EVENTBUS_WEBHOOK_SECRET"  # the same variable `eventbus serve` verifies with
+# The same variable `eventbus serve` verifies with. serve is a light module that the
+# command discovery imports anyway, so this costs nothing at start-up.
+from eventbus.cli.serve import SECRET_ENV, webhook_secret
+
 NAME = "simulate"
 HELP = "run the local provider simulator on one port"
 ORDER = 60
@@ -32,7 +35,6 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    import os
     import signal
     import threading
 
@@ -41,7 +43,7 @@ def run(args: argparse.Namespace) -> int:
     faults = None
     for spec in args.fault:
         faults = parse_fault(spec, faults)
-    secret = args.webhook_secret if args.webhook_secret is not None else os.environ.get(SECRET_ENV) or None
+    secret = webhook_secret(args.webhook_secret)
     config = SimulatorConfig(seed=args.seed, webhook_secret=secret)
     if faults is not None:
         config.faults = faults
