@@ -11,6 +11,7 @@ look like a bearer token or a Standard Webhooks secret.
 
 from __future__ import annotations
 
+import functools
 import re
 import sys
 from collections.abc import Mapping
@@ -32,9 +33,16 @@ _SECRET_KEY = re.compile(
 _SECRET_VALUE = re.compile(r"(?i)\b(bearer\s+[A-Za-z0-9._~+/=-]{8,}|whsec_[A-Za-z0-9+/=]{8,})")
 
 
+# Events repeat the same few keys, so the regex runs once per key; bounded, since keys of
+# nested payloads come from outside.
+@functools.lru_cache(maxsize=4096)
+def _is_secret_key(key: str) -> bool:
+    return _SECRET_KEY.search(key) is not None
+
+
 def redact(value: Any, key: str = "") -> Any:
     """A copy of ``value`` with secrets replaced by :data:`REDACTED`, at any depth."""
-    if key and _SECRET_KEY.search(key):
+    if key and _is_secret_key(key):
         return REDACTED
     if isinstance(value, str):
         return _SECRET_VALUE.sub(REDACTED, value)
