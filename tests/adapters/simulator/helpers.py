@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import Any
 
 import anyio
 import httpx
@@ -43,7 +42,3 @@ async def poll_until(
             if done(response):
                 return response
             await anyio.sleep(0.01)
-
-
-def json_of(response: httpx.Response) -> Any:
-    return response.json()
