@@ -114,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         console.print(provider_table(board))
         jobs = [board.rows[(p, j.job_id)] for p, r in results.items() for j in r.report.accepted]
         completed = sum(row.state == "completed" for row in jobs)
-        items = sum(row.succeeded + row.failed for row in jobs)
+        items = sum(row.seen for row in jobs)
         invalid = sum(len(r.report.invalid) for r in results.values())
         console.print(
             f"{completed} of {len(jobs)} jobs completed; {items} contacts reported by the providers, "
