@@ -185,13 +185,17 @@ async def follow(
     make_provider(provider, **{**options, **_webhook_option(provider, "http://placeholder.invalid/")})  # validate early
     tracker = JobTracker(stuck_after=stuck_after)
     board = JobBoard()
-    expected: list[str] = []
+    # Expected jobs not yet finished: a board row never leaves a terminal state and only
+    # changes on its own job's events, so each event checks one job, not all of them.
+    remaining: set[str] = set()
     all_done = anyio.Event()
 
     def observe(event: ev.Event) -> None:
         board(event)
-        if expected and event.job_id in expected and all(_finished(board, provider, j) for j in expected):
-            all_done.set()
+        if event.job_id in remaining and _finished(board, provider, event.job_id):
+            remaining.discard(event.job_id)
+            if not remaining:
+                all_done.set()
 
     watcher = bus.on(observe, name=f"follow-{provider}-{id(board)}", providers=provider, buffer=65_536)
     async with (
@@ -252,9 +256,9 @@ async def follow(
                     tg.start_soon(_watch_insideview, http, job, keyed, poll_initial, poll_cap)
                 elif provider == "mautic":
                     tg.start_soon(_watch_mautic, http, job, keyed, poll_initial, poll_cap)
-            expected.extend(j.job_id for j in pending)
+            remaining.update(j.job_id for j in pending if not _finished(board, provider, j.job_id))
             await bus.drain()
-            if all(_finished(board, provider, j) for j in expected):
+            if not remaining:
                 all_done.set()
             with anyio.move_on_after(timeout) as scope:
                 await all_done.wait()
