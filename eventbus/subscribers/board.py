@@ -17,6 +17,7 @@ from eventbus import events as ev
 __all__ = ["JobBoard", "JobRow"]
 
 TERMINAL_STATES = frozenset({"completed", "failed", "cancelled", "expired", "rejected", "invalid"})
+_ENDED_STATES: dict[type, str] = {ev.JobFailed: "failed", ev.JobCancelled: "cancelled", ev.JobExpired: "expired"}
 
 
 @dataclass
@@ -141,9 +142,7 @@ class JobBoard:
                 row.done = max(row.done, row.seen)
             case ev.JobFailed() | ev.JobCancelled() | ev.JobExpired():
                 row = self._row(event)
-                row.state = {ev.JobFailed: "failed", ev.JobCancelled: "cancelled", ev.JobExpired: "expired"}[
-                    type(event)
-                ]
+                row.state = _ENDED_STATES[type(event)]
                 row.reason, row.ended = event.reason, event.at
             case ev.JobStuck():
                 row = self._row(event)
