@@ -532,7 +532,6 @@ class Bus:
             sub.done.set()
             self._detach(sub)
             sub.discard()
-            sub.took()
             sub.went_idle()
             self._retiring.discard(sub)
 
