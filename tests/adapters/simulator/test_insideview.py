@@ -9,7 +9,7 @@ import xml.etree.ElementTree as ET
 import httpx
 import pytest
 
-from adapters.simulator import Simulator, SimulatorConfig, Throttle
+from adapters.simulator import Clock, Simulator, SimulatorConfig, Throttle, run_simulator
 from tests.adapters.simulator.helpers import insideview_token, poll_until
 
 pytestmark = pytest.mark.anyio
@@ -188,8 +188,6 @@ async def test_results_before_finished_is_refused(simulator: Simulator) -> None:
 
 async def test_delete_aborts_a_running_job(sim_config: SimulatorConfig) -> None:
     """DELETE aborts a job that is not finished; a second DELETE is refused."""
-    from adapters.simulator import run_simulator
-
     sim_config.item_time = 0.01  # slow enough to abort mid-way
     async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
@@ -216,8 +214,6 @@ async def test_status_webhooks_on_each_change(simulator: Simulator, webhook_sink
 
 async def test_throttled_without_retry_after(sim_config: SimulatorConfig) -> None:
     """Over the per-token budget the answer is 429 with no Retry-After header."""
-    from adapters.simulator import run_simulator
-
     sim_config.throttle["insideview"] = Throttle(limit=2, window=300)
     async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
@@ -281,8 +277,6 @@ async def test_bulk_fetch_malformed_json_is_400(simulator: Simulator) -> None:
 
 async def test_insufficient_transaction_quota_is_400(sim_config: SimulatorConfig) -> None:
     """A job needing more transactions than the account has left is a 400 that says so."""
-    from adapters.simulator import run_simulator
-
     sim_config.insideview_transactions = 5
     async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
@@ -294,8 +288,6 @@ async def test_insufficient_transaction_quota_is_400(sim_config: SimulatorConfig
 
 async def test_insufficient_transaction_quota_is_400_and_enqueues_nothing(sim_config: SimulatorConfig) -> None:
     """More ids than the account's transactions left is a 400 saying so, and no job is created."""
-    from adapters.simulator import run_simulator
-
     sim_config.insideview_transactions = 3
     async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
@@ -307,8 +299,6 @@ async def test_insufficient_transaction_quota_is_400_and_enqueues_nothing(sim_co
 
 async def test_transactions_are_spent_by_accepted_jobs(sim_config: SimulatorConfig) -> None:
     """Accepted ids use up the transaction quota: 2 of 3 spent, then 2 more are refused."""
-    from adapters.simulator import run_simulator
-
     sim_config.insideview_transactions = 3
     async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
@@ -319,8 +309,6 @@ async def test_transactions_are_spent_by_accepted_jobs(sim_config: SimulatorConf
 
 async def test_too_many_jobs_queued_is_400(sim_config: SimulatorConfig) -> None:
     """Past insideview_max_queued_jobs unfinished jobs per token, a submission is a 400 saying so."""
-    from adapters.simulator import run_simulator
-
     sim_config.insideview_max_queued_jobs = 1
     sim_config.item_time = 0.01  # the first job is still running when the second arrives
     async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
@@ -333,8 +321,6 @@ async def test_too_many_jobs_queued_is_400(sim_config: SimulatorConfig) -> None:
 
 async def test_key_not_allowed_to_submit_is_405(sim_config: SimulatorConfig) -> None:
     """A key without the job API gets 405 "not allowed for this key" on a proper POST."""
-    from adapters.simulator import run_simulator
-
     sim_config.insideview_job_api_allowed = False
     async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
@@ -344,8 +330,6 @@ async def test_key_not_allowed_to_submit_is_405(sim_config: SimulatorConfig) -> 
 
 async def test_throttle_window_is_rolling() -> None:
     """The per-token budget covers the last 5 minutes, not a fixed window: old requests age out one by one."""
-    from adapters.simulator import Clock, run_simulator
-
     config = SimulatorConfig(item_time=0.0001, tick=0.005, throttle={"insideview": Throttle(limit=2, window=300)})
     clock = Clock(frozen=True)
     async with run_simulator(config, clock=clock) as sim, httpx.AsyncClient() as client:
@@ -362,8 +346,6 @@ async def test_throttle_window_is_rolling() -> None:
 
 async def test_throttle_counts_per_token(sim_config: SimulatorConfig) -> None:
     """Each access token has its own budget."""
-    from adapters.simulator import Clock, run_simulator
-
     sim_config.throttle["insideview"] = Throttle(limit=1, window=300)
     async with run_simulator(sim_config, clock=Clock(frozen=True)) as sim, httpx.AsyncClient() as client:
         first, second = await insideview_token(client, sim), await insideview_token(client, sim)
@@ -404,8 +386,6 @@ async def test_job_status_defaults_to_xml_with_counts(simulator: Simulator) -> N
 
 async def test_abort_sends_a_status_webhook(sim_config: SimulatorConfig, webhook_sink) -> None:
     """Aborting a job POSTs {jobId, status: aborted, type} to its webhook, after processing."""
-    from adapters.simulator import run_simulator
-
     sink, hook = webhook_sink
     sim_config.item_time = 0.01
     async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
