@@ -247,11 +247,10 @@ class JobTracker:
         """The first signal of a job: publish it after a JobAccepted, synthesized if need be."""
         job = self._jobs[key] = _Job()
         job.touch(self.clock(), event.source, tag)
+        job.learn_total(getattr(event, "total", None))
         if kind == _ACCEPTED:
-            job.learn_total(event.total)  # type: ignore[attr-defined]
             self._stats.passed += 1
             return [event]
-        job.learn_total(getattr(event, "total", None))
         accepted = ev.JobAccepted(
             id=ev.event_id(event.provider, event.job_id, "accepted"),
             provider=event.provider,
