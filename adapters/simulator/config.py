@@ -130,7 +130,6 @@ class SimulatorConfig:
     credentials: Credentials = field(default_factory=Credentials)
     token_ttl: float = 3600.0
     throttle: dict[str, Throttle] = field(default_factory=dict)  # by provider name
-    insideview_transactions: int | None = None  # ids the account may still request; None: unlimited
     insideview_transactions: int | None = None  # ids the account may still submit in jobs; None: unlimited
     insideview_max_queued_jobs: int = 20  # unfinished jobs per token before "too many jobs already queued"
     insideview_job_api_allowed: bool = True  # False: the key may not submit jobs (405 "not allowed for this key")
