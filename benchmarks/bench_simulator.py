@@ -24,9 +24,10 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from multiprocessing.connection import Connection
+from multiprocessing.process import BaseProcess
 
 import httpx
 import msgspec
@@ -63,6 +64,25 @@ def _simulator_process(*args: str) -> Iterator[tuple[str, int]]:
         finally:
             proc.send_signal(signal.SIGTERM)
             proc.wait(30)
+
+
+@contextmanager
+def _spawned(target: Callable[..., None], *args: object) -> Iterator[tuple[BaseProcess, Connection]]:
+    """``target(*args, conn)`` in a spawned process of its own; yields it and the parent end of ``conn``.
+
+    On the way out the child gets 30 s to finish, then is killed.
+    """
+    ctx = multiprocessing.get_context("spawn")
+    parent, child = ctx.Pipe()
+    proc = ctx.Process(target=target, args=(*args, child), daemon=True)
+    proc.start()
+    try:
+        yield proc, parent
+    finally:
+        proc.join(30)
+        if proc.is_alive():
+            proc.kill()
+            proc.join()
 
 
 def _ws_simulator(n: int) -> tuple[float, float]:
@@ -127,10 +147,7 @@ def _bare_ws_server(n: int, conn: Connection) -> None:
 
 def _ws_baseline(n: int) -> tuple[float, float]:
     """(frames/s to the client, server CPU seconds spent) for n pre-encoded frames."""
-    parent, child = multiprocessing.get_context("spawn").Pipe()
-    proc = multiprocessing.get_context("spawn").Process(target=_bare_ws_server, args=(n, child), daemon=True)
-    proc.start()
-    try:
+    with _spawned(_bare_ws_server, n) as (proc, parent):
         if not parent.poll(60):
             raise RuntimeError("the bare websockets server did not start")
         port = parent.recv()
@@ -148,11 +165,6 @@ def _ws_baseline(n: int) -> tuple[float, float]:
 
         count, elapsed = asyncio.run(client())
         cpu = _cpu(proc.pid) - cpu_before
-    finally:
-        proc.join(30)
-        if proc.is_alive():
-            proc.kill()
-            proc.join()
     assert count == n
     return n / elapsed, cpu
 
@@ -242,25 +254,15 @@ def _httpx_sender(url: str, n: int, concurrency: int, conn: Connection) -> None:
 def _webhooks_baseline(n: int, concurrency: int) -> tuple[float, float]:
     """The same receiver, hit by a bare httpx loop in a process of its own (as the simulator is)."""
     receiver = _Receiver()
-    ctx = multiprocessing.get_context("spawn")
-    with ServedApp(receiver) as served:
-        parent, child = ctx.Pipe()
-        proc = ctx.Process(target=_httpx_sender, args=(served.url + "/hook", n, concurrency, child), daemon=True)
-        proc.start()
-        try:
-            if not parent.poll(60) or parent.recv() != "ready":
-                raise RuntimeError("the httpx sender did not start")
-            cpu_before = _cpu(proc.pid)
-            started = time.perf_counter()
-            parent.send("go")
-            assert receiver.wait_for(n), f"only {receiver.count} of {n} POSTs arrived"
-            elapsed = time.perf_counter() - started
-            cpu = _cpu(proc.pid) - cpu_before
-        finally:
-            proc.join(30)
-            if proc.is_alive():
-                proc.kill()
-                proc.join()
+    with ServedApp(receiver) as served, _spawned(_httpx_sender, served.url + "/hook", n, concurrency) as (proc, parent):
+        if not parent.poll(60) or parent.recv() != "ready":
+            raise RuntimeError("the httpx sender did not start")
+        cpu_before = _cpu(proc.pid)
+        started = time.perf_counter()
+        parent.send("go")
+        assert receiver.wait_for(n), f"only {receiver.count} of {n} POSTs arrived"
+        elapsed = time.perf_counter() - started
+        cpu = _cpu(proc.pid) - cpu_before
     return n / elapsed, cpu
 
 
