@@ -153,15 +153,25 @@ class ProviderClient:
     async def _credential(self, *, refresh: bool = False) -> str:
         if self.provider.name not in _TOKEN_PROVIDERS:
             return self.settings.credential
+        # A fresh token needs no lock; while another task holds it (it may be refreshing after
+        # a 401), wait for it as before rather than hand out the token being replaced.
+        if not refresh and not self._token_lock.locked() and (token := self._fresh_token()) is not None:
+            return token
         async with self._token_lock:
-            margin = 60.0
-            if refresh or self._token is None or self._clock() >= self._token_expires - margin:
+            token = None if refresh else self._fresh_token()
+            if token is None:
                 request = self.provider.token_request(self.settings.credential, self.settings.secret or "")  # type: ignore[attr-defined]
                 response = await self._raw(request)
                 grant = self.provider.read_token(response)  # type: ignore[attr-defined]
-                self._token = grant.token
+                token = self._token = grant.token
                 self._token_expires = self._clock() + max(grant.expires_in, 1.0)
+            return token
+
+    def _fresh_token(self) -> str | None:
+        """The token held, unless there is none or it is within a minute of expiring."""
+        if self._token is not None and self._clock() < self._token_expires - 60.0:
             return self._token
+        return None
 
     # --- sending -----------------------------------------------------------------------
 
