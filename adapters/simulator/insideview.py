@@ -115,6 +115,8 @@ class InsideView:
         self.state = state
         self.webhooks = webhooks
         self.jobs: dict[str, dict[str, Any]] = state.jobs.setdefault(PROVIDER, {})
+        # What accepted jobs left of the quota (introspection, see docs/simulator.md). The quota itself is
+        # checked and spent on config.insideview_transactions in submit; this only counts.
         self.transactions_left = state.config.insideview_transactions
         state.extra[PROVIDER] = self
 
@@ -174,8 +176,6 @@ class InsideView:
         company = request.query_params.get("retrieveCompanyDetails", "false")
         if company not in ("true", "false"):
             return _error("validation failed: retrieveCompanyDetails must be true or false")
-        if self.transactions_left is not None and len(ids) > self.transactions_left:
-            return _error(f"insufficient transaction quota: {len(ids)} ids requested, {self.transactions_left} left")
         active = sum(1 for j in self.jobs.values() if j["token"] == token and j["status"] not in TERMINAL)
         if active >= config.insideview_max_queued_jobs:
             return _error(f"too many jobs already queued ({active}); wait for some to finish")
