@@ -1,9 +1,13 @@
-"""Small shared helpers for the benchmarks: timing and rounding."""
+"""Small shared helpers for the benchmarks: timing, rounding and the simulator in a process of its own."""
 
 from __future__ import annotations
 
+import signal
+import subprocess
+import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 
 
 def best_rate(fn: Callable[[], int], repeat: int = 5) -> float:
@@ -33,3 +37,21 @@ def ratio(a: float, b: float) -> float:
 
 def rounded(x: float) -> float:
     return round(x, 1)
+
+
+@contextmanager
+def simulator_process(*args: str) -> Iterator[tuple[str, int]]:
+    """``eventbus simulate`` in a process of its own (as a user runs it); yields its base URL and pid."""
+    with subprocess.Popen(
+        [sys.executable, "-m", "eventbus", "simulate", "--port", "0", "--item-time", "0", *args],
+        stdout=subprocess.PIPE,
+        text=True,
+    ) as proc:
+        try:
+            line = proc.stdout.readline() if proc.stdout else ""
+            if not line.startswith("listening on "):
+                raise RuntimeError(f"the simulator did not start: {line!r}")
+            yield line.split()[-1], proc.pid
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(30)

@@ -19,9 +19,6 @@ from __future__ import annotations
 
 import asyncio
 import multiprocessing
-import signal
-import subprocess
-import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -35,7 +32,7 @@ from websockets.asyncio.client import connect
 from websockets.asyncio.server import serve
 
 from adapters.serving import ServedApp
-from benchmarks._util import ratio, rounded
+from benchmarks._util import ratio, rounded, simulator_process
 
 NAME = "simulator"
 
@@ -46,24 +43,6 @@ def _cpu(pid: int) -> float:
 
     times = psutil.Process(pid).cpu_times()
     return times.user + times.system
-
-
-@contextmanager
-def _simulator_process(*args: str) -> Iterator[tuple[str, int]]:
-    """``eventbus simulate`` in a process of its own (as a user runs it); yields its base URL and pid."""
-    with subprocess.Popen(
-        [sys.executable, "-m", "eventbus", "simulate", "--port", "0", "--item-time", "0", *args],
-        stdout=subprocess.PIPE,
-        text=True,
-    ) as proc:
-        try:
-            line = proc.stdout.readline() if proc.stdout else ""
-            if not line.startswith("listening on "):
-                raise RuntimeError(f"the simulator did not start: {line!r}")
-            yield line.split()[-1], proc.pid
-        finally:
-            proc.send_signal(signal.SIGTERM)
-            proc.wait(30)
 
 
 @contextmanager
@@ -87,7 +66,7 @@ def _spawned(target: Callable[..., None], *args: object) -> Iterator[tuple[BaseP
 
 def _ws_simulator(n: int) -> tuple[float, float]:
     """(events/s to the client, simulator CPU seconds spent) for n contacts."""
-    with _simulator_process() as (base, pid):
+    with simulator_process() as (base, pid):
         urls = {"datananas_ws": base.replace("http", "ws", 1) + "/datananas/ws", "datananas": base + "/datananas"}
 
         async def main() -> tuple[int, float]:
@@ -203,7 +182,7 @@ class _Receiver:
 def _webhooks_simulator(n: int) -> tuple[float, float]:
     """(webhooks/s arriving at the receiver, simulator CPU seconds spent) for n contacts."""
     receiver = _Receiver()
-    with ServedApp(receiver) as served, _simulator_process() as (base, pid):
+    with ServedApp(receiver) as served, simulator_process() as (base, pid):
         url = served.url + "/hook"
         cpu_before = _cpu(pid)
         started = time.perf_counter()

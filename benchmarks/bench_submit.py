@@ -33,8 +33,7 @@ from adapters.http import Settings
 from adapters.providers.base import Chunk, Table
 from adapters.providers.datananas import Datananas
 from adapters.submit import prepare, submit
-from benchmarks._util import best_cpu, ratio
-from benchmarks.bench_simulator import _simulator_process
+from benchmarks._util import best_cpu, ratio, simulator_process
 from eventbus.bus import Bus
 
 NAME = "submit"
@@ -138,7 +137,7 @@ def run(quick: bool) -> dict:
     chunks, _, _ = prepare(provider, contacts)
     payloads = [{"list": "L1", "contacts": list(c.contacts)} for c in chunks]  # what was sent, as plain dicts
     bodies = [provider.build_submit(c).content or b"" for c in chunks]
-    with _simulator_process() as (base, _pid):
+    with simulator_process() as (base, _pid):
         client = min(_client_cpu(base, contacts) for _ in range(3))
         httpx_post = min(_httpx_post_cpu(base, bodies) for _ in range(3))
         raw_post = min(_raw_post_cpu(base, bodies) for _ in range(3))
