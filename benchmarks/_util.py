@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import gc
 import signal
 import subprocess
 import sys
@@ -29,6 +30,25 @@ def best_cpu(fn: Callable[[], object], repeat: int = 5) -> float:
         fn()
         times.append(time.process_time() - started)
     return min(times)
+
+
+def best_interleaved(runs: dict[str, Callable[[], int]], repeat: int) -> dict[str, tuple[float, float]]:
+    """Best (ops per wall-clock second, ops per CPU second) of each run over ``repeat`` rounds.
+
+    Each run returns how many operations it did. The runs take turns within each
+    round, each after a ``gc.collect()``, so that a shared machine's changing load
+    weighs on each of them alike rather than on whichever ran last.
+    """
+    best = dict.fromkeys(runs, (0.0, 0.0))
+    for _ in range(repeat):
+        for name, fn in runs.items():
+            gc.collect()
+            wall, cpu = time.perf_counter(), time.process_time()
+            done = fn()
+            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
+            best_wall, best_per_cpu = best[name]
+            best[name] = (max(best_wall, done / wall), max(best_per_cpu, done / max(cpu, 1e-9)))
+    return best
 
 
 def ratio(a: float, b: float) -> float:

@@ -17,13 +17,12 @@ from __future__ import annotations
 import asyncio
 import gc
 import os
-import time
 from collections.abc import Callable
 
 import anyio
 import psutil
 
-from benchmarks._util import ratio, rounded
+from benchmarks._util import best_interleaved, ratio, rounded
 from eventbus import events as ev
 from eventbus.bus import Bus
 
@@ -133,15 +132,6 @@ async def _pyee(events: list[ev.Event]) -> int:
     return count
 
 
-def _measure(run: Callable[[], int]) -> tuple[float, float]:
-    """(deliveries per wall-clock second, deliveries per CPU second) of one run."""
-    gc.collect()
-    wall, cpu = time.perf_counter(), time.process_time()
-    done = run()
-    wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-    return done / wall, done / max(cpu, 1e-9)
-
-
 def _stalled_memory(n: int, size: int = 1000) -> dict:
     """Publish ``n`` events (created on the fly) while a drop_oldest subscriber never reads."""
 
@@ -185,12 +175,9 @@ def run(quick: bool) -> dict:
         "bus_10_trio": lambda: anyio.run(_bus, small, 10, backend="trio"),
         "trio_channel": lambda: anyio.run(_trio_channel, small, backend="trio"),
     }
-    wall = dict.fromkeys(contenders, 0.0)
-    cpu = dict.fromkeys(contenders, 0.0)
-    for _ in range(rounds):
-        for key, fn in contenders.items():
-            w, c = _measure(fn)
-            wall[key], cpu[key] = max(wall[key], w), max(cpu[key], c)
+    rates = best_interleaved(contenders, rounds)
+    wall = {key: w for key, (w, _) in rates.items()}
+    cpu = {key: c for key, (_, c) in rates.items()}
     memory = _stalled_memory(100_000 if quick else 1_000_000)
     r1, r10 = ratio(wall["bus_1"], wall["asyncio_queue"]), ratio(wall["bus_10"], wall["asyncio_queue"])
     rp = ratio(wall["bus_1"], wall["pyee"])

@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import gc
 import random
-import time
 from collections.abc import Callable
 
 import anyio
 
-from benchmarks._util import ratio, rounded
+from benchmarks._util import best_interleaved, ratio, rounded
 from eventbus import events as ev
 from eventbus.bus import Bus
 from eventbus.tracker import JobTracker
@@ -117,24 +116,6 @@ def _raw_rate(fn: Callable[[list[ev.Event]], int], events: list[ev.Event]) -> Ca
     return counted
 
 
-def _best(runs: dict[str, Callable[[], int]], repeat: int) -> dict[str, tuple[float, float]]:
-    """Best (ops per wall-clock second, ops per CPU second) of each run over ``repeat`` rounds.
-
-    The runs take turns within each round, so that a shared machine's changing
-    load weighs on each of them alike rather than on whichever ran last.
-    """
-    best = dict.fromkeys(runs, (0.0, 0.0))
-    for _ in range(repeat):
-        for name, fn in runs.items():
-            gc.collect()
-            wall, cpu = time.perf_counter(), time.process_time()
-            done = fn()
-            wall, cpu = time.perf_counter() - wall, time.process_time() - cpu
-            best_wall, best_cpu = best[name]
-            best[name] = (max(best_wall, done / wall), max(best_cpu, done / max(cpu, 1e-9)))
-    return best
-
-
 def run(quick: bool) -> dict:
     jobs, items = (20, 500) if quick else (100, 1000)
     events = workload(jobs, items)
@@ -152,7 +133,7 @@ def _measure(events: list[ev.Event], jobs: int, items: int, quick: bool) -> dict
     repeat = 3 if quick else 5
     merged = _tracker(events)
     deduped = _dedupe(events)
-    rates = _best(
+    rates = best_interleaved(
         {
             "core": _raw_rate(_tracker, events),
             "base": _raw_rate(_dedupe, events),
