@@ -179,17 +179,29 @@ class ProviderClient:
         base = self.settings.login_base() if request.base == "login" else self.settings.base_url
         return base + request.path
 
+    async def _send(
+        self, request: Request, headers: Mapping[str, str] | None = None, *, stream: bool = False
+    ) -> httpx.Response:
+        """Pace, then send ``request`` once with ``headers`` over its own; counted once it is answered.
+
+        httpx errors pass through unchanged. A streamed response is the caller's to close.
+        """
+        await self._pace()
+        built = self._client.build_request(
+            request.method,
+            self._url(request),
+            params=dict(request.params),
+            headers={**request.headers, **(headers or {})},
+            content=None if stream else request.content,  # a stream is a GET: it has always sent no body
+        )
+        response = await self._client.send(built, stream=stream)
+        self.requests_sent += 1
+        return response
+
     async def _raw(self, request: Request, headers: Mapping[str, str] | None = None) -> Response:
         """One attempt, with httpx errors converted; no retries, no auth."""
-        await self._pace()
         try:
-            r = await self._client.request(
-                request.method,
-                self._url(request),
-                params=dict(request.params),
-                headers={**request.headers, **(headers or {})},
-                content=request.content,
-            )
+            r = await self._send(request, headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise _NotSent(f"could not connect to {self.provider.name} at {self.settings.base_url}: {exc}") from exc
         except httpx.TimeoutException as exc:
@@ -198,8 +210,7 @@ class ProviderClient:
             raise _MaybeSent(f"the connection to {self.provider.name} broke: {exc}") from exc
         except httpx.HTTPError as exc:
             raise TransportError(f"HTTP error talking to {self.provider.name}: {exc}") from exc
-        self.requests_sent += 1
-        return Response(r.status_code, {k.lower(): v for k, v in r.headers.items()}, r.content)
+        return Response(r.status_code, dict(r.headers.items()), r.content)  # httpx gives the names lower-case
 
     async def send(
         self,
@@ -292,15 +303,7 @@ class ProviderClient:
         """
         for attempt in (1, 2):
             token = await self._credential(refresh=attempt == 2)
-            await self._pace()
-            response = await self._client.request(
-                request.method,
-                self._url(request),
-                params=dict(request.params),
-                headers={**request.headers, **self.provider.auth_headers(token)},  # type: ignore[attr-defined]
-                content=request.content,
-            )
-            self.requests_sent += 1
+            response = await self._send(request, self.provider.auth_headers(token))  # type: ignore[attr-defined]
             if response.status_code != 401 or self.provider.name not in _TOKEN_PROVIDERS:
                 return response
         return response
@@ -309,15 +312,11 @@ class ProviderClient:
     async def stream(self, request: Request) -> AsyncIterator[httpx.Response]:
         """A streamed, authenticated GET (for large results such as InsideView's CSV)."""
         token = await self._credential()
-        await self._pace()
-        async with self._client.stream(
-            request.method,
-            self._url(request),
-            params=dict(request.params),
-            headers={**request.headers, **self.provider.auth_headers(token)},  # type: ignore[attr-defined]
-        ) as response:
-            self.requests_sent += 1
+        response = await self._send(request, self.provider.auth_headers(token), stream=True)  # type: ignore[attr-defined]
+        try:
             yield response
+        finally:
+            await response.aclose()
 
     async def _pace(self) -> None:
         """Wait for the next slot of the client-side rate limit, if there is one."""
