@@ -125,11 +125,7 @@ class InsideView(Provider):
         seen: dict[str, int] = {}
         for row, contact in zip(rows, contacts, strict=True):
             seen.setdefault(contact["id"], row)
-        ids, first_rows = list(seen), list(seen.values())
-        return [
-            Chunk(i, tuple(first_rows[a : a + self.chunk_max]), tuple({"id": x} for x in ids[a : a + self.chunk_max]))
-            for i, a in enumerate(range(0, len(ids), self.chunk_max))
-        ]
+        return super().chunk(list(seen.values()), [{"id": x} for x in seen])
 
     # --- auth ----------------------------------------------------------------------
 

@@ -28,7 +28,6 @@ from adapters.providers.base import (
     Refused,
     Request,
     Response,
-    balanced_chunks,
     decode_json,
     reason_of,
 )
@@ -109,8 +108,7 @@ class Pronto(Provider):
         keyed = [{**c, KEY_FIELD: str(r)} for r, c in zip(rows, contacts, strict=True)]
         if len(keyed) == 1:
             return [Chunk(0, tuple(rows), tuple(keyed), endpoint="single")]
-        ranges = balanced_chunks(len(keyed), MIN_CONTACTS, MAX_CONTACTS)
-        return [Chunk(i, tuple(rows[a:b]), tuple(keyed[a:b])) for i, (a, b) in enumerate(ranges)]
+        return super().chunk(rows, keyed)  # balanced between chunk_min and chunk_max (MIN/MAX_CONTACTS)
 
     def auth_headers(self, credential: str) -> dict[str, str]:
         return {API_KEY_HEADER: credential}
