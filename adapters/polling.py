@@ -40,9 +40,9 @@ from typing import Final, Generic, NamedTuple, TypeVar
 import anyio
 import httpx
 
-from adapters.webhooks import Publisher
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError, ProviderError
+from eventbus.tracker import Publisher
 
 __all__ = [
     "CsvRow",

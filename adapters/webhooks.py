@@ -36,7 +36,7 @@ import hashlib
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any, Final, Protocol
+from typing import Any, Final
 
 import anyio
 import anyio.from_thread
@@ -53,6 +53,7 @@ from starlette.types import Receive, Scope, Send
 from adapters import signing
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError
+from eventbus.tracker import Publisher  # what the receiver hands events to (re-exported)
 
 __all__ = ["DEFAULT_MAX_BODY", "Parser", "Publisher", "WebhookReceiver"]
 
@@ -65,14 +66,6 @@ Parser = Callable[[bytes, Mapping[str, str]], Sequence[ev.Event]]
 
 _log = structlog.get_logger("adapters.webhooks")
 _json = msgspec.json.Encoder()
-
-
-class Publisher(Protocol):
-    """What the receiver hands events to: :class:`eventbus.bus.Bus` or anything shaped like it."""
-
-    async def publish(self, event: ev.Event) -> None: ...
-
-    def publish_nowait(self, event: ev.Event) -> None: ...
 
 
 class _Refused(Exception):

@@ -58,10 +58,10 @@ import websockets.exceptions
 import websockets.uri
 
 from adapters.backoff import Backoff
-from adapters.webhooks import Publisher
 from adapters.wsconn import WsConnection
 from eventbus import events as ev
 from eventbus.exceptions import BusClosed, ConfigError
+from eventbus.tracker import Publisher
 
 __all__ = ["Correlator", "FrameParser", "WebSocketSource"]
 
