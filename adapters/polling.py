@@ -166,7 +166,7 @@ class Poller(Generic[R]):
                 events, changed, terminal = await self._poll_once()
             except PollThrottled as throttled:
                 wait = max(throttled.retry_after if throttled.retry_after is not None else interval, interval)
-                await self._publish(
+                await self._bus.publish(
                     ev.Throttled(
                         id=ev.new_id(), provider=self.provider, job_id=self.job_id, source="poll", retry_after=wait
                     )
@@ -206,11 +206,9 @@ class Poller(Generic[R]):
             raise _Transient(f"HTTP {status} from the provider")
         try:
             return self._interpret(response)
-        except (PollThrottled, JobGone):
-            raise
         except (ValueError, LookupError, TypeError) as exc:
             raw = getattr(response, "content", b"")
-            await self._publish(self._invalid(f"{self.provider} status response not usable: {exc}", raw, status))
+            await self._bus.publish(self._invalid(f"{self.provider} status response not usable: {exc}", raw, status))
             raise _Transient(f"unusable status response: {exc}") from exc
 
     async def _sleep(self, seconds: float, deadline: float) -> None:
@@ -220,7 +218,7 @@ class Poller(Generic[R]):
 
     async def _gone(self) -> PollOutcome:
         if self.known:
-            await self._publish(
+            await self._bus.publish(
                 ev.JobExpired(
                     id=ev.event_id(self.provider, self.job_id, "expired"),
                     provider=self.provider,
@@ -232,12 +230,12 @@ class Poller(Generic[R]):
             )
             return PollOutcome.EXPIRED
         reason = f"{self.provider} does not know job {self.job_id!r} (404 on the first poll): check the job id"
-        await self._publish(self._invalid(reason, b"", 404))
+        await self._bus.publish(self._invalid(reason, b"", 404))
         return PollOutcome.NOT_FOUND
 
     async def _give_up(self, why: str) -> PollOutcome:
         detail = f"polling job {self.job_id}: {why}"
-        await self._publish(
+        await self._bus.publish(
             ev.SourceState(
                 id=ev.new_id(), provider=self.provider, job_id="", source="poll", state="gave_up", detail=detail
             )
@@ -254,9 +252,6 @@ class Poller(Generic[R]):
             excerpt=ev.excerpt(raw),
             status=status,
         )
-
-    async def _publish(self, event: ev.Event) -> None:
-        await self._bus.publish(event)
 
 
 # --- blind pagination ---------------------------------------------------------------------
