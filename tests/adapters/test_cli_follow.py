@@ -16,6 +16,17 @@ from eventbus import events as ev
 pytestmark = pytest.mark.anyio
 
 
+def submit_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`eventbus submit ARGS` in a subprocess, with ``env`` on top of this process's environment; output captured."""
+    return subprocess.run(
+        [sys.executable, "-m", "eventbus", "submit", *args],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env={**os.environ, **env},
+    )
+
+
 def test_demo_runs_end_to_end(tmp_path: Path) -> None:
     """The demo follows all four providers to the end, prints the summary, logs JSON lines and exits 0."""
     log = tmp_path / "demo.jsonl"
@@ -41,15 +52,9 @@ async def test_submit_follow_json(simulator: Simulator, tmp_path: Path) -> None:
     """submit --follow --json streams the merged events and exits 0 when every job completed."""
     f = tmp_path / "people.csv"
     f.write_text("first_name,last_name,domain\n" + "".join(f"A{i},B{i},acme.io\n" for i in range(150)))
-    env = {**os.environ, "PRONTO_API_KEY": "demo-key", "PRONTO_BASE_URL": simulator.urls["pronto"]}
+    env = {"PRONTO_API_KEY": "demo-key", "PRONTO_BASE_URL": simulator.urls["pronto"]}
     proc = await anyio.to_thread.run_sync(
-        lambda: subprocess.run(
-            [sys.executable, "-m", "eventbus", "submit", "--provider", "pronto", "--follow", "--json", str(f)],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
+        lambda: submit_cli("--provider", "pronto", "--follow", "--json", str(f), env=env)
     )
     assert proc.returncode == 0, proc.stderr[-2000:]
     events = ev.decode_lines(proc.stdout.encode())
@@ -64,26 +69,9 @@ async def test_submit_follow_reports_failure(simulator: Simulator, tmp_path: Pat
     simulator.state.extra["pronto"].credits = 100
     f = tmp_path / "people.csv"
     f.write_text("first_name,last_name,domain\n" + "".join(f"A{i},B{i},acme.io\n" for i in range(150)))
-    env = {**os.environ, "PRONTO_API_KEY": "demo-key", "PRONTO_BASE_URL": simulator.urls["pronto"]}
+    env = {"PRONTO_API_KEY": "demo-key", "PRONTO_BASE_URL": simulator.urls["pronto"]}
     proc = await anyio.to_thread.run_sync(
-        lambda: subprocess.run(
-            [
-                sys.executable,
-                "-m",
-                "eventbus",
-                "submit",
-                "--provider",
-                "pronto",
-                "--follow",
-                "--concurrency",
-                "1",
-                str(f),
-            ],
-            capture_output=True,
-            text=True,
-            timeout=120,
-            env=env,
-        )
+        lambda: submit_cli("--provider", "pronto", "--follow", "--concurrency", "1", str(f), env=env)
     )
     assert proc.returncode == 1
     assert "not everything completed" in proc.stderr and "chunks rejected" in proc.stderr
@@ -92,25 +80,8 @@ async def test_submit_follow_reports_failure(simulator: Simulator, tmp_path: Pat
 
 def test_webhook_listen_is_validated() -> None:
     """A malformed --webhook-listen is refused with a message saying the expected form."""
-    env = {**os.environ, "PRONTO_API_KEY": "k", "PRONTO_BASE_URL": "http://127.0.0.1:9"}
-    proc = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "eventbus",
-            "submit",
-            "--provider",
-            "pronto",
-            "--follow",
-            "--webhook-listen",
-            "nope",
-            __file__,
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        env=env,
-    )
+    env = {"PRONTO_API_KEY": "k", "PRONTO_BASE_URL": "http://127.0.0.1:9"}
+    proc = submit_cli("--provider", "pronto", "--follow", "--webhook-listen", "nope", __file__, env=env, timeout=60)
     assert proc.returncode == 1 and "HOST:PORT" in proc.stderr
 
 
@@ -157,7 +128,6 @@ def test_submit_follow_10000_with_faults(tmp_path: Path, provider: str) -> None:
                 "pronto": f"{base}/pronto/api/v2",
             }
             env = {
-                **os.environ,
                 "INSIDEVIEW_CLIENT_ID": "demo",
                 "INSIDEVIEW_CLIENT_SECRET": "demo",
                 "MAUTIC_CLIENT_ID": "demo",
@@ -167,25 +137,8 @@ def test_submit_follow_10000_with_faults(tmp_path: Path, provider: str) -> None:
                 f"{provider.upper()}_BASE_URL": urls[provider],
             }
             f, extra = _file(tmp_path, provider)
-            proc = subprocess.run(
-                [
-                    sys.executable,
-                    "-m",
-                    "eventbus",
-                    "submit",
-                    "--provider",
-                    provider,
-                    "--follow",
-                    "--json",
-                    "--timeout",
-                    "240",
-                    *extra,
-                    str(f),
-                ],
-                capture_output=True,
-                text=True,
-                timeout=300,
-                env=env,
+            proc = submit_cli(
+                "--provider", provider, "--follow", "--json", "--timeout", "240", *extra, str(f), env=env, timeout=300
             )
         finally:
             sim.terminate()
