@@ -196,15 +196,22 @@ class SimState:
         self.requests_by_path[key] = self.requests_by_path.get(key, 0) + 1
 
 
-async def pace(state: SimState, total: int, step: Callable[[int, int], Awaitable[None] | None]) -> None:
-    """Advance a job's items at the configured speed, calling ``step(start, end)`` per tick."""
+async def pace(
+    state: SimState, total: int, step: Callable[[int, int], None], stopped: Callable[[], bool] | None = None
+) -> bool:
+    """Advance a job's items at the configured speed, calling ``step(start, end)`` per tick.
+
+    ``stopped`` is asked before each step (after that tick's wait); once it says
+    True, no further step runs and the answer is False. True: every item was stepped.
+    """
     config = state.config
     per_tick = max(1, round(config.tick / config.item_time)) if config.item_time > 0 else total or 1
     start = 0
     while start < total:
         await anyio.sleep(config.tick if config.item_time > 0 else 0)
+        if stopped is not None and stopped():
+            return False
         end = min(total, start + per_tick)
-        result = step(start, end)
-        if result is not None:
-            await result
+        step(start, end)
         start = end
+    return True

@@ -213,16 +213,12 @@ class InsideView:
         self._notify(job)
 
         def step(start: int, end: int) -> None:
-            if job["status"] != "processing":
-                raise _Aborted
             for new_id in job["ids"][start:end]:
                 job["rows"].append(_csv_row(new_id))
             job["processed"] = end
 
-        try:
-            await pace(self.state, job["total"], step)
-        except _Aborted:
-            return
+        if not await pace(self.state, job["total"], step, stopped=lambda: job["status"] != "processing"):
+            return  # aborted (DELETE)
         job["status"] = "finished" if any(is_valid_id(i) for i in job["ids"]) else "failed"
         self._notify(job)
 
@@ -282,10 +278,6 @@ class InsideView:
             key = "contact" if status == "found" else "error"
             entries.append({"requestedContactId": contact_id, key: payload})
         return json_response(entries)
-
-
-class _Aborted(Exception):
-    pass
 
 
 def _csv_row(new_id: str) -> list[object]:

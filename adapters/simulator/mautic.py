@@ -190,14 +190,10 @@ class Mautic:
         job["status"] = "in_progress"
 
         def step(start: int, end: int) -> None:
-            if job["id"] not in self.jobs:
-                raise _Stopped
             job["results"].extend(self._apply(c, job["mode"]) for c in job["contacts"][start:end])
 
-        try:
-            await pace(self.state, len(job["contacts"]), step)
-        except _Stopped:
-            return
+        if not await pace(self.state, len(job["contacts"]), step, stopped=lambda: job["id"] not in self.jobs):
+            return  # deleted or expired
         job["status"] = "completed"
         job["created"] = self.state.clock.now()  # the 48 hours count from processing too
 
@@ -249,10 +245,6 @@ class Mautic:
         return json_response(
             {"contacts": created, "statusCodes": [r["statusCode"] for r in results], "errors": errors}, 201
         )
-
-
-class _Stopped(Exception):
-    pass
 
 
 def routes(state: SimState) -> list[Route]:
