@@ -53,7 +53,7 @@ from eventbus.exceptions import ConfigError
 from eventbus.subscribers.board import JobBoard, JobRow
 from eventbus.tracker import JobTracker, Publisher
 
-__all__ = ["FollowResult", "follow"]
+__all__ = ["FollowResult", "accounted", "follow"]
 
 
 @dataclass
@@ -73,11 +73,11 @@ class FollowResult:
             self.report.ok
             and not self.report.invalid
             and not self.timed_out
-            and all(row is not None and row.state == "completed" and _accounted(row) for row in jobs)
+            and all(row is not None and row.state == "completed" and accounted(row) for row in jobs)
         )
 
 
-def _accounted(row: JobRow) -> bool:
+def accounted(row: JobRow) -> bool:
     """A completed job's totals cover every contact it carried (nothing missing from its results)."""
     return row.total is None or row.succeeded + row.failed == row.total
 

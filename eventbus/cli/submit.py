@@ -9,6 +9,13 @@ from __future__ import annotations
 
 import argparse
 import sys
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from collections.abc import Callable
+
+    from adapters.http import Settings
+    from eventbus import events as ev
 
 NAME = "submit"
 HELP = "submit contacts from a CSV, JSON Lines or id file to a provider"
@@ -82,23 +89,18 @@ def run(args: argparse.Namespace) -> int:
     from adapters.contacts import read_contacts
     from adapters.http import Settings
     from adapters.submit import submit
-    from eventbus import events as ev
     from eventbus.bus import Bus
     from eventbus.exceptions import ConfigError
 
     if args.concurrency < 1:
         raise ConfigError("--concurrency must be at least 1")
-    if args.follow:
-        _listen(args.webhook_listen)  # refuse a malformed address before doing any work
+    # Refuse a malformed address before doing any work.
+    listen = _listen(args.webhook_listen) if args.follow else None
     settings = Settings.from_env(args.provider, base_url=args.base_url, rate_limit=args.rate_limit)
     contacts = list(read_contacts(args.file, kind=args.format))
-    if args.follow:
-        return _follow(args, settings, contacts)
-    out = sys.stdout.buffer
-
-    def write_json(event: ev.Event) -> None:
-        out.write(ev.encode(event) + b"\n")
-        out.flush()
+    if listen is not None:
+        return _follow(args, settings, contacts, listen)
+    write_json = _json_lines()
 
     async def main() -> int:
         async with Bus() as bus:
@@ -132,6 +134,19 @@ def run(args: argparse.Namespace) -> int:
     return anyio.run(main)
 
 
+def _json_lines() -> Callable[[ev.Event], None]:
+    """A subscriber that writes each event to stdout as one JSON line, flushed at once."""
+    from eventbus import events as ev
+
+    out = sys.stdout.buffer
+
+    def write_json(event: ev.Event) -> None:
+        out.write(ev.encode(event) + b"\n")
+        out.flush()
+
+    return write_json
+
+
 def _listen(value: str) -> tuple[str, int]:
     from eventbus.exceptions import ConfigError
 
@@ -141,27 +156,22 @@ def _listen(value: str) -> tuple[str, int]:
     return host.strip("[]") or "127.0.0.1", int(port)
 
 
-def _follow(args: argparse.Namespace, settings: object, contacts: list) -> int:
+def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen: tuple[str, int]) -> int:
     """Submit and watch every job; readable lines (or JSON lines), a summary table, a clear exit status."""
     import anyio
     from rich.console import Console
 
-    from adapters.follow import follow
-    from eventbus import events as ev
+    from adapters.follow import accounted, follow
     from eventbus.bus import Bus
     from eventbus.subscribers.board import JobBoard
     from eventbus.subscribers.console import ConsoleView, summary_table
 
-    host, port = _listen(args.webhook_listen)
+    host, port = listen
     options = provider_options(args)
     options.pop("webhook_url", None)
     options.pop("webhook", None)
     console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
-    out = sys.stdout.buffer
-
-    def write_json(event: ev.Event) -> None:
-        out.write(ev.encode(event) + b"\n")
-        out.flush()
+    write_json = _json_lines()
 
     async def main() -> int:
         view = ConsoleView(JobBoard(), console, items=args.items)
@@ -199,11 +209,7 @@ def _follow(args: argparse.Namespace, settings: object, contacts: list) -> int:
         states = [r.state for r in result.board.rows.values() if r.state not in ("completed", "invalid", "rejected")]
         if states:
             problems.append("jobs ended " + ", ".join(sorted(set(states))))
-        short = [
-            r.job_id
-            for r in result.board.rows.values()
-            if r.state == "completed" and r.total is not None and r.succeeded + r.failed != r.total
-        ]
+        short = [r.job_id for r in result.board.rows.values() if r.state == "completed" and not accounted(r)]
         if short:
             problems.append(f"{len(short)} completed jobs reported fewer contacts than they carried")
         print(f"eventbus submit: not everything completed: {'; '.join(problems)}", file=sys.stderr)
