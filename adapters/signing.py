@@ -22,6 +22,7 @@ __all__ = [
     "HEADER_SIGNATURE",
     "HEADER_TIMESTAMP",
     "SignatureError",
+    "secret_key",
     "sign",
     "signature_headers",
     "verify",
@@ -37,7 +38,12 @@ class SignatureError(ValueError):
     """A webhook's signature headers are missing, malformed, stale or do not match."""
 
 
-def _key(secret: str | bytes) -> bytes:
+def secret_key(secret: str | bytes) -> bytes:
+    """The HMAC key ``secret`` stands for: bytes as given, ``whsec_<base64>`` decoded, other text UTF-8.
+
+    Raises ``ValueError`` when a ``whsec_`` secret is not base64. Decode once and
+    pass the bytes to :func:`sign` and :func:`verify` to skip this per message.
+    """
     if isinstance(secret, bytes):
         return secret
     if secret.startswith("whsec_"):
@@ -50,7 +56,7 @@ def _key(secret: str | bytes) -> bytes:
 
 def sign(secret: str | bytes, msg_id: str, timestamp: int, body: bytes) -> str:
     """The ``v1,<base64>`` signature of one message."""
-    mac = hmac.new(_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
+    mac = hmac.new(secret_key(secret), f"{msg_id}.{timestamp}.".encode() + body, hashlib.sha256)
     return "v1," + base64.b64encode(mac.digest()).decode()
 
 

@@ -125,14 +125,15 @@ class WebhookReceiver:
             raise ConfigError("max_body, dedupe_size and publish_timeout must be positive, tolerance >= 0")
         if "{provider}" not in path:
             raise ConfigError("path must contain '{provider}'")
+        key: bytes | None = None
         if secret is not None:
             try:
-                signing.sign(secret, "check", 0, b"")  # a malformed whsec_ secret fails here, not per request
+                key = signing.secret_key(secret)  # decoded once; a malformed whsec_ secret fails here, not per request
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
         self._bus = bus
         self._parsers: dict[str, Parser] = dict(parsers or {})
-        self._secret = secret
+        self._key = key
         self._tolerance = tolerance
         self._max_body = max_body
         self._dedupe_size = dedupe_size
@@ -237,9 +238,9 @@ class WebhookReceiver:
                 return chunks[0] if len(chunks) == 1 else b"".join(chunks)
 
     def _dedupe_key(self, provider: str, headers: Mapping[str, str], body: bytes) -> str:
-        if self._secret is not None:
+        if self._key is not None:
             try:
-                msg_id = signing.verify(self._secret, headers, body, tolerance=self._tolerance)
+                msg_id = signing.verify(self._key, headers, body, tolerance=self._tolerance)
             except signing.SignatureError as exc:
                 raise _Refused(401, f"signature check failed: {exc}") from None
             return f"{provider}\0id\0{msg_id}"
