@@ -118,15 +118,13 @@ class WsConnection:
         while True:
             await self._read_once()
             events = protocol.events_received()
+            if protocol.handshake_exc is not None:  # a refused or malformed answer, with or without its Response
+                raise protocol.handshake_exc
             for i, event in enumerate(events):
                 if isinstance(event, Response):
-                    if protocol.handshake_exc is not None:
-                        raise protocol.handshake_exc
                     self._ready = self._messages(events[i + 1 :])
                     await self._flush()
                     return
-            if protocol.handshake_exc is not None:
-                raise protocol.handshake_exc
             await self._flush()
 
     async def __aenter__(self) -> WsConnection:
