@@ -21,7 +21,18 @@ from starlette.responses import Response
 
 from adapters.simulator.config import Clock, SimulatorConfig
 
-__all__ = ["BodyError", "SimState", "is_http_url", "json_response", "read_json", "stable_fraction"]
+__all__ = [
+    "BodyError",
+    "SimState",
+    "bearer_token",
+    "error_response",
+    "is_http_url",
+    "json_response",
+    "media_type",
+    "read_json",
+    "stable_fraction",
+    "too_many_requests",
+]
 
 _log = logging.getLogger("adapters.simulator")
 
@@ -37,6 +48,27 @@ def json_response(
         media_type="application/json",
         background=background,
     )
+
+
+def error_response(error: str, status: int = 400, **extra: Any) -> Response:
+    """``{"error": error, **extra}`` with ``status``: how the simulated Datananas and Pronto refuse."""
+    return json_response({"error": error, **extra}, status)
+
+
+def too_many_requests(reset: float) -> Response:
+    """429 ``{"error": "too many requests"}`` with ``Retry-After`` in whole seconds, at least 1 (Datananas, Pronto)."""
+    return json_response({"error": "too many requests"}, 429, headers={"Retry-After": str(max(1, round(reset)))})
+
+
+def bearer_token(request: Request) -> str:
+    """The token of an ``Authorization: Bearer <token>`` header (scheme case-insensitive); "" without one."""
+    header = request.headers.get("authorization", "")
+    return header[7:] if header.lower().startswith("bearer ") else ""
+
+
+def media_type(request: Request) -> str:
+    """The request's Content-Type without its parameters (``; charset=...``); "" without one."""
+    return request.headers.get("content-type", "").split(";")[0].strip()
 
 
 class BodyError(Exception):

@@ -27,7 +27,16 @@ from starlette.responses import Response
 from starlette.routing import Route, WebSocketRoute
 from starlette.websockets import WebSocket, WebSocketDisconnect
 
-from adapters.simulator.common import SimState, json_response, pace, read_json
+from adapters.simulator.common import (
+    SimState,
+    bearer_token,
+    error_response,
+    json_response,
+    media_type,
+    pace,
+    read_json,
+    too_many_requests,
+)
 
 __all__ = ["MAX_CONTACTS", "routes"]
 
@@ -44,10 +53,6 @@ def _key(contact: dict[str, Any]) -> str:
     """What identifies a contact in the account: its email (case-insensitive), else its linkedinUrl."""
     email = contact.get("email")
     return email.lower() if isinstance(email, str) else f"linkedin:{contact.get('linkedinUrl')}"
-
-
-def _error(error: str, status: int = 400, **extra: Any) -> Response:
-    return json_response({"error": error, **extra}, status)
 
 
 class Datananas:
@@ -77,34 +82,31 @@ class Datananas:
 
     async def bulk(self, request: Request) -> Response:
         if request.method != "POST":
-            return _error("Method not allowed", 405)
-        header = request.headers.get("authorization", "")
-        if not self._authorized(header[7:] if header.lower().startswith("bearer ") else None):
-            return _error("unauthorized", 401)
+            return error_response("Method not allowed", 405)
+        if not self._authorized(bearer_token(request)):
+            return error_response("unauthorized", 401)
         allowed, *_, reset = self.state.throttle(PROVIDER, "account")
         if not allowed:
-            return json_response(
-                {"error": "too many requests"}, 429, headers={"Retry-After": str(max(1, round(reset)))}
-            )
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
-            return _error("Content-Type must be application/json", 415)
-        data = await read_json(request, self.state.config.max_body, _error)
+            return too_many_requests(reset)
+        if media_type(request) != "application/json":
+            return error_response("Content-Type must be application/json", 415)
+        data = await read_json(request, self.state.config.max_body, error_response)
         if not isinstance(data, dict):
-            return _error('body must be an object: {"list": ..., "contacts": [...]}')
+            return error_response('body must be an object: {"list": ..., "contacts": [...]}')
         contacts = data.get("contacts")
         if not isinstance(contacts, list) or not 1 <= len(contacts) <= MAX_CONTACTS:
             count = len(contacts) if isinstance(contacts, list) else 0
-            return _error(f"contacts must hold 1 to {MAX_CONTACTS} contacts, got {count}")
+            return error_response(f"contacts must hold 1 to {MAX_CONTACTS} contacts, got {count}")
         for i, contact in enumerate(contacts):
             if not isinstance(contact, dict):
-                return _error(f"contacts[{i}] must be an object")
+                return error_response(f"contacts[{i}] must be an object")
             if not isinstance(contact.get("email"), str) and not isinstance(contact.get("linkedinUrl"), str):
-                return _error(f"contacts[{i}] needs an email or a linkedinUrl", field="email", index=i)
+                return error_response(f"contacts[{i}] needs an email or a linkedinUrl", field="email", index=i)
         flags = {}
         for flag in ("moveExistingToList", "replaceOwner"):
             raw = request.query_params.get(flag, "false").lower()
             if raw not in ("true", "false"):
-                return _error(f"{flag} must be true or false", field=flag)
+                return error_response(f"{flag} must be true or false", field=flag)
             flags[flag] = raw == "true"
         lst = data.get("list")
         if isinstance(lst, dict):
@@ -112,7 +114,7 @@ class Datananas:
         elif isinstance(lst, str | int) and lst != "":
             list_id = str(lst)
         else:
-            return _error('"list" is required: a list object or a list id')
+            return error_response('"list" is required: a list object or a list id')
         config = self.state.config
         connect = sum(1 for c in contacts if c.get("source") == "connect")
         if config.datananas_connect_quota is not None and self.connect_used + connect > config.datananas_connect_quota:

@@ -24,7 +24,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.simulator.common import SimState, is_http_url, json_response, pace, read_body, read_json
+from adapters.simulator.common import SimState, is_http_url, json_response, media_type, pace, read_body, read_json
 
 __all__ = ["CSV_COLUMNS", "MAX_BULK_FETCH", "MAX_JOB_IDS", "contact_outcome", "is_valid_id", "routes"]
 
@@ -152,7 +152,7 @@ class InsideView:
         config = self.state.config
         if not config.insideview_job_api_allowed:
             return _error("Method not allowed for this key: it may not submit contact jobs", 405)
-        if request.headers.get("content-type", "").split(";")[0].strip() != "text/plain":
+        if media_type(request) != "text/plain":
             return _error("Content-Type must be text/plain: one new-contact id per line", 415)
         body = await read_body(request, self.state.config.max_body)
         try:
@@ -260,7 +260,7 @@ class InsideView:
             return _error("Method not allowed", 405)
         if (refused := self._check(request)) is not None:
             return refused
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        if media_type(request) != "application/json":
             return _error("Content-Type must be application/json", 415)
         data = await read_json(request, self.state.config.max_body, _error)
         ids = data.get("contactIds") if isinstance(data, dict) else None

@@ -17,7 +17,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
-from adapters.simulator.common import SimState, json_response, pace, read_body, read_json
+from adapters.simulator.common import SimState, bearer_token, json_response, media_type, pace, read_body, read_json
 
 __all__ = ["JOB_TTL", "MAX_BATCH", "MAX_BULK", "routes"]
 
@@ -71,8 +71,7 @@ class Mautic:
         )
 
     def _check(self, request: Request) -> Response | None:
-        header = request.headers.get("authorization", "")
-        token = header[7:] if header.lower().startswith("bearer ") else ""
+        token = bearer_token(request)
         if not self.state.token_valid(PROVIDER, token):
             return _errors("API authorization denied.", 401)
         allowed, limit, remaining, reset = self.state.throttle(PROVIDER, token)
@@ -143,7 +142,7 @@ class Mautic:
         return contact_id
 
     async def _contacts_body(self, request: Request, limit: int) -> list[Any] | Response:
-        if request.headers.get("content-type", "").split(";")[0].strip() != "application/json":
+        if media_type(request) != "application/json":
             return _errors("Content-Type must be application/json", 415)
         data = await read_json(request, self.state.config.max_body, _bad_request)
         if not isinstance(data, list) or not data:

@@ -22,7 +22,16 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from adapters.iso3166 import is_alpha2
-from adapters.simulator.common import SimState, is_http_url, json_response, pace, read_json, stable_fraction
+from adapters.simulator.common import (
+    SimState,
+    error_response,
+    is_http_url,
+    json_response,
+    pace,
+    read_json,
+    stable_fraction,
+    too_many_requests,
+)
 
 __all__ = ["ENRICHMENT_TYPES", "MAX_CONTACTS", "MIN_CONTACTS", "outcome", "routes"]
 
@@ -30,10 +39,6 @@ PROVIDER = "pronto"
 MIN_CONTACTS = 2
 MAX_CONTACTS = 100
 ENRICHMENT_TYPES = ("email", "phone", "personal_email")
-
-
-def _error(error: str, status: int = 400, **extra: Any) -> Response:
-    return json_response({"error": error, **extra}, status)
 
 
 def outcome(contact: dict[str, Any], seed: int = 0) -> str:
@@ -91,26 +96,25 @@ class Pronto:
 
     def _check(self, request: Request) -> Response | None:
         if request.headers.get("x-api-key") != self.state.config.credentials.pronto_api_key:
-            return _error("Invalid or missing API key (X-API-KEY)", 401)
+            return error_response("Invalid or missing API key (X-API-KEY)", 401)
         allowed, *_, reset = self.state.throttle(PROVIDER, "account")
         if not allowed:
-            retry_after = str(max(1, round(reset)))
-            return json_response({"error": "too many requests"}, 429, headers={"Retry-After": retry_after})
+            return too_many_requests(reset)
         return None
 
     def _validate_common(self, data: dict[str, Any]) -> tuple[str, Response | None]:
         kinds = data.get("enrichment_type")
         if not isinstance(kinds, list) or len(kinds) != 1 or kinds[0] not in ENRICHMENT_TYPES:
-            return "", _error(
+            return "", error_response(
                 "enrichment_type must be exactly one of " + ", ".join(f'["{k}"]' for k in ENRICHMENT_TYPES)
             )
         codes = data.get("phone_country_codes")
         if codes is not None:
             if not isinstance(codes, list) or not all(is_alpha2(c) for c in codes):
                 bad = [c for c in codes if not is_alpha2(c)] if isinstance(codes, list) else codes
-                return "", _error(f"phone_country_codes must be ISO 3166-1 alpha-2 codes; invalid: {bad}")
+                return "", error_response(f"phone_country_codes must be ISO 3166-1 alpha-2 codes; invalid: {bad}")
         if kinds[0] == "personal_email" and not self.state.config.pronto_gdpr_consent:
-            return "", _error(
+            return "", error_response(
                 "gdpr_consent_required",
                 422,
                 message="personal_email enrichment needs the account's GDPR consent; nothing was enqueued",
@@ -120,7 +124,7 @@ class Pronto:
     def _charge(self, count: int) -> Response | None:
         if self.credits is not None:
             if count > self.credits:
-                return _error(
+                return error_response(
                     "insufficient_credits",
                     422,
                     message=f"{count} contacts need {count} credits, {self.credits} left; nothing was enqueued",
@@ -131,26 +135,26 @@ class Pronto:
 
     async def bulk(self, request: Request) -> Response:
         if request.method != "POST":
-            return _error("Method not allowed", 405)
+            return error_response("Method not allowed", 405)
         if (refused := self._check(request)) is not None:
             return refused
-        data = await read_json(request, self.state.config.max_body, _error)
+        data = await read_json(request, self.state.config.max_body, error_response)
         if not isinstance(data, dict):
-            return _error("body must be a JSON object")
+            return error_response("body must be a JSON object")
         contacts = data.get("contacts")
         if not isinstance(contacts, list) or not MIN_CONTACTS <= len(contacts) <= MAX_CONTACTS:
             count = len(contacts) if isinstance(contacts, list) else 0
             hint = "; use /contacts/single_enrich for one contact" if count == 1 else ""
-            return _error(f"contacts must hold {MIN_CONTACTS} to {MAX_CONTACTS} contacts, got {count}{hint}")
+            return error_response(f"contacts must hold {MIN_CONTACTS} to {MAX_CONTACTS} contacts, got {count}{hint}")
         url = data.get("webhook_url")
         if not is_http_url(url):
-            return _error("webhook_url is required and must be an http(s) URL")
+            return error_response("webhook_url is required and must be an http(s) URL")
         kind, refused = self._validate_common(data)
         if refused is not None:
             return refused
         problems = [p for i, c in enumerate(contacts) for p in _contact_problems(i, c, kind)]
         if problems:
-            return _error("validation_failed", details=problems)
+            return error_response("validation_failed", details=problems)
         if (refused := self._charge(len(contacts))) is not None:
             return refused
         enrichment_id = uuid.uuid4().hex
@@ -179,29 +183,29 @@ class Pronto:
 
     async def single(self, request: Request) -> Response:
         if request.method != "POST":
-            return _error("Method not allowed", 405)
+            return error_response("Method not allowed", 405)
         if (refused := self._check(request)) is not None:
             return refused
         sync = request.query_params.get("sync", "false").lower()
         if sync not in ("true", "false"):
-            return _error("sync must be true or false")
+            return error_response("sync must be true or false")
         if sync == "true" and not self._sync_allowed(request.headers["x-api-key"]):
             rate = self.state.config.pronto_sync_rate
-            return _error(
+            return error_response(
                 "rate_limited", 429, message=f"synchronous enrichment is limited to {rate} requests per second"
             )
-        data = await read_json(request, self.state.config.max_body, _error)
+        data = await read_json(request, self.state.config.max_body, error_response)
         if not isinstance(data, dict) or not isinstance(data.get("contact"), dict):
-            return _error('body must be {"contact": {...}, "enrichment_type": [...], "webhook_url": "..."}')
+            return error_response('body must be {"contact": {...}, "enrichment_type": [...], "webhook_url": "..."}')
         kind, refused = self._validate_common(data)
         if refused is not None:
             return refused
         problems = _contact_problems(0, data["contact"], kind)
         if problems:
-            return _error("validation_failed", details=problems)
+            return error_response("validation_failed", details=problems)
         url = data.get("webhook_url")
         if url is not None and not is_http_url(url):
-            return _error("webhook_url must be an http(s) URL")
+            return error_response("webhook_url must be an http(s) URL")
         if (refused := self._charge(1)) is not None:
             return refused
         contact_id = uuid.uuid4().hex
@@ -232,12 +236,12 @@ class Pronto:
 
     async def contact(self, request: Request) -> Response:
         if request.method != "GET":
-            return _error("Method not allowed", 405)
+            return error_response("Method not allowed", 405)
         if (refused := self._check(request)) is not None:
             return refused
         entry = self.singles.get(request.path_params["contact_id"])
         if entry is None:
-            return _error("contact not found", 404)
+            return error_response("contact not found", 404)
         return json_response(_contact_body(entry))
 
     def _sync_allowed(self, key: str) -> bool:
