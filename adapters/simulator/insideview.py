@@ -222,16 +222,19 @@ class InsideView:
         job["status"] = "finished" if any(is_valid_id(i) for i in job["ids"]) else "failed"
         self._notify(job)
 
-    async def job(self, request: Request) -> Response:
-        if request.method not in ("GET", "DELETE"):
+    def _find_job(self, request: Request, methods: tuple[str, ...]) -> dict[str, Any] | Response:
+        """The job named in the path, or the answer refusing the request: 405, then token/throttle, then 404."""
+        if request.method not in methods:
             return _error("Method not allowed", 405)
         if (refused := self._check(request)) is not None:
             return refused
         job = self.jobs.get(request.path_params["job_id"])
-        if job is None:
-            return _error("job not found", 404)
-        if request.method == "GET":
-            return _render(request, _status_body(job))
+        return _error("job not found", 404) if job is None else job
+
+    async def job(self, request: Request) -> Response:
+        job = self._find_job(request, ("GET", "DELETE"))
+        if isinstance(job, Response):
+            return job
         if request.method == "DELETE":
             if job["status"] in TERMINAL:
                 return _error(f"job is already {job['status']}", 400)
@@ -240,13 +243,9 @@ class InsideView:
         return _render(request, _status_body(job))
 
     async def results(self, request: Request) -> Response:
-        if request.method != "GET":
-            return _error("Method not allowed", 405)
-        if (refused := self._check(request)) is not None:
-            return refused
-        job = self.jobs.get(request.path_params["job_id"])
-        if job is None:
-            return _error("job not found", 404)
+        job = self._find_job(request, ("GET",))
+        if isinstance(job, Response):
+            return job
         if job["status"] != "finished":
             return _error(f"results are available once the job is finished (status: {job['status']})", 400)
         out = io.StringIO()
