@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import secrets
 from collections import deque
 from collections.abc import Awaitable, Callable
@@ -134,7 +133,6 @@ class SimState:
 
     config: SimulatorConfig
     clock: Clock
-    rng: random.Random = field(init=False)
     tokens: dict[str, _Token] = field(default_factory=dict)
     windows: dict[tuple[str, str], tuple[int, int]] = field(default_factory=dict)  # -> (window index, used)
     rolling: dict[tuple[str, str], deque[float]] = field(default_factory=dict)  # -> accepted request times
@@ -145,9 +143,6 @@ class SimState:
     task_group: anyio.abc.TaskGroup | None = None
     extra: dict[str, Any] = field(default_factory=dict)
     background_errors: list[str] = field(default_factory=list)  # crashes of background work: always a bug
-
-    def __post_init__(self) -> None:
-        self.rng = random.Random(self.config.seed)
 
     # --- tokens -------------------------------------------------------------
 
