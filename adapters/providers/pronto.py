@@ -131,9 +131,9 @@ class Pronto(Provider):
         if response.status in (200, 201, 202):
             try:
                 accepted = msgspec.json.decode(response.body, type=_Accepted)
+                job_id = accepted.enrichment_id or accepted.id
             except msgspec.MsgspecError:
-                return Refused(response.status, "accepted, but the answer had no enrichment id", retriable=False)
-            job_id = accepted.enrichment_id or accepted.id
+                job_id = None
             if not job_id:
                 return Refused(response.status, "accepted, but the answer had no enrichment id", retriable=False)
             return Accepted(job_id, total=len(chunk.rows))
