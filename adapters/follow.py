@@ -95,7 +95,7 @@ class _RowKeys:
             self.connected.set()
         if isinstance(event, ev.ItemSucceeded | ev.ItemFailed):
             rows = self.rows.get(event.job_id)
-            if rows is not None and event.key.isdigit() and int(event.key) < len(rows):
+            if rows is not None and event.key.isascii() and event.key.isdigit() and int(event.key) < len(rows):
                 return msgspec.structs.replace(event, key=str(rows[int(event.key)]))
         return event
 

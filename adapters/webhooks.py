@@ -213,7 +213,7 @@ class WebhookReceiver:
             raise _Refused(415, f"Content-Type must be application/json, got {shown}")
         length = request.headers.get("content-length")
         if length is not None:
-            if not length.isdigit():
+            if not (length.isascii() and length.isdigit()):
                 raise _Refused(400, "Content-Length is not a non-negative integer")
             if int(length) > self._max_body:
                 raise _Refused(413, f"body of {length} bytes exceeds the {self._max_body}-byte limit")

@@ -73,7 +73,7 @@ def parse_job_status(response: Response) -> JobStatus:
         fields: dict[str, Any] = {child.tag: (child.text or "") for child in root}
         for name in ("processed", "total"):
             if name in fields:
-                fields[name] = int(fields[name]) if fields[name].isdigit() else None
+                fields[name] = int(fields[name]) if fields[name].isascii() and fields[name].isdigit() else None
         try:
             return msgspec.convert(fields, JobStatus)
         except msgspec.ValidationError as exc:
@@ -116,7 +116,7 @@ class InsideView(Provider):
         contact_id = contact.get("id")
         if not contact_id:
             return [Problem(row, "id", "a new-contact id is required")]
-        if not contact_id.isdigit():
+        if not (contact_id.isascii() and contact_id.isdigit()):
             return [Problem(row, "id", f"contact id must be numeric, not {contact_id[:40]!r}")]
         return []
 

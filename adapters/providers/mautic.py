@@ -103,7 +103,7 @@ class Mautic(Provider):
             problems.append(problem)
         if self.endpoint in ("put", "patch"):
             contact_id = contact.get("id")
-            if isinstance(contact_id, str) and contact_id.isdigit():
+            if isinstance(contact_id, str) and contact_id.isascii() and contact_id.isdigit():
                 contact["id"] = int(contact_id)
             elif not isinstance(contact_id, int) or isinstance(contact_id, bool):
                 problems.append(Problem(row, "id", "an integer contact id is required to edit"))

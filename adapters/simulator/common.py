@@ -80,7 +80,7 @@ class BodyError(Exception):
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing more than ``limit`` bytes while reading (413)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isdigit() and int(declared) > limit:
+    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
         raise BodyError(json_response({"error": "request body too large"}, 413))
     chunks: list[bytes] = []
     size = 0

@@ -12,6 +12,8 @@ import pytest
 
 from adapters.simulator import Simulator
 from eventbus import events as ev
+from eventbus.cli.submit import _listen
+from eventbus.exceptions import ConfigError
 
 pytestmark = pytest.mark.anyio
 
@@ -72,3 +74,11 @@ def test_submit_bad_arguments_exit_2() -> None:
     """An unknown provider is refused by the argument parser (exit 2)."""
     proc = run_cli("--provider", "hubspot", "x.csv", env={})
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
+
+
+@pytest.mark.parametrize("value", ["nope", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:\u00b9\u00b2"])
+def test_webhook_listen_needs_host_and_ascii_port(value: str) -> None:
+    """--webhook-listen takes HOST:PORT with a port of ASCII digits in range; anything else is a ConfigError."""
+    with pytest.raises(ConfigError, match="--webhook-listen must be HOST:PORT"):
+        _listen(value)
+    assert _listen("[::1]:8000") == ("::1", 8000)

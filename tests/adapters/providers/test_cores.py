@@ -154,8 +154,8 @@ def test_insideview_reads_json_and_xml() -> None:
 def test_insideview_ids_validated_and_collapsed() -> None:
     """Non-numeric ids are problems; duplicate ids are sent once; fetch chunks hold at most 50."""
     iv = InsideView(endpoint="fetch")
-    chunks, problems, _ = prepare(iv, ["1", "abc", "1", *[str(i) for i in range(2, 102)]])
-    assert [p.row for p in problems] == [1]
+    chunks, problems, _ = prepare(iv, ["1", "abc", "1", *[str(i) for i in range(2, 102)], "\u00b9", "\u0661"])
+    assert [p.row for p in problems] == [1, 103, 104]  # superscript and Arabic-Indic digits are not ids
     assert [len(c.rows) for c in chunks] == [50, 50, 1]
     assert chunks[0].rows[:2] == (0, 3)
 
@@ -232,8 +232,9 @@ def test_mautic_bulk_readings() -> None:
     limited = resp(429, x_ratelimit_limit="100", x_ratelimit_remaining="0", x_ratelimit_reset="42")
     assert m.read_submit(chunk, limited) == Throttle(42.0)
     edit = Mautic(endpoint="put")
-    chunks, problems, _ = prepare(edit, [{"id": "356", "email": "a@b.c"}, {"id": "x", "email": "b@c.d"}])
-    assert chunks[0].contacts[0]["id"] == 356 and [(p.row, p.field) for p in problems] == [(1, "id")]
+    contacts = [{"id": "356", "email": "a@b.c"}, {"id": "x", "email": "b@c.d"}, {"id": "\u00b9", "email": "c@d.e"}]
+    chunks, problems, _ = prepare(edit, contacts)  # "¹".isdigit() is true, but it is no id: a problem, not a crash
+    assert chunks[0].contacts[0]["id"] == 356 and [(p.row, p.field) for p in problems] == [(1, "id"), (2, "id")]
     assert edit.build_submit(chunks[0]).method == "PUT"
 
 
