@@ -115,8 +115,8 @@ class InsideView:
         self.state = state
         self.webhooks = webhooks
         self.jobs: dict[str, dict[str, Any]] = state.jobs.setdefault(PROVIDER, {})
-        # What accepted jobs left of the quota (introspection, see docs/simulator.md). The quota itself is
-        # checked and spent on config.insideview_transactions in submit; this only counts.
+        # The transaction quota: checked and spent in submit, by accepted jobs only (also read by tests and
+        # docs/simulator.md's introspection); the config keeps the starting value.
         self.transactions_left = state.config.insideview_transactions
         state.extra[PROVIDER] = self
 
@@ -164,11 +164,9 @@ class InsideView:
             return _error("validation failed: no contact ids in the body")
         if len(ids) > MAX_JOB_IDS:
             return _error(f"validation failed: at most {MAX_JOB_IDS} ids per job, got {len(ids)}")
-        left = self.state.config.insideview_transactions
-        if left is not None:
-            if len(ids) > left:
-                return _error(f"insufficient transaction quota: {len(ids)} ids requested, {left} transactions left")
-            self.state.config.insideview_transactions = left - len(ids)
+        left = self.transactions_left
+        if left is not None and len(ids) > left:
+            return _error(f"insufficient transaction quota: {len(ids)} ids requested, {left} transactions left")
         token = request.headers["accessToken"]
         webhook = request.query_params.get("webhook")
         if webhook is not None and not is_http_url(webhook):
@@ -179,8 +177,8 @@ class InsideView:
         active = sum(1 for j in self.jobs.values() if j["token"] == token and j["status"] not in TERMINAL)
         if active >= config.insideview_max_queued_jobs:
             return _error(f"too many jobs already queued ({active}); wait for some to finish")
-        if self.transactions_left is not None:
-            self.transactions_left -= len(ids)
+        if left is not None:  # spent only by a job that is accepted (no await since the check above)
+            self.transactions_left = left - len(ids)
         job_id = uuid.uuid4().hex[:20]
         job = {
             "jobId": job_id,

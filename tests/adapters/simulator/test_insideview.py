@@ -307,6 +307,17 @@ async def test_transactions_are_spent_by_accepted_jobs(sim_config: SimulatorConf
     assert first.status_code == 200 and second.status_code == 400
 
 
+async def test_refused_submissions_spend_no_transactions(sim_config: SimulatorConfig) -> None:
+    """A job refused for another reason (a bad webhook URL) leaves the quota whole for the next one."""
+    sim_config.insideview_transactions = 3
+    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        token = await insideview_token(client, sim)
+        refused = await submit(client, sim, token, ["1", "2", "3"], webhook="not a url")
+        accepted = await submit(client, sim, token, ["1", "2", "3"])
+    assert refused.status_code == 400 and "webhook" in refused.json()["message"]
+    assert accepted.status_code == 200 and sim_config.insideview_transactions == 3
+
+
 async def test_too_many_jobs_queued_is_400(sim_config: SimulatorConfig) -> None:
     """Past insideview_max_queued_jobs unfinished jobs per token, a submission is a 400 saying so."""
     sim_config.insideview_max_queued_jobs = 1
