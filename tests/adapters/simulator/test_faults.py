@@ -113,7 +113,8 @@ async def test_signed_webhooks_verify(sim_config: SimulatorConfig) -> None:
 async def test_slow_responses(sim_config: SimulatorConfig) -> None:
     """slow_response delays answers: a client timeout shorter than the delay fires."""
     sim_config.faults = Faults(slow_response=0.5)
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient(timeout=0.05) as client:
+    # Only the read waits on the delay; connecting on a loaded machine gets the usual time, so no ConnectTimeout.
+    async with run_simulator(sim_config) as sim, httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=0.05)) as client:
         with pytest.raises(httpx.ReadTimeout):
             await client.get(sim.urls["pronto"] + "/contacts/x", headers=KEY)
 
