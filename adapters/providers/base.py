@@ -14,10 +14,12 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import repeat
 from operator import contains, itemgetter
-from typing import Any, ClassVar, Final, NamedTuple
+from typing import Any, ClassVar, Final, NamedTuple, TypeVar
 
 import msgspec
 from msgspec import UNSET
+
+from eventbus.exceptions import AuthError
 
 __all__ = [
     "Accepted",
@@ -39,6 +41,7 @@ __all__ = [
 ]
 
 Contact = dict[str, Any]
+T = TypeVar("T")
 
 
 @dataclass(frozen=True)
@@ -413,6 +416,19 @@ class Provider:
         return [Chunk(i, tuple(range(a, b)), table=table.rows(a, b)) for i, (a, b) in enumerate(ranges)]
 
     # --- requests and readings ---------------------------------------------------------
+
+    def token_answer(self, response: Response, shape: type[T], title: str) -> T:
+        """A token endpoint's answer decoded as ``shape``; :class:`AuthError` when refused or malformed."""
+        if response.status != 200:
+            raise AuthError(
+                f"{title} refused the client credentials (HTTP {response.status}): {reason_of(response)}",
+                status=response.status,
+                provider=self.name,
+            )
+        try:
+            return msgspec.json.decode(response.body, type=shape)
+        except msgspec.MsgspecError as exc:
+            raise AuthError(f"{title}'s token answer is malformed: {exc}", provider=self.name) from None
 
     def build_submit(self, chunk: Chunk) -> Request:
         raise NotImplementedError

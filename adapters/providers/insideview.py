@@ -34,7 +34,7 @@ from adapters.providers.base import (
     reason_of,
 )
 from eventbus import events as ev
-from eventbus.exceptions import AuthError, ConfigError
+from eventbus.exceptions import ConfigError
 
 __all__ = ["MAX_FETCH_IDS", "MAX_JOB_IDS", "InsideView", "parse_job_status"]
 
@@ -134,16 +134,7 @@ class InsideView(Provider):
         return Request("POST", LOGIN_PATH, params=params, headers={"Accept": "application/json"}, base="login")
 
     def read_token(self, response: Response, now: datetime | None = None) -> TokenGrant:
-        if response.status != 200:
-            raise AuthError(
-                f"InsideView refused the client credentials (HTTP {response.status}): {reason_of(response)}",
-                status=response.status,
-                provider=self.name,
-            )
-        try:
-            details = msgspec.json.decode(response.body, type=_Token).accessTokenDetails
-        except msgspec.MsgspecError as exc:
-            raise AuthError(f"InsideView's token answer is malformed: {exc}", provider=self.name) from None
+        details = self.token_answer(response, _Token, "InsideView").accessTokenDetails
         return TokenGrant(details.accessToken, _seconds_until(details.expirationTime, now or datetime.now(UTC)))
 
     def auth_headers(self, credential: str) -> dict[str, str]:

@@ -34,7 +34,7 @@ from adapters.providers.base import (
     reason_of,
 )
 from eventbus import events as ev
-from eventbus.exceptions import AuthError, ConfigError
+from eventbus.exceptions import ConfigError
 
 __all__ = ["MAX_BATCH", "MAX_BULK", "Mautic"]
 
@@ -132,16 +132,7 @@ class Mautic(Provider):
         )
 
     def read_token(self, response: Response) -> TokenGrant:
-        if response.status != 200:
-            raise AuthError(
-                f"Mautic refused the client credentials (HTTP {response.status}): {reason_of(response)}",
-                status=response.status,
-                provider=self.name,
-            )
-        try:
-            token = msgspec.json.decode(response.body, type=_Token)
-        except msgspec.MsgspecError as exc:
-            raise AuthError(f"Mautic's token answer is malformed: {exc}", provider=self.name) from None
+        token = self.token_answer(response, _Token, "Mautic")
         return TokenGrant(token.access_token, token.expires_in)
 
     def auth_headers(self, credential: str) -> dict[str, str]:
