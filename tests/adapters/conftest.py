@@ -3,10 +3,28 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 
 import pytest
 
-from adapters.simulator import Simulator, SimulatorConfig, run_simulator
+from adapters.simulator import Clock, Simulator, SimulatorConfig, run_simulator
+
+
+@asynccontextmanager
+async def checked_simulator(
+    config: SimulatorConfig | None = None, *, host: str = "127.0.0.1", port: int = 0, clock: Clock | None = None
+) -> AsyncIterator[Simulator]:
+    """run_simulator with the same arguments, failing on exit if the simulator's background work crashed.
+
+    A crash in background work (job runners, webhook workers) is a simulator
+    bug whatever the test was about, and no HTTP answer shows it, so every
+    test that starts a simulator checks it here. The check is skipped when the
+    body raised, so the test's own failure is the one reported.
+    """
+    async with run_simulator(config, host=host, port=port, clock=clock) as sim:
+        yield sim
+    errors = sim.state.background_errors
+    assert errors == [], f"the simulator's background work crashed {len(errors)} time(s): {errors}"
 
 
 @pytest.fixture
@@ -18,10 +36,8 @@ def sim_config() -> SimulatorConfig:
 @pytest.fixture
 async def simulator(sim_config: SimulatorConfig) -> AsyncIterator[Simulator]:
     """A running simulator, started for the test and stopped after it (failing it if its background work crashed)."""
-    async with run_simulator(sim_config) as sim:
+    async with checked_simulator(sim_config) as sim:
         yield sim
-    # A crash in the simulator's background work is a simulator bug, whatever the test was about.
-    assert sim.state.background_errors == [], sim.state.background_errors
 
 
 class WebhookSink:

@@ -9,10 +9,11 @@ import pytest
 from adapters.backoff import Backoff
 from adapters.follow import follow
 from adapters.http import Settings
-from adapters.simulator import Faults, Simulator, SimulatorConfig, run_simulator
+from adapters.simulator import Faults, Simulator, SimulatorConfig
 from eventbus import events as ev
 from eventbus.bus import Bus
 from eventbus.testing import capture
+from tests.adapters.conftest import checked_simulator
 
 pytestmark = pytest.mark.anyio
 
@@ -82,7 +83,7 @@ async def test_ws_dropped_after_n_frames_still_ends_exactly(sim_config: Simulato
     """The socket drops after 1,000 frames; the source reconnects and _ending closes the job with exact totals."""
     sim_config.faults = Faults(ws_drop_after=1000)
     sim_config.item_time = 0.002  # the job outlives the reconnect, so _ending reaches the new socket
-    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, providers="datananas") as events:
+    async with checked_simulator(sim_config) as sim, Bus() as bus, capture(bus, providers="datananas") as events:
         result = await follow(
             "datananas", contacts("datananas", 1500), bus, settings=settings(sim, "datananas"), timeout=60, list="L1"
         )
@@ -97,7 +98,7 @@ async def test_ws_dropped_after_n_frames_still_ends_exactly(sim_config: Simulato
 async def test_ws_accept_then_close_bounded_and_reported(sim_config: SimulatorConfig) -> None:
     """A server that accepts then closes costs a bounded number of attempts; the job is reported unfinished."""
     sim_config.faults = Faults(ws_accept_then_close=True)
-    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.SourceState}) as states:
+    async with checked_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.SourceState}) as states:
         result = await follow(
             "datananas", contacts("datananas", 10), bus, settings=settings(sim, "datananas"), timeout=3, list="L1"
         )
@@ -110,7 +111,7 @@ async def test_ws_accept_then_close_bounded_and_reported(sim_config: SimulatorCo
 async def test_duplicated_and_reordered_webhooks_report_each_item_once(sim_config: SimulatorConfig) -> None:
     """With every webhook duplicated and delivery shuffled, each contact is reported exactly once."""
     sim_config.faults = Faults(duplicate_webhooks=1.0, reorder_webhooks=7)
-    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, providers="pronto") as events:
+    async with checked_simulator(sim_config) as sim, Bus() as bus, capture(bus, providers="pronto") as events:
         result = await follow("pronto", contacts("pronto", 500), bus, settings=settings(sim, "pronto"), timeout=60)
         delivered = sim.webhooks.stats.delivered
     items = [e for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)]
@@ -122,7 +123,7 @@ async def test_duplicated_and_reordered_webhooks_report_each_item_once(sim_confi
 async def test_5xx_bursts_during_polling_and_submit(sim_config: SimulatorConfig) -> None:
     """503 bursts hit submits and polls alike; retries and backoff still take every job to completion."""
     sim_config.faults = Faults(error_every=4, error_burst=2)
-    async with run_simulator(sim_config) as sim, Bus() as bus:
+    async with checked_simulator(sim_config) as sim, Bus() as bus:
         result = await follow(
             "mautic", contacts("mautic", 2_000), bus, settings=settings(sim, "mautic"), timeout=60, poll_initial=0.05
         )
@@ -135,7 +136,7 @@ async def test_mautic_job_expiry_becomes_job_expired(sim_config: SimulatorConfig
     """A job that expires before it is read ends as JobExpired, and follow reports it unfinished."""
     sim_config.faults = Faults(mautic_expire_after=0.3)
     sim_config.item_time = 0.001  # 2,000 contacts take ~2 s: the job is gone before it completes
-    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.JobExpired}) as expired:
+    async with checked_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.JobExpired}) as expired:
         result = await follow(
             "mautic", contacts("mautic", 2_000), bus, settings=settings(sim, "mautic"), timeout=30, poll_initial=0.05
         )

@@ -8,12 +8,13 @@ import httpx
 import pytest
 
 from adapters.http import Settings
-from adapters.simulator import Faults, Simulator, SimulatorConfig, Throttle, run_simulator
+from adapters.simulator import Faults, Simulator, SimulatorConfig, Throttle
 from adapters.submit import submit
 from eventbus import events as ev
 from eventbus.bus import Bus
 from eventbus.exceptions import ContactError
 from eventbus.testing import capture
+from tests.adapters.conftest import checked_simulator
 
 pytestmark = pytest.mark.anyio
 
@@ -82,7 +83,7 @@ async def test_25000_contacts_exact_chunks(simulator: Simulator, provider: str, 
 async def test_throttled_every_chunk_lands_once(sim_config: SimulatorConfig) -> None:
     """With a tight per-window budget, 429s are waited out and every chunk still lands exactly once."""
     sim_config.throttle["mautic"] = Throttle(limit=3, window=1)
-    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus) as events:
+    async with checked_simulator(sim_config) as sim, Bus() as bus, capture(bus) as events:
         contacts = [{"email": f"t{i}@x.io"} for i in range(1_000)]
         report = await submit(
             "mautic", contacts, bus, settings=settings(sim, "mautic"), endpoint="batch", concurrency=4
@@ -99,7 +100,7 @@ async def test_throttled_every_chunk_lands_once(sim_config: SimulatorConfig) -> 
 async def test_insideview_throttle_without_retry_after(sim_config: SimulatorConfig) -> None:
     """InsideView's 429 has no Retry-After: the client backs off on its own and every job lands once."""
     sim_config.throttle["insideview"] = Throttle(limit=2, window=0.5)
-    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus) as events:
+    async with checked_simulator(sim_config) as sim, Bus() as bus, capture(bus) as events:
         # Backoff sized to the window, as it would be to InsideView's 5 minutes.
         s = settings(sim, "insideview", backoff_base=0.1, backoff_cap=0.5, max_attempts=20)
         report = await submit("insideview", [str(i) for i in range(120)], bus, settings=s, endpoint="fetch")
@@ -143,7 +144,7 @@ async def test_expired_token_mid_run_is_refreshed(simulator: Simulator, provider
 async def test_datananas_402_stops_the_rest(sim_config: SimulatorConfig) -> None:
     """A 402 becomes QuotaExhausted with the provider's reason; no later chunk is sent, each is reported."""
     sim_config.datananas_connect_quota = 15_000
-    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus) as events:
+    async with checked_simulator(sim_config) as sim, Bus() as bus, capture(bus) as events:
         contacts = [{"email": f"q{i}@x.io", "source": "connect"} for i in range(40_000)]
         report = await submit("datananas", contacts, bus, settings=settings(sim, "datananas"), list="L", concurrency=1)
         await bus.drain()
@@ -158,7 +159,7 @@ async def test_datananas_402_stops_the_rest(sim_config: SimulatorConfig) -> None
 async def test_pronto_422_credits(sim_config: SimulatorConfig) -> None:
     """Too few credits: 422 insufficient_credits as QuotaExhausted, nothing more submitted."""
     sim_config.pronto_credits = 150
-    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.QuotaExhausted}) as quota:
+    async with checked_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.QuotaExhausted}) as quota:
         report = await submit(
             "pronto",
             contacts_for("pronto", 400),
@@ -176,7 +177,7 @@ async def test_pronto_422_consent(sim_config: SimulatorConfig) -> None:
     """personal_email without GDPR consent: 422 gdpr_consent_required, nothing enqueued."""
     sim_config.pronto_gdpr_consent = False
     contacts = [{"firstname": "a", "lastname": "b", "linkedin": "https://linkedin.com/in/ab"}] * 3
-    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.QuotaExhausted}) as quota:
+    async with checked_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.QuotaExhausted}) as quota:
         report = await submit(
             "pronto",
             contacts,
@@ -235,7 +236,7 @@ async def test_5xx_bursts_are_retried_and_land_once(sim_config: SimulatorConfig)
     sim_config.faults = Faults(error_every=3, error_burst=2)  # two of every three requests fail
     # Concurrent chunks share the simulator's request counter, so one chunk may draw several 503s in a row:
     # a budget of 40 attempts makes running out ((2/3)**40 per chunk) practically impossible.
-    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.SubmitRejected}) as rejected:
+    async with checked_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.SubmitRejected}) as rejected:
         s = settings(sim, "pronto", max_attempts=40)
         report = await submit("pronto", contacts_for("pronto", 1_000), bus, settings=s, **OPTIONS["pronto"])
         await bus.drain()
@@ -246,7 +247,7 @@ async def test_5xx_bursts_are_retried_and_land_once(sim_config: SimulatorConfig)
 async def test_timeout_after_sending_is_not_resent(sim_config: SimulatorConfig) -> None:
     """A request that timed out after it was sent is reported (not retriable) and never sent again."""
     sim_config.faults = Faults(slow_response=0.5)
-    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.SubmitRejected}) as rejected:
+    async with checked_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.SubmitRejected}) as rejected:
         report = await submit(
             "datananas", [{"email": "a@x.io"}], bus, settings=settings(sim, "datananas", timeout=0.1), list="L"
         )
@@ -267,7 +268,7 @@ async def test_unreachable_provider_is_a_transport_rejection(simulator: Simulato
 
 async def test_secrets_never_in_events(sim_config: SimulatorConfig) -> None:
     """Credentials refused: the events say so without the secret."""
-    async with run_simulator(sim_config) as sim, Bus() as bus, capture(bus) as events:
+    async with checked_simulator(sim_config) as sim, Bus() as bus, capture(bus) as events:
         s = Settings(sim.urls["mautic"], "demo", "super-secret-value", backoff_base=0.01)
         report = await submit("mautic", [{"email": "a@x.io"}], bus, settings=s)
         await bus.drain()

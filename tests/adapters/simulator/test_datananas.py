@@ -11,7 +11,8 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-from adapters.simulator import Simulator, SimulatorConfig, run_simulator
+from adapters.simulator import Simulator, SimulatorConfig
+from tests.adapters.conftest import checked_simulator
 from tests.adapters.simulator.helpers import poll_until
 
 pytestmark = pytest.mark.anyio
@@ -131,7 +132,7 @@ async def test_ws_with_bad_token_is_refused_at_handshake(simulator: Simulator) -
 async def test_quota_exhausted_is_402_and_creates_nothing(sim_config: SimulatorConfig, quota, source, reason) -> None:
     """Past a quota the answer is 402 with the reason, and nothing of that request is created."""
     setattr(sim_config, quota, 3)
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         url = sim.urls["datananas"] + "/contacts/bulk"
         contacts = [{"email": f"q{i}@x.io", "source": source} for i in range(4)]
         r = await client.post(url, json={"list": "L", "contacts": contacts}, headers=AUTH)
@@ -143,7 +144,7 @@ async def test_quota_exhausted_is_402_and_creates_nothing(sim_config: SimulatorC
 async def test_ws_dropped_after_n_frames(sim_config: SimulatorConfig) -> None:
     """The ws_drop_after fault closes the socket after N frames; nothing missed is replayed."""
     sim_config.faults.ws_drop_after = 5
-    async with run_simulator(sim_config) as sim:
+    async with checked_simulator(sim_config) as sim:
         frames: list[dict] = []
         import asyncio
 
@@ -174,7 +175,7 @@ async def test_ws_dropped_after_n_frames(sim_config: SimulatorConfig) -> None:
 async def test_ws_accept_then_close(sim_config: SimulatorConfig) -> None:
     """The ws_accept_then_close fault accepts the handshake and closes at once."""
     sim_config.faults.ws_accept_then_close = True
-    async with run_simulator(sim_config) as sim:
+    async with checked_simulator(sim_config) as sim:
         import asyncio
 
         async def client() -> int | None:
@@ -304,7 +305,7 @@ async def test_throttled_with_retry_after() -> None:
     from adapters.simulator import Clock, Throttle
 
     config = SimulatorConfig(item_time=0.0001, tick=0.005, throttle={"datananas": Throttle(limit=1, window=60)})
-    async with run_simulator(config, clock=Clock(frozen=True)) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(config, clock=Clock(frozen=True)) as sim, httpx.AsyncClient() as client:
         url = sim.urls["datananas"] + "/contacts/bulk"
         body = {"list": "L", "contacts": [{"email": "t@x.io"}]}
         first = await client.post(url, json=body, headers=AUTH)
@@ -314,7 +315,7 @@ async def test_throttled_with_retry_after() -> None:
 
 async def test_ten_thousand_contacts_with_default_pacing() -> None:
     """A full 10,000-contact bulk at the default pace reports every index once, then the ending."""
-    async with run_simulator(SimulatorConfig()) as sim:
+    async with checked_simulator(SimulatorConfig()) as sim:
         contacts = [{"email": f"t{i}@x.io"} for i in range(10_000)]
         with anyio.fail_after(60):
             response, frames = await collect(sim, contacts)

@@ -10,9 +10,9 @@ import pytest
 
 from adapters.serving import ServedApp
 from adapters.signing import verify
-from adapters.simulator import Faults, Simulator, SimulatorConfig, parse_fault, run_simulator
+from adapters.simulator import Faults, Simulator, SimulatorConfig, parse_fault
 from eventbus.exceptions import ConfigError
-from tests.adapters.conftest import WebhookSink
+from tests.adapters.conftest import WebhookSink, checked_simulator
 
 pytestmark = pytest.mark.anyio
 
@@ -27,7 +27,7 @@ def batch(n: int, url: str) -> dict:
 @asynccontextmanager
 async def pronto_bulk(config: SimulatorConfig, n: int, sink: WebhookSink) -> AsyncIterator[Simulator]:
     """Serve sink, start a simulator and POST one Pronto bulk of n contacts whose webhooks go to sink."""
-    async with ServedApp(sink.app) as served, run_simulator(config) as sim, httpx.AsyncClient() as client:
+    async with ServedApp(sink.app) as served, checked_simulator(config) as sim, httpx.AsyncClient() as client:
         await client.post(
             sim.urls["pronto"] + "/contacts/bulk_enrich", json=batch(n, served.url + "/hook"), headers=KEY
         )
@@ -37,7 +37,7 @@ async def pronto_bulk(config: SimulatorConfig, n: int, sink: WebhookSink) -> Asy
 async def test_5xx_burst(sim_config: SimulatorConfig) -> None:
     """error_every=3, error_burst=2: each 3rd request starts a burst of two 503s (3, 4, then 6, 7)."""
     sim_config.faults = Faults(error_every=3, error_burst=2)
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         codes = [
             (await client.post(sim.urls["pronto"] + "/contacts/bulk_enrich", json={}, headers=KEY)).status_code
             for _ in range(8)
@@ -94,7 +94,7 @@ async def test_unreachable_receiver_gives_up_after_attempts(sim_config: Simulato
     sink = WebhookSink()
     async with ServedApp(sink.app) as served:
         dead_url = served.url + "/hook"
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         await client.post(sim.urls["pronto"] + "/contacts/bulk_enrich", json=batch(2, dead_url), headers=KEY)
         await sim.webhooks.wait_settled(2, timeout=10)
         assert sim.webhooks.stats.attempts == 6 and sim.webhooks.stats.delivered == 0
@@ -114,7 +114,8 @@ async def test_slow_responses(sim_config: SimulatorConfig) -> None:
     """slow_response delays answers: a client timeout shorter than the delay fires."""
     sim_config.faults = Faults(slow_response=0.5)
     # Only the read waits on the delay; connecting on a loaded machine gets the usual time, so no ConnectTimeout.
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient(timeout=httpx.Timeout(10.0, read=0.05)) as client:
+    timeout = httpx.Timeout(10.0, read=0.05)
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient(timeout=timeout) as client:
         with pytest.raises(httpx.ReadTimeout):
             await client.get(sim.urls["pronto"] + "/contacts/x", headers=KEY)
 
@@ -194,7 +195,7 @@ async def test_reorder_is_deterministic_under_the_seed() -> None:
 async def test_token_endpoints_are_exempt_from_5xx_bursts() -> None:
     """error_every=1 fails every API request but never the login endpoints, so clients can still authenticate."""
     config = SimulatorConfig(faults=Faults(error_every=1))
-    async with run_simulator(config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(config) as sim, httpx.AsyncClient() as client:
         login = await client.post(
             sim.urls["insideview_login"] + "/Auth/login/v1/token.json",
             params={"clientId": "demo", "clientSecret": "demo", "grantType": "cred"},
@@ -240,7 +241,7 @@ async def test_insideview_status_webhooks_are_signed(sim_config: SimulatorConfig
     """InsideView status callbacks are signed too, with ids iv_<jobId>_<status>."""
     sink, url = webhook_sink
     sim_config.webhook_secret = "whsec_c2VjcmV0LWtleQ=="
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = (
             await client.post(
                 sim.urls["insideview_login"] + "/Auth/login/v1/token.json",

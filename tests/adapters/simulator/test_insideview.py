@@ -9,7 +9,8 @@ import xml.etree.ElementTree as ET
 import httpx
 import pytest
 
-from adapters.simulator import Clock, Simulator, SimulatorConfig, Throttle, run_simulator
+from adapters.simulator import Clock, Simulator, SimulatorConfig, Throttle
+from tests.adapters.conftest import checked_simulator
 from tests.adapters.simulator.helpers import insideview_token, poll_until
 
 pytestmark = pytest.mark.anyio
@@ -189,7 +190,7 @@ async def test_results_before_finished_is_refused(simulator: Simulator) -> None:
 async def test_delete_aborts_a_running_job(sim_config: SimulatorConfig) -> None:
     """DELETE aborts a job that is not finished; a second DELETE is refused."""
     sim_config.item_time = 0.01  # slow enough to abort mid-way
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
         job_id = (await submit(client, sim, token, [str(i) for i in range(5000)])).json()["jobId"]
         url = sim.urls["insideview"] + f"/target/contact/job/{job_id}"
@@ -215,7 +216,7 @@ async def test_status_webhooks_on_each_change(simulator: Simulator, webhook_sink
 async def test_throttled_without_retry_after(sim_config: SimulatorConfig) -> None:
     """Over the per-token budget the answer is 429 with no Retry-After header."""
     sim_config.throttle["insideview"] = Throttle(limit=2, window=300)
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
         codes = [(await submit(client, sim, token, ["1"])) for _ in range(3)]
     assert [r.status_code for r in codes] == [200, 200, 429]
@@ -278,7 +279,7 @@ async def test_bulk_fetch_malformed_json_is_400(simulator: Simulator) -> None:
 async def test_insufficient_transaction_quota_is_400(sim_config: SimulatorConfig) -> None:
     """A job needing more transactions than the account has left is a 400 that says so."""
     sim_config.insideview_transactions = 5
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
         ok = await submit(client, sim, token, ["1", "2", "3"])
         over = await submit(client, sim, token, ["4", "5", "6"])
@@ -289,7 +290,7 @@ async def test_insufficient_transaction_quota_is_400(sim_config: SimulatorConfig
 async def test_insufficient_transaction_quota_is_400_and_enqueues_nothing(sim_config: SimulatorConfig) -> None:
     """More ids than the account's transactions left is a 400 saying so, and no job is created."""
     sim_config.insideview_transactions = 3
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
         r = await submit(client, sim, token, ["1", "2", "3", "4"])
         jobs = sim.state.jobs["insideview"]
@@ -300,7 +301,7 @@ async def test_insufficient_transaction_quota_is_400_and_enqueues_nothing(sim_co
 async def test_transactions_are_spent_by_accepted_jobs(sim_config: SimulatorConfig) -> None:
     """Accepted ids use up the transaction quota: 2 of 3 spent, then 2 more are refused."""
     sim_config.insideview_transactions = 3
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
         first = await submit(client, sim, token, ["1", "2"])
         second = await submit(client, sim, token, ["3", "4"])
@@ -310,7 +311,7 @@ async def test_transactions_are_spent_by_accepted_jobs(sim_config: SimulatorConf
 async def test_refused_submissions_spend_no_transactions(sim_config: SimulatorConfig) -> None:
     """A job refused for another reason (a bad webhook URL) leaves the quota whole for the next one."""
     sim_config.insideview_transactions = 3
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
         refused = await submit(client, sim, token, ["1", "2", "3"], webhook="not a url")
         accepted = await submit(client, sim, token, ["1", "2", "3"])
@@ -322,7 +323,7 @@ async def test_too_many_jobs_queued_is_400(sim_config: SimulatorConfig) -> None:
     """Past insideview_max_queued_jobs unfinished jobs per token, a submission is a 400 saying so."""
     sim_config.insideview_max_queued_jobs = 1
     sim_config.item_time = 0.01  # the first job is still running when the second arrives
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
         first = await submit(client, sim, token, [str(i) for i in range(2000)])
         second = await submit(client, sim, token, ["1"])
@@ -333,7 +334,7 @@ async def test_too_many_jobs_queued_is_400(sim_config: SimulatorConfig) -> None:
 async def test_key_not_allowed_to_submit_is_405(sim_config: SimulatorConfig) -> None:
     """A key without the job API gets 405 "not allowed for this key" on a proper POST."""
     sim_config.insideview_job_api_allowed = False
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
         r = await submit(client, sim, token, ["1"])
     assert r.status_code == 405 and "for this key" in r.json()["message"]
@@ -343,7 +344,7 @@ async def test_throttle_window_is_rolling() -> None:
     """The per-token budget covers the last 5 minutes, not a fixed window: old requests age out one by one."""
     config = SimulatorConfig(item_time=0.0001, tick=0.005, throttle={"insideview": Throttle(limit=2, window=300)})
     clock = Clock(frozen=True)
-    async with run_simulator(config, clock=clock) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(config, clock=clock) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
         codes = [(await submit(client, sim, token, ["1"])).status_code]  # t = 0
         clock.advance(200)
@@ -358,7 +359,7 @@ async def test_throttle_window_is_rolling() -> None:
 async def test_throttle_counts_per_token(sim_config: SimulatorConfig) -> None:
     """Each access token has its own budget."""
     sim_config.throttle["insideview"] = Throttle(limit=1, window=300)
-    async with run_simulator(sim_config, clock=Clock(frozen=True)) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config, clock=Clock(frozen=True)) as sim, httpx.AsyncClient() as client:
         first, second = await insideview_token(client, sim), await insideview_token(client, sim)
         a = await submit(client, sim, first, ["1"])
         b = await submit(client, sim, second, ["1"])
@@ -399,7 +400,7 @@ async def test_abort_sends_a_status_webhook(sim_config: SimulatorConfig, webhook
     """Aborting a job POSTs {jobId, status: aborted, type} to its webhook, after processing."""
     sink, hook = webhook_sink
     sim_config.item_time = 0.01
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await insideview_token(client, sim)
         job_id = (await submit(client, sim, token, [str(i) for i in range(5000)], webhook=hook)).json()["jobId"]
         await sink.wait_for(1)  # processing

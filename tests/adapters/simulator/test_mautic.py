@@ -5,7 +5,8 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from adapters.simulator import Clock, Simulator, SimulatorConfig, Throttle, run_simulator
+from adapters.simulator import Clock, Simulator, SimulatorConfig, Throttle
+from tests.adapters.conftest import checked_simulator
 from tests.adapters.simulator.helpers import mautic_token, poll_until
 
 pytestmark = pytest.mark.anyio
@@ -136,7 +137,7 @@ async def test_edit_put_creates_and_patch_only_edits(simulator: Simulator) -> No
 async def test_job_expires_to_404(sim_config: SimulatorConfig) -> None:
     """A job id answers 404 once its lifetime (48 h, shortened by the fault) has passed."""
     sim_config.faults.mautic_expire_after = 60
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await mautic_token(client, sim)
         r = await client.post(
             sim.urls["mautic"] + "/api/contacts/bulk/new", json=[{"email": "a@b.c"}], headers=auth(token)
@@ -193,7 +194,7 @@ async def test_batch_new_limit_200_and_201(simulator: Simulator) -> None:
 async def test_throttle_sends_rate_limit_headers(sim_config: SimulatorConfig) -> None:
     """Over the budget the answer is 429 with X-RateLimit-Limit, -Remaining and -Reset (seconds)."""
     sim_config.throttle["mautic"] = Throttle(limit=1, window=60)
-    async with run_simulator(sim_config, clock=Clock(frozen=True)) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config, clock=Clock(frozen=True)) as sim, httpx.AsyncClient() as client:
         token = await mautic_token(client, sim)
         url = sim.urls["mautic"] + "/api/contacts/bulk/new"
         await client.post(url, json=[{"email": "a@b.c"}], headers=auth(token))
@@ -208,7 +209,7 @@ async def test_status_moves_queued_in_progress_completed(sim_config: SimulatorCo
     sim_config.item_time = 0.0005  # 2,000 contacts take about a second
     order = ["queued", "in_progress", "completed"]
     seen: list[str] = []
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await mautic_token(client, sim)
         r = await client.post(
             sim.urls["mautic"] + "/api/contacts/bulk/new",
@@ -229,7 +230,7 @@ async def test_status_moves_queued_in_progress_completed(sim_config: SimulatorCo
 async def test_details_only_once_completed(sim_config: SimulatorConfig) -> None:
     """details=1 on a job that is not completed answers the status alone."""
     sim_config.item_time = 0.01
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await mautic_token(client, sim)
         r = await client.post(
             sim.urls["mautic"] + "/api/contacts/bulk/new",
@@ -245,7 +246,7 @@ async def test_details_only_once_completed(sim_config: SimulatorConfig) -> None:
 async def test_delete_stops_a_running_job(sim_config: SimulatorConfig) -> None:
     """DELETE on an in_progress job stops it: it processes no more contacts and is gone."""
     sim_config.item_time = 0.01
-    async with run_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
         token = await mautic_token(client, sim)
         r = await client.post(
             sim.urls["mautic"] + "/api/contacts/bulk/new",

@@ -5,8 +5,9 @@ from __future__ import annotations
 import httpx
 import pytest
 
-from adapters.simulator import Simulator, SimulatorConfig, run_simulator
+from adapters.simulator import Simulator, SimulatorConfig
 from adapters.simulator.pronto import outcome
+from tests.adapters.conftest import checked_simulator
 from tests.adapters.simulator.helpers import poll_until
 
 pytestmark = pytest.mark.anyio
@@ -90,7 +91,7 @@ async def test_api_key_required(simulator: Simulator) -> None:
 async def test_personal_email_without_consent_is_422(sim_config: SimulatorConfig) -> None:
     """personal_email without GDPR consent rejects the whole batch with 422 and enqueues nothing."""
     sim_config.pronto_gdpr_consent = False
-    async with run_simulator(sim_config) as sim:
+    async with checked_simulator(sim_config) as sim:
         contacts = [{"firstname": "a", "lastname": "b", "linkedin_url": "https://linkedin.com/in/ab"}] * 2
         r = await enrich(
             sim, {"contacts": contacts, "enrichment_type": ["personal_email"], "webhook_url": "http://h/x"}
@@ -102,7 +103,7 @@ async def test_personal_email_without_consent_is_422(sim_config: SimulatorConfig
 async def test_insufficient_credits_is_422(sim_config: SimulatorConfig) -> None:
     """Credits are checked up front for the whole batch: too few is 422 and nothing is enqueued."""
     sim_config.pronto_credits = 3
-    async with run_simulator(sim_config) as sim:
+    async with checked_simulator(sim_config) as sim:
         body = {"contacts": people(4), "enrichment_type": ["email"], "webhook_url": "http://127.0.0.1:9/x"}
         r = await enrich(sim, body)
         ok = await enrich(sim, {**body, "contacts": people(3)})
@@ -162,7 +163,7 @@ async def test_sync_single_enrich_is_limited_to_50_per_second() -> None:
     clock = Clock(frozen=True)
     config = SimulatorConfig(item_time=0.0001, tick=0.005)
     body = {"contact": people(1)[0], "enrichment_type": ["email"]}
-    async with run_simulator(config, clock=clock) as sim:
+    async with checked_simulator(config, clock=clock) as sim:
         codes = [(await single(sim, body, sync=True)).status_code for _ in range(51)]
         clock.advance(1)
         after = await single(sim, body, sync=True)
@@ -196,7 +197,7 @@ async def test_outcomes_follow_the_seed(sim_config: SimulatorConfig, webhook_sin
     sink, url = webhook_sink
     sim_config.seed = 42
     contacts = people(100)
-    async with run_simulator(sim_config) as sim:
+    async with checked_simulator(sim_config) as sim:
         await enrich(sim, {"contacts": contacts, "enrichment_type": ["email"], "webhook_url": url})
         await sink.wait_for(100)
     got = sorted((b["contact"]["firstname"], b["status"]) for b in sink.bodies())
@@ -207,7 +208,7 @@ async def test_outcomes_follow_the_seed(sim_config: SimulatorConfig, webhook_sin
 async def test_single_enrich_spends_credits(sim_config: SimulatorConfig) -> None:
     """Each single enrichment costs one credit; with none left it is 422."""
     sim_config.pronto_credits = 1
-    async with run_simulator(sim_config) as sim:
+    async with checked_simulator(sim_config) as sim:
         body = {"contact": people(1)[0], "enrichment_type": ["email"]}
         first, second = await single(sim, body), await single(sim, body)
     assert first.status_code == 202 and second.status_code == 422

@@ -12,8 +12,9 @@ import pytest
 from websockets.asyncio.client import connect
 from websockets.exceptions import ConnectionClosed
 
-from adapters.simulator import Clock, Faults, SimulatorConfig, Throttle, run_simulator, simulator
+from adapters.simulator import Clock, Faults, SimulatorConfig, Throttle, simulator
 from eventbus.exceptions import ConfigError
+from tests.adapters.conftest import checked_simulator
 
 PATHS = {
     "insideview": "/insideview/api/v1",
@@ -27,7 +28,7 @@ PATHS = {
 @pytest.mark.anyio
 async def test_run_simulator_yields_a_url_per_provider() -> None:
     """The async context manager listens on a loopback port and names each provider's base URL under it."""
-    async with run_simulator() as sim, httpx.AsyncClient() as client:
+    async with checked_simulator() as sim, httpx.AsyncClient() as client:
         health = await client.get(sim.base_url + "/health")
     assert sim.base_url.startswith("http://127.0.0.1:") and health.json() == {"status": "ok"}
     assert {k: sim.urls[k] for k in PATHS} == {k: sim.base_url + p for k, p in PATHS.items()}
@@ -47,7 +48,7 @@ def test_sync_simulator_serves_plain_code() -> None:
 @pytest.mark.anyio
 async def test_two_simulators_are_independent() -> None:
     """Two simulators get different ports and separate state."""
-    async with run_simulator() as a, run_simulator() as b, httpx.AsyncClient() as client:
+    async with checked_simulator() as a, checked_simulator() as b, httpx.AsyncClient() as client:
         await client.post(
             a.urls["pronto"] + "/contacts/single_enrich",
             json={"contact": {"firstname": "A", "lastname": "B", "domain": "d.io"}, "enrichment_type": ["email"]},
@@ -63,7 +64,7 @@ async def test_credentials_are_overridable() -> None:
     from adapters.simulator import Credentials
 
     config = SimulatorConfig(credentials=Credentials(pronto_api_key="k2"))
-    async with run_simulator(config) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(config) as sim, httpx.AsyncClient() as client:
         url = sim.urls["pronto"] + "/contacts/x"
         old = await client.get(url, headers={"x-api-key": "demo-key"})
         new = await client.get(url, headers={"x-api-key": "k2"})
@@ -86,7 +87,7 @@ async def test_stopping_closes_open_websockets() -> None:
 
     async with anyio.create_task_group() as tg:
         result: list[str] = []
-        async with run_simulator() as sim:
+        async with checked_simulator() as sim:
             url = sim.urls["datananas_ws"] + "?token=demo-token"
             tg.start_soon(anyio.to_thread.run_sync, lambda: result.append(asyncio.run(client(url))))
             assert await anyio.to_thread.run_sync(connected.wait, 10)
@@ -96,7 +97,7 @@ async def test_stopping_closes_open_websockets() -> None:
 @pytest.mark.anyio
 async def test_stopping_with_a_job_in_flight_is_clean() -> None:
     """A simulator stopped mid-job shuts down without errors or warnings."""
-    async with run_simulator(SimulatorConfig(item_time=0.01)) as sim, httpx.AsyncClient() as client:
+    async with checked_simulator(SimulatorConfig(item_time=0.01)) as sim, httpx.AsyncClient() as client:
         r = await client.post(
             sim.urls["datananas"] + "/contacts/bulk",
             json={"list": "L", "contacts": [{"email": f"j{i}@x.io"} for i in range(5000)]},
@@ -110,7 +111,7 @@ async def test_stopping_with_a_job_in_flight_is_clean() -> None:
 async def test_a_cancelled_caller_still_stops_the_server() -> None:
     """Cancelling the scope around the simulator still shuts it down (the port is released)."""
     with anyio.CancelScope() as scope:
-        async with run_simulator() as sim:
+        async with checked_simulator() as sim:
             base = sim.base_url
             scope.cancel()
             await anyio.lowlevel.checkpoint()  # the cancellation lands here
@@ -172,7 +173,7 @@ def test_defaults_are_documented_values() -> None:
 @pytest.mark.anyio
 async def test_state_counts_api_requests_by_path() -> None:
     """sim.state.requests_by_path counts the API requests each path received (token endpoints excluded)."""
-    async with run_simulator() as sim, httpx.AsyncClient() as client:
+    async with checked_simulator() as sim, httpx.AsyncClient() as client:
         for _ in range(3):
             await client.get(sim.urls["pronto"] + "/contacts/x", headers={"x-api-key": "demo-key"})
         await client.post(
