@@ -547,6 +547,41 @@ async def test_blocked_publish_ignores_full_subscribers_that_would_not_take_the_
             assert (for_x.stats().lag, for_y.stats().lag) == (1, 1)
 
 
+async def test_blocked_publish_asks_each_predicate_once_per_event() -> None:
+    """While publish waits for room, no where= predicate is asked again: one call, one failure per event."""
+    asked: list[int] = []
+
+    def counted(e: ev.Event) -> bool:
+        asked.append(e.done)  # type: ignore[attr-defined]
+        return True
+
+    async with Bus() as bus:
+        broken = bus.on(print, name="broken", where=lambda e: 1 / 0, overflow="drop_newest")
+        async with bus.subscribe("full", buffer=1, where=counted) as full:
+            bus.publish_nowait(progress(0))
+            published = anyio.Event()
+
+            async def publisher() -> None:
+                await bus.publish(progress(1))
+                published.set()
+
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(publisher)
+                await wait_all_tasks_blocked()
+                assert not published.is_set()
+                late: list[int] = []
+                bus.on(lambda e: late.append(e.done), name="late")  # joins while the publish waits
+                assert full.receive_nowait().done == 0
+                with anyio.fail_after(5):
+                    await published.wait()
+            assert full.receive_nowait().done == 1
+        with anyio.fail_after(5):
+            await bus.drain()
+        assert asked == [0, 1]
+        assert broken.stats().failed == 2 and broken.stats().received == 0
+        assert late == [1]  # a subscriber added while the publish waited is offered the event too
+
+
 async def test_stats_report_buffer_and_policy() -> None:
     """stats() names each subscriber's kind, buffer size and overflow policy."""
     async with Bus() as bus:
