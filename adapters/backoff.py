@@ -5,14 +5,63 @@
 against ``max_attempts``, and is reset by the caller only once a connection or
 request has proved healthy — so a peer that accepts then fails at once still
 sees the delays grow.
+
+:func:`retry_after_of` reads how long a provider asks to be left alone, with
+one set of rules for every caller (submitting, polling, following).
 """
 
 from __future__ import annotations
 
+import math
 import random
+import time
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from datetime import UTC
+from email.utils import parsedate_to_datetime
 
-__all__ = ["Backoff"]
+__all__ = ["Backoff", "retry_after_of"]
+
+# An X-RateLimit-Reset this large is a Unix time, not a count of seconds (1e9 s is 31 years; as a
+# Unix time it is September 2001), as some APIs send it.
+_UNIX_TIME_FROM: float = 1e9
+
+
+def retry_after_of(
+    headers: Mapping[str, str], *, cap: float = math.inf, now: Callable[[], float] = time.time
+) -> float | None:
+    """Seconds the provider asks to wait before the next request, or None when it says nothing usable.
+
+    ``headers`` have lower-case names. ``Retry-After`` is read first: a number
+    of seconds, or an HTTP date (one already past means 0). Then
+    ``X-RateLimit-Reset``: seconds until the limit resets, or, when it is at
+    least 1e9, the Unix time it resets at. A value that is not a finite number
+    of seconds at least 0 (negative, NaN, infinite, unparsable) says nothing,
+    and the next header is read. A wait longer than ``cap`` is ``cap``.
+    """
+    for name in ("retry-after", "x-ratelimit-reset"):
+        value = headers.get(name)
+        if not value:
+            continue
+        try:
+            seconds = float(value)
+        except ValueError:
+            if name != "retry-after":
+                continue
+            try:
+                when = parsedate_to_datetime(value)
+                if when.tzinfo is None:  # HTTP dates are GMT (RFC 9110), whether or not they say so
+                    when = when.replace(tzinfo=UTC)
+                seconds = max(when.timestamp() - now(), 0.0)
+            except (TypeError, ValueError, OverflowError):
+                continue
+        else:
+            if name == "x-ratelimit-reset" and seconds >= _UNIX_TIME_FROM:
+                seconds = max(seconds - now(), 0.0)
+        if math.isfinite(seconds) and seconds >= 0:
+            return min(seconds, cap)
+    return None
+
 
 # The generator of every Backoff not given its own: a new random.Random() seeds itself from the
 # OS (~16 us), which each ProviderClient.send paid for; jitter needs no stream of its own.

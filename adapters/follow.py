@@ -39,7 +39,7 @@ import msgspec
 
 from adapters.backoff import Backoff
 from adapters.http import ProviderClient, Settings
-from adapters.polling import CsvRows, Poller, PollOutcome, follow_pages, retry_after_of
+from adapters.polling import RETRY_AFTER_CAP, CsvRows, Poller, PollOutcome, follow_pages, retry_after_of
 from adapters.providers import datananas, insideview, mautic, pronto
 from adapters.providers.base import Request
 from adapters.providers.base import Response as ProviderResponse
@@ -357,7 +357,7 @@ async def _watch_insideview(http: ProviderClient, job: AcceptedJob, bus: Publish
             )
             await bus.publish(end)
             return
-        await anyio.sleep(backoff.next_delay(at_least=retry_after_of(response.headers) or 0.0))
+        await anyio.sleep(backoff.next_delay(at_least=retry_after_of(response.headers, cap=RETRY_AFTER_CAP) or 0.0))
     await bus.publish(insideview.completed_event(job.job_id, succeeded, failed))
 
 

@@ -31,8 +31,7 @@ from __future__ import annotations
 
 import csv
 from collections import deque
-from collections.abc import Awaitable, Callable, Mapping, Sequence
-from email.utils import parsedate_to_datetime
+from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from types import TracebackType
 from typing import Final, Generic, NamedTuple, TypeVar
@@ -40,6 +39,7 @@ from typing import Final, Generic, NamedTuple, TypeVar
 import anyio
 import httpx
 
+from adapters.backoff import retry_after_of
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError, ProviderError
 from eventbus.tracker import Publisher
@@ -55,6 +55,7 @@ __all__ = [
     "PollThrottled",
     "Poller",
     "follow_pages",
+    "RETRY_AFTER_CAP",
     "retry_after_of",
 ]
 
@@ -64,7 +65,8 @@ P = TypeVar("P")
 Interpretation = tuple[Sequence[ev.Event], bool, bool]
 """What ``interpret`` returns: the events, whether anything changed, whether the job is over."""
 
-_RETRY_AFTER_CAP: Final = 3600.0
+RETRY_AFTER_CAP: Final = 3600.0
+"""The longest wait a poll honours from a 429's ``Retry-After``/``X-RateLimit-Reset``, in seconds."""
 
 
 class PollThrottled(Exception):
@@ -90,25 +92,6 @@ class PollOutcome(StrEnum):
     EXPIRED = "expired"  # 404 on a known job: JobExpired was published
     NOT_FOUND = "not_found"  # 404 on a job never seen: InvalidSignal was published
     GAVE_UP = "gave_up"  # max_polls, max_time or max_errors ran out: SourceState gave_up was published
-
-
-def retry_after_of(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds or HTTP date) or ``X-RateLimit-Reset`` (seconds), if any."""
-    for name in ("retry-after", "x-ratelimit-reset"):
-        value = headers.get(name)
-        if not value:
-            continue
-        try:
-            seconds = float(value)
-        except ValueError:
-            try:
-                when = parsedate_to_datetime(value)
-            except (TypeError, ValueError):
-                continue
-            seconds = (when - ev.now()).total_seconds()
-        if seconds == seconds:  # not NaN
-            return min(max(seconds, 0.0), _RETRY_AFTER_CAP)
-    return None
 
 
 class _Transient(Exception):
@@ -199,7 +182,7 @@ class Poller(Generic[R]):
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
         status = getattr(response, "status_code", None)
         if status == 429:
-            raise PollThrottled(retry_after_of(response.headers))  # type: ignore[attr-defined]
+            raise PollThrottled(retry_after_of(response.headers, cap=RETRY_AFTER_CAP))  # type: ignore[attr-defined]
         if status == 404:
             raise JobGone
         if status is not None and status >= 500:

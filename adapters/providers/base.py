@@ -19,6 +19,7 @@ from typing import Any, ClassVar, Final, NamedTuple, TypeVar
 import msgspec
 from msgspec import UNSET
 
+from adapters.backoff import retry_after_of
 from eventbus.exceptions import AuthError
 
 __all__ = [
@@ -439,25 +440,10 @@ class Provider:
     def common_outcome(self, response: Response) -> Outcome | None:
         """429 and 5xx read the same way for every provider; None for anything else."""
         if response.status == 429:
-            return Throttle(retry_after_seconds(response.headers))
+            return Throttle(retry_after_of(response.headers))
         if response.status >= 500:
             return ServerFailure(response.status, reason_of(response) or f"HTTP {response.status}")
         return None
-
-
-def retry_after_seconds(headers: Mapping[str, str]) -> float | None:
-    """Seconds to wait from ``Retry-After`` (seconds) or ``X-RateLimit-Reset`` (seconds until reset)."""
-    for name in ("retry-after", "x-ratelimit-reset"):
-        value = headers.get(name)
-        if value is None:
-            continue
-        try:
-            seconds = float(value)
-        except ValueError:
-            continue
-        if seconds >= 0:
-            return seconds
-    return None
 
 
 def reason_of(response: Response) -> str:

@@ -9,9 +9,12 @@ listener inside the test.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from email.utils import format_datetime
 
 import anyio
 import anyio.abc
@@ -229,6 +232,20 @@ async def test_retry_after_beyond_max_wait_is_refused_at_once(scripted: tuple[Sc
     provider.answers = [(429, {"Retry-After": "86400"}, b"")]
     async with ProviderClient(Pronto(), quick(url, max_wait=60)) as http:
         with pytest.raises(RateLimited, match="asks to wait 86400s") as caught:
+            await http.send(SUBMIT)
+    assert caught.value.status == 429 and len(provider.submits) == 1
+
+
+@pytest.mark.parametrize("name", ["Retry-After", "X-RateLimit-Reset"])
+async def test_waits_given_as_a_time_are_read_as_waits(scripted: tuple[Scripted, str], name: str) -> None:
+    """A Retry-After HTTP date and an X-RateLimit-Reset Unix time are waits until then (here: beyond max_wait)."""
+    provider, url = scripted
+    ahead = time.time() + 86_400
+    date = format_datetime(datetime.fromtimestamp(ahead, UTC), usegmt=True)
+    value = date if name == "Retry-After" else f"{ahead:.0f}"
+    provider.answers = [(429, {name: value}, b"")]
+    async with ProviderClient(Mautic(), quick(url, max_wait=60)) as http:
+        with pytest.raises(RateLimited, match=r"asks to wait 86[34]\d\ds") as caught:
             await http.send(SUBMIT)
     assert caught.value.status == 429 and len(provider.submits) == 1
 

@@ -24,7 +24,6 @@ from adapters.polling import (
     Poller,
     PollOutcome,
     follow_pages,
-    retry_after_of,
 )
 from adapters.serving import ServedApp
 from adapters.simulator import Faults, Simulator, SimulatorConfig
@@ -290,16 +289,6 @@ async def test_unreachable_provider_is_transient(client: httpx.AsyncClient, serv
         with anyio.fail_after(10):
             assert await p.run() is PollOutcome.GAVE_UP
     assert p.polls == 2
-
-
-def test_retry_after_parsing() -> None:
-    """Seconds, HTTP dates and X-RateLimit-Reset are understood; garbage is ignored; negatives clamp to 0."""
-    assert retry_after_of({"retry-after": "7"}) == 7.0
-    assert retry_after_of({"x-ratelimit-reset": "2.5"}) == 2.5
-    assert retry_after_of({"retry-after": "soon", "x-ratelimit-reset": "3"}) == 3.0
-    assert retry_after_of({"retry-after": "Wed, 21 Oct 2015 07:28:00 GMT"}) == 0.0
-    assert retry_after_of({"retry-after": "-5"}) == 0.0
-    assert retry_after_of({}) is None
 
 
 # --- follow_pages ------------------------------------------------------------------------
