@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator
+from contextlib import asynccontextmanager, contextmanager
 
 import pytest
 
 from adapters.simulator import Clock, Simulator, SimulatorConfig, run_simulator
+from adapters.simulator import simulator as sync_simulator
 
 
 @asynccontextmanager
@@ -23,6 +24,18 @@ async def checked_simulator(
     """
     async with run_simulator(config, host=host, port=port, clock=clock) as sim:
         yield sim
+    _assert_no_background_errors(sim)
+
+
+@contextmanager
+def checked_sync_simulator(config: SimulatorConfig | None = None) -> Iterator[Simulator]:
+    """The synchronous ``simulator()`` (served from a thread of its own), with :func:`checked_simulator`'s check."""
+    with sync_simulator(config) as sim:
+        yield sim
+    _assert_no_background_errors(sim)
+
+
+def _assert_no_background_errors(sim: Simulator) -> None:
     errors = sim.state.background_errors
     assert errors == [], f"the simulator's background work crashed {len(errors)} time(s): {errors}"
 

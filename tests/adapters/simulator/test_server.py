@@ -14,7 +14,7 @@ from websockets.exceptions import ConnectionClosed
 
 from adapters.simulator import Clock, Faults, SimulatorConfig, Throttle, simulator
 from eventbus.exceptions import ConfigError
-from tests.adapters.conftest import checked_simulator
+from tests.adapters.conftest import checked_simulator, checked_sync_simulator
 
 PATHS = {
     "insideview": "/insideview/api/v1",
@@ -37,7 +37,7 @@ async def test_run_simulator_yields_a_url_per_provider() -> None:
 
 def test_sync_simulator_serves_plain_code() -> None:
     """The synchronous context manager serves requests from code with no event loop."""
-    with simulator(SimulatorConfig(item_time=0)) as sim, httpx.Client() as client:
+    with checked_sync_simulator(SimulatorConfig(item_time=0)) as sim, httpx.Client() as client:
         r = client.post(
             sim.urls["insideview_login"] + "/Auth/login/v1/token.json",
             params={"clientId": "demo", "clientSecret": "demo", "grantType": "cred"},
