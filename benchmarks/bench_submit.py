@@ -12,6 +12,9 @@ Also measured in the same run, for information:
   POSTing the encoded bodies with a plain ``httpx.AsyncClient`` (4
   connections, as the client uses), and the encode plus writing them as
   HTTP/1.1 requests on one raw socket (the least a client can spend);
+- what one request costs in itself: the CPU per POST of a one-contact body,
+  50 of them one after the other on one connection, with a plain httpx client
+  and on the raw socket;
 - the client's parts without I/O: ``prepare`` (mapping, validating,
   chunking; these contacts are alike, so they take the bulk path), the same
   contact by contact (as for contacts that are not alike), and building the
@@ -83,6 +86,22 @@ def _httpx_post_cpu(base: str, bodies: list[bytes]) -> float:
     return anyio.run(main)
 
 
+def _httpx_sequential_cpu(base: str, bodies: list[bytes]) -> float:
+    """Client CPU to POST the bodies one after the other on one connection with a plain httpx client."""
+
+    async def main() -> float:
+        async with httpx.AsyncClient() as client:
+            url = base + "/datananas/contacts/bulk"
+            await client.post(url, content=bodies[0], headers=_HEADERS)  # connected before the clock starts
+            started = time.process_time()
+            for body in bodies:
+                r = await client.post(url, content=body, headers=_HEADERS)
+                assert r.status_code == 200, r.text
+            return time.process_time() - started
+
+    return anyio.run(main)
+
+
 def _raw_post_cpu(base: str, bodies: list[bytes]) -> float:
     """Client CPU to write the bodies as HTTP/1.1 POSTs on one socket and read each answer (the floor)."""
     url = urlsplit(base)
@@ -106,6 +125,9 @@ def _raw_post_cpu(base: str, bodies: list[bytes]) -> float:
         return time.process_time() - started
 
     return anyio.run(main)
+
+
+_SMALL = 50  # one-contact POSTs, for the cost of a request itself
 
 
 def _encode_each(payloads: list[dict[str, object]]) -> None:
@@ -141,6 +163,9 @@ def run(quick: bool) -> dict:
         client = min(_client_cpu(base, contacts) for _ in range(3))
         httpx_post = min(_httpx_post_cpu(base, bodies) for _ in range(3))
         raw_post = min(_raw_post_cpu(base, bodies) for _ in range(3))
+        small = [provider.build_submit(prepare(provider, contacts[:1])[0][0]).content or b""] * _SMALL
+        httpx_small = min(_httpx_sequential_cpu(base, small) for _ in range(3)) / _SMALL
+        raw_small = min(_raw_post_cpu(base, small) for _ in range(3)) / _SMALL
     serialise = best_cpu(lambda: _encode_each(payloads))
     return {
         "contacts": n,
@@ -153,6 +178,8 @@ def run(quick: bool) -> dict:
             "ratio_encode_plus_httpx_post_vs_serialise": ratio(serialise + httpx_post, serialise),
             "encode_plus_raw_socket_post_cpu_s": round(serialise + raw_post, 4),
             "ratio_encode_plus_raw_socket_post_vs_serialise": ratio(serialise + raw_post, serialise),
+            "httpx_cpu_us_per_one_contact_post": round(httpx_small * 1e6),
+            "raw_socket_cpu_us_per_one_contact_post": round(raw_small * 1e6),
         },
         "parts_for_information": _parts(contacts, chunks),
         "meets": {"client CPU < 2x msgspec serialisation": client < 2 * serialise},
