@@ -19,6 +19,7 @@ from eventbus.exceptions import ConfigError
 __all__ = ["MAX_LINE", "read_contacts"]
 
 MAX_LINE = 1024 * 1024  # one contact per line; a longer line is refused, not truncated
+_BOM = b"\xef\xbb\xbf"
 
 
 def read_contacts(path: str | Path, *, kind: str | None = None) -> Iterator[dict[str, Any] | str]:
@@ -45,22 +46,63 @@ def _open(p: Path) -> Any:
         raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
 
 
+_DELIMITERS = (",", ";", "\t")  # ";" is what spreadsheets write where the decimal mark is a comma
+
+
+def _delimiter(header: str) -> str:
+    """The delimiter the header line uses most (a comma when it has none of them: a one-column file)."""
+    counts = [(header.count(d), -i, d) for i, d in enumerate(_DELIMITERS)]
+    count, _, delimiter = max(counts)
+    return delimiter if count else ","
+
+
 def _csv(p: Path) -> Iterator[dict[str, Any]]:
+    """Rows as dicts keyed by the header's names (stripped of spaces), comma, semicolon or tab separated.
+
+    Every row keeps every named column: an empty cell is ``""``, a short row's
+    missing cells ``None``; submitting treats both as absent, and rows that
+    share their keys can be prepared in bulk. A column with no name (a
+    trailing delimiter, say) is dropped while its cells are empty; a value in
+    it is an error, since it cannot be sent under any field.
+    """
     with _open(p) as f:
-        reader = csv.DictReader(f)
-        if not reader.fieldnames:
-            raise ConfigError(f"{p}: empty CSV (a header row is required)")
-        if len(set(reader.fieldnames)) != len(reader.fieldnames):
-            raise ConfigError(f"{p}: duplicate column names in the header: {reader.fieldnames}")
+        reader = None
         try:
+            delimiter = _delimiter(f.readline())
+            f.seek(0)
+            reader = csv.reader(f, delimiter=delimiter, strict=True)  # an unclosed quote is an error, not a merged row
+            header = [name.strip() for name in next(reader, [])]
+            if not any(header):
+                raise ConfigError(f"{p}: empty CSV (a header row is required)")
+            named = [name for name in header if name]
+            if len(set(named)) != len(named):
+                duplicates = sorted({name for name in named if named.count(name) > 1})
+                raise ConfigError(f"{p}: duplicate column names in the header: {duplicates}")
+            unnamed = [i for i, name in enumerate(header) if not name]
+            keep = [i for i, name in enumerate(header) if name]
+            width = len(header)
             for row in reader:
-                if None in row:
-                    raise ConfigError(f"{p}:{reader.line_num}: more values than columns")
-                # Every row keeps every column (an empty cell is "", a short row's missing cells None): submitting
-                # treats both as absent, and rows that share their keys can be prepared in bulk.
-                yield row
+                line = reader.line_num
+                if not row:
+                    continue  # a blank line
+                if len(row) > width:
+                    raise ConfigError(f"{p}:{line}: more values than columns ({len(row)} > {width})")
+                if unnamed:
+                    for i in unnamed:
+                        if i < len(row) and row[i].strip():
+                            raise ConfigError(
+                                f"{p}:{line}: a value in column {i + 1}, which has no name in the header: "
+                                f"{row[i][:40]!r}"
+                            )
+                    row = [row[i] if i < len(row) else None for i in keep]
+                    yield dict(zip(named, row, strict=True))
+                    continue
+                contact = dict(zip(header, row, strict=False))  # a short row: the rest below
+                if len(row) < width:
+                    contact.update(dict.fromkeys(header[len(row) :]))
+                yield contact
         except (csv.Error, UnicodeDecodeError) as exc:
-            raise ConfigError(f"{p}:{reader.line_num}: malformed CSV: {exc}") from None
+            raise ConfigError(f"{p}:{reader.line_num if reader else 1}: malformed CSV: {exc}") from None
 
 
 def _jsonl(p: Path) -> Iterator[dict[str, Any]]:
@@ -69,6 +111,8 @@ def _jsonl(p: Path) -> Iterator[dict[str, Any]]:
         for number, line in enumerate(f, 1):
             if len(line) > MAX_LINE:
                 raise ConfigError(f"{p}:{number}: line longer than {MAX_LINE} bytes")
+            if number == 1 and line.startswith(_BOM):
+                line = line[len(_BOM) :]  # written by some Windows tools; not part of the JSON
             if not line.strip():
                 continue
             try:

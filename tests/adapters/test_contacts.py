@@ -28,6 +28,40 @@ def test_csv_rows_keep_order_and_every_column(tmp_path: Path) -> None:
     assert all(type(r) is dict for r in rows)
 
 
+@pytest.mark.parametrize("delimiter", [",", ";", "\t"])
+def test_csv_delimiter_is_read_from_the_header(tmp_path: Path, delimiter: str) -> None:
+    """Comma, semicolon (spreadsheets in comma-decimal locales) and tab files read alike; quoted cells keep theirs."""
+    d = delimiter
+    text = f'\ufeffemail{d} First Name {d}note\r\na@b.co{d}Ann{d}"x, y; z"\r\nc@d.co{d}{d}\r\n'
+    assert list(read_contacts(write(tmp_path, "c.csv", text))) == [
+        {"email": "a@b.co", "First Name": "Ann", "note": "x, y; z"},  # header names stripped of spaces
+        {"email": "c@d.co", "First Name": "", "note": ""},
+    ]
+
+
+def test_csv_one_column_and_blank_lines(tmp_path: Path) -> None:
+    """A one-column file (no delimiter in the header) reads as commas; blank lines are skipped."""
+    assert list(read_contacts(write(tmp_path, "c.csv", "email\na@b.co\n\nc@d.co\n"))) == [
+        {"email": "a@b.co"},
+        {"email": "c@d.co"},
+    ]
+
+
+def test_csv_unnamed_empty_columns_are_dropped(tmp_path: Path) -> None:
+    """Columns with no header name (trailing delimiters, spacer columns) are dropped while their cells are empty."""
+    text = "email,,name,\na@b.co,,Ann,\nc@d.co, ,Bob\n"
+    assert list(read_contacts(write(tmp_path, "c.csv", text))) == [
+        {"email": "a@b.co", "name": "Ann"},
+        {"email": "c@d.co", "name": "Bob"},
+    ]
+
+
+def test_jsonl_with_a_bom(tmp_path: Path) -> None:
+    """A UTF-8 byte order mark before the first JSON object is not part of it."""
+    data = b"\xef\xbb\xbf" + b'{"email": "a@b.c"}\n{"email": "d@e.f"}\n'
+    assert [c["email"] for c in read_contacts(write(tmp_path, "c.jsonl", data))] == ["a@b.c", "d@e.f"]  # type: ignore[index]
+
+
 def test_jsonl_and_ids(tmp_path: Path) -> None:
     """JSON Lines skips blank lines; id files skip blanks and comments."""
     assert list(read_contacts(write(tmp_path, "c.jsonl", '{"email": "a@b.c"}\n\n{"email": "d@e.f"}\n'))) == [
@@ -43,8 +77,18 @@ def test_jsonl_and_ids(tmp_path: Path) -> None:
         ("bad.jsonl", '{"email": "a@b.c"}\n[1, 2]\n', "bad.jsonl:2: not a JSON object"),
         ("bad.jsonl", '{"email": \n', "bad.jsonl:1: not a JSON object"),
         ("bad.csv", "a,b\n1,2,3\n", "bad.csv:2: more values than columns"),
+        ("bad.csv", "a;b\n1;2\n3;4;5\n", "bad.csv:3: more values than columns"),
         ("dup.csv", "a,a\n1,2\n", "duplicate column names"),
+        ("dup.csv", "a, a ,b\n1,2,3\n", r"duplicate column names in the header: \['a'\]"),
+        (
+            "unnamed.csv",
+            "email,,name\na@b.co,,Ann\nc@d.co,oops,Bob\n",
+            "unnamed.csv:3: a value in column 2, which has no",
+        ),
         ("empty.csv", "", "empty CSV"),
+        ("blank.csv", " , \n1,2\n", "empty CSV"),
+        ("quote.csv", 'a,b\n"1,2\n', "quote.csv:2: malformed CSV: unexpected end of data"),
+        ("quote.csv", 'a,b\n"x"y,2\n', "quote.csv:2: malformed CSV: ',' expected after"),
         ("c.xlsx", "x", "cannot tell the format"),
         ("bin.txt", b"\xff\xfe\x00\x01", "not UTF-8"),
     ],
