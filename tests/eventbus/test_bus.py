@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+
 import anyio
 import pytest
 import structlog
@@ -23,6 +26,24 @@ def progress(i: int, job: str = "j1", provider: str = "pronto") -> ev.JobProgres
 
 def completed(job: str = "j1", provider: str = "pronto") -> ev.JobCompleted:
     return ev.JobCompleted(id=f"{job}-done", provider=provider, job_id=job, source="poll")
+
+
+@asynccontextmanager
+async def blocked_publish(bus: Bus, event: ev.Event) -> AsyncIterator[None]:
+    """Publish ``event`` in a task; enter once it waits for room, leave once it went through (5 s at most)."""
+    published = anyio.Event()
+
+    async def publisher() -> None:
+        await bus.publish(event)
+        published.set()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(publisher)
+        await wait_all_tasks_blocked()
+        assert not published.is_set()
+        yield
+        with anyio.fail_after(5):
+            await published.wait()
 
 
 async def test_handler_receives_every_event_in_order() -> None:
@@ -216,19 +237,8 @@ async def test_block_policy_applies_back_pressure() -> None:
             bus.publish_nowait(progress(1))
             with pytest.raises(anyio.WouldBlock):
                 bus.publish_nowait(progress(2))
-            published = anyio.Event()
-
-            async def publisher() -> None:
-                await bus.publish(progress(2))
-                published.set()
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(publisher)
-                await wait_all_tasks_blocked()
-                assert not published.is_set()
+            async with blocked_publish(bus, progress(2)):
                 assert sub.receive_nowait().done == 0
-                with anyio.fail_after(5):
-                    await published.wait()
             assert [sub.receive_nowait().done for _ in range(2)] == [1, 2]
             assert sub.stats().dropped == 0
 
@@ -531,19 +541,8 @@ async def test_blocked_publish_ignores_full_subscribers_that_would_not_take_the_
         ):
             bus.publish_nowait(progress(0, provider="x"))
             bus.publish_nowait(progress(0, provider="y"))
-            published = anyio.Event()
-
-            async def publisher() -> None:
-                await bus.publish(progress(1, provider="y"))
-                published.set()
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(publisher)
-                await wait_all_tasks_blocked()
-                assert not published.is_set()
+            async with blocked_publish(bus, progress(1, provider="y")):
                 for_y.receive_nowait()  # room for "y"; "x" stays full
-                with anyio.fail_after(5):
-                    await published.wait()
             assert (for_x.stats().lag, for_y.stats().lag) == (1, 1)
 
 
@@ -559,21 +558,10 @@ async def test_blocked_publish_asks_each_predicate_once_per_event() -> None:
         broken = bus.on(print, name="broken", where=lambda e: 1 / 0, overflow="drop_newest")
         async with bus.subscribe("full", buffer=1, where=counted) as full:
             bus.publish_nowait(progress(0))
-            published = anyio.Event()
-
-            async def publisher() -> None:
-                await bus.publish(progress(1))
-                published.set()
-
-            async with anyio.create_task_group() as tg:
-                tg.start_soon(publisher)
-                await wait_all_tasks_blocked()
-                assert not published.is_set()
+            async with blocked_publish(bus, progress(1)):
                 late: list[int] = []
                 bus.on(lambda e: late.append(e.done), name="late")  # joins while the publish waits
                 assert full.receive_nowait().done == 0
-                with anyio.fail_after(5):
-                    await published.wait()
             assert full.receive_nowait().done == 1
         with anyio.fail_after(5):
             await bus.drain()
