@@ -28,6 +28,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import httpx
@@ -43,7 +44,7 @@ from eventbus.exceptions import (
     TransportError,
 )
 
-__all__ = ["DEFAULT_BASE_URLS", "ENV", "Pacer", "ProviderClient", "Settings"]
+__all__ = ["DEFAULT_BASE_URLS", "ENV", "Pacer", "ProviderClient", "Settings", "redact_url"]
 
 DEFAULT_BASE_URLS: dict[str, str | None] = {
     "insideview": "https://api.insideview.com/api/v1",
@@ -64,6 +65,14 @@ _TOKEN_PROVIDERS = ("insideview", "mautic")
 _IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE", "PUT", "OPTIONS"})
 
 
+def redact_url(url: str) -> str:
+    """``url`` with any user name and password in it replaced by ``***``, for messages and logs."""
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
+
+
 @dataclass
 class Settings:
     """Where and how to reach one provider. ``credential`` is the id, token or API key; ``secret`` the secret."""
@@ -78,6 +87,15 @@ class Settings:
     backoff_cap: float = 30.0
     rate_limit: float | None = None  # requests per second, client side
     max_wait: float = 300.0  # the longest wait a 429 may ask for (InsideView's window is 5 minutes)
+
+    def __repr__(self) -> str:
+        # The generated repr would show a password written into base_url; the credentials are left out.
+        shown = (
+            f"base_url={redact_url(self.base_url)!r}, login_url={self.login_url and redact_url(self.login_url)!r}, "
+            f"timeout={self.timeout!r}, max_attempts={self.max_attempts!r}, backoff_base={self.backoff_base!r}, "
+            f"backoff_cap={self.backoff_cap!r}, rate_limit={self.rate_limit!r}, max_wait={self.max_wait!r}"
+        )
+        return f"Settings({shown})"
 
     @classmethod
     def from_env(
@@ -133,7 +151,7 @@ class ProviderClient:
         self._client = client or httpx.AsyncClient(timeout=settings.timeout, verify=not plain)
         self._clock = clock
         self._token: str | None = None
-        self._token_expires = 0.0
+        self._token_renew_at = 0.0
         self._token_lock = anyio.Lock()
         self._pacer = Pacer(settings.rate_limit, clock) if settings.rate_limit else None
         self.requests_sent = 0
@@ -161,23 +179,29 @@ class ProviderClient:
             token = None if refresh else self._fresh_token()
             if token is None:
                 request = self.provider.token_request(self.settings.credential, self.settings.secret or "")  # type: ignore[attr-defined]
-                response = await self._raw(request)
+                # Asking for a token is safe to repeat: 429, 5xx and broken connections are retried as for
+                # any request, and what is left (refused or malformed) is read as an AuthError.
+                response = await self.send(request, _authenticated=False)
                 grant = self.provider.read_token(response)  # type: ignore[attr-defined]
                 token = self._token = grant.token
-                self._token_expires = self._clock() + max(grant.expires_in, 1.0)
+                lifetime = max(grant.expires_in, 1.0)
+                # Renewed a minute ahead, or halfway through a token that lives less than two minutes.
+                self._token_renew_at = self._clock() + lifetime - min(60.0, lifetime / 2)
             return token
 
     def _fresh_token(self) -> str | None:
-        """The token held, unless there is none or it is within a minute of expiring."""
-        if self._token is not None and self._clock() < self._token_expires - 60.0:
+        """The token held, unless there is none or it is due for renewal (a minute before it expires)."""
+        if self._token is not None and self._clock() < self._token_renew_at:
             return self._token
         return None
 
     # --- sending -----------------------------------------------------------------------
 
+    def _base(self, request: Request) -> str:
+        return self.settings.login_base() if request.base == "login" else self.settings.base_url
+
     def _url(self, request: Request) -> str:
-        base = self.settings.login_base() if request.base == "login" else self.settings.base_url
-        return base + request.path
+        return self._base(request) + request.path
 
     async def _send(
         self, request: Request, headers: Mapping[str, str] | None = None, *, stream: bool = False
@@ -203,7 +227,9 @@ class ProviderClient:
         try:
             r = await self._send(request, headers)
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
-            raise _NotSent(f"could not connect to {self.provider.name} at {self.settings.base_url}: {exc}") from exc
+            raise _NotSent(
+                f"could not connect to {self.provider.name} at {redact_url(self._base(request))}: {exc}"
+            ) from exc
         except httpx.TimeoutException as exc:
             raise _MaybeSent(f"{self.provider.name} did not answer within {self.settings.timeout:.0f}s") from exc
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
@@ -218,21 +244,25 @@ class ProviderClient:
         *,
         on_throttle: Callable[[float, int], Awaitable[None]] | None = None,
         on_retry: Callable[[str, float, int], Awaitable[None]] | None = None,
+        _authenticated: bool = True,
     ) -> Response:
         """Send with auth and retries; return the first response that is neither 429, 5xx nor a first 401.
 
         Raises :class:`RateLimited` / :class:`ServerError` when the retry budget
-        runs out, :class:`AuthError` on a second 401, :class:`AmbiguousSubmit`
-        when a non-idempotent request may have been taken, and
-        :class:`TransportError` when the provider cannot be reached at all.
+        runs out, :class:`AuthError` on a second 401 (or when a token cannot be
+        had), :class:`AmbiguousSubmit` when a non-idempotent request may have
+        been taken, and :class:`TransportError` when the provider cannot be
+        reached at all. ``_authenticated=False`` is for the token request
+        itself: no auth header, no 401 handling, and a broken connection is
+        simply retried.
         """
         s = self.settings
         backoff = Backoff(base=s.backoff_base, cap=s.backoff_cap, max_attempts=max(s.max_attempts - 1, 0))
-        refreshed = False
+        refreshed = not _authenticated
         while True:
             try:
-                token = await self._credential()
-                response = await self._raw(request, self.provider.auth_headers(token))  # type: ignore[attr-defined]
+                headers = self.provider.auth_headers(await self._credential()) if _authenticated else None  # type: ignore[attr-defined]
+                response = await self._raw(request, headers)
             except _NotSent as exc:
                 if backoff.exhausted:
                     raise TransportError(f"{exc} (gave up after {backoff.attempt + 1} attempts)") from exc.__cause__
@@ -242,9 +272,13 @@ class ProviderClient:
                 await anyio.sleep(delay)
                 continue
             except _MaybeSent as exc:
-                if request.method in _IDEMPOTENT and not backoff.exhausted:
+                if (request.method in _IDEMPOTENT or not _authenticated) and not backoff.exhausted:
                     await anyio.sleep(backoff.next_delay())
                     continue
+                if not _authenticated:
+                    raise TransportError(
+                        f"{exc} (asking for a token; gave up after {backoff.attempt + 1} attempts)"
+                    ) from exc.__cause__
                 raise AmbiguousSubmit(
                     f"{exc}; the request was sent, so it may have been taken — not resending it",
                     provider=self.provider.name,
@@ -253,7 +287,7 @@ class ProviderClient:
                 refreshed = True
                 await self._credential(refresh=True)
                 continue
-            if response.status == 401:
+            if response.status == 401 and _authenticated:
                 raise AuthError(
                     f"{self.provider.name} refused our credentials (HTTP 401) even after a fresh token",
                     status=401,

@@ -43,6 +43,7 @@ class Scripted:
     """A provider stand-in: answers ``/api/submit`` from a script, issues tokens, remembers what it saw."""
 
     answers: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)
+    token_answers: list[tuple[int, dict[str, str], bytes]] = field(default_factory=list)  # before any grant
     expires_in: int = 3600
     refused_tokens: set[str] = field(default_factory=set)
     tokens_issued: int = 0
@@ -52,6 +53,11 @@ class Scripted:
     def app(self) -> Starlette:
         async def mautic_token(request: StarletteRequest) -> StarletteResponse:
             form = (await request.body()).decode()
+            with self.lock:
+                scripted = self.token_answers.pop(0) if self.token_answers else None
+            if scripted is not None:
+                status, headers, body = scripted
+                return StarletteResponse(body, status_code=status, headers=headers)
             if f"client_secret={SECRET}" not in form:
                 return StarletteResponse(b'{"error": "invalid_client"}', status_code=400)
             return self._grant({"access_token": self._new_token(), "expires_in": self.expires_in})
@@ -191,6 +197,63 @@ async def test_refused_client_credentials_never_show_the_secret(scripted: tuple[
         with pytest.raises(AuthError, match="refused the client credentials") as caught:
             await http.send(SUBMIT)
     assert wrong not in str(caught.value) and wrong not in repr(settings)
+
+
+async def test_token_endpoint_throttled_or_failing_is_retried(scripted: tuple[Scripted, str]) -> None:
+    """A token endpoint's 503 and 429 are retried like any request (not read as refused credentials)."""
+    provider, url = scripted
+    provider.token_answers = [(503, {}, b"maintenance"), (429, {"Retry-After": "0.01"}, b"")]
+    async with ProviderClient(Mautic(), quick(url)) as http:
+        response = await http.send(SUBMIT)
+    assert response.status == 202 and provider.tokens_issued == 1 and len(provider.submits) == 1
+
+
+async def test_token_endpoint_failing_for_good_is_a_server_error(scripted: tuple[Scripted, str]) -> None:
+    """A token endpoint that keeps answering 503 ends in ServerError naming it; nothing is submitted."""
+    provider, url = scripted
+    provider.token_answers = [(503, {}, b'{"message": "maintenance"}')] * 3
+    async with ProviderClient(Mautic(), quick(url, max_attempts=3)) as http:
+        with pytest.raises(ServerError, match=r"kept failing \(HTTP 503: maintenance\) after 3 attempts"):
+            await http.send(SUBMIT)
+    assert provider.submits == [] and provider.token_answers == []
+
+
+async def test_short_lived_token_is_reused_until_halfway(scripted: tuple[Scripted, str]) -> None:
+    """A token living under two minutes is renewed halfway through its life, not before every request."""
+    provider, url = scripted
+    provider.expires_in = 30
+    clock = Clock()
+    async with ProviderClient(Mautic(), quick(url), clock=clock) as http:
+        await http.send(SUBMIT)
+        clock.now += 14
+        await http.send(SUBMIT)
+        clock.now += 2  # 16 s of 30: past halfway
+        await http.send(SUBMIT)
+    assert [h["authorization"] for h in provider.submits] == ["Bearer tok-1", "Bearer tok-1", "Bearer tok-2"]
+
+
+async def test_unreachable_token_endpoint_is_a_transport_error_for_pollers() -> None:
+    """request() (the pollers' call) gets a TransportError when no token can be had, not an internal type."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()
+    url = f"http://127.0.0.1:{port}"
+    async with ProviderClient(InsideView(), quick(url, login_url=url, max_attempts=2)) as http:
+        with pytest.raises(TransportError, match=f"could not connect to insideview at {url}.*gave up after 2"):
+            await http.request(Request("GET", "/job/j1"))
+
+
+async def test_password_in_the_base_url_is_never_shown() -> None:
+    """A user:password written into the base URL stays out of errors and of the settings' repr."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()
+    settings = quick(f"http://admin:TOPSECRETPW@127.0.0.1:{port}", "t", max_attempts=1)
+    async with ProviderClient(Datananas(list="L1"), settings) as http:
+        with pytest.raises(TransportError, match=rf"at http://\*\*\*@127\.0\.0\.1:{port}") as caught:
+            await http.send(SUBMIT)
+    assert "TOPSECRETPW" not in str(caught.value) and "TOPSECRETPW" not in repr(settings)
+    assert "admin" not in repr(settings) and SECRET not in repr(settings)
 
 
 # --- retries -----------------------------------------------------------------------------------------
