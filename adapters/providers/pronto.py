@@ -149,10 +149,33 @@ class Pronto(Provider):
             return Refused(response.status, "the API key was refused (PRONTO_API_KEY)", account=True, code="auth")
         reason = reason_of(response)
         if isinstance(data, dict) and isinstance(data.get("details"), list):
-            reason += ": " + "; ".join(
-                f"contact {d.get('index')} {d.get('field')}: {d.get('message')}" for d in data["details"][:5]
-            )
+            described = [text for text in map(_describe_detail, data["details"][:5]) if text]
+            if described:
+                reason += ": " + "; ".join(described)
         return Refused(response.status, reason)
+
+
+def _text(value: Any) -> str:
+    """Any decoded JSON value as short text: a string as it is, anything else as its JSON."""
+    return ev.excerpt(value if isinstance(value, str) else msgspec.json.encode(value))
+
+
+def _describe_detail(detail: Any) -> str:
+    """One entry of a refusal's ``details`` as short text, whatever its shape ("" when it holds nothing)."""
+    if detail is None:
+        return ""
+    if not isinstance(detail, dict):
+        return _text(detail)
+    index, field, message = detail.get("index"), detail.get("field"), detail.get("message")
+    where = []
+    if index is not None:
+        where.append(f"contact {_text(index)}")
+    if field is not None:
+        where.append(_text(field))
+    what = "" if message is None else _text(message)
+    if where and what:
+        return f"{' '.join(where)}: {what}"
+    return " ".join(where) or what or _text(detail)
 
 
 # --- results by webhook -------------------------------------------------------------------------
