@@ -32,6 +32,7 @@ HEADER_ID: Final = "webhook-id"
 HEADER_TIMESTAMP: Final = "webhook-timestamp"
 HEADER_SIGNATURE: Final = "webhook-signature"
 DEFAULT_TOLERANCE: Final = 300.0  # seconds, as the Standard Webhooks reference libraries use
+_TIMESTAMP_DIGITS: Final = 20  # far past any real Unix time in seconds; bounds the int and float work
 
 
 class SignatureError(ValueError):
@@ -77,7 +78,9 @@ def verify(
     """Check a request's signature; return its ``webhook-id`` or raise :class:`SignatureError`.
 
     ``headers`` must be case-insensitive for HTTP header names (Starlette's and
-    httpx's are) or use the lowercase names.
+    httpx's are) or use the lowercase names. The timestamp must be plain ASCII
+    digits (no sign, spaces or underscores); a NaN ``tolerance`` refuses every
+    timestamp rather than none.
     """
     msg_id = headers.get(HEADER_ID)
     ts_text = headers.get(HEADER_TIMESTAMP)
@@ -87,12 +90,15 @@ def verify(
             h for h, v in ((HEADER_ID, msg_id), (HEADER_TIMESTAMP, ts_text), (HEADER_SIGNATURE, sig_text)) if not v
         ]
         raise SignatureError(f"missing signature header(s): {', '.join(missing)}")
-    try:
-        ts = int(ts_text)
-    except ValueError:
-        raise SignatureError(f"{HEADER_TIMESTAMP} is not an integer Unix time") from None
+    # Plain ASCII digits only: int() would also take "1_0", " 10", "-10" and other
+    # scripts' digits, and a 400-digit number overflows the float subtraction below.
+    if not (ts_text.isascii() and ts_text.isdigit() and len(ts_text) <= _TIMESTAMP_DIGITS):
+        raise SignatureError(
+            f"{HEADER_TIMESTAMP} is not an integer Unix time (at most {_TIMESTAMP_DIGITS} ASCII digits)"
+        )
+    ts = int(ts_text)
     current = time.time() if now is None else now
-    if abs(current - ts) > tolerance:
+    if not abs(current - ts) <= tolerance:  # written so that a NaN tolerance refuses instead of accepting all
         raise SignatureError(
             f"{HEADER_TIMESTAMP} is {current - ts:+.0f}s away from now (tolerance {tolerance:.0f}s): "
             "stale or replayed request, or the clocks disagree"

@@ -40,8 +40,24 @@ def test_whsec_secret_is_base64_decoded() -> None:
         (lambda h, b: ({k: v for k, v in h.items() if k != "webhook-id"}, b), "missing signature header"),
         (lambda h, b: ({**h, "webhook-timestamp": "soon"}, b), "not an integer"),
         (lambda h, b: ({**h, "webhook-timestamp": "1699990000"}, b), "tolerance"),
+        (lambda h, b: ({**h, "webhook-timestamp": "9" * 400}, b), "not an integer"),
+        (lambda h, b: ({**h, "webhook-timestamp": "1_700_000_000"}, b), "not an integer"),
+        (lambda h, b: ({**h, "webhook-timestamp": "-1700000000"}, b), "not an integer"),
+        (lambda h, b: ({**h, "webhook-timestamp": " 1700000000"}, b), "not an integer"),
+        (lambda h, b: ({**h, "webhook-timestamp": "\u0661\u0667\u0660\u0660"}, b), "not an integer"),
     ],
-    ids=["bad-signature", "altered-body", "missing-id", "bad-timestamp", "stale"],
+    ids=[
+        "bad-signature",
+        "altered-body",
+        "missing-id",
+        "bad-timestamp",
+        "stale",
+        "huge-timestamp",
+        "underscores",
+        "negative",
+        "space",
+        "non-ascii-digits",
+    ],
 )
 def test_verify_refuses_bad_requests(mutate, fragment: str) -> None:
     """Wrong signature, altered body, missing headers, bad or stale timestamps are refused with a reason."""
@@ -64,3 +80,10 @@ def test_error_message_has_no_secret() -> None:
     with pytest.raises(SignatureError) as info:
         verify("expected-secret-value", headers, BODY, now=100)
     assert "secret-value" not in str(info.value)
+
+
+def test_nan_tolerance_does_not_turn_off_the_replay_check() -> None:
+    """A NaN tolerance compares false with everything; a stale timestamp must still be refused."""
+    headers = signature_headers("s3cret", "msg_1", BODY, timestamp=1_700_000_000)
+    with pytest.raises(SignatureError, match="tolerance"):
+        verify("s3cret", headers, BODY, tolerance=float("nan"), now=1_700_000_000 + 10**9)
