@@ -17,8 +17,9 @@ Every refusal also publishes an :class:`~eventbus.events.InvalidSignal` (a
 reason a person can act on, the status, a bounded excerpt of the body; never
 a header, so never the secret or the signature). A malformed request never
 causes a 500: only a parser that raises something other than ``ValueError``,
-``LookupError`` or ``TypeError`` (a bug, not bad input) does, so that the
-sender retries once the bug is fixed.
+``LookupError``, ``TypeError`` or ``RecursionError`` (JSON nested too deeply,
+answered 400 too) does: that is a bug, not bad input, and the 500 makes the
+sender retry once the bug is fixed.
 
 **Bridging event loops.** uvicorn serves on asyncio, possibly in a background
 thread (:class:`adapters.serving.ServedApp`), while the bus may live on trio in
@@ -33,6 +34,7 @@ that serves it.
 from __future__ import annotations
 
 import hashlib
+import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -121,8 +123,10 @@ class WebhookReceiver:
         publish_timeout: float = 30.0,
         path: str = "/hooks/{provider}",
     ) -> None:
-        if max_body < 1 or dedupe_size < 1 or publish_timeout <= 0 or tolerance < 0:
-            raise ConfigError("max_body, dedupe_size and publish_timeout must be positive, tolerance >= 0")
+        # Written as "not (ok)" so that NaN, which compares false with everything, is refused too;
+        # an infinite tolerance would silently turn off the replay check.
+        if not (max_body >= 1 and dedupe_size >= 1 and 0 < publish_timeout < math.inf and 0 <= tolerance < math.inf):
+            raise ConfigError("max_body, dedupe_size and publish_timeout must be positive, tolerance >= 0, both finite")
         if "{provider}" not in path:
             raise ConfigError("path must contain '{provider}'")
         key: bytes | None = None
@@ -270,6 +274,8 @@ class WebhookReceiver:
             events = parse(body, headers)
         except (ValueError, LookupError, TypeError) as exc:
             raise _Refused(400, f"{provider} webhook body not usable: {exc}") from None
+        except RecursionError:  # valid JSON nested past the interpreter's limit (a 2 KB body suffices)
+            raise _Refused(400, f"{provider} webhook body not usable: JSON nested too deeply to decode") from None
         self._inflight[key] = None
         try:
             try:

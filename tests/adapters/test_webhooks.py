@@ -27,6 +27,7 @@ from adapters.simulator import Faults, Simulator, SimulatorConfig
 from adapters.webhooks import WebhookReceiver
 from eventbus import events as ev
 from eventbus.bus import Bus
+from eventbus.exceptions import ConfigError
 from eventbus.testing import capture
 
 pytestmark = pytest.mark.anyio
@@ -310,6 +311,13 @@ async def test_chunked_oversize_body_is_cut_off_while_streaming() -> None:
         assert body.pulled <= 6  # stopped a chunk past the 4 KiB limit, not after 1000 chunks
 
 
+# Valid JSON all the way down, nested past the interpreter's recursion limit, in an
+# unknown field the parser skips: msgspec raises RecursionError, not a ValueError.
+# ("{" * 10_000 above fails at its second byte and never gets that deep.)
+DEPTH = sys.getrecursionlimit() + 1_000
+DEEP_VALID = b'{"job": "j1", "items": [], "x": ' + b"[" * DEPTH + b"]" * DEPTH + b"}"
+
+
 @pytest.mark.parametrize(
     "body",
     [
@@ -321,8 +329,9 @@ async def test_chunked_oversize_body_is_cut_off_while_streaming() -> None:
         b"[]",
         b'{"job": "j1", "items": [{"key": "a", "ok": "yes"}]}',
         b"{" * 10_000,
+        DEEP_VALID,
     ],
-    ids=["empty", "text", "invalid-utf8", "missing-field", "wrong-type", "array", "nested-wrong", "deep"],
+    ids=["empty", "text", "invalid-utf8", "missing-field", "wrong-type", "array", "nested-wrong", "deep", "deep-valid"],
 )
 async def test_garbage_bodies_are_400_never_500(body: bytes) -> None:
     """Unusable bodies answer 400 with an InvalidSignal carrying a bounded excerpt."""
@@ -356,8 +365,9 @@ async def test_signed_webhook_is_accepted() -> None:
         (lambda body: signature_headers("whsec_d3Jvbmc=", "m1", body), "no v1 signature matches"),
         (lambda body: signature_headers(SECRET, "m1", body + b" "), "no v1 signature matches"),
         (lambda body: signature_headers(SECRET, "m1", body, timestamp=int(time.time()) - 3600), "stale"),
+        (lambda body: {**signature_headers(SECRET, "m1", body), "webhook-timestamp": "9" * 400}, "not an integer"),
     ],
-    ids=["unsigned", "wrong-secret", "altered-body", "stale"],
+    ids=["unsigned", "wrong-secret", "altered-body", "stale", "huge-timestamp"],
 )
 async def test_bad_signatures_are_401_and_leak_nothing(headers_for, fragment: str) -> None:
     """Missing, wrong, altered or stale signatures answer 401; the signal holds neither secret nor signature."""
@@ -390,6 +400,13 @@ def test_malformed_whsec_secret_is_refused_at_construction() -> None:
     """A whsec_ secret that is not base64 fails when the receiver is built, not per request."""
     with pytest.raises(ValueError, match="not base64"):
         WebhookReceiver(Bus(), {}, secret="whsec_***")
+
+
+@pytest.mark.parametrize("tolerance", [float("nan"), float("inf"), -1.0])
+def test_tolerance_that_would_disable_the_replay_check_is_refused(tolerance: float) -> None:
+    """A NaN, infinite or negative signature tolerance fails when the receiver is built."""
+    with pytest.raises(ConfigError, match="tolerance"):
+        WebhookReceiver(Bus(), {}, secret=SECRET, tolerance=tolerance)
 
 
 # --- over a real socket, with the bus in the test's own loop -----------------
