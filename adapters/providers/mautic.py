@@ -40,6 +40,7 @@ __all__ = ["MAX_BATCH", "MAX_BULK", "Mautic"]
 
 MAX_BULK: Final = 10_000
 MAX_BATCH: Final = 200
+NO_STATUS: Final = "no_status"  # the code of a batch row Mautic's answer gave no status for
 ENDPOINTS: Final = {
     "new": ("POST", "/api/contacts/bulk/new"),
     "put": ("PUT", "/api/contacts/bulk/edit"),
@@ -170,7 +171,13 @@ class Mautic(Provider):
         errors = batch.errors if isinstance(batch.errors, dict) else dict(enumerate(batch.errors))
         created = iter(batch.contacts)
         results = []
-        for i, (row, code) in enumerate(zip(chunk.rows, batch.statusCodes, strict=False)):
+        # One outcome per submitted row: a row past the end of statusCodes failed to be answered,
+        # and statuses past the last row answer nothing we sent (ignored).
+        for i, row in enumerate(chunk.rows):
+            if i >= len(batch.statusCodes):
+                results.append((row, str(row), False, NO_STATUS, "Mautic gave no status for this row", {}))
+                continue
+            code = batch.statusCodes[i]
             if code in (200, 201):
                 contact = next(created, {})
                 key = str(contact.get("id", row))

@@ -5,7 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from adapters.providers.base import Chunk, Refused, Response
+from adapters.providers.base import Chunk, Items, Refused, Response
+from adapters.providers.mautic import Mautic
 from adapters.providers.pronto import Pronto
 from adapters.submit import prepare
 
@@ -39,3 +40,29 @@ def test_pronto_refusal_details_of_any_shape_give_a_reason(body: object, expecte
     refused = p.read_submit(chunk, resp(400, body))
     assert isinstance(refused, Refused) and refused.status == 400 and not refused.account
     assert isinstance(refused.reason, str) and refused.reason.startswith(expected)
+
+
+# --- Mautic's batch endpoint ------------------------------------------------------------------
+
+
+def mautic_batch_chunk(n: int) -> tuple[Mautic, Chunk]:
+    m = Mautic(endpoint="batch")
+    return m, prepare(m, [{"email": f"a{i}@b.c"} for i in range(n)])[0][0]
+
+
+def test_mautic_batch_rows_without_a_status_fail_with_a_reason() -> None:
+    """Fewer statusCodes than rows: every row still gets one outcome, the unanswered ones a failure saying why."""
+    m, chunk = mautic_batch_chunk(3)
+    items = m.read_submit(chunk, resp(201, {"statusCodes": [201], "contacts": [{"id": 1}]}))
+    assert isinstance(items, Items)
+    assert [(row, ok) for row, _, ok, *_ in items.results] == [(0, True), (1, False), (2, False)]
+    assert all(r[4] == "Mautic gave no status for this row" for r in items.results[1:])
+
+
+def test_mautic_batch_extra_statuses_are_ignored() -> None:
+    """More statusCodes than rows: one outcome per submitted row, the extra statuses read as nothing."""
+    m, chunk = mautic_batch_chunk(2)
+    body = {"statusCodes": [201, 201, 201, 400], "contacts": [{"id": 1}, {"id": 2}, {"id": 3}]}
+    items = m.read_submit(chunk, resp(201, body))
+    assert isinstance(items, Items)
+    assert [(row, ok, what) for row, _, ok, what, *_ in items.results] == [(0, True, "created"), (1, True, "created")]
