@@ -19,8 +19,8 @@ Around that:
   with 1009 (the protocol cannot skip a frame it refuses to buffer) and
   publishes an ``InvalidSignal``; the source reconnects.
 * **Bad frames** (the parser raises ``ValueError``, ``LookupError`` or
-  ``TypeError``) become ``InvalidSignal`` events with a bounded excerpt; the
-  connection stays up.
+  ``TypeError``, or ``RecursionError`` for JSON nested too deeply) become
+  ``InvalidSignal`` events with a bounded excerpt; the connection stays up.
 * ``SourceState`` events: ``connected``, ``disconnected``, ``reconnecting``,
   ``gave_up``, ``stopped``. ``on_reconnect`` (sync or async) runs after every
   successful *re*connection so the provider wiring can recover what was
@@ -288,6 +288,11 @@ class WebSocketSource:
                     events = parse(frame)
                 except _BAD_INPUT as exc:
                     await self._invalid(f"{self.provider} frame not usable: {exc}", ev.excerpt(frame))
+                    continue
+                except RecursionError:  # valid JSON nested past the interpreter's limit: a 2 KB frame suffices
+                    await self._invalid(
+                        f"{self.provider} frame not usable: JSON nested too deeply to decode", ev.excerpt(frame)
+                    )
                     continue
                 if correlator is not None:
                     events = [out for event in events for out in correlator.admit(event)]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import socket
 import ssl
+import sys
 import threading
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -279,6 +280,25 @@ async def test_malformed_frames_become_invalid_signals_and_the_connection_stays(
     assert shape(events) == [("connected", 0), 1, "invalid", "invalid", "invalid", "invalid", 2]
     assert events[4].reason == "datananas frame not usable: unknown event 'nope'"  # type: ignore[attr-defined]
     assert server.connections == 1
+
+
+async def test_frame_nested_past_the_recursion_limit_is_one_invalid_signal() -> None:
+    """A valid but deeply nested frame (msgspec raises RecursionError) is one InvalidSignal; the next frame arrives."""
+    depth = sys.getrecursionlimit() + 1_000  # a few KB, far below max_size
+    deep = '{"event": "contact_bulk_create_running", "data": {"uuid": "u1", "i": 0, "total": 1, "x": '
+    deep += "[" * depth + "]" * depth + "}}"
+
+    async def deep_then_valid(ws: websockets.asyncio.server.ServerConnection) -> None:
+        await ws.send(deep)
+        await ws.send(frame(1))
+        await ws.wait_closed()
+
+    with WsServer(deep_then_valid) as server:
+        async with watched(url=server.url) as (sub, source):
+            events = await take(sub, 3)
+    assert shape(events) == [("connected", 0), "invalid", 2]
+    assert events[1].reason == "datananas frame not usable: JSON nested too deeply to decode"  # type: ignore[attr-defined]
+    assert server.connections == 1 and source.invalid == 1
 
 
 @pytest.mark.parametrize("fragmented", [False, True], ids=["one-frame", "fragments"])
