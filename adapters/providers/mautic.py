@@ -60,7 +60,7 @@ class _Job(msgspec.Struct):
 
 class _Batch(msgspec.Struct):
     statusCodes: list[int]
-    contacts: list[dict[str, Any]] = []
+    contacts: list[Any] = []  # the created or updated contacts, in row order (entries that are no object: no id)
     errors: dict[str, Any] | list[Any] = {}
 
 
@@ -171,22 +171,25 @@ class Mautic(Provider):
         errors = batch.errors if isinstance(batch.errors, dict) else dict(enumerate(batch.errors))
         created = iter(batch.contacts)
         results = []
-        # One outcome per submitted row: a row past the end of statusCodes failed to be answered,
-        # and statuses past the last row answer nothing we sent (ignored).
+        # One outcome per submitted row, keyed by its input row (Mautic's contact id is data: keying
+        # successes by it let contact id 5 and failed row 5 share an item id). A row past the end of
+        # statusCodes was not answered; statuses past the last row answer nothing we sent (ignored).
         for i, row in enumerate(chunk.rows):
+            key = str(row)
             if i >= len(batch.statusCodes):
-                results.append((row, str(row), False, NO_STATUS, "Mautic gave no status for this row", {}))
+                results.append((row, key, False, NO_STATUS, "Mautic gave no status for this row", {}))
                 continue
             code = batch.statusCodes[i]
             if code in (200, 201):
-                contact = next(created, {})
-                key = str(contact.get("id", row))
-                results.append((row, key, True, "created" if code == 201 else "updated", "", {"id": contact.get("id")}))
+                contact = next(created, None)
+                contact_id = contact.get("id") if isinstance(contact, dict) else None
+                results.append((row, key, True, "created" if code == 201 else "updated", "", {"id": contact_id}))
             else:
                 error = errors.get(str(i)) or errors.get(i) or {}
-                message = error.get("message", f"HTTP {code}") if isinstance(error, dict) else str(error)
+                message = error.get("message", f"HTTP {code}") if isinstance(error, dict) else error
                 details = error.get("details", {}) if isinstance(error, dict) else {}
-                results.append((row, str(row), False, str(code), message, {"details": details}))
+                text = message if isinstance(message, str) else msgspec.json.encode(message).decode()
+                results.append((row, key, False, str(code), ev.excerpt(text), {"details": details}))
         return Items(tuple(results))
 
 

@@ -66,3 +66,27 @@ def test_mautic_batch_extra_statuses_are_ignored() -> None:
     items = m.read_submit(chunk, resp(201, body))
     assert isinstance(items, Items)
     assert [(row, ok, what) for row, _, ok, what, *_ in items.results] == [(0, True, "created"), (1, True, "created")]
+
+
+def test_mautic_batch_items_are_keyed_by_input_row_with_the_contact_id_as_data() -> None:
+    """Successes and failures share one kind of key, the input row: Mautic's contact id 2 cannot collide with row 2."""
+    m = Mautic(endpoint="batch")
+    chunk = prepare(m, [{"email": "not an email"}] + [{"email": f"a{i}@b.c"} for i in range(6)])[0][0]
+    assert chunk.rows == (1, 2, 3, 4, 5, 6)
+    body = {"statusCodes": [400, 400, 400, 400, 201, 400], "contacts": [{"id": 2}], "errors": {}}
+    items = m.read_submit(chunk, resp(201, body))
+    assert isinstance(items, Items)
+    assert [key for _, key, *_ in items.results] == ["1", "2", "3", "4", "5", "6"]
+    assert [(key, data) for _, key, ok, _, _, data in items.results if ok] == [("5", {"id": 2})]
+
+
+def test_mautic_batch_odd_errors_and_contacts_still_give_text_and_rows() -> None:
+    """An error message that is an object becomes text; a created contact that is no object gives no id."""
+    m, chunk = mautic_batch_chunk(2)
+    body = {"statusCodes": [201, 400], "contacts": [None], "errors": {"1": {"message": {"email": "taken"}}}}
+    items = m.read_submit(chunk, resp(201, body))
+    assert isinstance(items, Items)
+    assert [(key, ok, message, data) for _, key, ok, _, message, data in items.results] == [
+        ("0", True, "", {"id": None}),
+        ("1", False, '{"email":"taken"}', {"details": {}}),
+    ]

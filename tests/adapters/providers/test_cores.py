@@ -130,7 +130,8 @@ def test_mautic_batch_items_and_token() -> None:
         ),
     )
     assert isinstance(items, Items)
-    assert [(r[1], r[2], r[3]) for r in items.results] == [("5", True, "created"), ("1", False, "400")]
+    assert [(r[1], r[2], r[3]) for r in items.results] == [("0", True, "created"), ("1", False, "400")]
+    assert items.results[0][5] == {"id": 5}  # keyed by input row; Mautic's contact id is data
     assert m.read_token(resp(200, {"access_token": "t", "expires_in": 3600, "token_type": "bearer"})).token == "t"
     with pytest.raises(AuthError, match="refused the client credentials"):
         m.read_token(resp(401, {"error": "invalid_client"}))
