@@ -43,6 +43,7 @@ MAX_FETCH_IDS: Final = 50
 TOKEN_HEADER: Final = "accessToken"
 LOGIN_PATH: Final = "/Auth/login/v1/token.json"
 ID_FIELDS: Final = ("newcontactid", "contactid", "id")
+NO_ANSWER: Final = "no_answer"  # the code of an id a Bulk Contact Fetch answer left out
 
 
 class _TokenDetails(msgspec.Struct):
@@ -85,9 +86,9 @@ def parse_job_status(response: Response) -> JobStatus:
 
 
 class _Fetched(msgspec.Struct):
-    requestedContactId: str
+    requestedContactId: str | int
     contact: dict[str, Any] | None = None
-    error: dict[str, Any] | None = None
+    error: Any = None  # {"errorCode", "errorMessage"}; a bare string is read as the message
 
 
 class InsideView(Provider):
@@ -189,25 +190,29 @@ class InsideView(Provider):
             entries = msgspec.convert(data, list[_Fetched])
         except msgspec.ValidationError as exc:
             return Refused(200, f"Bulk Contact Fetch answer not understood: {exc}")
-        rows = {c["id"]: r for r, c in zip(chunk.rows, chunk.contacts, strict=True)}
+        # One outcome per id sent, in request order: an id answered twice is read once (the first
+        # answer), an id not asked for is no row of ours, and an id left out fails saying so.
+        answers: dict[str, _Fetched] = {}
+        for entry in entries:
+            answers.setdefault(str(entry.requestedContactId), entry)
         results = []
-        for e in entries:
-            row = rows.get(e.requestedContactId, -1)
-            if e.contact is not None:
-                results.append((row, e.requestedContactId, True, "found", "", e.contact))
+        for row, contact in zip(chunk.rows, chunk.contacts, strict=True):
+            key = contact["id"]
+            entry = answers.get(key)
+            if entry is None:
+                results.append((row, key, False, NO_ANSWER, "InsideView gave no answer for this id", {}))
+            elif entry.contact is not None:
+                results.append((row, key, True, "found", "", entry.contact))
             else:
-                error = e.error or {}
-                results.append(
-                    (
-                        row,
-                        e.requestedContactId,
-                        False,
-                        str(error.get("errorCode", "unknown")),
-                        str(error.get("errorMessage", "")),
-                        {},
-                    )
-                )
+                error = entry.error if isinstance(entry.error, dict) else {"errorMessage": entry.error or ""}
+                code, message = error.get("errorCode") or "unknown", error.get("errorMessage") or ""
+                results.append((row, key, False, _text(code), _text(message), {}))
         return Items(tuple(results))
+
+
+def _text(value: Any) -> str:
+    """Any decoded JSON value as short text: a string as it is, anything else as its JSON."""
+    return ev.excerpt(value if isinstance(value, str) else msgspec.json.encode(value))
 
 
 def _seconds_until(expiration: str | int | float | None, now: datetime) -> float:

@@ -6,6 +6,7 @@ import msgspec
 import pytest
 
 from adapters.providers.base import Chunk, Items, Refused, Response
+from adapters.providers.insideview import InsideView
 from adapters.providers.mautic import Mautic
 from adapters.providers.pronto import Pronto
 from adapters.submit import prepare
@@ -90,3 +91,37 @@ def test_mautic_batch_odd_errors_and_contacts_still_give_text_and_rows() -> None
         ("0", True, "", {"id": None}),
         ("1", False, '{"email":"taken"}', {"details": {}}),
     ]
+
+
+# --- InsideView's Bulk Contact Fetch ------------------------------------------------------------
+
+
+def fetch_chunk(*ids: str) -> tuple[InsideView, Chunk]:
+    iv = InsideView(endpoint="fetch")
+    return iv, prepare(iv, list(ids))[0][0]
+
+
+def test_insideview_fetch_id_left_out_fails_with_a_reason() -> None:
+    """An id the answer leaves out still gets one outcome: a failure saying InsideView did not answer for it."""
+    iv, chunk = fetch_chunk("11", "12", "13")
+    items = iv.read_submit(chunk, resp(200, [{"requestedContactId": "12", "contact": {"firstName": "Ann"}}]))
+    assert isinstance(items, Items)
+    assert [(row, key, ok) for row, key, ok, *_ in items.results] == [
+        (0, "11", False),
+        (1, "12", True),
+        (2, "13", False),
+    ]
+    assert [r[4] for r in items.results if not r[2]] == ["InsideView gave no answer for this id"] * 2
+
+
+def test_insideview_fetch_repeated_and_unknown_ids_are_read_once_or_not_at_all() -> None:
+    """An id answered twice gives one outcome (the first); an id that was not asked for gives none."""
+    iv, chunk = fetch_chunk("1")
+    body = [
+        {"requestedContactId": "1", "contact": {"n": 1}},
+        {"requestedContactId": "1", "error": {"errorCode": "404-602", "errorMessage": "gone"}},
+        {"requestedContactId": "9", "contact": {"n": 9}},
+    ]
+    items = iv.read_submit(chunk, resp(200, body))
+    assert isinstance(items, Items)
+    assert items.results == ((0, "1", True, "found", "", {"n": 1}),)
