@@ -87,13 +87,15 @@ class Settings:
     backoff_cap: float = 30.0
     rate_limit: float | None = None  # requests per second, client side
     max_wait: float = 300.0  # the longest wait a 429 may ask for (InsideView's window is 5 minutes)
+    max_response_bytes: int = 64 * 1024 * 1024  # a longer answer is not read into memory
 
     def __repr__(self) -> str:
         # The generated repr would show a password written into base_url; the credentials are left out.
         shown = (
             f"base_url={redact_url(self.base_url)!r}, login_url={self.login_url and redact_url(self.login_url)!r}, "
             f"timeout={self.timeout!r}, max_attempts={self.max_attempts!r}, backoff_base={self.backoff_base!r}, "
-            f"backoff_cap={self.backoff_cap!r}, rate_limit={self.rate_limit!r}, max_wait={self.max_wait!r}"
+            f"backoff_cap={self.backoff_cap!r}, rate_limit={self.rate_limit!r}, max_wait={self.max_wait!r}, "
+            f"max_response_bytes={self.max_response_bytes!r}"
         )
         return f"Settings({shown})"
 
@@ -216,16 +218,20 @@ class ProviderClient:
             self._url(request),
             params=dict(request.params),
             headers={**request.headers, **(headers or {})},
-            content=None if stream else request.content,  # a stream is a GET: it has always sent no body
+            content=request.content,
         )
         response = await self._client.send(built, stream=stream)
         self.requests_sent += 1
         return response
 
     async def _raw(self, request: Request, headers: Mapping[str, str] | None = None) -> Response:
-        """One attempt, with httpx errors converted; no retries, no auth."""
+        """One attempt, with httpx errors converted; no retries, no auth. The answer is read up to a size limit."""
         try:
-            r = await self._send(request, headers)
+            r = await self._send(request, headers, stream=True)
+            try:
+                body = await self._read_body(r)
+            finally:
+                await r.aclose()
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise _NotSent(
                 f"could not connect to {self.provider.name} at {redact_url(self._base(request))}: {exc}"
@@ -236,7 +242,23 @@ class ProviderClient:
             raise _MaybeSent(f"the connection to {self.provider.name} broke: {exc}") from exc
         except httpx.HTTPError as exc:
             raise TransportError(f"HTTP error talking to {self.provider.name}: {exc}") from exc
-        return Response(r.status_code, dict(r.headers.items()), r.content)  # httpx gives the names lower-case
+        return Response(r.status_code, dict(r.headers.items()), body)  # httpx gives the names lower-case
+
+    async def _read_body(self, r: httpx.Response) -> bytes:
+        limit = self.settings.max_response_bytes
+        declared = r.headers.get("content-length", "")
+        if declared.isascii() and declared.isdigit() and int(declared) > limit:
+            raise _MaybeSent(f"{self.provider.name} answered {declared} bytes, more than max_response_bytes ({limit})")
+        chunks, size = [], 0
+        # Read to the end even past the limit, keeping nothing more: leaving httpx's stream early leaves its
+        # inner generators unclosed (trio warns), and the memory stays bounded either way.
+        async for chunk in r.aiter_bytes():
+            size += len(chunk)
+            if size <= limit:
+                chunks.append(chunk)
+        if size > limit:
+            raise _MaybeSent(f"{self.provider.name}'s answer ({size} bytes) exceeds max_response_bytes ({limit})")
+        return b"".join(chunks)
 
     async def send(
         self,
@@ -272,12 +294,13 @@ class ProviderClient:
                 await anyio.sleep(delay)
                 continue
             except _MaybeSent as exc:
-                if (request.method in _IDEMPOTENT or not _authenticated) and not backoff.exhausted:
-                    await anyio.sleep(backoff.next_delay())
-                    continue
-                if not _authenticated:
+                if request.method in _IDEMPOTENT or not _authenticated:  # safe to repeat
+                    if not backoff.exhausted:
+                        await anyio.sleep(backoff.next_delay())
+                        continue
+                    doing = "asking for a token; " if not _authenticated else ""
                     raise TransportError(
-                        f"{exc} (asking for a token; gave up after {backoff.attempt + 1} attempts)"
+                        f"{exc} ({doing}gave up after {backoff.attempt + 1} attempts)"
                     ) from exc.__cause__
                 raise AmbiguousSubmit(
                     f"{exc}; the request was sent, so it may have been taken — not resending it",

@@ -24,6 +24,7 @@ import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import Response as StarletteResponse
+from starlette.responses import StreamingResponse
 from starlette.routing import Route
 
 from adapters.http import Pacer, ProviderClient, Settings
@@ -254,6 +255,34 @@ async def test_password_in_the_base_url_is_never_shown() -> None:
             await http.send(SUBMIT)
     assert "TOPSECRETPW" not in str(caught.value) and "TOPSECRETPW" not in repr(settings)
     assert "admin" not in repr(settings) and SECRET not in repr(settings)
+
+
+async def test_oversized_answer_is_not_read_into_memory(scripted: tuple[Scripted, str]) -> None:
+    """An answer declared longer than max_response_bytes is refused unread; a submit that got it is ambiguous."""
+    provider, url = scripted
+    provider.answers = [(200, {}, b"x" * 5000)]
+    async with ProviderClient(Pronto(), quick(url, max_response_bytes=4096)) as http:
+        with pytest.raises(AmbiguousSubmit, match=r"answered 5000 bytes, more than max_response_bytes \(4096\)"):
+            await http.send(SUBMIT)
+    assert len(provider.submits) == 1  # sent once, never resent
+
+
+async def test_oversized_chunked_answer_is_refused() -> None:
+    """Without a Content-Length, an answer past max_response_bytes is refused and not kept in memory."""
+
+    async def chunked(request: StarletteRequest) -> StreamingResponse:
+        async def chunks() -> AsyncIterator[bytes]:
+            for _ in range(1000):  # 1 MB in all, far past the limit
+                yield b"y" * 1024
+
+        return StreamingResponse(chunks())
+
+    app = Starlette(routes=[Route("/job", chunked, methods=["GET"])])
+    async with ServedApp(app) as served:
+        settings = quick(served.url, "t", max_response_bytes=8192, max_attempts=1)
+        async with ProviderClient(Pronto(), settings) as http:
+            with pytest.raises(TransportError, match=r"answer \(1024000 bytes\) exceeds max_response_bytes \(8192\)"):
+                await http.send(Request("GET", "/job"))
 
 
 # --- retries -----------------------------------------------------------------------------------------
