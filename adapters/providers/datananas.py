@@ -118,6 +118,8 @@ class Datananas(Provider):
                 accepted = msgspec.json.decode(response.body, type=_Accepted)
             except msgspec.MsgspecError:
                 return Refused(200, "accepted, but the answer had no uuid")
+            if not accepted.uuid.strip():
+                return Refused(200, "accepted, but the answer's uuid is empty: the job cannot be followed")
             return Accepted(accepted.uuid, total=accepted.total if accepted.total is not None else len(chunk.rows))
         common = self.common_outcome(response)
         if common is not None:

@@ -182,6 +182,8 @@ class InsideView(Provider):
             status = parse_job_status(response)
         except ValueError as exc:
             return Refused(200, f"answer not understood: {exc}")
+        if not status.jobId.strip():
+            return Refused(200, "accepted, but the answer's jobId is empty: the job cannot be followed")
         return Accepted(status.jobId, total=len(chunk.rows))
 
     def _read_fetch(self, chunk: Chunk, response: Response) -> Outcome:

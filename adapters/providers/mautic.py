@@ -155,9 +155,12 @@ class Mautic(Provider):
             return self._read_batch(chunk, response)
         if response.status == 202:
             try:
-                return Accepted(msgspec.json.decode(response.body, type=_Job).id, total=len(chunk.rows))
+                job_id = msgspec.json.decode(response.body, type=_Job).id
             except msgspec.MsgspecError:
                 return Refused(202, "accepted, but the answer had no job id")
+            if not job_id.strip():
+                return Refused(202, "accepted, but the answer's job id is empty: the job cannot be followed")
+            return Accepted(job_id, total=len(chunk.rows))
         common = self.common_outcome(response)
         if common is not None:
             return common

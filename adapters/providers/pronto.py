@@ -134,7 +134,7 @@ class Pronto(Provider):
                 job_id = accepted.enrichment_id or accepted.id
             except msgspec.MsgspecError:
                 job_id = None
-            if not job_id:
+            if not job_id or not job_id.strip():
                 return Refused(response.status, "accepted, but the answer had no enrichment id", retriable=False)
             return Accepted(job_id, total=len(chunk.rows))
         common = self.common_outcome(response)

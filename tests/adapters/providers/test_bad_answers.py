@@ -5,7 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from adapters.providers.base import Chunk, Items, Refused, Response
+from adapters.providers.base import Chunk, Items, Provider, Refused, Response
+from adapters.providers.datananas import Datananas
 from adapters.providers.insideview import InsideView
 from adapters.providers.mautic import Mautic
 from adapters.providers.pronto import Pronto
@@ -125,3 +126,28 @@ def test_insideview_fetch_repeated_and_unknown_ids_are_read_once_or_not_at_all()
     items = iv.read_submit(chunk, resp(200, body))
     assert isinstance(items, Items)
     assert items.results == ((0, "1", True, "found", "", {"n": 1}),)
+
+
+# --- accepted answers that name no job ------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "provider, contacts, status, body",
+    [
+        (InsideView(), ["1"], 200, {"jobId": "", "status": "accepted"}),
+        (InsideView(), ["1"], 200, {"jobId": "  ", "status": "accepted"}),
+        (InsideView(), ["1"], 200, b"<BulkJobStatus><jobId></jobId><status>accepted</status></BulkJobStatus>"),
+        (Mautic(), [{"email": "a@b.c"}], 202, {"id": ""}),
+        (Datananas(list="L"), [{"email": "a@b.c"}], 200, {"uuid": "", "total": 1}),
+        (Pronto(webhook_url="http://h/x"), [{"firstname": "a", "lastname": "b", "domain": "d"}] * 2, 202, {"id": ""}),
+    ],
+    ids=["insideview-json", "insideview-blank", "insideview-xml", "mautic", "datananas", "pronto"],
+)
+def test_accepted_answer_with_an_empty_job_id_is_refused(
+    provider: Provider, contacts: list, status: int, body: object
+) -> None:
+    """A 2xx naming an empty job id is a non-retriable refusal saying so: no job can be followed by ''."""
+    chunk = prepare(provider, contacts)[0][0]
+    refused = provider.read_submit(chunk, resp(status, body))
+    assert isinstance(refused, Refused) and not refused.retriable and not refused.account
+    assert refused.status == status and ("empty" in refused.reason or "no enrichment id" in refused.reason)
