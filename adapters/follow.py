@@ -49,7 +49,7 @@ from adapters.webhooks import WebhookReceiver
 from adapters.websocket import Correlator, WebSocketSource
 from eventbus import events as ev
 from eventbus.bus import Bus
-from eventbus.exceptions import ConfigError
+from eventbus.exceptions import ConfigError, ProviderError, TransportError
 from eventbus.subscribers.board import JobBoard, JobRow
 from eventbus.tracker import JobTracker, Publisher
 
@@ -381,14 +381,19 @@ async def _watch_mautic(http: ProviderClient, job: AcceptedJob, bus: Publisher, 
     if outcome is not PollOutcome.TERMINAL:
         return  # expired (JobExpired published) or gave up (SourceState published)
 
+    base = http.settings.base_url
+
     async def fetch_page(page_url: str) -> tuple[list[mautic.DetailEntry], str | None]:
-        path = page_url.split(http.settings.base_url, 1)[1] if page_url.startswith("http") else page_url
-        path, _, query = path.partition("?")
-        params = dict(p.split("=", 1) for p in query.split("&") if "=" in p)
+        path, params = _details_request(page_url, base)
         response = await http.send(Request("GET", path, params=params))
         if response.status == 404:
             raise _Expired
-        return mautic.read_details_page(response.body)
+        if response.status != 200:
+            raise _BadPage(f"a details page answered HTTP {response.status}", response.body, response.status)
+        try:
+            return mautic.read_details_page(response.body)
+        except ValueError as exc:  # msgspec.DecodeError and ValidationError are ValueErrors
+            raise _BadPage(f"a details page is not a Mautic details page: {exc}", response.body, 200) from exc
 
     position = succeeded = failed = created = updated = 0
     try:
@@ -413,6 +418,31 @@ async def _watch_mautic(http: ProviderClient, job: AcceptedJob, bus: Publisher, 
             )
         )
         return
+    except (_BadPage, ProviderError, TransportError) as exc:
+        # One job's unreadable details end that job, not follow(): the other jobs carry on.
+        if isinstance(exc, _BadPage):
+            await bus.publish(
+                ev.InvalidSignal(
+                    id=ev.new_id(),
+                    provider="mautic",
+                    job_id=job.job_id,
+                    source="poll",
+                    reason=f"mautic details: {exc}",
+                    excerpt=ev.excerpt(exc.raw),
+                    status=exc.status,
+                )
+            )
+        await bus.publish(
+            ev.JobFailed(
+                id=ev.event_id("mautic", job.job_id, "failed"),
+                provider="mautic",
+                job_id=job.job_id,
+                source="poll",
+                reason=f"Mautic completed the job but its details could not be read after {position} of "
+                f"{len(job.rows)} contacts: {exc}. The contacts reported before are kept; check the job in Mautic",
+            )
+        )
+        return
     await bus.publish(
         ev.JobCompleted(
             id=ev.event_id("mautic", job.job_id, "completed"),
@@ -426,6 +456,49 @@ async def _watch_mautic(http: ProviderClient, job: AcceptedJob, bus: Publisher, 
             total=position,
         )
     )
+
+
+def _details_request(page_url: str, base_url: str) -> tuple[str, dict[str, str]]:
+    """The path (below ``base_url``) and query of a ``next-page`` URL; :class:`_BadPage` if it leaves the base.
+
+    A page on another host, scheme, port or outside the base path is never
+    fetched: the request would carry the bearer token there.
+    """
+    try:
+        url = httpx.URL(page_url)
+        base = httpx.URL(base_url)
+    except httpx.InvalidURL as exc:
+        raise _BadPage(f"next-page {page_url[:200]!r} is not a URL: {exc}", page_url.encode()) from exc
+    base_path = base.path.rstrip("/")
+    shown = f"{base.scheme}://{base.host}{f':{base.port}' if base.port else ''}{base_path}"  # no user:password
+    if url.host or url.scheme:
+        same_origin = (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
+        if not same_origin or not (url.path == base_path or url.path.startswith(base_path + "/")):
+            raise _BadPage(
+                f"next-page {_without_userinfo(url)[:200]!r} is not under the Mautic base URL {shown!r}: not fetched, "
+                "so that the bearer token never goes to another host",
+                page_url.encode(),
+            )
+        path = url.path[len(base_path) :]
+    elif url.path.startswith("/"):
+        path = url.path
+    else:
+        raise _BadPage(f"next-page {page_url[:200]!r} is neither an absolute URL nor a path", page_url.encode())
+    params = dict(p.split("=", 1) for p in url.query.decode("ascii").split("&") if "=" in p)
+    return path, params
+
+
+def _without_userinfo(url: httpx.URL) -> str:
+    return str(url.copy_with(username=None, password=None)) if url.userinfo else str(url)
+
+
+class _BadPage(Exception):
+    """A details page that cannot be used (internal): why, the raw input, and the HTTP status."""
+
+    def __init__(self, message: str, raw: bytes, status: int | None = None) -> None:
+        super().__init__(message)
+        self.raw = raw
+        self.status = status
 
 
 class _Expired(Exception):

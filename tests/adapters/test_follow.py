@@ -1,14 +1,23 @@
-"""follow() against the simulator: every provider to the end, with the simulator's faults switched on."""
+"""follow() against the simulator (every provider to the end, faults on) and scripted provider hosts (bad input)."""
 
 from __future__ import annotations
 
 import collections
+import threading
+from collections.abc import Callable
 
+import msgspec
 import pytest
+from starlette.applications import Starlette
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import JSONResponse
+from starlette.responses import Response as StarletteResponse
+from starlette.routing import Route
 
 from adapters.backoff import Backoff
 from adapters.follow import follow
 from adapters.http import Settings
+from adapters.serving import ServedApp
 from adapters.simulator import Faults, Simulator, SimulatorConfig
 from eventbus import events as ev
 from eventbus.bus import Bus
@@ -163,3 +172,112 @@ async def test_backoff_object_is_bounded() -> None:
 
     source = WebSocketSource("ws://127.0.0.1:9/ws", lambda f: [], None, provider="datananas")  # type: ignore[arg-type]
     assert isinstance(source.backoff, Backoff) and source.backoff.max_attempts is not None
+
+
+# --- bad provider input while following, against scripted stand-ins of the providers' hosts -----
+
+
+class ScriptedMautic:
+    """A Mautic stand-in: takes bulk jobs (J1, J2, ...) that are completed at once; ``details`` scripts the pages.
+
+    ``details(job_id, page, size, request)`` returns the answer for one
+    ``details=1`` request, ``size`` being the number of contacts the job took.
+    Every request's path and raw query are recorded.
+    """
+
+    def __init__(self, details: Callable[..., StarletteResponse]) -> None:
+        self.details = details
+        self.sizes: dict[str, int] = {}
+        self.requests: list[tuple[str, bytes]] = []
+        self.lock = threading.Lock()
+
+    def app(self) -> Starlette:
+        async def token(request: StarletteRequest) -> StarletteResponse:
+            await request.body()
+            return JSONResponse({"access_token": "tok-123", "expires_in": 3600})
+
+        async def bulk(request: StarletteRequest) -> StarletteResponse:
+            contacts = msgspec.json.decode(await request.body())
+            with self.lock:
+                job_id = f"J{len(self.sizes) + 1}"
+                self.sizes[job_id] = len(contacts)
+            return JSONResponse({"id": job_id}, status_code=202)
+
+        async def job(request: StarletteRequest) -> StarletteResponse:
+            job_id = request.path_params["job_id"]
+            with self.lock:
+                self.requests.append((request.url.path, request.scope["query_string"]))
+            if "details" not in request.query_params:
+                return JSONResponse({"status": "completed"})
+            page = int(request.query_params.get("page", "1"))
+            return self.details(job_id, page, self.sizes[job_id], request)
+
+        return Starlette(
+            routes=[
+                Route("/oauth/v2/token", token, methods=["POST"]),
+                Route("/api/contacts/bulk/new", bulk, methods=["POST"]),
+                Route("/api/contacts/job/{job_id}", job, methods=["GET"]),
+            ]
+        )
+
+
+def details_page(first: int, count: int, next_page: str | None = None) -> StarletteResponse:
+    """A details page of ``count`` created contacts (ids from ``first``), with an optional next-page."""
+    details: dict = {"contacts": [{"statusCode": 201, "id": first + i} for i in range(count)]}
+    if next_page is not None:
+        details["next-page"] = next_page
+    return JSONResponse({"status": "completed", "details": details})
+
+
+class Recorder:
+    """Another host: records every request it gets, answers 200 (it must never be asked anything)."""
+
+    def __init__(self) -> None:
+        self.paths: list[str] = []
+
+    def app(self) -> Starlette:
+        async def anything(request: StarletteRequest) -> StarletteResponse:
+            self.paths.append(request.url.path)
+            return JSONResponse({"status": "completed", "details": {"contacts": []}})
+
+        return Starlette(routes=[Route("/{path:path}", anything, methods=["GET", "POST"])])
+
+
+def scripted_settings(url: str) -> Settings:
+    return Settings(url, "client-id", "client-secret", max_attempts=3, backoff_base=0.01, backoff_cap=0.05)
+
+
+@pytest.mark.parametrize("fault", ["foreign_host", "undecodable", "unavailable"])
+async def test_one_bad_details_page_fails_only_its_job(fault: str) -> None:
+    """A bad details page of one job (foreign next-page, not JSON, 503 for good) fails that job; the other completes."""
+    elsewhere = Recorder()
+
+    def details(job_id: str, page: int, size: int, request: StarletteRequest) -> StarletteResponse:
+        if job_id == "J1":
+            return details_page(0, size)
+        if fault == "unavailable":
+            return StarletteResponse(b"down for maintenance", status_code=503)
+        if page == 2 and fault == "undecodable":
+            return StarletteResponse(b"<html>oops</html>", media_type="text/html")
+        base = elsewhere_url if fault == "foreign_host" else str(request.base_url).rstrip("/")
+        return details_page(0, 10, f"{base}/api/contacts/job/{job_id}?details=1&page=2")
+
+    mautic = ScriptedMautic(details)
+    async with ServedApp(mautic.app()) as served, ServedApp(elsewhere.app()) as other:
+        elsewhere_url = other.url
+        async with Bus() as bus, capture(bus, providers="mautic") as events:
+            result = await follow(
+                "mautic", contacts("mautic", 10_001), bus, settings=scripted_settings(served.url), timeout=30
+            )
+    rows = {job_id: row for (_, job_id), row in result.board.rows.items()}
+    assert rows["J1"].state == "completed" and rows["J1"].succeeded == mautic.sizes["J1"]
+    assert rows["J2"].state == "failed" and not result.ok and not result.timed_out
+    assert "could not be read" in rows["J2"].reason and "J2" not in result.unfinished
+    invalid = [e for e in events if isinstance(e, ev.InvalidSignal)]
+    if fault == "foreign_host":
+        assert "not fetched" in rows["J2"].reason and elsewhere.paths == []
+        assert "tok-123" not in rows["J2"].reason
+    elif fault == "undecodable":
+        assert "not a Mautic details page" in rows["J2"].reason and invalid[0].excerpt == "<html>oops</html>"
+    else:
+        assert "HTTP 503" in rows["J2"].reason and invalid == []
