@@ -420,9 +420,16 @@ class Provider:
 
     def token_answer(self, response: Response, shape: type[T], title: str) -> T:
         """A token endpoint's answer decoded as ``shape``; :class:`AuthError` when refused or malformed."""
-        if response.status != 200:
+        if response.status in (400, 401, 403):
             raise AuthError(
                 f"{title} refused the client credentials (HTTP {response.status}): {reason_of(response)}",
+                status=response.status,
+                provider=self.name,
+            )
+        if response.status != 200:  # e.g. a 404 from a wrong login URL: not the credentials' fault
+            raise AuthError(
+                f"{title}'s token endpoint answered HTTP {response.status} ({reason_of(response)[:200]}); "
+                "check its URL",
                 status=response.status,
                 provider=self.name,
             )

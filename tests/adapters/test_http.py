@@ -209,6 +209,16 @@ async def test_token_endpoint_throttled_or_failing_is_retried(scripted: tuple[Sc
     assert response.status == 202 and provider.tokens_issued == 1 and len(provider.submits) == 1
 
 
+async def test_token_endpoint_not_found_points_at_the_url(scripted: tuple[Scripted, str]) -> None:
+    """A 404 from the token endpoint (a wrong URL) says to check the URL, not that credentials were refused."""
+    provider, url = scripted
+    provider.token_answers = [(404, {}, b"Not Found")]
+    async with ProviderClient(Mautic(), quick(url)) as http:
+        with pytest.raises(AuthError, match=r"Mautic's token endpoint answered HTTP 404 \(Not Found\); check its URL"):
+            await http.send(SUBMIT)
+    assert provider.submits == []
+
+
 async def test_token_endpoint_failing_for_good_is_a_server_error(scripted: tuple[Scripted, str]) -> None:
     """A token endpoint that keeps answering 503 ends in ServerError naming it; nothing is submitted."""
     provider, url = scripted
