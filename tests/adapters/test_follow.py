@@ -281,3 +281,34 @@ async def test_one_bad_details_page_fails_only_its_job(fault: str) -> None:
         assert "not a Mautic details page" in rows["J2"].reason and invalid[0].excerpt == "<html>oops</html>"
     else:
         assert "HTTP 503" in rows["J2"].reason and invalid == []
+
+
+async def test_next_page_query_is_sent_as_given() -> None:
+    """A next-page query with percent-encoded values is sent as Mautic wrote it, not encoded a second time."""
+    query = "details=1&cursor=a%2Bb%3D&empty="
+
+    def details(job_id: str, page: int, size: int, request: StarletteRequest) -> StarletteResponse:
+        if "cursor" in request.query_params:
+            return details_page(1, size - 1)
+        return details_page(0, 1, f"{str(request.base_url).rstrip('/')}/api/contacts/job/{job_id}?{query}")
+
+    mautic = ScriptedMautic(details)
+    async with ServedApp(mautic.app()) as served, Bus() as bus:
+        result = await follow("mautic", contacts("mautic", 3), bus, settings=scripted_settings(served.url), timeout=30)
+    assert result.ok
+    assert ("/api/contacts/job/J1", query.encode()) in mautic.requests
+    assert mautic.requests[-1][1] == query.encode()
+
+
+async def test_next_page_with_a_repeated_query_key_is_refused() -> None:
+    """A next-page repeating a query key cannot be sent as given: the job fails saying so, nothing is folded."""
+
+    def details(job_id: str, page: int, size: int, request: StarletteRequest) -> StarletteResponse:
+        return details_page(0, 1, f"{str(request.base_url).rstrip('/')}/api/contacts/job/{job_id}?details=1&f=a&f=b")
+
+    mautic = ScriptedMautic(details)
+    async with ServedApp(mautic.app()) as served, Bus() as bus:
+        result = await follow("mautic", contacts("mautic", 3), bus, settings=scripted_settings(served.url), timeout=30)
+    row = result.board.rows[("mautic", "J1")]
+    assert row.state == "failed" and "repeats a query parameter" in row.reason
+    assert [q for _, q in mautic.requests if b"f=" in q] == []
