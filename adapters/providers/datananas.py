@@ -9,7 +9,7 @@ is exhausted (nothing of that request is created); 200 ``{"uuid", "listId",
 
 from __future__ import annotations
 
-from typing import Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final
 
 import msgspec
 
@@ -44,8 +44,8 @@ FIELDS: Final = (
 
 class _Accepted(msgspec.Struct):
     uuid: str
-    listId: str | None = None
-    total: int | None = None
+    listId: str | int | None = None
+    total: Any = None  # a count when it is a non-negative int; anything else is not one (see read_submit)
 
 
 class Datananas(Provider):
@@ -120,7 +120,10 @@ class Datananas(Provider):
                 return Refused(200, "accepted, but the answer had no uuid")
             if not accepted.uuid.strip():
                 return Refused(200, "accepted, but the answer's uuid is empty: the job cannot be followed")
-            return Accepted(accepted.uuid, total=accepted.total if accepted.total is not None else len(chunk.rows))
+            # The uuid names a job Datananas took; a total that is no count (negative, not an integer)
+            # must not reach the events, so the job counts the contacts sent, as when total is absent.
+            total = accepted.total if type(accepted.total) is int and accepted.total >= 0 else len(chunk.rows)
+            return Accepted(accepted.uuid, total=total)
         common = self.common_outcome(response)
         if common is not None:
             return common
@@ -135,6 +138,7 @@ class Datananas(Provider):
 
 # --- progress over the WebSocket ------------------------------------------------------------
 
+Count = Annotated[int, msgspec.Meta(ge=0)]  # a negative count is a malformed frame, not a number to add up
 STARTING: Final = "contact_bulk_create_starting"
 RUNNING: Final = "contact_bulk_create_running"
 ENDING: Final = "contact_bulk_create_ending"
@@ -158,8 +162,8 @@ class _Running(msgspec.Struct):
 
 class _Ending(msgspec.Struct):
     uuid: str
-    created: int = 0
-    updated: int = 0
+    created: Count = 0
+    updated: Count = 0
 
 
 _frame = msgspec.json.Decoder(_Frame)

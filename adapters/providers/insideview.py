@@ -14,7 +14,7 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from collections.abc import Mapping, Sequence
 from datetime import UTC, datetime
-from typing import Any, ClassVar, Final
+from typing import Annotated, Any, ClassVar, Final
 
 import msgspec
 
@@ -55,12 +55,15 @@ class _Token(msgspec.Struct):
     accessTokenDetails: _TokenDetails
 
 
+Count = Annotated[int, msgspec.Meta(ge=0)]  # a negative count is a malformed status, not progress
+
+
 class JobStatus(msgspec.Struct):
     jobId: str
     status: str
     type: str = ""
-    processed: int | None = None
-    total: int | None = None
+    processed: Count | None = None
+    total: Count | None = None
 
 
 def parse_job_status(response: Response) -> JobStatus:
@@ -74,15 +77,22 @@ def parse_job_status(response: Response) -> JobStatus:
         fields: dict[str, Any] = {child.tag: (child.text or "") for child in root}
         for name in ("processed", "total"):
             if name in fields:
-                fields[name] = int(fields[name]) if fields[name].isascii() and fields[name].isdigit() else None
+                fields[name] = _xml_int(fields[name])
         try:
             return msgspec.convert(fields, JobStatus)
         except msgspec.ValidationError as exc:
-            raise ValueError(f"XML BulkJobStatus without the expected fields: {exc}") from None
+            raise ValueError(f"XML BulkJobStatus not understood: {exc}") from None
     try:
         return msgspec.json.decode(body, type=JobStatus)
     except (msgspec.MsgspecError, RecursionError) as exc:
         raise ValueError(f"malformed job status: {exc}") from None
+
+
+def _xml_int(text: str) -> int | None:
+    """An XML element's text as an integer (signed, so that a negative count is caught as one); None if not a number."""
+    text = text.strip()
+    digits = text.removeprefix("-")
+    return int(text) if digits.isascii() and digits.isdigit() else None
 
 
 class _Fetched(msgspec.Struct):

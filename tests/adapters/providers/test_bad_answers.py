@@ -5,7 +5,8 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from adapters.providers.base import Chunk, Items, Provider, Refused, Response
+from adapters.providers import datananas, insideview
+from adapters.providers.base import Accepted, Chunk, Items, Provider, Refused, Response
 from adapters.providers.datananas import Datananas
 from adapters.providers.insideview import InsideView
 from adapters.providers.mautic import Mautic
@@ -151,3 +152,43 @@ def test_accepted_answer_with_an_empty_job_id_is_refused(
     refused = provider.read_submit(chunk, resp(status, body))
     assert isinstance(refused, Refused) and not refused.retriable and not refused.account
     assert refused.status == status and ("empty" in refused.reason or "no enrichment id" in refused.reason)
+
+
+# --- negative counts ----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"event": "contact_bulk_create_ending", "data": {"uuid": "u", "created": -3}},
+        {"event": "contact_bulk_create_ending", "data": {"uuid": "u", "created": 2, "updated": -1}},
+    ],
+)
+def test_datananas_ending_with_a_negative_count_is_malformed(frame: dict) -> None:
+    """A negative created/updated count is a malformed frame (ValueError naming the field), never a JobCompleted."""
+    with pytest.raises(ValueError, match=r">= 0.*\$\.(created|updated)"):
+        datananas.parse_frame(msgspec.json.encode(frame))
+
+
+@pytest.mark.parametrize("total", [-1, "3", True, 1.5])
+def test_datananas_unusable_total_falls_back_to_the_rows_sent(total: object) -> None:
+    """An accepted answer with a uuid but a negative or non-integer total is accepted with the count sent."""
+    d = Datananas(list="L")
+    chunk = prepare(d, [{"email": "a@b.c"}, {"email": "c@d.e"}])[0][0]
+    assert d.read_submit(chunk, resp(200, {"uuid": "u1", "total": total})) == Accepted("u1", total=2)
+
+
+@pytest.mark.parametrize(
+    "body",
+    [
+        {"jobId": "j", "status": "running", "processed": -5, "total": 3},
+        {"jobId": "j", "status": "running", "processed": 1, "total": -3},
+        b"<BulkJobStatus><jobId>j</jobId><status>running</status><processed>-5</processed></BulkJobStatus>",
+    ],
+    ids=["json-processed", "json-total", "xml-processed"],
+)
+def test_insideview_negative_counts_are_malformed(body: object) -> None:
+    """A negative processed/total, in JSON or XML, is a ValueError naming the field, never a JobProgress."""
+    raw = body if isinstance(body, bytes) else msgspec.json.encode(body)
+    with pytest.raises(ValueError, match=r">= 0.*\$\.(processed|total)"):
+        insideview.parse_webhook(raw)
