@@ -129,8 +129,11 @@ class Datananas(Provider):
             return common
         if response.status == 402:
             data = decode_json(response.body)
-            code = data.get("reason", "") if isinstance(data, dict) else ""
-            return Refused(402, f"quota exhausted: {code or 'unknown quota'}", account=True, code=code or "quota")
+            reason = data.get("reason") if isinstance(data, dict) else None
+            # Events carry code and reason as strings: a reason of another shape is told as its JSON.
+            code = reason if isinstance(reason, str) else ""
+            told = code or ("unknown quota" if reason in (None, "") else ev.excerpt(msgspec.json.encode(reason)))
+            return Refused(402, f"quota exhausted: {told}", account=True, code=code or "quota")
         if response.status in (401, 403):
             return Refused(response.status, "the token was refused (DATANANAS_TOKEN)", account=True, code="auth")
         return Refused(response.status, reason_of(response))

@@ -142,9 +142,12 @@ class Pronto(Provider):
             return common
         data = decode_json(response.body)
         if response.status == 422:
-            code = data.get("error", "") if isinstance(data, dict) else ""
-            message = data.get("message", "") if isinstance(data, dict) else ""
-            return Refused(422, message or code or "unprocessable", account=True, code=code or "unprocessable")
+            fields = data if isinstance(data, dict) else {}
+            error, message = fields.get("error"), fields.get("message")
+            # Events carry code and reason as strings: a value of another shape is told as its JSON.
+            code = error if isinstance(error, str) and error else "unprocessable"
+            told = next((value for value in (message, error) if value not in (None, "")), "unprocessable")
+            return Refused(422, _text(told), account=True, code=code)
         if response.status in (401, 403):
             return Refused(response.status, "the API key was refused (PRONTO_API_KEY)", account=True, code="auth")
         reason = reason_of(response)

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import msgspec
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from adapters.providers import datananas, insideview
 from adapters.providers.base import Accepted, Chunk, Items, Provider, Refused, Response
@@ -12,6 +14,9 @@ from adapters.providers.insideview import InsideView
 from adapters.providers.mautic import Mautic
 from adapters.providers.pronto import Pronto
 from adapters.submit import prepare
+from eventbus import events as ev
+
+KEYS = ("message", "error", "reason", "error_description", "errors", "details", "index", "field")
 
 
 def resp(status: int, body: object = b"") -> Response:
@@ -192,3 +197,58 @@ def test_insideview_negative_counts_are_malformed(body: object) -> None:
     raw = body if isinstance(body, bytes) else msgspec.json.encode(body)
     with pytest.raises(ValueError, match=r">= 0.*\$\.(processed|total)"):
         insideview.parse_webhook(raw)
+
+
+# --- refusal reasons are always text -------------------------------------------------------------
+
+
+def test_pronto_422_with_an_object_error_gives_text() -> None:
+    """A 422 whose error is an object is an account-level refusal whose reason and code are strings."""
+    p, chunk = pronto_chunk()
+    refused = p.read_submit(chunk, resp(422, {"error": {"a": 1}}))
+    assert isinstance(refused, Refused) and refused.account
+    assert (refused.reason, refused.code) == ('{"a":1}', "unprocessable")
+
+
+def test_datananas_402_with_an_object_reason_gives_text() -> None:
+    """A 402 whose reason is an object is an account-level refusal whose reason and code are strings."""
+    d = Datananas(list="L")
+    chunk = prepare(d, [{"email": "a@b.c"}])[0][0]
+    refused = d.read_submit(chunk, resp(402, {"reason": {"a": 1}}))
+    assert isinstance(refused, Refused) and refused.account
+    assert (refused.reason, refused.code) == ('quota exhausted: {"a":1}', "quota")
+
+
+JSON = st.recursive(
+    st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False) | st.text(max_size=20),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.sampled_from(KEYS) | st.text(max_size=8), inner),
+    max_leaves=12,
+)
+BODIES = JSON | st.dictionaries(st.sampled_from(KEYS), JSON, max_size=3)  # mostly the keys the readers look at
+
+
+def refusal_cases() -> list[tuple[Provider, list]]:
+    pronto = [{"firstname": "a", "lastname": "b", "domain": "d"}] * 2
+    return [
+        (Pronto(webhook_url="http://h/x"), pronto),
+        (Datananas(list="L"), [{"email": "a@b.c"}]),
+        (Mautic(), [{"email": "a@b.c"}]),
+        (InsideView(), ["1"]),
+    ]
+
+
+@pytest.mark.parametrize("provider, contacts", refusal_cases(), ids=lambda v: getattr(v, "name", ""))
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(status=st.sampled_from([400, 401, 402, 403, 404, 409, 415, 422]), body=BODIES)
+def test_any_refusal_body_gives_text_that_events_carry(
+    provider: Provider, contacts: list, status: int, body: object
+) -> None:
+    """Whatever JSON a refusal carries, read_submit gives a Refused whose reason and code are strings events decode."""
+    chunk = prepare(provider, contacts)[0][0]
+    refused = provider.read_submit(chunk, resp(status, body))
+    assert isinstance(refused, Refused) and type(refused.reason) is str and type(refused.code) is str
+    event = ev.QuotaExhausted(
+        id="i", provider=provider.name, job_id="b#0", source="submit", status=status, reason=refused.code,
+        message=refused.reason,
+    )  # fmt: skip
+    assert ev.decode(ev.encode(event)) == event
