@@ -43,6 +43,7 @@ MAX_FETCH_IDS: Final = 50
 TOKEN_HEADER: Final = "accessToken"
 LOGIN_PATH: Final = "/Auth/login/v1/token.json"
 ID_FIELDS: Final = ("newcontactid", "contactid", "id")
+MAX_COUNT_DIGITS: Final = 18  # every count of up to 18 digits fits a signed 64-bit integer, as JSON numbers do
 NO_ANSWER: Final = "no_answer"  # the code of an id a Bulk Contact Fetch answer left out
 
 
@@ -77,7 +78,7 @@ def parse_job_status(response: Response) -> JobStatus:
         fields: dict[str, Any] = {child.tag: (child.text or "") for child in root}
         for name in ("processed", "total"):
             if name in fields:
-                fields[name] = _xml_int(fields[name])
+                fields[name] = _xml_int(name, fields[name])
         try:
             return msgspec.convert(fields, JobStatus)
         except msgspec.ValidationError as exc:
@@ -88,11 +89,19 @@ def parse_job_status(response: Response) -> JobStatus:
         raise ValueError(f"malformed job status: {exc}") from None
 
 
-def _xml_int(text: str) -> int | None:
-    """An XML element's text as an integer (signed, so that a negative count is caught as one); None if not a number."""
+def _xml_int(name: str, text: str) -> int | None:
+    """An XML count's text as an integer (signed, so that a negative count is caught as one); None if not a number.
+
+    Raises ValueError naming the field for more digits than any count has (past 4,300, ``int()`` itself
+    refuses with a message that names nothing).
+    """
     text = text.strip()
     digits = text.removeprefix("-")
-    return int(text) if digits.isascii() and digits.isdigit() else None
+    if not (digits.isascii() and digits.isdigit()):
+        return None
+    if len(digits) > MAX_COUNT_DIGITS:
+        raise ValueError(f"XML BulkJobStatus {name} is a number of {len(digits)} digits: no count is that large")
+    return int(text)
 
 
 class _Fetched(msgspec.Struct):

@@ -252,3 +252,22 @@ def test_any_refusal_body_gives_text_that_events_carry(
         message=refused.reason,
     )  # fmt: skip
     assert ev.decode(ev.encode(event)) == event
+
+
+# --- InsideView XML numbers ----------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("name, digits", [("processed", 5_000), ("total", 4_301), ("processed", 19)])
+def test_insideview_xml_number_too_long_names_the_field(name: str, digits: int) -> None:
+    """A count of more digits than any count has (even past Python's 4,300-digit limit) is a ValueError naming it."""
+    number = "1" * digits
+    body = f"<BulkJobStatus><jobId>j</jobId><status>running</status><{name}>{number}</{name}></BulkJobStatus>"
+    with pytest.raises(ValueError, match=rf"{name}.*{digits} digits"):
+        insideview.parse_job_status(resp(200, body.encode()))
+
+
+def test_insideview_xml_counts_up_to_18_digits_are_read() -> None:
+    """The largest count the XML reader takes is 18 digits, read exactly."""
+    count = "9" * 18
+    body = f"<BulkJobStatus><jobId>j</jobId><status>running</status><processed>{count}</processed></BulkJobStatus>"
+    assert insideview.parse_job_status(resp(200, body.encode())).processed == int(count)
