@@ -23,12 +23,15 @@ Mautic     status polls with backoff; once ``completed``, the ``details``
 ========== ===================================================================
 
 Item keys are the contact's 0-based row in the submitted input (InsideView:
-the new-contact id itself).
+the new-contact id itself). Results are checked against the contacts each job
+carried: every one is reported exactly once (one the provider never mentions
+as an ``ItemFailed``), and a job's total is the number submitted in it. Bad
+input from a provider ends its job with a typed event; the other jobs carry on.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -42,7 +45,7 @@ from adapters.backoff import Backoff
 from adapters.http import ProviderClient, Settings
 from adapters.polling import RETRY_AFTER_CAP, CsvRows, Poller, PollOutcome, follow_pages, retry_after_of
 from adapters.providers import datananas, insideview, mautic, pronto
-from adapters.providers.base import Request
+from adapters.providers.base import Provider, Request
 from adapters.providers.base import Response as ProviderResponse
 from adapters.serving import ServedApp
 from adapters.submit import AcceptedJob, SubmitReport, make_provider, submit
@@ -74,8 +77,16 @@ class FollowResult:
             self.report.ok
             and not self.report.invalid
             and not self.timed_out
-            and all(row is not None and row.state == "completed" and accounted(row) for row in jobs)
+            and all(
+                row is not None and row.state == "completed" and accounted(row) and _covers(row, job)
+                for row, job in zip(jobs, self.report.accepted, strict=True)
+            )
         )
+
+
+def _covers(row: JobRow, job: AcceptedJob) -> bool:
+    """The job's total is the number of contacts submitted in it (a result count can hide a missing row)."""
+    return row.total is None or row.total == len(job.rows)
 
 
 def accounted(row: JobRow) -> bool:
@@ -183,7 +194,10 @@ async def follow(
     own URL is used (fine for the simulator; a real provider needs a public URL).
     """
     settings = settings or Settings.from_env(provider)
-    make_provider(provider, **{**options, **_webhook_option(provider, "http://placeholder.invalid/")})  # validate early
+    checked = make_provider(provider, **{**options, **_webhook_option(provider, "http://placeholder.invalid/")})
+    watch_results = provider == "insideview" and options.get("endpoint", "job") == "job"
+    if watch_results and not isinstance(contacts, list | tuple):
+        contacts = list(contacts)  # each job's ids are read back from it, to check the results file against
     tracker = JobTracker(stuck_after=stuck_after)
     board = JobBoard()
     # Expected jobs not yet finished: a board row never leaves a terminal state and only
@@ -239,7 +253,8 @@ async def follow(
             **options,
         )
         for job in report.accepted:
-            keyed.rows[job.job_id] = job.rows
+            if provider != "insideview":  # InsideView's item keys are the contact ids themselves
+                keyed.rows[job.job_id] = job.rows
             if provider == "pronto" and job.total is not None:
                 counted.totals[job.job_id] = job.total
         if provider == "pronto":  # webhooks may all have arrived before the totals were known
@@ -253,8 +268,9 @@ async def follow(
             for job in pending:
                 if provider == "datananas":
                     await source.bind(job.job_id, job.job_id)
-                elif provider == "insideview" and options.get("endpoint", "job") == "job":
-                    tg.start_soon(_watch_insideview, http, job, keyed, poll_initial, poll_cap)
+                elif watch_results:
+                    ids = _submitted_ids(checked, contacts, job.rows)  # type: ignore[arg-type]
+                    tg.start_soon(_watch_insideview, http, job, ids, keyed, poll_initial, poll_cap)
                 elif provider == "mautic":
                     tg.start_soon(_watch_mautic, http, job, keyed, poll_initial, poll_cap)
             remaining.update(j.job_id for j in pending if not _finished(board, provider, j.job_id))
@@ -287,8 +303,20 @@ def _finished(board: JobBoard, provider: str, job_id: str) -> bool:
     return row is not None and row.finished
 
 
-async def _watch_insideview(http: ProviderClient, job: AcceptedJob, bus: Publisher, initial: float, cap: float) -> None:
-    """Poll the job's status; once finished, stream its CSV results, then complete it."""
+def _submitted_ids(p: Provider, contacts: Sequence[Mapping[str, Any] | str], rows: Iterable[int]) -> tuple[str, ...]:
+    """The InsideView contact ids a job carried, read back from the input rows it was given (all valid)."""
+    return tuple(p.map_fields({"id": c} if isinstance(c, str) else c)["id"] for c in (contacts[r] for r in rows))
+
+
+async def _watch_insideview(
+    http: ProviderClient, job: AcceptedJob, ids: tuple[str, ...], bus: Publisher, initial: float, cap: float
+) -> None:
+    """Poll the job's status; once finished, stream its CSV results, then complete it.
+
+    Each id of ``ids`` (the contacts submitted in the job) is reported exactly
+    once: a results row for another id, or a second row for one, is an
+    InvalidSignal; an id the results file never mentions is an ItemFailed.
+    """
     last: dict[str, Any] = {}
 
     async def fetch() -> httpx.Response:
@@ -309,6 +337,21 @@ async def _watch_insideview(http: ProviderClient, job: AcceptedJob, bus: Publish
     if outcome is not PollOutcome.TERMINAL or last.get("status") != "finished":
         return
     succeeded = failed = 0
+    submitted = set(ids)
+    reported: set[str] = set()
+
+    async def invalid(reason: str, raw: str = "") -> None:
+        await bus.publish(
+            ev.InvalidSignal(
+                id=ev.new_id(),
+                provider="insideview",
+                job_id=job.job_id,
+                source="poll",
+                reason=reason,
+                excerpt=ev.excerpt(raw),
+            )
+        )
+
     request = Request("GET", f"/target/contact/job/{job.job_id}/results")
     backoff = Backoff(base=initial, cap=cap, max_attempts=8)
     while True:
@@ -319,17 +362,25 @@ async def _watch_insideview(http: ProviderClient, job: AcceptedJob, bus: Publish
                         try:
                             events = insideview.result_row_events(job.job_id, row.fields)
                         except ValueError as exc:
-                            await bus.publish(
-                                ev.InvalidSignal(
-                                    id=ev.new_id(),
-                                    provider="insideview",
-                                    job_id=job.job_id,
-                                    source="poll",
-                                    reason=f"results line {row.line}: {exc}",
-                                )
-                            )
+                            await invalid(f"results line {row.line}: {exc}")
                             continue
                         for event in events:
+                            key = getattr(event, "key", "")
+                            if key not in submitted:
+                                await invalid(
+                                    f"results line {row.line}: newContactId {key[:40]!r} was not submitted in this "
+                                    "job; row ignored",
+                                    ",".join(row.fields.values()),
+                                )
+                                continue
+                            if key in reported:
+                                await invalid(
+                                    f"results line {row.line}: newContactId {key!r} appears again in the results "
+                                    "file; the first row is kept",
+                                    ",".join(row.fields.values()),
+                                )
+                                continue
+                            reported.add(key)
                             succeeded += isinstance(event, ev.ItemSucceeded)
                             failed += isinstance(event, ev.ItemFailed)
                             await bus.publish(event)
@@ -359,6 +410,20 @@ async def _watch_insideview(http: ProviderClient, job: AcceptedJob, bus: Publish
             await bus.publish(end)
             return
         await anyio.sleep(backoff.next_delay(at_least=retry_after_of(response.headers, cap=RETRY_AFTER_CAP) or 0.0))
+    for key in ids:
+        if key not in reported:  # InsideView finished the job without a word about this contact
+            failed += 1
+            await bus.publish(
+                ev.ItemFailed(
+                    id=ev.event_id("insideview", job.job_id, "item", key),
+                    provider="insideview",
+                    job_id=job.job_id,
+                    source="poll",
+                    key=key,
+                    code="not_in_results",
+                    message="not in InsideView's results file: the job finished without reporting this contact",
+                )
+            )
     await bus.publish(insideview.completed_event(job.job_id, succeeded, failed))
 
 
@@ -397,8 +462,22 @@ async def _watch_mautic(http: ProviderClient, job: AcceptedJob, bus: Publisher, 
             raise _BadPage(f"a details page is not a Mautic details page: {exc}", response.body, 200) from exc
 
     position = succeeded = failed = created = updated = 0
+    size = len(job.rows)
     try:
         async for entries, _next in follow_pages(fetch_page, f"{url}?details=1", lambda page: page[1]):
+            if position + len(entries) > size:  # only the job's own contacts count: keys past them map to no row
+                extra = position + len(entries) - size
+                entries = entries[: max(size - position, 0)]
+                await bus.publish(
+                    ev.InvalidSignal(
+                        id=ev.new_id(),
+                        provider="mautic",
+                        job_id=job.job_id,
+                        source="poll",
+                        reason=f"mautic details list {extra} more contact(s) than the {size} submitted in the job; "
+                        "the extra entries are ignored",
+                    )
+                )
             for event in mautic.detail_events(job.job_id, entries, position):
                 if isinstance(event, ev.ItemSucceeded):
                     succeeded += 1
@@ -444,6 +523,19 @@ async def _watch_mautic(http: ProviderClient, job: AcceptedJob, bus: Publisher, 
             )
         )
         return
+    for key in range(position, size):  # Mautic's details ended before listing these contacts
+        failed += 1
+        await bus.publish(
+            ev.ItemFailed(
+                id=ev.event_id("mautic", job.job_id, "item", key),
+                provider="mautic",
+                job_id=job.job_id,
+                source="poll",
+                key=str(key),
+                code="not_in_details",
+                message="not in Mautic's job details: the job completed without reporting this contact",
+            )
+        )
     await bus.publish(
         ev.JobCompleted(
             id=ev.event_id("mautic", job.job_id, "completed"),
@@ -454,7 +546,7 @@ async def _watch_mautic(http: ProviderClient, job: AcceptedJob, bus: Publisher, 
             failed=failed,
             created=created,
             updated=updated,
-            total=position,
+            total=size,
         )
     )
 

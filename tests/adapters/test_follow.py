@@ -15,12 +15,14 @@ from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route
 
 from adapters.backoff import Backoff
-from adapters.follow import follow
+from adapters.follow import FollowResult, follow
 from adapters.http import Settings
 from adapters.serving import ServedApp
 from adapters.simulator import Faults, Simulator, SimulatorConfig
+from adapters.submit import AcceptedJob, SubmitReport
 from eventbus import events as ev
 from eventbus.bus import Bus
+from eventbus.subscribers.board import JobBoard
 from eventbus.testing import capture
 from tests.adapters.conftest import checked_simulator
 
@@ -260,7 +262,7 @@ async def test_one_bad_details_page_fails_only_its_job(fault: str) -> None:
         if page == 2 and fault == "undecodable":
             return StarletteResponse(b"<html>oops</html>", media_type="text/html")
         base = elsewhere_url if fault == "foreign_host" else str(request.base_url).rstrip("/")
-        return details_page(0, 10, f"{base}/api/contacts/job/{job_id}?details=1&page=2")
+        return details_page(0, 1, f"{base}/api/contacts/job/{job_id}?details=1&page=2")
 
     mautic = ScriptedMautic(details)
     async with ServedApp(mautic.app()) as served, ServedApp(elsewhere.app()) as other:
@@ -312,3 +314,132 @@ async def test_next_page_with_a_repeated_query_key_is_refused() -> None:
     row = result.board.rows[("mautic", "J1")]
     assert row.state == "failed" and "repeats a query parameter" in row.reason
     assert [q for _, q in mautic.requests if b"f=" in q] == []
+
+
+class ScriptedInsideView:
+    """An InsideView stand-in (API under ``/api/v1``): jobs finish at once; ``results`` scripts the CSV answer."""
+
+    def __init__(self, results: Callable[[str], StarletteResponse], fetched: list | None = None) -> None:
+        self.results = results
+        self.fetched = fetched or []
+        self.jobs: dict[str, list[str]] = {}
+        self.lock = threading.Lock()
+
+    def app(self) -> Starlette:
+        async def token(request: StarletteRequest) -> StarletteResponse:
+            return JSONResponse({"accessTokenDetails": {"accessToken": "tok-123"}})
+
+        async def submit(request: StarletteRequest) -> StarletteResponse:
+            ids = (await request.body()).decode().split("\n")
+            with self.lock:
+                job_id = f"J{len(self.jobs) + 1}"
+                self.jobs[job_id] = ids
+            return JSONResponse({"jobId": job_id, "status": "accepted"})
+
+        async def status(request: StarletteRequest) -> StarletteResponse:
+            job_id = request.path_params["job_id"]
+            n = len(self.jobs[job_id])
+            return JSONResponse({"jobId": job_id, "status": "finished", "processed": n, "total": n})
+
+        async def results(request: StarletteRequest) -> StarletteResponse:
+            return self.results(request.path_params["job_id"])
+
+        async def fetch(request: StarletteRequest) -> StarletteResponse:
+            await request.body()
+            return JSONResponse(self.fetched)
+
+        return Starlette(
+            routes=[
+                Route("/Auth/login/v1/token.json", token, methods=["POST"]),
+                Route("/api/v1/target/contact/job", submit, methods=["POST"]),
+                Route("/api/v1/target/contact/job/{job_id}", status, methods=["GET"]),
+                Route("/api/v1/target/contact/job/{job_id}/results", results, methods=["GET"]),
+                Route("/api/v1/contact/bulk", fetch, methods=["POST"]),
+            ]
+        )
+
+
+def csv_answer(*lines: str) -> StarletteResponse:
+    return StarletteResponse("newContactId,status\n" + "".join(f"{line}\n" for line in lines), media_type="text/csv")
+
+
+async def follow_insideview(scripted: ScriptedInsideView, ids: list[str], **options: object) -> tuple:
+    """follow() three InsideView ids against ``scripted``; (result, events)."""
+    async with ServedApp(scripted.app()) as served:
+        async with Bus() as bus, capture(bus, providers="insideview") as events:
+            result = await follow(
+                "insideview",
+                ids,
+                bus,
+                settings=scripted_settings(served.url + "/api/v1"),
+                webhook_url="http://hooks.invalid/insideview",  # never called: the stand-in sends no webhooks
+                timeout=30,
+                poll_initial=0.01,
+                poll_cap=0.05,
+                **options,
+            )
+    return result, events
+
+
+async def test_insideview_row_missing_from_results_is_an_item_failed() -> None:
+    """A submitted id the results file never mentions is ItemFailed; the job's total is the ids submitted."""
+    scripted = ScriptedInsideView(lambda job_id: csv_answer("11,found", "12,found"))
+    result, events = await follow_insideview(scripted, ["11", "12", "13"])
+    failed = [e for e in events if isinstance(e, ev.ItemFailed)]
+    done = [e for e in events if isinstance(e, ev.JobCompleted)]
+    assert [(e.key, e.code) for e in failed] == [("13", "not_in_results")]
+    assert "not in InsideView's results file" in failed[0].message
+    assert len(done) == 1 and (done[0].succeeded, done[0].failed, done[0].total) == (2, 1, 3)
+    assert result.board.rows[("insideview", "J1")].total == 3
+
+
+async def test_insideview_duplicate_and_foreign_result_rows_report_each_id_once() -> None:
+    """A second row for an id and a row for an id never submitted are InvalidSignals, not counted items."""
+    scripted = ScriptedInsideView(lambda job_id: csv_answer("11,found", "11,found", "99,found", "12,found", "13,found"))
+    result, events = await follow_insideview(scripted, ["11", "12", "13"])
+    items = [e.key for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)]
+    reasons = [e.reason for e in events if isinstance(e, ev.InvalidSignal)]
+    assert sorted(items) == ["11", "12", "13"] and result.ok
+    assert any("'11' appears again" in r for r in reasons) and any("'99' was not submitted" in r for r in reasons)
+    done = next(e for e in events if isinstance(e, ev.JobCompleted))
+    assert (done.succeeded, done.failed, done.total) == (3, 0, 3)
+
+
+async def test_insideview_small_ids_are_not_taken_for_input_rows() -> None:
+    """Item keys are InsideView ids even when an id is a small number that could be an input row."""
+    scripted = ScriptedInsideView(lambda job_id: csv_answer("1,found", "0,found"))
+    _, events = await follow_insideview(scripted, ["not-an-id", "1", "0"])  # the job carries input rows 1 and 2
+    items = {e.key: e.data.get("newContactId") for e in events if isinstance(e, ev.ItemSucceeded)}
+    assert items == {"0": "0", "1": "1"}
+
+
+def test_result_is_not_ok_when_a_total_falls_short_of_the_rows_submitted() -> None:
+    """A job completed with every item it counted, but fewer than the rows it carried, is not a success."""
+    report = SubmitReport("insideview", "b1", contacts=3)
+    report.accepted.append(AcceptedJob("insideview", "b1#0", "b1", 0, (0, 1, 2), 2))
+    board = JobBoard()
+    common = {"provider": "insideview", "job_id": "b1#0", "source": "submit"}
+    board(ev.JobAccepted(id="a", total=2, batch_id="b1", chunk_index=0, **common))
+    for key in ("11", "12"):
+        board(ev.ItemSucceeded(id=key, key=key, outcome="found", **common))
+    board(ev.JobCompleted(id="c", succeeded=2, total=2, **common))
+    assert not FollowResult(report, board).ok
+    board.rows[("insideview", "b1#0")].total = 3
+    board.rows[("insideview", "b1#0")].failed = 1
+    assert FollowResult(report, board).ok
+
+
+@pytest.mark.parametrize(("listed", "expected_invalid"), [(2, 0), (5, 1)])
+async def test_mautic_details_are_counted_against_the_contacts_submitted(listed: int, expected_invalid: int) -> None:
+    """Details listing fewer contacts than submitted give ItemFailed for the rest; extra entries are InvalidSignal."""
+    mautic = ScriptedMautic(lambda job_id, page, size, request: details_page(0, listed))
+    async with ServedApp(mautic.app()) as served, Bus() as bus, capture(bus, providers="mautic") as events:
+        await follow("mautic", contacts("mautic", 3), bus, settings=scripted_settings(served.url), timeout=30)
+    items = {e.key: type(e).__name__ for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)}
+    done = next(e for e in events if isinstance(e, ev.JobCompleted))
+    invalid = [e for e in events if isinstance(e, ev.InvalidSignal)]
+    assert done.total == 3 and done.succeeded + done.failed == 3 and len(invalid) == expected_invalid
+    if listed == 2:
+        assert items == {"0": "ItemSucceeded", "1": "ItemSucceeded", "2": "ItemFailed"}
+    else:
+        assert items == dict.fromkeys(("0", "1", "2"), "ItemSucceeded") and "2 more contact(s)" in invalid[0].reason
