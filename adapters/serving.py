@@ -28,14 +28,21 @@ from typing import Any
 import anyio.to_thread
 import uvicorn
 
+from eventbus.exceptions import ConfigError
+
 __all__ = ["ServedApp", "bind_tcp", "url_host"]
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:
     """A TCP socket bound to ``host:port`` (IPv6 if ``host`` has a ``:``; port 0 picks a free one), not yet listening.
 
-    Raises :class:`OSError` if it cannot bind; the socket is closed then.
+    Raises :class:`~eventbus.exceptions.ConfigError` for a port outside 0-65535
+    or a host that is no host name (a NUL, a label too long to encode), and
+    :class:`OSError` if it cannot bind; the socket is closed then. Messages
+    never repeat ``host``, which a caller may have typed with a password in it.
     """
+    if not (isinstance(port, int) and 0 <= port <= 65535):
+        raise ConfigError(f"port must be a whole number from 0 to 65535, not {port!r}")
     family = socket.AF_INET6 if ":" in host else socket.AF_INET
     # proto=IPPROTO_TCP matters: asyncio sets TCP_NODELAY only on sockets whose
     # proto says TCP, and accepted sockets inherit it from this one. With
@@ -44,6 +51,9 @@ def bind_tcp(host: str, port: int) -> socket.socket:
     try:
         sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
         sock.bind((host, port))
+    except (TypeError, UnicodeError) as exc:  # socket's words for a malformed name: a NUL, an unencodable label
+        sock.close()
+        raise ConfigError(f"not a usable host name or address: {exc}") from None
     except BaseException:
         sock.close()
         raise

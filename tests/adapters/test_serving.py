@@ -13,7 +13,8 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from adapters.serving import ServedApp
+from adapters.serving import ServedApp, bind_tcp
+from eventbus.exceptions import ConfigError
 
 
 async def where(request: Request) -> PlainTextResponse:
@@ -74,3 +75,18 @@ async def test_async_context_works_from_asyncio_and_trio() -> None:
 
 async def _get(client: httpx.AsyncClient, out: list[str]) -> None:
     out.append((await client.get("/where")).text)
+
+
+@pytest.mark.parametrize("port", [70000, -1])
+def test_bind_tcp_refuses_a_port_out_of_range(port: int) -> None:
+    """A port outside 0-65535 is a ConfigError saying the range (socket raised OverflowError)."""
+    with pytest.raises(ConfigError, match="port must be a whole number from 0 to 65535"):
+        bind_tcp("127.0.0.1", port)
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1\x00", "\u00e9" * 70], ids=["nul", "unencodable-label"])
+def test_bind_tcp_refuses_what_is_no_host_name_without_repeating_it(host: str) -> None:
+    """A host socket cannot even encode (it raised TypeError) is a ConfigError that does not echo the host."""
+    with pytest.raises(ConfigError, match="not a usable host name or address") as info:
+        bind_tcp(host, 0)
+    assert host not in str(info.value)
