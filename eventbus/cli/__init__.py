@@ -4,18 +4,106 @@ Each subcommand is one module in this package exposing ``NAME``, ``HELP``,
 ``ORDER`` (position in ``--help``), ``add_arguments(parser)`` and
 ``run(args) -> int``. Modules are found by :func:`commands`; keep their
 top-level imports light (import heavy dependencies inside ``run``).
+
+Number options use the shared ``type=`` checks defined here (:func:`number`
+and its instances :data:`port`, :data:`positive`, :data:`non_negative`,
+:data:`count`, :data:`integer`), so NaN, infinities and out-of-range values
+exit 2 with what was expected, before anything is sent. Addresses shown in
+messages go through :func:`redact_userinfo`.
 """
 
 from __future__ import annotations
 
 import argparse
 import importlib
+import math
 import pkgutil
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from types import ModuleType
+from typing import TypeVar
 
 from eventbus.exceptions import EventBusError
+
+__all__ = [
+    "build_parser",
+    "commands",
+    "count",
+    "integer",
+    "main",
+    "non_negative",
+    "number",
+    "port",
+    "positive",
+    "redact_userinfo",
+]
+
+_N = TypeVar("_N", int, float)
+
+
+def number(
+    kind: type[_N],
+    *,
+    minimum: float | None = None,
+    maximum: float | None = None,
+    above: float | None = None,
+) -> Callable[[str], _N]:
+    """An argparse ``type=`` that reads a finite ``kind`` within bounds, else exits 2 saying what is expected.
+
+    ``minimum``/``maximum`` are inclusive, ``above`` exclusive. NaN and
+    infinities are always refused: ``float()`` takes ``nan``, ``inf`` and
+    ``1e400``, and each of them silently turns a check or a deadline off.
+    """
+    bounds = [] if above is None else [f"greater than {above:g}"]
+    if minimum is not None and maximum is not None:
+        bounds.append(f"from {minimum:g} to {maximum:g}")
+    elif minimum is not None:
+        bounds.append(f"of at least {minimum:g}")
+    elif maximum is not None:
+        bounds.append(f"at most {maximum:g}" if bounds else f"of at most {maximum:g}")
+    wanted = " ".join(["a whole number" if kind is int else "a finite number", " and ".join(bounds)]).strip()
+
+    def convert(text: str) -> _N:
+        try:
+            value = kind(text)
+        except (ValueError, OverflowError):
+            value = None
+        if (
+            value is None
+            or (kind is float and not math.isfinite(value))  # an int is finite (and may be too big for a float)
+            or (minimum is not None and value < minimum)
+            or (maximum is not None and value > maximum)
+            or (above is not None and not value > above)
+        ):
+            shown = text if len(text) <= 40 else text[:40] + "..."
+            raise argparse.ArgumentTypeError(f"expected {wanted}, not {shown!r}")
+        return value
+
+    convert.__name__ = kind.__name__  # argparse names the type in some messages
+    return convert
+
+
+port = number(int, minimum=0, maximum=65535)
+"""A TCP port, 0 (pick a free one) to 65535."""
+positive = number(float, above=0)
+"""A finite number > 0: durations in seconds, rates per second."""
+non_negative = number(float, minimum=0)
+"""A finite number >= 0 (e.g. simulated work per item, where 0 means none)."""
+count = number(int, minimum=1)
+"""A whole number >= 1: sizes, limits, how many at once."""
+integer = number(int)
+"""Any whole number (e.g. a random seed)."""
+
+
+def redact_userinfo(address: str) -> str:
+    """``address`` (a URL or ``host[:port]``) with any ``user:password@`` part shown as ``***@``, for messages."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "", address
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return f"{scheme}{sep}{netloc}{slash}{path}"
 
 
 def commands() -> list[ModuleType]:

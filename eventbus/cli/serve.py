@@ -11,6 +11,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from eventbus.cli import count, port, positive, redact_userinfo
+
 NAME = "serve"
 HELP = "run the webhook receiver (POST /hooks/{provider}) and log the events it publishes"
 ORDER = 50
@@ -25,14 +27,14 @@ def webhook_secret(flag: str | None) -> str | None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8000, help="port to listen on (default: 8000; 0 picks a free one)")
+    parser.add_argument("--port", type=port, default=8000, help="port to listen on (default: 8000; 0 picks a free one)")
     parser.add_argument(
         "--secret",
         default=None,
         help=f"Standard Webhooks secret to verify signatures (default: ${SECRET_ENV}; unsigned if neither is set)",
     )
-    parser.add_argument("--tolerance", type=float, default=300.0, help="max signature age in seconds (default: 300)")
-    parser.add_argument("--max-body", type=int, default=1 << 20, help="body size limit in bytes (default: 1048576)")
+    parser.add_argument("--tolerance", type=positive, default=300.0, help="max signature age in seconds (default: 300)")
+    parser.add_argument("--max-body", type=count, default=1 << 20, help="body size limit in bytes (default: 1048576)")
     parser.add_argument(
         "--parser",
         action="append",
@@ -94,8 +96,6 @@ def run(args: argparse.Namespace) -> int:
     from eventbus.subscribers.log import EventLogger
 
     secret = webhook_secret(args.secret)
-    if args.max_body < 1 or args.tolerance < 0:
-        raise ConfigError("--max-body must be positive and --tolerance non-negative")
     parsers = _parsers(args.parser)
     if not parsers:
         print("warning: no provider webhook parsers found; every hook will answer 404", file=sys.stderr)
@@ -110,13 +110,13 @@ def run(args: argparse.Namespace) -> int:
 
         async def startup(self, sockets: list[socket.socket] | None = None) -> None:
             await super().startup(sockets=sockets)
-            print(f"listening on http://{host}:{port}/hooks/{{provider}}", flush=True)
+            print(f"listening on http://{host}:{bound_port}/hooks/{{provider}}", flush=True)
 
     try:
         sock = bind_tcp(args.host, args.port)
-    except OSError as exc:
-        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc}") from exc
-    port = sock.getsockname()[1]
+    except (OSError, ConfigError) as exc:
+        raise ConfigError(f"cannot listen on {redact_userinfo(args.host)}:{args.port}: {exc}") from None
+    bound_port = sock.getsockname()[1]
     host = url_host(args.host)
 
     async def main() -> None:

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import argparse
 
+from eventbus.cli import integer, port, redact_userinfo
+
 # The same variable `eventbus serve` verifies with. serve is a light module that the
 # command discovery imports anyway, so this costs nothing at start-up.
 from eventbus.cli.serve import SECRET_ENV, webhook_secret
@@ -15,8 +17,8 @@ ORDER = 60
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default: 127.0.0.1)")
-    parser.add_argument("--port", type=int, default=8765, help="port to listen on (default: 8765; 0 picks a free one)")
-    parser.add_argument("--seed", type=int, default=0, help="seed for outcomes and faults (default: 0)")
+    parser.add_argument("--port", type=port, default=8765, help="port to listen on (default: 8765; 0 picks a free one)")
+    parser.add_argument("--seed", type=integer, default=0, help="seed for outcomes and faults (default: 0)")
     parser.add_argument(
         "--item-time", type=float, default=None, metavar="SECONDS", help="simulated work per contact (default: 0.0002)"
     )
@@ -38,7 +40,9 @@ def run(args: argparse.Namespace) -> int:
     import signal
     import threading
 
+    from adapters.serving import bind_tcp
     from adapters.simulator import SimulatorConfig, parse_fault, simulator
+    from eventbus.exceptions import ConfigError
 
     faults = None
     for spec in args.fault:
@@ -48,20 +52,26 @@ def run(args: argparse.Namespace) -> int:
     if faults is not None:
         config.faults = faults
     if args.item_time is not None:
-        if args.item_time < 0:
-            from eventbus.exceptions import ConfigError
-
-            raise ConfigError("--item-time must not be negative")
+        # Checked here, not by a shared type=, because it has always exited 1 (tests/adapters/simulator/test_cli.py).
+        if not 0 <= args.item_time < float("inf"):  # written so that NaN fails too
+            raise ConfigError(f"--item-time must be a finite number of seconds >= 0, not {args.item_time}")
         config.item_time = args.item_time
+
+    def cannot_listen(exc: Exception) -> ConfigError:
+        shown = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        return ConfigError(f"cannot listen on {redact_userinfo(args.host)}:{args.port}: {shown}")
+
+    try:
+        bind_tcp(args.host, args.port).close()  # a malformed host is one clear line, not a traceback
+    except (OSError, ConfigError) as exc:
+        raise cannot_listen(exc) from None
     stop = threading.Event()
     signal.signal(signal.SIGTERM, lambda *_: stop.set())
     try:
         running = simulator(config, host=args.host, port=args.port)
         sim = running.__enter__()
-    except OSError as exc:  # port taken, address not available: say so, no traceback
-        from eventbus.exceptions import ConfigError
-
-        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {exc.strerror or exc}") from None
+    except OSError as exc:  # the port was taken meanwhile: say so, no traceback
+        raise cannot_listen(exc) from None
     try:
         print(f"listening on {sim.base_url}", flush=True)
         try:

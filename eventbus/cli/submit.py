@@ -11,6 +11,8 @@ import argparse
 import sys
 from typing import TYPE_CHECKING
 
+from eventbus.cli import count, positive, redact_userinfo
+
 if TYPE_CHECKING:
     from collections.abc import Callable
 
@@ -42,13 +44,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         default="127.0.0.1:0",
         help="where the local webhook receiver listens (default: 127.0.0.1, a free port)",
     )
-    follow.add_argument("--timeout", type=float, default=3600.0, help="give up following after this many seconds")
+    follow.add_argument("--timeout", type=positive, default=3600.0, help="give up following after this many seconds")
     follow.add_argument(
-        "--stuck-after", type=float, default=300.0, help="report a job silent for this many seconds (JobStuck)"
+        "--stuck-after", type=positive, default=300.0, help="report a job silent for this many seconds (JobStuck)"
     )
     follow.add_argument("--items", action="store_true", help="print one line per contact too (readable output)")
-    parser.add_argument("--concurrency", type=int, default=4, help="chunks in flight at once (default: 4)")
-    parser.add_argument("--rate-limit", type=float, metavar="N", help="at most N requests per second")
+    parser.add_argument("--concurrency", type=count, default=4, help="chunks in flight at once (default: 4)")
+    parser.add_argument("--rate-limit", type=positive, metavar="N", help="at most N requests per second (N > 0)")
     group = parser.add_argument_group("provider options")
     group.add_argument(
         "--endpoint", help="insideview: job (default) or fetch; mautic: new (default), put, patch, batch"
@@ -90,12 +92,11 @@ def run(args: argparse.Namespace) -> int:
     from adapters.http import Settings
     from adapters.submit import submit
     from eventbus.bus import Bus
-    from eventbus.exceptions import ConfigError
 
-    if args.concurrency < 1:
-        raise ConfigError("--concurrency must be at least 1")
     # Refuse a malformed address before doing any work.
     listen = _listen(args.webhook_listen) if args.follow else None
+    if listen is not None and args.provider in ("pronto", "insideview") and args.webhook_url is None:
+        _check_listen(*listen)  # follow() will serve the webhook receiver there
     settings = Settings.from_env(args.provider, base_url=args.base_url, rate_limit=args.rate_limit)
     contacts = list(read_contacts(args.file, kind=args.format))
     if listen is not None:
@@ -152,8 +153,19 @@ def _listen(value: str) -> tuple[str, int]:
 
     host, sep, port = value.rpartition(":")
     if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
-        raise ConfigError(f"--webhook-listen must be HOST:PORT (e.g. 0.0.0.0:8000), not {value!r}")
+        raise ConfigError(f"--webhook-listen must be HOST:PORT (e.g. 0.0.0.0:8000), not {redact_userinfo(value)!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
+
+
+def _check_listen(host: str, port: int) -> None:
+    """Bind ``host:port`` once and let go, so that an unusable address is a ConfigError before anything is sent."""
+    from adapters.serving import bind_tcp
+    from eventbus.exceptions import ConfigError
+
+    try:
+        bind_tcp(host, port).close()
+    except (OSError, ConfigError) as exc:
+        raise ConfigError(f"--webhook-listen: cannot listen on {redact_userinfo(host)}:{port}: {exc}") from None
 
 
 def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen: tuple[str, int]) -> int:

@@ -82,3 +82,49 @@ def test_webhook_listen_needs_host_and_ascii_port(value: str) -> None:
     with pytest.raises(ConfigError, match="--webhook-listen must be HOST:PORT"):
         _listen(value)
     assert _listen("[::1]:8000") == ("::1", 8000)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--follow", "--timeout", "nan"], "argument --timeout: expected a finite number greater than 0, not 'nan'"),
+        (["--follow", "--timeout", "-1"], "argument --timeout: expected a finite number greater than 0"),
+        (["--follow", "--stuck-after", "inf"], "argument --stuck-after: expected a finite number greater than 0"),
+        (["--rate-limit", "0"], "argument --rate-limit: expected a finite number greater than 0, not '0'"),
+        (["--concurrency", "0"], "argument --concurrency: expected a whole number of at least 1"),
+    ],
+    ids=["timeout-nan", "timeout-negative", "stuck-after-inf", "rate-limit-0", "concurrency-0"],
+)
+async def test_bad_numbers_exit_2_before_anything_is_sent(
+    simulator: Simulator, tmp_path: Path, args: list[str], message: str
+) -> None:
+    """A NaN, infinite, zero or negative duration, rate or count exits 2 naming the option; no job is sent."""
+    f = tmp_path / "people.jsonl"
+    f.write_text('{"email": "a@x.io"}\n')
+    env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": simulator.urls["datananas"]}
+    proc = await anyio.to_thread.run_sync(
+        lambda: run_cli("--provider", "datananas", "--list", "L", *args, str(f), env=env)
+    )
+    assert proc.returncode == 2 and message in proc.stderr and "Traceback" not in proc.stderr
+    assert not simulator.state.jobs.get("datananas")
+
+
+async def test_unusable_webhook_listen_host_is_refused_before_submitting(simulator: Simulator, tmp_path: Path) -> None:
+    """--follow with a --webhook-listen host that cannot be bound exits 1 before any job; a password in it is hidden."""
+    f = tmp_path / "people.csv"
+    f.write_text("first name,last name,company\nAnn,Lee,Acme\nCid,Roe,Acme\n")
+    env = {"PRONTO_API_KEY": "demo-key", "PRONTO_BASE_URL": simulator.urls["pronto"]}
+    listen = "admin:TOPSECRET@127.0.0.1:0"
+    proc = await anyio.to_thread.run_sync(
+        lambda: run_cli("--provider", "pronto", "--follow", "--webhook-listen", listen, str(f), env=env)
+    )
+    assert proc.returncode == 1 and "--webhook-listen: cannot listen on ***@127.0.0.1:0" in proc.stderr
+    assert "TOPSECRET" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
+    assert not simulator.state.jobs.get("pronto")
+
+
+def test_malformed_webhook_listen_does_not_echo_a_password() -> None:
+    """The HOST:PORT refusal shows ***@ in place of user:password@."""
+    with pytest.raises(ConfigError, match=r"not '\*\*\*@host:port'") as info:
+        _listen("user:TOPSECRET@host:port")
+    assert "TOPSECRET" not in str(info.value)
