@@ -119,48 +119,120 @@ class _RowKeys:
 
 
 class _CompleteByCount:
-    """Publishes through to the tracker and completes a job once it has reported ``total`` distinct items."""
+    """Publishes through to the tracker, checking each item against its job's rows; completes a job once all reported.
 
-    def __init__(self, target: Publisher, tracker: JobTracker, provider: str) -> None:
+    Pronto sends no "done" callback: a job is complete when every row it
+    carried has reported. An item whose key is not one of its job's rows (a
+    stray or forged ``eventbus_key``) is an ``InvalidSignal`` and counts for
+    nothing. Items that arrive before their job's rows are known (a webhook
+    racing the submit answer) are held, at most ``max_held`` of them, until
+    :meth:`register` or :meth:`release`; past that bound they are passed on
+    unchecked, and checked against the rows once those are known.
+    """
+
+    def __init__(self, target: Publisher, tracker: JobTracker, provider: str, *, max_held: int = 65_536) -> None:
         self.target = target
         self.tracker = tracker
         self.provider = provider
-        self.totals: dict[str, int] = {}
+        self.max_held = max_held
+        self.rows: dict[str, frozenset[str]] = {}  # job -> its rows' keys, until it completes
+        self.seen: dict[str, set[str]] = {}  # job -> its rows that reported
+        self.held: dict[str, list[ev.ItemSucceeded | ev.ItemFailed]] = {}
+        self.held_count = 0
+        self.unchecked: dict[str, set[str]] = {}  # keys passed on before their job was known (held was full)
+        self.released = False  # every job is registered: items of unknown jobs pass through
 
-    def _completion(self, event: ev.Event) -> ev.JobCompleted | None:
-        if not isinstance(event, ev.ItemSucceeded | ev.ItemFailed):
-            return None
-        return self.completion(event.job_id, event.source)
+    async def register(self, job_id: str, rows: Iterable[int]) -> None:
+        """Learn the rows of ``job_id``; publish what was held for it, and its completion if all are in."""
+        keys = self.rows[job_id] = frozenset(map(str, rows))
+        seen = self.seen[job_id] = set()
+        for key in sorted(self.unchecked.pop(job_id, ())):
+            if key in keys:
+                seen.add(key)
+            else:
+                await self.target.publish(self._stray(job_id, key, "was passed on before the job's rows were known"))
+        held = self.held.pop(job_id, [])
+        self.held_count -= len(held)
+        for event in held:
+            await self.publish(event)
+        await self._complete(job_id)
 
-    def completion(self, job_id: str, source: str = "webhook") -> ev.JobCompleted | None:
-        """The JobCompleted for ``job_id`` if all its items are in (once; None otherwise)."""
-        total = self.totals.get(job_id)
-        if total is None:
-            return None
-        view = self.tracker.job(self.provider, job_id)
-        if view is None or view.terminal is not None or view.items < total:
-            return None
-        del self.totals[job_id]
-        return ev.JobCompleted(
-            id=ev.event_id(self.provider, job_id, "completed"),
+    async def release(self) -> None:
+        """Every job is registered: publish what is still held (items of jobs this run did not submit)."""
+        self.released = True
+        held, self.held, self.held_count = self.held, {}, 0
+        for events in held.values():
+            for event in events:
+                await self.target.publish(event)
+
+    def _hold(self, event: ev.Event) -> bool:
+        """Hold an item of a job whose rows are not known yet (True), if it is one and there is room."""
+        if (
+            self.released
+            or not isinstance(event, ev.ItemSucceeded | ev.ItemFailed)
+            or event.job_id in self.rows
+            or ev.is_chunk_ref(event.job_id)
+        ):
+            return False
+        view = self.tracker.job(self.provider, event.job_id)
+        if view is not None and view.terminal is not None:
+            return False  # a straggler of a job already complete: the tracker drops it as late
+        if self.held_count >= self.max_held:
+            self.unchecked.setdefault(event.job_id, set()).add(event.key)
+            return False
+        self.held.setdefault(event.job_id, []).append(event)
+        self.held_count += 1
+        return True
+
+    def _stray(self, job_id: str, key: str, what: str) -> ev.InvalidSignal:
+        return ev.InvalidSignal(
+            id=ev.new_id(),
             provider=self.provider,
             job_id=job_id,
-            source=source,  # type: ignore[arg-type]
-            succeeded=view.succeeded,
-            failed=view.failed,
-            total=total,
+            source="webhook",
+            reason=f"{self.provider} reported an item keyed {key[:40]!r}, which is not one of the "
+            f"{len(self.rows.get(job_id, ()))} rows submitted in job {job_id}; it {what} and does not count",
+        )
+
+    async def _complete(self, job_id: str, source: str = "webhook") -> None:
+        keys = self.rows.get(job_id)
+        if keys is None or len(self.seen[job_id]) < len(keys):
+            return
+        view = self.tracker.job(self.provider, job_id)
+        del self.rows[job_id], self.seen[job_id]
+        if view is not None and view.terminal is not None:
+            return
+        await self.target.publish(
+            ev.JobCompleted(
+                id=ev.event_id(self.provider, job_id, "completed"),
+                provider=self.provider,
+                job_id=job_id,
+                source=source,  # type: ignore[arg-type]
+                succeeded=view.succeeded if view is not None else 0,
+                failed=view.failed if view is not None else 0,
+                total=len(keys),
+            )
         )
 
     async def publish(self, event: ev.Event) -> None:
+        if self._hold(event):
+            return
+        if not isinstance(event, ev.ItemSucceeded | ev.ItemFailed) or event.job_id not in self.rows:
+            await self.target.publish(event)
+            return
+        if event.key not in self.rows[event.job_id]:
+            await self.target.publish(self._stray(event.job_id, event.key, "is ignored"))
+            return
         await self.target.publish(event)
-        done = self._completion(event)
-        if done is not None:
-            await self.target.publish(done)
+        self.seen[event.job_id].add(event.key)
+        await self._complete(event.job_id, event.source)
 
     def publish_nowait(self, event: ev.Event) -> None:
-        # An item that may complete its job goes through publish(), so the completion that
+        if self._hold(event):
+            return
+        # An item of a known job goes through publish(), so the completion (or InvalidSignal) that
         # follows it can wait for room instead of being refused and lost.
-        if isinstance(event, ev.ItemSucceeded | ev.ItemFailed) and event.job_id in self.totals:
+        if isinstance(event, ev.ItemSucceeded | ev.ItemFailed) and event.job_id in self.rows:
             raise anyio.WouldBlock
         self.target.publish_nowait(event)
 
@@ -255,13 +327,11 @@ async def follow(
         for job in report.accepted:
             if provider != "insideview":  # InsideView's item keys are the contact ids themselves
                 keyed.rows[job.job_id] = job.rows
-            if provider == "pronto" and job.total is not None:
-                counted.totals[job.job_id] = job.total
-        if provider == "pronto":  # webhooks may all have arrived before the totals were known
+        if provider == "pronto":  # webhooks may have arrived (and been held) before the rows were known
             for job in report.accepted:
-                done = counted.completion(job.job_id)
-                if done is not None:
-                    await merged.publish(done)
+                if not ev.is_chunk_ref(job.job_id):
+                    await counted.register(job.job_id, job.rows)
+            await counted.release()
         result = FollowResult(report, board)
         pending = [j for j in report.accepted if not ev.is_chunk_ref(j.job_id)]
         async with anyio.create_task_group() as tg:

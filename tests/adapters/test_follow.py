@@ -6,16 +6,18 @@ import collections
 import threading
 from collections.abc import Callable
 
+import httpx
 import msgspec
 import pytest
 from starlette.applications import Starlette
+from starlette.background import BackgroundTask
 from starlette.requests import Request as StarletteRequest
 from starlette.responses import JSONResponse
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route
 
 from adapters.backoff import Backoff
-from adapters.follow import FollowResult, follow
+from adapters.follow import FollowResult, _CompleteByCount, follow
 from adapters.http import Settings
 from adapters.serving import ServedApp
 from adapters.simulator import Faults, Simulator, SimulatorConfig
@@ -24,6 +26,7 @@ from eventbus import events as ev
 from eventbus.bus import Bus
 from eventbus.subscribers.board import JobBoard
 from eventbus.testing import capture
+from eventbus.tracker import JobTracker
 from tests.adapters.conftest import checked_simulator
 
 pytestmark = pytest.mark.anyio
@@ -443,3 +446,69 @@ async def test_mautic_details_are_counted_against_the_contacts_submitted(listed:
         assert items == {"0": "ItemSucceeded", "1": "ItemSucceeded", "2": "ItemFailed"}
     else:
         assert items == dict.fromkeys(("0", "1", "2"), "ItemSucceeded") and "2 more contact(s)" in invalid[0].reason
+
+
+class ScriptedPronto:
+    """A Pronto stand-in: takes one enrichment (E1) and posts the scripted ``keys``' webhooks to its webhook_url.
+
+    With ``early`` the webhooks are delivered before the submit is answered
+    (racing it); otherwise right after the answer, one after the other.
+    """
+
+    def __init__(self, keys: list[str], *, early: bool) -> None:
+        self.keys = keys
+        self.early = early
+        self.answers: list[int] = []
+
+    async def deliver(self, url: str) -> None:
+        async with httpx.AsyncClient() as client:
+            for key in self.keys:
+                body = {"enrichment_id": "E1", "status": "found", "contact": {"eventbus_key": key}, "result": {}}
+                self.answers.append((await client.post(url, json=body)).status_code)
+
+    def app(self) -> Starlette:
+        async def enrich(request: StarletteRequest) -> StarletteResponse:
+            url = msgspec.json.decode(await request.body())["webhook_url"]
+            if self.early:
+                await self.deliver(url)
+                return JSONResponse({"enrichment_id": "E1"})
+            return JSONResponse({"enrichment_id": "E1"}, background=BackgroundTask(self.deliver, url))
+
+        return Starlette(routes=[Route("/contacts/bulk_enrich", enrich, methods=["POST"])])
+
+
+@pytest.mark.parametrize("early", [False, True])
+async def test_pronto_keys_outside_the_job_do_not_complete_it(early: bool) -> None:
+    """For a 2-row job, keys "0" and "999" do not complete it: 999 is InvalidSignal, row 1 still counts."""
+    pronto = ScriptedPronto(["0", "999", "1"], early=early)
+    async with ServedApp(pronto.app()) as served, Bus() as bus, capture(bus, providers="pronto") as events:
+        result = await follow("pronto", contacts("pronto", 2), bus, settings=Settings(served.url, "key"), timeout=30)
+    items = sorted(e.key for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed))
+    invalid = [e for e in events if isinstance(e, ev.InvalidSignal)]
+    done = [e for e in events if isinstance(e, ev.JobCompleted)]
+    assert pronto.answers[:2] == [200, 200] and items == ["0", "1"]
+    assert len(invalid) == 1 and "'999'" in invalid[0].reason and "not one of the 2 rows" in invalid[0].reason
+    assert len(done) == 1 and (done[0].succeeded, done[0].total) == (2, 2) and result.ok
+
+
+async def test_early_items_past_the_hold_bound_are_checked_once_the_rows_are_known() -> None:
+    """With no room left to hold early items, they pass unchecked; a stray key among them is flagged and not counted."""
+
+    def item(key: str) -> ev.ItemSucceeded:
+        return ev.ItemSucceeded(id=key, provider="pronto", job_id="E1", source="webhook", key=key, outcome="found")
+
+    tracker = JobTracker(stuck_after=None)
+    async with Bus() as bus, capture(bus, providers="pronto") as events:
+        async with tracker.attach(bus) as merged:
+            counted = _CompleteByCount(merged, tracker, "pronto", max_held=1)
+            for key in ("0", "999", "1"):  # "0" is held, the others pass unchecked
+                await counted.publish(item(key))
+            await counted.register("E1", (0, 1, 2))
+            await counted.release()
+            await counted.publish(item("2"))
+    invalid = [e for e in events if isinstance(e, ev.InvalidSignal)]
+    done = [e for e in events if isinstance(e, ev.JobCompleted)]
+    assert (
+        len(invalid) == 1 and "'999'" in invalid[0].reason and "before the job's rows were known" in invalid[0].reason
+    )
+    assert len(done) == 1 and done[0].total == 3 and events.index(done[0]) == len(events) - 1
