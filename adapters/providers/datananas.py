@@ -116,7 +116,7 @@ class Datananas(Provider):
         if response.status == 200:
             try:
                 accepted = msgspec.json.decode(response.body, type=_Accepted)
-            except msgspec.MsgspecError:
+            except (msgspec.MsgspecError, RecursionError):  # RecursionError: JSON nested too deeply
                 return Refused(200, "accepted, but the answer had no uuid")
             if not accepted.uuid.strip():
                 return Refused(200, "accepted, but the answer's uuid is empty: the job cannot be followed")
@@ -181,6 +181,13 @@ def parse_frame(frame: str | bytes) -> list[ev.Event]:
     ``_ending`` completes the job with the provider's created/updated counts.
     Raises ``ValueError`` for a frame that is not one of the three events.
     """
+    try:
+        return _frame_events(frame)
+    except RecursionError:  # valid JSON nested past the interpreter's limit
+        raise ValueError("JSON nested too deeply") from None
+
+
+def _frame_events(frame: str | bytes) -> list[ev.Event]:
     f = _frame.decode(frame)
     p, src = "datananas", "websocket"
     if f.event == RUNNING:

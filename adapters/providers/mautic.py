@@ -11,7 +11,7 @@ credentials, ``expires_in`` 3600), ``Authorization: Bearer``;
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Final
+from typing import Any, ClassVar, Final, TypeVar
 from urllib.parse import urlencode
 
 import msgspec
@@ -156,7 +156,7 @@ class Mautic(Provider):
         if response.status == 202:
             try:
                 job_id = msgspec.json.decode(response.body, type=_Job).id
-            except msgspec.MsgspecError:
+            except (msgspec.MsgspecError, RecursionError):  # RecursionError: JSON nested too deeply
                 return Refused(202, "accepted, but the answer had no job id")
             if not job_id.strip():
                 return Refused(202, "accepted, but the answer's job id is empty: the job cannot be followed")
@@ -169,7 +169,7 @@ class Mautic(Provider):
     def _read_batch(self, chunk: Chunk, response: Response) -> Outcome:
         try:
             batch = msgspec.json.decode(response.body, type=_Batch)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, RecursionError) as exc:  # RecursionError: JSON nested too deeply
             return Refused(201, f"batch answer is malformed: {exc}")
         errors = batch.errors if isinstance(batch.errors, dict) else dict(enumerate(batch.errors))
         created = iter(batch.contacts)
@@ -191,9 +191,13 @@ class Mautic(Provider):
                 error = errors.get(str(i)) or errors.get(i) or {}
                 message = error.get("message", f"HTTP {code}") if isinstance(error, dict) else error
                 details = error.get("details", {}) if isinstance(error, dict) else {}
-                text = message if isinstance(message, str) else msgspec.json.encode(message).decode()
-                results.append((row, key, False, str(code), ev.excerpt(text), {"details": details}))
+                results.append((row, key, False, str(code), _text(message), {"details": details}))
         return Items(tuple(results))
+
+
+def _text(value: Any) -> str:
+    """Any decoded JSON value as short text: a string as it is, anything else as its JSON."""
+    return ev.excerpt(value if isinstance(value, str) else msgspec.json.encode(value))
 
 
 # --- watching a job: status polls and blind-paginated details ------------------------------------
@@ -221,11 +225,20 @@ class _Page(msgspec.Struct):
 
 
 STATUSES: Final = ("queued", "in_progress", "completed")
+T = TypeVar("T")
+
+
+def _decode(body: bytes, shape: type[T]) -> T:
+    """``body`` decoded as ``shape``; ValueError for anything unreadable, JSON nested too deeply included."""
+    try:
+        return msgspec.json.decode(body, type=shape)
+    except RecursionError:  # valid JSON nested past the interpreter's limit
+        raise ValueError("JSON nested too deeply") from None
 
 
 def read_status(body: bytes) -> JobStatus:
     """A job status answer. Raises ValueError for an unknown status or a malformed body."""
-    status = msgspec.json.decode(body, type=JobStatus)
+    status = _decode(body, JobStatus)
     if status.status not in STATUSES:
         raise ValueError(f"unknown Mautic job status {status.status!r}")
     return status
@@ -233,7 +246,7 @@ def read_status(body: bytes) -> JobStatus:
 
 def read_details_page(body: bytes) -> tuple[list[DetailEntry], str | None]:
     """One ``details=1`` page: its contact entries (in submitted order) and the next page's URL, if any."""
-    page = msgspec.json.decode(body, type=_Page)
+    page = _decode(body, _Page)
     if page.details is None:
         raise ValueError("a details page without details (is the job completed?)")
     return page.details.contacts, page.details.next_page
@@ -260,11 +273,13 @@ def detail_events(job_id: str, entries: Sequence[DetailEntry], start: int) -> li
             out.append(ev.ItemSucceeded(outcome=outcome, data={"id": entry.id}, **common))
         else:
             error = entry.errors or {}
+            details = error.get("details") or {}
             out.append(
                 ev.ItemFailed(
                     code=str(entry.statusCode),
-                    message=str(error.get("message", "")),
-                    details=error.get("details") or {},
+                    message=_text(error.get("message", "")),
+                    # An event's details are an object: details of another shape are kept under "details".
+                    details=details if isinstance(details, dict) else {"details": details},
                     **common,
                 )
             )

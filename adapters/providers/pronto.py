@@ -132,7 +132,7 @@ class Pronto(Provider):
             try:
                 accepted = msgspec.json.decode(response.body, type=_Accepted)
                 job_id = accepted.enrichment_id or accepted.id
-            except msgspec.MsgspecError:
+            except (msgspec.MsgspecError, RecursionError):  # RecursionError: JSON nested too deeply
                 job_id = None
             if not job_id or not job_id.strip():
                 return Refused(response.status, "accepted, but the answer had no enrichment id", retriable=False)
@@ -202,7 +202,10 @@ def parse_webhook(body: bytes, headers: Any = None) -> list[ev.Event]:
     and ``error`` are ``ItemFailed``. Raises ``ValueError`` for a payload
     without an enrichment id, an unknown status, or no ``eventbus_key``.
     """
-    r = _result.decode(body)
+    try:
+        r = _result.decode(body)
+    except RecursionError:  # valid JSON nested past the interpreter's limit
+        raise ValueError("JSON nested too deeply") from None
     if r.status not in STATUSES:
         raise ValueError(f"unknown Pronto status {r.status!r}; expected one of {', '.join(STATUSES)}")
     key = r.contact.get(KEY_FIELD)

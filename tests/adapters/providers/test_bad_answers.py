@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import msgspec
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from adapters.providers import datananas, insideview
+from adapters.providers import datananas, insideview, mautic, pronto
 from adapters.providers.base import Accepted, Chunk, Items, Provider, Refused, Response
 from adapters.providers.datananas import Datananas
 from adapters.providers.insideview import InsideView
@@ -271,3 +273,65 @@ def test_insideview_xml_counts_up_to_18_digits_are_read() -> None:
     count = "9" * 18
     body = f"<BulkJobStatus><jobId>j</jobId><status>running</status><processed>{count}</processed></BulkJobStatus>"
     assert insideview.parse_job_status(resp(200, body.encode())).processed == int(count)
+
+
+# --- Mautic job status and details pages ------------------------------------------------------------
+
+DEEP = b"[" * 100_000 + b"]" * 100_000  # valid JSON nested past the interpreter's recursion limit
+
+
+@pytest.mark.parametrize(
+    "read, body",
+    [
+        (mautic.read_status, b'{"status":"completed","details":{"a":' + DEEP + b"}}"),
+        (
+            mautic.read_details_page,
+            b'{"status":"completed","details":{"contacts":[{"statusCode":400,"errors":{"a":' + DEEP + b"}}]}}",
+        ),
+        (datananas.parse_frame, b'{"event":"contact_bulk_create_ending","data":' + DEEP + b"}"),
+        (
+            pronto.parse_webhook,
+            b'{"enrichment_id":"e","status":"found","contact":{"eventbus_key":"1"},"result":{"a":' + DEEP + b"}}",
+        ),
+    ],
+    ids=["mautic-status", "mautic-details", "datananas-frame", "pronto-webhook"],
+)
+def test_json_nested_too_deeply_is_a_value_error(read: Callable[[bytes], object], body: bytes) -> None:
+    """JSON nested past the recursion limit is a ValueError (what the polling shell reports), not a RecursionError."""
+    with pytest.raises(ValueError, match="nested too deeply"):
+        read(body)
+
+
+@pytest.mark.parametrize(
+    "errors, message, details",
+    [
+        ({"message": "m", "details": "oops"}, "m", {"details": "oops"}),
+        ({"message": "m", "details": ["a", "b"]}, "m", {"details": ["a", "b"]}),
+        ({"message": {"code": 7}, "details": {"email": ["taken"]}}, '{"code":7}', {"email": ["taken"]}),
+    ],
+)
+def test_mautic_detail_failures_carry_text_and_an_object(errors: dict, message: str, details: dict) -> None:
+    """A failed entry's message becomes text and its details an object, whatever their shape, so the event decodes."""
+    (event,) = mautic.detail_events("j", [mautic.DetailEntry(400, None, errors)], 0)
+    assert isinstance(event, ev.ItemFailed) and (event.message, event.details) == (message, details)
+    assert ev.decode(ev.encode(event)) == event
+
+
+@pytest.mark.parametrize(
+    "provider, contacts, status",
+    [
+        (Pronto(webhook_url="http://h/x"), [{"firstname": "a", "lastname": "b", "domain": "d"}] * 2, 202),
+        (Datananas(list="L"), [{"email": "a@b.c"}], 200),
+        (Mautic(), [{"email": "a@b.c"}], 202),
+        (Mautic(endpoint="batch"), [{"email": "a@b.c"}], 201),
+        (InsideView(), ["1"], 200),
+        (InsideView(endpoint="fetch"), ["1"], 200),
+    ],
+    ids=["pronto", "datananas", "mautic", "mautic-batch", "insideview", "insideview-fetch"],
+)
+def test_accepted_answer_nested_too_deeply_is_refused(provider: Provider, contacts: list, status: int) -> None:
+    """A 2xx whose JSON nests past the recursion limit is a non-retriable refusal, not a RecursionError."""
+    chunk = prepare(provider, contacts)[0][0]
+    for body in (DEEP, b'{"other":' + DEEP + b"}", b'{"uuid":"u","total":' + DEEP + b"}"):
+        refused = provider.read_submit(chunk, resp(status, body))
+        assert isinstance(refused, Refused) and refused.status == status and not refused.retriable
