@@ -27,7 +27,7 @@ from __future__ import annotations
 import re
 import uuid
 from datetime import UTC, datetime
-from typing import Any, Final, Literal, TypeAlias, Union
+from typing import Annotated, Any, Final, Literal, TypeAlias, Union
 
 import msgspec
 
@@ -131,7 +131,9 @@ class Event(
     provider: str
     job_id: str
     source: Source
-    at: datetime = msgspec.field(default_factory=now)
+    # Decoding refuses a timestamp without a UTC offset: compared with the aware ones
+    # every event gets from now(), it would raise TypeError far from where it came in.
+    at: Annotated[datetime, msgspec.Meta(tz=True)] = msgspec.field(default_factory=now)
 
 
 # --- submission ------------------------------------------------------------
@@ -326,15 +328,38 @@ def encode(event: Event) -> bytes:
     return _encoder.encode(event)
 
 
-decode = _decoder.decode
-"""Decode JSON produced by :func:`encode` back into its event class.
+_decode = _decoder.decode
+_TOO_DEEP: Final = "JSON nested too deeply to decode (past the interpreter's recursion limit)"
 
-The decoder's own bound method, so a call costs exactly one msgspec decode.
-Raises :class:`msgspec.ValidationError` / :class:`msgspec.DecodeError` (both
-``msgspec.MsgspecError``) on malformed input.
-"""
+
+def decode(data: bytes | str) -> AnyEvent:
+    """Decode JSON produced by :func:`encode` back into its event class.
+
+    Raises :class:`msgspec.ValidationError` (wrong shape, unknown ``type``, an
+    ``at`` without a UTC offset) or :class:`msgspec.DecodeError` (not JSON, or
+    nested too deeply, e.g. inside ``data``), both ``msgspec.MsgspecError``, on
+    malformed input. A naive ``at`` is refused rather than guessed: it could not
+    be compared with the aware timestamps of every other event.
+    """
+    # One Python call around the decoder's bound method: try costs nothing until it raises.
+    try:
+        return _decode(data)
+    except RecursionError:
+        raise msgspec.DecodeError(_TOO_DEEP) from None
 
 
 def decode_lines(data: bytes) -> list[AnyEvent]:
-    """Decode newline-delimited JSON events (one per line; blank lines ignored)."""
-    return [_decoder.decode(line) for line in data.splitlines() if line.strip()]
+    """Decode newline-delimited JSON events (one per line; blank lines ignored).
+
+    Raises as :func:`decode`, the message starting with the 1-based line number.
+    """
+    out: list[AnyEvent] = []
+    for number, line in enumerate(data.splitlines(), 1):
+        if line.strip():
+            try:
+                out.append(_decode(line))
+            except RecursionError:
+                raise msgspec.DecodeError(f"line {number}: {_TOO_DEEP}") from None
+            except msgspec.MsgspecError as exc:
+                raise type(exc)(f"line {number}: {exc}") from None
+    return out

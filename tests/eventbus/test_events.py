@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import sys
+from datetime import UTC, datetime, timedelta
+
 import msgspec
 import pytest
 from hypothesis import given
@@ -91,12 +94,50 @@ def test_decode_rejects_malformed_input(raw: bytes, error: type[Exception]) -> N
     assert str(info.value)
 
 
+PROGRESS = b'{"type": "job_progress", "id": "x", "provider": "p", "job_id": "j", "source": "poll", "done": 1'
+
+
+def test_decode_refuses_a_timestamp_without_timezone() -> None:
+    """A naive `at` is a ValidationError naming the field (it later broke summaries: naive minus aware)."""
+    with pytest.raises(msgspec.ValidationError, match=r"timezone.*\$\.at"):
+        ev.decode(PROGRESS + b', "at": "2024-01-01T00:00:00"}')
+
+
+def test_decode_keeps_a_timestamp_with_any_offset() -> None:
+    """An `at` with an offset is kept as given and compares with the UTC timestamps of other events."""
+    event = ev.decode(PROGRESS + b', "at": "2024-01-01T02:00:00+02:00"}')
+    assert event.at == datetime(2024, 1, 1, tzinfo=UTC) and ev.now() - event.at > timedelta(0)
+
+
+def _deep_item(depth: int) -> bytes:
+    common = b'"id": "x", "provider": "p", "job_id": "j", "source": "poll", "key": "k", "outcome": "found"'
+    return b'{"type": "item_succeeded", ' + common + b', "data": {"a": ' + b"[" * depth + b"]" * depth + b"}}"
+
+
+def test_decode_refuses_data_nested_past_the_recursion_limit_as_a_decode_error() -> None:
+    """Valid JSON nested too deeply inside `data` raises msgspec.DecodeError (it raised RecursionError)."""
+    deep = _deep_item(sys.getrecursionlimit() + 1_000)
+    with pytest.raises(msgspec.DecodeError, match="nested too deeply"):
+        ev.decode(deep)
+    with pytest.raises(msgspec.DecodeError, match=r"^line 2: JSON nested too deeply"):
+        ev.decode_lines(PROGRESS + b"}\n" + deep + b"\n")
+    assert isinstance(ev.decode(_deep_item(50)), ev.ItemSucceeded)  # moderate nesting still decodes
+
+
 def test_decode_lines_skips_blank_lines() -> None:
     """decode_lines reads JSON-lines output back, ignoring blank lines."""
     a = ev.JobProgress(id="a", done=1, **COMMON)
     b = ev.JobCompleted(id="b", succeeded=1, **COMMON)
     data = ev.encode(a) + b"\n\n" + ev.encode(b) + b"\n"
     assert ev.decode_lines(data) == [a, b]
+
+
+def test_decode_lines_names_the_line_that_failed() -> None:
+    """A bad line raises msgspec's own error type, its message starting with the line number."""
+    with pytest.raises(msgspec.DecodeError, match=r"^line 3: JSON is malformed"):
+        ev.decode_lines(PROGRESS + b"}\n\n{bad\n")
+    with pytest.raises(msgspec.ValidationError, match=r"^line 1: Expected `int`"):
+        ev.decode_lines(PROGRESS.replace(b'"done": 1', b'"done": "1"') + b"}\n")
 
 
 def test_deterministic_ids() -> None:
