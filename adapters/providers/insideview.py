@@ -48,7 +48,7 @@ NO_ANSWER: Final = "no_answer"  # the code of an id a Bulk Contact Fetch answer 
 
 
 class _TokenDetails(msgspec.Struct):
-    accessToken: str
+    accessToken: Annotated[str, msgspec.Meta(min_length=1)]  # an empty token is a malformed answer
     expirationTime: str | int | float | None = None
 
 

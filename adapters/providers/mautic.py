@@ -11,7 +11,7 @@ credentials, ``expires_in`` 3600), ``Authorization: Bearer``;
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar, Final, TypeVar
+from typing import Annotated, Any, ClassVar, Final, TypeVar
 from urllib.parse import urlencode
 
 import msgspec
@@ -50,7 +50,7 @@ ENDPOINTS: Final = {
 
 
 class _Token(msgspec.Struct):
-    access_token: str
+    access_token: Annotated[str, msgspec.Meta(min_length=1)]  # an empty token is a malformed answer
     expires_in: float = 3600
 
 

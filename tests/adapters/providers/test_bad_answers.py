@@ -17,6 +17,7 @@ from adapters.providers.mautic import Mautic
 from adapters.providers.pronto import Pronto
 from adapters.submit import prepare
 from eventbus import events as ev
+from eventbus.exceptions import AuthError
 
 KEYS = ("message", "error", "reason", "error_description", "errors", "details", "index", "field")
 
@@ -335,3 +336,20 @@ def test_accepted_answer_nested_too_deeply_is_refused(provider: Provider, contac
     for body in (DEEP, b'{"other":' + DEEP + b"}", b'{"uuid":"u","total":' + DEEP + b"}"):
         refused = provider.read_submit(chunk, resp(status, body))
         assert isinstance(refused, Refused) and refused.status == status and not refused.retriable
+
+
+# --- token answers ------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "provider, body, field",
+    [
+        (Mautic(), {"access_token": "", "expires_in": 3600}, "access_token"),
+        (InsideView(), {"accessTokenDetails": {"accessToken": "", "expirationTime": None}}, "accessToken"),
+    ],
+    ids=["mautic", "insideview"],
+)
+def test_empty_access_token_is_a_malformed_token_answer(provider: Provider, body: dict, field: str) -> None:
+    """A 200 token answer whose token is empty is an AuthError naming the field, not a token to send."""
+    with pytest.raises(AuthError, match=rf"malformed.*{field}"):
+        provider.read_token(resp(200, body))  # type: ignore[attr-defined]
