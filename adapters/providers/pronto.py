@@ -200,17 +200,24 @@ def parse_webhook(body: bytes, headers: Any = None) -> list[ev.Event]:
 
     ``found`` is an ``ItemSucceeded`` with the result as data; ``not_found``
     and ``error`` are ``ItemFailed``. Raises ``ValueError`` for a payload
-    without an enrichment id, an unknown status, or no ``eventbus_key``.
+    without an enrichment id, an unknown status, or no ``eventbus_key`` that
+    is a row number (we send it as a string; a JSON number echoed back is read too).
     """
     try:
         r = _result.decode(body)
     except RecursionError:  # valid JSON nested past the interpreter's limit
         raise ValueError("JSON nested too deeply") from None
+    if not r.enrichment_id.strip():
+        raise ValueError("the webhook's enrichment_id is empty: it names no job")
     if r.status not in STATUSES:
         raise ValueError(f"unknown Pronto status {r.status!r}; expected one of {', '.join(STATUSES)}")
     key = r.contact.get(KEY_FIELD)
+    if type(key) is int:
+        key = str(key)
     if not isinstance(key, str) or not key:
         raise ValueError(f"the contact has no {KEY_FIELD}: it was not submitted by eventbus")
+    if not (key.isascii() and key.isdigit()):
+        raise ValueError(f"{KEY_FIELD} {ev.excerpt(key, 40)!r} is not a row number: it was not submitted by eventbus")
     common = {
         "id": ev.event_id("pronto", r.enrichment_id, "item", key),
         "provider": "pronto",

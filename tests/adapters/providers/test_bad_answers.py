@@ -353,3 +353,34 @@ def test_empty_access_token_is_a_malformed_token_answer(provider: Provider, body
     """A 200 token answer whose token is empty is an AuthError naming the field, not a token to send."""
     with pytest.raises(AuthError, match=rf"malformed.*{field}"):
         provider.read_token(resp(200, body))  # type: ignore[attr-defined]
+
+
+# --- Pronto webhooks ----------------------------------------------------------------------------------
+
+
+def pronto_webhook(enrichment_id: object = "e", key: object = "1") -> bytes:
+    return msgspec.json.encode(
+        {"enrichment_id": enrichment_id, "status": "found", "contact": {"eventbus_key": key}, "result": {}}
+    )
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        (pronto_webhook(enrichment_id=""), "enrichment_id is empty"),
+        (pronto_webhook(key="zz"), "'zz' is not a row number"),
+        (pronto_webhook(key="-1"), "'-1' is not a row number"),
+        (pronto_webhook(key=True), "no eventbus_key"),
+    ],
+    ids=["empty-enrichment-id", "word-key", "negative-key", "bool-key"],
+)
+def test_pronto_webhook_without_a_job_or_row_is_malformed(body: bytes, match: str) -> None:
+    """A webhook naming no enrichment, or a key that is no row number, is a ValueError, not an item of job ''."""
+    with pytest.raises(ValueError, match=match):
+        pronto.parse_webhook(body)
+
+
+def test_pronto_webhook_key_echoed_as_a_number_is_read() -> None:
+    """An eventbus_key echoed back as a JSON number (we sent a string) still names its row."""
+    (event,) = pronto.parse_webhook(pronto_webhook(key=3))
+    assert (event.job_id, event.key) == ("e", "3")
