@@ -68,25 +68,45 @@ class JobStatus(msgspec.Struct):
 
 
 def parse_job_status(response: Response) -> JobStatus:
-    """Read a BulkJobStatus answer, JSON or XML (InsideView's default). Raises ValueError when neither."""
+    """Read a BulkJobStatus answer, JSON or XML (InsideView's default).
+
+    Raises ValueError when it is neither, or does not add up: no job id,
+    a negative count, more processed than in total.
+    """
     body = response.body.lstrip()
-    if body.startswith(b"<"):
-        try:
-            root = ET.fromstring(body)
-        except ET.ParseError as exc:
-            raise ValueError(f"malformed XML: {exc}") from None
-        fields: dict[str, Any] = {child.tag: (child.text or "") for child in root}
-        for name in ("processed", "total"):
-            if name in fields:
-                fields[name] = _xml_int(name, fields[name])
-        try:
-            return msgspec.convert(fields, JobStatus)
-        except msgspec.ValidationError as exc:
-            raise ValueError(f"XML BulkJobStatus not understood: {exc}") from None
+    status = _read_xml_status(body) if body.startswith(b"<") else _read_json_status(body)
+    if not status.jobId.strip():
+        raise ValueError("BulkJobStatus jobId is empty: it names no job")
+    if status.processed is not None and status.total is not None and status.processed > status.total:
+        raise ValueError(f"BulkJobStatus processed {status.processed} is more than the total {status.total}")
+    return status
+
+
+def _read_json_status(body: bytes) -> JobStatus:
     try:
         return msgspec.json.decode(body, type=JobStatus)
     except (msgspec.MsgspecError, RecursionError) as exc:
         raise ValueError(f"malformed job status: {exc}") from None
+
+
+def _read_xml_status(body: bytes) -> JobStatus:
+    try:
+        root = ET.fromstring(body)
+    except ET.ParseError as exc:
+        raise ValueError(f"malformed XML: {exc}") from None
+    fields: dict[str, Any] = {}
+    for child in root:
+        name = child.tag.rpartition("}")[2]  # "{urn:x}jobId" in a namespace: read by its local name
+        if name in fields and name in JobStatus.__struct_fields__:
+            raise ValueError(f"XML BulkJobStatus has more than one {name}")
+        fields[name] = child.text or ""
+    for name in ("processed", "total"):
+        if name in fields:
+            fields[name] = _xml_int(name, fields[name])
+    try:
+        return msgspec.convert(fields, JobStatus)
+    except msgspec.ValidationError as exc:
+        raise ValueError(f"XML BulkJobStatus not understood: {exc}") from None
 
 
 def _xml_int(name: str, text: str) -> int | None:
@@ -201,8 +221,6 @@ class InsideView(Provider):
             status = parse_job_status(response)
         except ValueError as exc:
             return Refused(200, f"answer not understood: {exc}")
-        if not status.jobId.strip():
-            return Refused(200, "accepted, but the answer's jobId is empty: the job cannot be followed")
         return Accepted(status.jobId, total=len(chunk.rows))
 
     def _read_fetch(self, chunk: Chunk, response: Response) -> Outcome:

@@ -384,3 +384,29 @@ def test_pronto_webhook_key_echoed_as_a_number_is_read() -> None:
     """An eventbus_key echoed back as a JSON number (we sent a string) still names its row."""
     (event,) = pronto.parse_webhook(pronto_webhook(key=3))
     assert (event.job_id, event.key) == ("e", "3")
+
+
+# --- InsideView job statuses -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    "body, match",
+    [
+        ({"jobId": "", "status": "running"}, "jobId is empty"),
+        (b"<a><jobId><b>1</b></jobId><status>running</status></a>", "jobId is empty"),
+        (b"<a><jobId>1</jobId><jobId>2</jobId><status>running</status></a>", "more than one jobId"),
+        ({"jobId": "j", "status": "running", "processed": 50, "total": 3}, "processed 50 is more than the total 3"),
+    ],
+    ids=["json-empty-id", "xml-nested-id", "xml-repeated-id", "processed-past-total"],
+)
+def test_insideview_status_that_does_not_add_up_is_malformed(body: object, match: str) -> None:
+    """A status naming no job, one job twice, or more processed than in total is a ValueError saying which."""
+    with pytest.raises(ValueError, match=match):
+        insideview.parse_job_status(resp(200, body))
+
+
+def test_insideview_xml_status_in_a_namespace_is_read() -> None:
+    """An XML status whose elements carry a namespace is read by their local names."""
+    body = b'<a xmlns="urn:x"><jobId>j1</jobId><status>running</status><processed>2</processed></a>'
+    status = insideview.parse_job_status(resp(200, body))
+    assert (status.jobId, status.status, status.processed) == ("j1", "running", 2)
