@@ -192,6 +192,7 @@ def _frame_events(frame: str | bytes) -> list[ev.Event]:
     p, src = "datananas", "websocket"
     if f.event == RUNNING:
         r = _running.decode(f.data)
+        _check_uuid(r.uuid)
         if not 0 <= r.i < r.total:
             raise ValueError(f"contact index {r.i} outside 0..{r.total - 1}")
         return [
@@ -214,9 +215,11 @@ def _frame_events(frame: str | bytes) -> list[ev.Event]:
         ]
     if f.event == STARTING:
         s = msgspec.json.decode(f.data, type=_Starting)
+        _check_uuid(s.uuid)
         return [ev.JobAccepted(id=ev.event_id(p, s.uuid, "accepted"), provider=p, job_id=s.uuid, source=src)]
     if f.event == ENDING:
         e = msgspec.json.decode(f.data, type=_Ending)
+        _check_uuid(e.uuid)
         return [
             ev.JobCompleted(
                 id=ev.event_id(p, e.uuid, "completed"),
@@ -231,3 +234,9 @@ def _frame_events(frame: str | bytes) -> list[ev.Event]:
             )
         ]
     raise ValueError(f"unknown Datananas event {f.event!r}")
+
+
+def _check_uuid(uuid: str) -> None:
+    """A frame's uuid names its job: an empty one is a malformed frame, not events of job ''."""
+    if not uuid.strip():
+        raise ValueError("the frame's uuid is empty: it names no job")

@@ -55,7 +55,7 @@ class _Token(msgspec.Struct):
 
 
 class _Job(msgspec.Struct):
-    id: str
+    id: str | int  # a number names the job as well as a string does
 
 
 class _Batch(msgspec.Struct):
@@ -155,7 +155,7 @@ class Mautic(Provider):
             return self._read_batch(chunk, response)
         if response.status == 202:
             try:
-                job_id = msgspec.json.decode(response.body, type=_Job).id
+                job_id = str(msgspec.json.decode(response.body, type=_Job).id)
             except (msgspec.MsgspecError, RecursionError):  # RecursionError: JSON nested too deeply
                 return Refused(202, "accepted, but the answer had no job id")
             if not job_id.strip():

@@ -410,3 +410,25 @@ def test_insideview_xml_status_in_a_namespace_is_read() -> None:
     body = b'<a xmlns="urn:x"><jobId>j1</jobId><status>running</status><processed>2</processed></a>'
     status = insideview.parse_job_status(resp(200, body))
     assert (status.jobId, status.status, status.processed) == ("j1", "running", 2)
+
+
+def test_mautic_numeric_job_id_is_accepted_as_text() -> None:
+    """A 202 naming its job by a JSON number is accepted (the job exists), its id as text."""
+    m = Mautic()
+    chunk = prepare(m, [{"email": "a@b.c"}])[0][0]
+    assert m.read_submit(chunk, resp(202, {"id": 57})) == Accepted("57", total=1)
+
+
+@pytest.mark.parametrize(
+    "frame",
+    [
+        {"event": "contact_bulk_create_starting", "data": {"uuid": ""}},
+        {"event": "contact_bulk_create_running", "data": {"uuid": "", "i": 0, "total": 1}},
+        {"event": "contact_bulk_create_ending", "data": {"uuid": " ", "created": 1}},
+    ],
+    ids=["starting", "running", "ending"],
+)
+def test_datananas_frame_with_an_empty_uuid_is_malformed(frame: dict) -> None:
+    """A frame whose uuid is empty names no job: a ValueError, not events of job ''."""
+    with pytest.raises(ValueError, match="uuid is empty"):
+        datananas.parse_frame(msgspec.json.encode(frame))
