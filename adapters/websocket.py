@@ -41,6 +41,7 @@ response names it) and releases them, rewritten, on :meth:`Correlator.bind`.
 
 from __future__ import annotations
 
+import math
 import ssl
 import time
 from collections import OrderedDict
@@ -117,8 +118,19 @@ class WebSocketSource:
         ssl_context: ssl.SSLContext | None = None,
         compression: bool = True,
     ) -> None:
-        if healthy_after < 0 or open_timeout <= 0 or close_timeout <= 0 or max_size < 1:
-            raise ConfigError("healthy_after >= 0, open_timeout, close_timeout and max_size > 0 are required")
+        # Written as "not (ok)" so that NaN is refused too; a ping_interval of 0 or less would ping in a hot loop.
+        if not (
+            0 <= healthy_after < math.inf
+            and 0 < open_timeout < math.inf
+            and 0 < close_timeout < math.inf
+            and max_size >= 1
+            and (ping_interval is None or 0 < ping_interval < math.inf)
+            and (ping_timeout is None or 0 < ping_timeout < math.inf)
+        ):
+            raise ConfigError(
+                "healthy_after >= 0; open_timeout, close_timeout, max_size and ping_interval/ping_timeout "
+                "(unless None) > 0; all finite"
+            )
         try:
             websockets.uri.parse_uri(url)
         except websockets.exceptions.InvalidURI as exc:

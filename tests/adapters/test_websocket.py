@@ -614,6 +614,24 @@ def test_a_malformed_url_is_refused_at_construction() -> None:
     assert "s3cret" not in str(info.value)
 
 
+@pytest.mark.parametrize(
+    "option, value",
+    [
+        ("ping_interval", 0.0),
+        ("ping_interval", -1.0),
+        ("ping_interval", float("nan")),
+        ("ping_timeout", 0.0),
+        ("open_timeout", float("nan")),
+        ("close_timeout", float("inf")),
+        ("healthy_after", float("nan")),
+    ],
+)
+def test_timings_that_would_hot_loop_or_never_end_are_refused_at_construction(option: str, value: float) -> None:
+    """Zero, negative, NaN or infinite timings raise ConfigError (a ping_interval of 0 pinged in a hot loop)."""
+    with pytest.raises(ConfigError, match=option.split("_")[0]):
+        WebSocketSource("ws://127.0.0.1:9/ws", parse_frame, Bus(), provider="datananas", **{option: value})
+
+
 # --- correlation -------------------------------------------------------------------------
 
 
