@@ -408,7 +408,7 @@ class Correlator:
         on_timeout: Callable[[str, list[ev.Event], str], list[ev.Event]] | None = None,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
-        if max_events < 1 or max_age <= 0 or max_bindings < 1:
+        if not (max_events >= 1 and max_age > 0 and max_bindings >= 1):  # NaN fails too
             raise ConfigError("max_events, max_age and max_bindings must be positive")
         self._key = key
         self.max_events = max_events

@@ -711,6 +711,13 @@ def test_correlator_is_bounded_in_count() -> None:
     assert len(c) == 2 and len(c.bind("u2", "j")) == 2
 
 
+@pytest.mark.parametrize("max_age", [0.0, -1.0, float("nan")])
+def test_correlator_refuses_an_age_limit_that_is_not_positive(max_age: float) -> None:
+    """max_age must be > 0; NaN (which compares false with everything) is refused too."""
+    with pytest.raises(ConfigError, match="max_age"):
+        Correlator(max_age=max_age)
+
+
 def test_correlator_timeout_handler_is_configurable() -> None:
     """on_timeout decides what an expired id becomes (here: nothing)."""
     clock = Clock()
