@@ -268,6 +268,19 @@ async def test_declared_oversize_body_is_413_before_reading() -> None:
         assert signal.status == 413 and "100-byte limit" in signal.reason
 
 
+@pytest.mark.parametrize("digits", [25, 5_000], ids=["25-digits", "past-int-conversion-limit"])
+async def test_absurd_content_length_is_413_with_a_bounded_reason(digits: int) -> None:
+    """A Content-Length of thousands of digits (int() refuses past 4300) is 413, not 500; the reason stays short."""
+    async with harness() as h:
+        request = h.client.build_request("POST", "/hooks/acme", content=body_of(), headers=JSON)
+        request.headers["content-length"] = "9" * digits
+        response = await h.client.send(request)
+        assert response.status_code == 413
+        await h.settled()
+        [signal] = h.invalid()
+        assert signal.status == 413 and len(signal.reason) < 120 and "exceeds" in signal.reason
+
+
 class Chunks(httpx.AsyncByteStream):
     """A length-less request body of ``count`` chunks that counts how many were pulled.
 
