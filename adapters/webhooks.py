@@ -8,6 +8,7 @@
     413  body larger than max_body                (checked on Content-Length, then while streaming)
     400  Content-Length invalid, or the client disconnected mid-body
     401  signature missing, malformed, stale or wrong (only when a secret is set)
+    400  webhook-id longer than 256 characters (ids are remembered for dedupe)
     200  duplicate (same webhook-id, or the same body when there is no id): nothing published
     400  the provider's parser refused the body (invalid JSON, wrong shape, ...)
     503  the bus refused or timed out: the sender should retry; nothing is marked as seen
@@ -62,6 +63,7 @@ __all__ = ["DEFAULT_MAX_BODY", "Parser", "Publisher", "WebhookReceiver"]
 DEFAULT_MAX_BODY: Final = 1 << 20  # 1 MiB: far above any provider's single callback
 DEFAULT_DEDUPE_SIZE: Final = 100_000
 _NAME_LIMIT: Final = 64
+_ID_LIMIT: Final = 256  # webhook-id characters; Standard Webhooks ids are ~30 (msg_ + a ULID)
 
 Parser = Callable[[bytes, Mapping[str, str]], Sequence[ev.Event]]
 """A provider's sans-I/O webhook parser: body and headers in, events out; ``ValueError`` on unusable input."""
@@ -252,11 +254,15 @@ class WebhookReceiver:
                 msg_id = signing.verify(self._key, headers, body, tolerance=self._tolerance)
             except signing.SignatureError as exc:
                 raise _Refused(401, f"signature check failed: {exc}") from None
-            return f"{provider}\0id\0{msg_id}"
-        msg_id = headers.get(signing.HEADER_ID)
-        if msg_id:
-            return f"{provider}\0id\0{msg_id}"
-        return f"{provider}\0sha256\0{hashlib.sha256(body).hexdigest()}"
+        else:
+            msg_id = headers.get(signing.HEADER_ID)
+            if not msg_id:
+                return f"{provider}\0sha256\0{hashlib.sha256(body).hexdigest()}"
+        # The id is remembered (dedupe_size of them): a bound keeps that memory small,
+        # where 16 KB ids would make 100,000 of them 1.6 GB.
+        if len(msg_id) > _ID_LIMIT:
+            raise _Refused(400, f"{signing.HEADER_ID} is longer than {_ID_LIMIT} characters")
+        return f"{provider}\0id\0{msg_id}"
 
     async def _deliver(
         self, provider: str, key: str, parse: Parser, body: bytes, headers: Mapping[str, str]

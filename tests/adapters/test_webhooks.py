@@ -182,6 +182,23 @@ async def test_without_webhook_id_the_payload_is_the_dedupe_key() -> None:
         assert [e.key for e in await h.settled()] == ["a", "b"]
 
 
+@pytest.mark.parametrize("secret", [None, SECRET], ids=["unsigned", "signed"])
+async def test_overlong_webhook_id_is_refused_not_remembered(secret: str | None) -> None:
+    """A webhook-id over 256 characters is 400 and nothing is published (every id is kept for dedupe)."""
+    async with harness(secret=secret) as h:
+        body = body_of()
+
+        def headers(msg_id: str) -> dict[str, str]:
+            return {**JSON, **(signature_headers(SECRET, msg_id, body) if secret else {"webhook-id": msg_id})}
+
+        response = await h.client.post("/hooks/acme", content=body, headers=headers("m" * 257))
+        assert response.status_code == 400 and "webhook-id is longer than 256" in response.text
+        assert (await h.client.post("/hooks/acme", content=body, headers=headers("m" * 256))).status_code == 200
+        await h.settled()
+        assert [type(e).__name__ for e in h.events] == ["InvalidSignal", "ItemSucceeded"]
+        assert h.invalid()[0].status == 400
+
+
 async def test_dedupe_memory_is_bounded() -> None:
     """Past dedupe_size distinct webhooks the oldest is forgotten (and would be published again)."""
     async with harness(dedupe_size=2) as h:
