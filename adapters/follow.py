@@ -31,7 +31,7 @@ input from a provider ends its job with a typed event; the other jobs carry on.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -53,7 +53,7 @@ from adapters.webhooks import WebhookReceiver
 from adapters.websocket import Correlator, WebSocketSource
 from eventbus import events as ev
 from eventbus.bus import Bus
-from eventbus.exceptions import ConfigError, ProviderError, TransportError
+from eventbus.exceptions import AuthError, ConfigError, ProviderError, TransportError
 from eventbus.subscribers.board import JobBoard, JobRow
 from eventbus.tracker import JobTracker, Publisher
 
@@ -261,7 +261,9 @@ async def follow(
 
     Returns when every accepted job reached a terminal state, or after
     ``timeout`` seconds (then ``timed_out`` is set and ``unfinished`` lists the
-    jobs still open). ``webhook_url`` is the URL the provider should call; when
+    jobs still open). A job whose status polls gave up (``SourceState``
+    ``gave_up``: too many failed polls in a row, refused credentials) is not
+    waited for: it is listed in ``unfinished`` at once. ``webhook_url`` is the URL the provider should call; when
     not given, a receiver is started on ``webhook_host:webhook_port`` and its
     own URL is used (fine for the simulator; a real provider needs a public URL).
     """
@@ -333,6 +335,15 @@ async def follow(
                     await counted.register(job.job_id, job.rows)
             await counted.release()
         result = FollowResult(report, board)
+
+        async def watch(job: AcceptedJob, watcher: Awaitable[PollOutcome | None]) -> None:
+            # A job whose polls gave up can no longer end here: stop waiting for it, report it unfinished.
+            if await watcher is PollOutcome.GAVE_UP and not _finished(board, provider, job.job_id):
+                result.unfinished.append(job.job_id)
+                remaining.discard(job.job_id)
+                if not remaining:
+                    all_done.set()
+
         pending = [j for j in report.accepted if not ev.is_chunk_ref(j.job_id)]
         async with anyio.create_task_group() as tg:
             for job in pending:
@@ -340,9 +351,9 @@ async def follow(
                     await source.bind(job.job_id, job.job_id)
                 elif watch_results:
                     ids = _submitted_ids(checked, contacts, job.rows)  # type: ignore[arg-type]
-                    tg.start_soon(_watch_insideview, http, job, ids, keyed, poll_initial, poll_cap)
+                    tg.start_soon(watch, job, _watch_insideview(http, job, ids, keyed, poll_initial, poll_cap))
                 elif provider == "mautic":
-                    tg.start_soon(_watch_mautic, http, job, keyed, poll_initial, poll_cap)
+                    tg.start_soon(watch, job, _watch_mautic(http, job, keyed, poll_initial, poll_cap))
             remaining.update(j.job_id for j in pending if not _finished(board, provider, j.job_id))
             await bus.drain()
             if not remaining:
@@ -351,7 +362,10 @@ async def follow(
                 await all_done.wait()
             if scope.cancelled_caught:
                 result.timed_out = True
-                result.unfinished = [j.job_id for j in pending if not _finished(board, provider, j.job_id)]
+                gave_up = set(result.unfinished)
+                result.unfinished = [
+                    j.job_id for j in pending if j.job_id in gave_up or not _finished(board, provider, j.job_id)
+                ]
             tg.cancel_scope.cancel()
     await bus.drain()
     watcher.close()
@@ -380,8 +394,8 @@ def _submitted_ids(p: Provider, contacts: Sequence[Mapping[str, Any] | str], row
 
 async def _watch_insideview(
     http: ProviderClient, job: AcceptedJob, ids: tuple[str, ...], bus: Publisher, initial: float, cap: float
-) -> None:
-    """Poll the job's status; once finished, stream its CSV results, then complete it.
+) -> PollOutcome | None:
+    """Poll the job's status; once finished, stream its CSV results, then complete it (the poll's outcome if not).
 
     Each id of ``ids`` (the contacts submitted in the job) is reported exactly
     once: a results row for another id, or a second row for one, is an
@@ -405,12 +419,16 @@ async def _watch_insideview(
         fetch, interpret, bus, provider="insideview", job_id=job.job_id, known=True, initial=initial, cap=cap
     ).run()
     if outcome is not PollOutcome.TERMINAL or last.get("status") != "finished":
-        return
+        return outcome
     succeeded = failed = 0
     submitted = set(ids)
     reported: set[str] = set()
+    flagged: set[int] = set()  # lines already reported as invalid (a retried download reads them again)
 
-    async def invalid(reason: str, raw: str = "") -> None:
+    async def invalid(line: int, reason: str, raw: str = "") -> None:
+        if line in flagged:
+            return
+        flagged.add(line)
         await bus.publish(
             ev.InvalidSignal(
                 id=ev.new_id(),
@@ -425,38 +443,59 @@ async def _watch_insideview(
     request = Request("GET", f"/target/contact/job/{job.job_id}/results")
     backoff = Backoff(base=initial, cap=cap, max_attempts=8)
     while True:
-        async with http.stream(request) as response:
-            if response.status_code == 200:
-                async with CsvRows(response, bus, provider="insideview", job_id=job.job_id) as rows:
-                    async for row in rows:
-                        try:
-                            events = insideview.result_row_events(job.job_id, row.fields)
-                        except ValueError as exc:
-                            await invalid(f"results line {row.line}: {exc}")
-                            continue
-                        for event in events:
-                            key = getattr(event, "key", "")
-                            if key not in submitted:
-                                await invalid(
-                                    f"results line {row.line}: newContactId {key[:40]!r} was not submitted in this "
-                                    "job; row ignored",
-                                    ",".join(row.fields.values()),
-                                )
+        in_this_file: set[str] = set()
+        try:
+            async with http.stream(request) as response:
+                if response.status_code == 200:
+                    async with CsvRows(response, bus, provider="insideview", job_id=job.job_id) as rows:
+                        async for row in rows:
+                            try:
+                                events = insideview.result_row_events(job.job_id, row.fields)
+                            except ValueError as exc:
+                                await invalid(row.line, f"results line {row.line}: {exc}")
                                 continue
-                            if key in reported:
-                                await invalid(
-                                    f"results line {row.line}: newContactId {key!r} appears again in the results "
-                                    "file; the first row is kept",
-                                    ",".join(row.fields.values()),
-                                )
-                                continue
-                            reported.add(key)
-                            succeeded += isinstance(event, ev.ItemSucceeded)
-                            failed += isinstance(event, ev.ItemFailed)
-                            await bus.publish(event)
-                break
-            status = response.status_code
-            body = await response.aread()
+                            for event in events:
+                                key = getattr(event, "key", "")
+                                text = ",".join(row.fields.values())
+                                if key not in submitted:
+                                    why = f"newContactId {key[:40]!r} was not submitted in this job; row ignored"
+                                    await invalid(row.line, f"results line {row.line}: {why}", text)
+                                    continue
+                                if key in in_this_file:
+                                    why = f"newContactId {key!r} appears again in the results file; the first is kept"
+                                    await invalid(row.line, f"results line {row.line}: {why}", text)
+                                    continue
+                                in_this_file.add(key)
+                                if key in reported:  # read before the download broke and was started again
+                                    continue
+                                reported.add(key)
+                                succeeded += isinstance(event, ev.ItemSucceeded)
+                                failed += isinstance(event, ev.ItemFailed)
+                                await bus.publish(event)
+                    break
+                status = response.status_code
+                headers = response.headers
+                body = b""
+                async for chunk in response.aiter_bytes():  # enough of an error body to quote, not all of it
+                    body += chunk
+                    if len(body) >= 1024:
+                        break
+        except (httpx.RequestError, TransportError, ProviderError) as exc:
+            # A download cut short (or a token that cannot be had) is retried like a 5xx; what was read is kept.
+            if isinstance(exc, AuthError) or backoff.exhausted:
+                await bus.publish(
+                    ev.JobFailed(
+                        id=ev.event_id("insideview", job.job_id, "failed"),
+                        provider="insideview",
+                        job_id=job.job_id,
+                        source="poll",
+                        reason=f"the results download failed ({type(exc).__name__}: {exc}); {len(reported)} of "
+                        f"{len(ids)} contacts were read and are kept",
+                    )
+                )
+                return
+            await anyio.sleep(backoff.next_delay())
+            continue
         retriable = status == 429 or status >= 500
         if status == 404 or not retriable or backoff.exhausted:
             reason = f"results download answered HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
@@ -479,7 +518,7 @@ async def _watch_insideview(
             )
             await bus.publish(end)
             return
-        await anyio.sleep(backoff.next_delay(at_least=retry_after_of(response.headers, cap=RETRY_AFTER_CAP) or 0.0))
+        await anyio.sleep(backoff.next_delay(at_least=retry_after_of(headers, cap=RETRY_AFTER_CAP) or 0.0))
     for key in ids:
         if key not in reported:  # InsideView finished the job without a word about this contact
             failed += 1
@@ -497,8 +536,10 @@ async def _watch_insideview(
     await bus.publish(insideview.completed_event(job.job_id, succeeded, failed))
 
 
-async def _watch_mautic(http: ProviderClient, job: AcceptedJob, bus: Publisher, initial: float, cap: float) -> None:
-    """Poll the job's status; once completed, follow the details pages, then complete it."""
+async def _watch_mautic(
+    http: ProviderClient, job: AcceptedJob, bus: Publisher, initial: float, cap: float
+) -> PollOutcome | None:
+    """Poll the job's status; once completed, follow the details pages, then complete it (the poll's outcome if not)."""
     last: dict[str, str] = {}
     url = f"/api/contacts/job/{job.job_id}"
 
@@ -515,7 +556,7 @@ async def _watch_mautic(http: ProviderClient, job: AcceptedJob, bus: Publisher, 
         fetch, interpret, bus, provider="mautic", job_id=job.job_id, known=True, initial=initial, cap=cap
     ).run()
     if outcome is not PollOutcome.TERMINAL:
-        return  # expired (JobExpired published) or gave up (SourceState published)
+        return outcome  # expired (JobExpired published) or gave up (SourceState published)
 
     base = http.settings.base_url
 

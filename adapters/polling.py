@@ -14,8 +14,11 @@ response's ``status_code`` by the poller itself):
   ``known``) this publishes ``JobExpired`` and stops — what was reported
   before stays reported; on a job never seen it publishes an
   ``InvalidSignal`` and stops.
-* transient failures (5xx, ``httpx.TransportError``, an unusable body):
-  retried on the growing interval, at most ``max_errors`` in a row.
+* transient failures (5xx, an ``httpx.RequestError``, a ``TransportError`` or
+  ``ProviderError`` from :mod:`eventbus.exceptions` such as a ProviderClient's
+  retries running out, an unusable body): retried on the growing interval, at
+  most ``max_errors`` in a row. An ``AuthError`` (refused credentials) gives
+  up at once.
 
 Every run is bounded by ``max_polls`` and ``max_time``; running out publishes
 ``SourceState(state="gave_up")``. :meth:`Poller.run` returns a
@@ -41,7 +44,7 @@ import httpx
 
 from adapters.backoff import retry_after_of
 from eventbus import events as ev
-from eventbus.exceptions import ConfigError, ProviderError
+from eventbus.exceptions import AuthError, ConfigError, ProviderError, TransportError
 from eventbus.tracker import Publisher
 
 __all__ = [
@@ -158,6 +161,8 @@ class Poller(Generic[R]):
                 continue
             except JobGone:
                 return await self._gone()
+            except AuthError as exc:
+                return await self._give_up(f"the provider refused our credentials: {exc}")
             except _Transient as exc:
                 errors += 1
                 last_error = str(exc)
@@ -178,7 +183,11 @@ class Poller(Generic[R]):
     async def _poll_once(self) -> Interpretation:
         try:
             response = await self._fetch()
-        except httpx.TransportError as exc:
+        except AuthError:
+            raise  # refused credentials do not heal by polling again: run() gives up at once
+        except (httpx.RequestError, TransportError, ProviderError) as exc:
+            # Raw httpx errors, and the typed ones of a ProviderClient (a token that cannot be had,
+            # retries run out): a failed poll like a 5xx, bounded by max_errors.
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc
         status = getattr(response, "status_code", None)
         if status == 429:

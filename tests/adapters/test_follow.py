@@ -4,15 +4,17 @@ from __future__ import annotations
 
 import collections
 import threading
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
 
+import anyio
+import anyio.abc
 import httpx
 import msgspec
 import pytest
 from starlette.applications import Starlette
 from starlette.background import BackgroundTask
 from starlette.requests import Request as StarletteRequest
-from starlette.responses import JSONResponse
+from starlette.responses import JSONResponse, StreamingResponse
 from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route
 
@@ -326,6 +328,7 @@ class ScriptedInsideView:
         self.results = results
         self.fetched = fetched or []
         self.jobs: dict[str, list[str]] = {}
+        self.refuse_status = False  # answer every status poll 401 (an expired token)
         self.lock = threading.Lock()
 
     def app(self) -> Starlette:
@@ -341,6 +344,8 @@ class ScriptedInsideView:
 
         async def status(request: StarletteRequest) -> StarletteResponse:
             job_id = request.path_params["job_id"]
+            if self.refuse_status:
+                return JSONResponse({"message": "token expired"}, status_code=401)
             n = len(self.jobs[job_id])
             return JSONResponse({"jobId": job_id, "status": "finished", "processed": n, "total": n})
 
@@ -512,3 +517,69 @@ async def test_early_items_past_the_hold_bound_are_checked_once_the_rows_are_kno
         len(invalid) == 1 and "'999'" in invalid[0].reason and "before the job's rows were known" in invalid[0].reason
     )
     assert len(done) == 1 and done[0].total == 3 and events.index(done[0]) == len(events) - 1
+
+
+def broken_csv(times: int) -> Callable[[str], StarletteResponse]:
+    """A results answer whose body is cut after its first row, the first ``times`` downloads (then whole)."""
+    downloads = []
+
+    def results(job_id: str) -> StarletteResponse:
+        downloads.append(job_id)
+        if len(downloads) > times:
+            return csv_answer("11,found", "12,found", "13,found")
+
+        async def body() -> AsyncIterator[bytes]:
+            yield b"newContactId,status\n11,found\n"
+            raise ConnectionResetError("cut mid-stream by the test")  # uvicorn drops the connection mid-body
+
+        return StreamingResponse(body(), media_type="text/csv")
+
+    return results
+
+
+async def test_results_download_cut_mid_stream_is_downloaded_again() -> None:
+    """A results download cut after one row is started again; every id is reported exactly once, the job completes."""
+    result, events = await follow_insideview(ScriptedInsideView(broken_csv(times=2)), ["11", "12", "13"])
+    items = [e.key for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)]
+    assert sorted(items) == ["11", "12", "13"] and result.ok
+    assert not any(isinstance(e, ev.InvalidSignal) for e in events)
+
+
+async def test_results_download_always_cut_fails_the_job() -> None:
+    """A results download cut on every attempt ends the job as JobFailed (no exception out of follow)."""
+    result, events = await follow_insideview(ScriptedInsideView(broken_csv(times=100)), ["11", "12", "13"])
+    row = result.board.rows[("insideview", "J1")]
+    assert row.state == "failed" and "the results download failed" in row.reason and "1 of 3" in row.reason
+    assert [e.key for e in events if isinstance(e, ev.ItemSucceeded)] == ["11"] and not result.timed_out
+
+
+async def test_token_that_cannot_be_renewed_while_polling_ends_the_watch() -> None:
+    """Polls answered 401 whose token renewal cannot connect give up; follow returns with the job unfinished."""
+    login = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = login.extra(anyio.abc.SocketAttribute.local_port)
+
+    async def one_token() -> None:
+        # The login host answers one token request, then goes away: every renewal is refused a connection.
+        async with login:
+            connection = await login.listeners[0].accept()  # type: ignore[attr-defined]
+            async with connection:
+                request = b""
+                while b"\r\n\r\n" not in request:
+                    request += await connection.receive()
+                body = b'{"accessTokenDetails": {"accessToken": "tok-1"}}'
+                head = f"HTTP/1.1 200 OK\r\nContent-Type: application/json\r\nContent-Length: {len(body)}\r\n"
+                await connection.send(head.encode() + b"Connection: close\r\n\r\n" + body)
+
+    scripted = ScriptedInsideView(lambda job_id: csv_answer())
+    scripted.refuse_status = True
+    async with anyio.create_task_group() as tg, ServedApp(scripted.app()) as served:
+        tg.start_soon(one_token)
+        settings = scripted_settings(served.url + "/api/v1")
+        settings.login_url = f"http://127.0.0.1:{port}"
+        async with Bus() as bus, capture(bus, types={ev.SourceState}) as states:
+            with anyio.fail_after(20):
+                result = await follow(
+                    "insideview", ["11"], bus, settings=settings, timeout=60, poll_initial=0.01, poll_cap=0.02
+                )
+    assert result.unfinished == ["J1"] and not result.timed_out and not result.ok
+    assert [s.state for s in states] == ["gave_up"] and "could not connect" in states[0].detail

@@ -16,6 +16,7 @@ from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 from starlette.routing import Route
 
+from adapters.http import ProviderClient, Settings
 from adapters.polling import (
     CsvRows,
     Interpretation,
@@ -25,6 +26,8 @@ from adapters.polling import (
     PollOutcome,
     follow_pages,
 )
+from adapters.providers import Mautic, Pronto
+from adapters.providers.base import Request as ProviderRequest
 from adapters.serving import ServedApp
 from adapters.simulator import Faults, Simulator, SimulatorConfig
 from eventbus import events as ev
@@ -289,6 +292,42 @@ async def test_unreachable_provider_is_transient(client: httpx.AsyncClient, serv
         with anyio.fail_after(10):
             assert await p.run() is PollOutcome.GAVE_UP
     assert p.polls == 2
+
+
+async def test_provider_client_running_out_of_retries_is_a_failed_poll(client: httpx.AsyncClient) -> None:
+    """A ProviderClient's ServerError (retries spent on 5xx) counts as a failed poll, not an exception out of run()."""
+    for _ in range(4):
+        raw(503, b"down")
+    settings = Settings(str(client.base_url), "key", max_attempts=2, backoff_base=0.001, backoff_cap=0.002)
+    async with Bus() as bus, capture(bus) as events, ProviderClient(Pronto(), settings) as http:
+        p = Poller(
+            lambda: http.send(ProviderRequest("GET", "/jobs/j1")),
+            interpreter(),
+            bus,
+            provider="acme",
+            job_id="j1",
+            initial=0.001,
+            max_errors=1,
+        )
+        with anyio.fail_after(10):
+            assert await p.run() is PollOutcome.GAVE_UP
+        await bus.drain(timeout=5)
+    assert p.polls == 2 and SCRIPT.status_requests == 4
+    assert "ServerError" in events[-1].detail and "kept failing (HTTP 503" in events[-1].detail  # type: ignore[attr-defined]
+
+
+async def test_refused_credentials_give_up_at_once(client: httpx.AsyncClient) -> None:
+    """A ProviderClient that cannot get a token (AuthError) gives up after one poll: polling again cannot heal it."""
+    settings = Settings(str(client.base_url), "client-id", "client-secret", backoff_base=0.001)
+    async with Bus() as bus, capture(bus) as events, ProviderClient(Mautic(), settings) as http:
+        p = Poller(
+            lambda: http.request(ProviderRequest("GET", "/jobs/j1")), interpreter(), bus, provider="acme", job_id="j1"
+        )
+        with anyio.fail_after(10):
+            assert await p.run() is PollOutcome.GAVE_UP
+        await bus.drain(timeout=5)
+    assert p.polls == 1 and SCRIPT.status_requests == 0
+    assert "refused our credentials" in events[-1].detail and "client-secret" not in events[-1].detail  # type: ignore[attr-defined]
 
 
 # --- follow_pages ------------------------------------------------------------------------
