@@ -42,17 +42,22 @@ class SignatureError(ValueError):
 def secret_key(secret: str | bytes) -> bytes:
     """The HMAC key ``secret`` stands for: bytes as given, ``whsec_<base64>`` decoded, other text UTF-8.
 
-    Raises ``ValueError`` when a ``whsec_`` secret is not base64. Decode once and
-    pass the bytes to :func:`sign` and :func:`verify` to skip this per message.
+    Raises ``ValueError`` when a ``whsec_`` secret is not base64, or when the key
+    is empty (anyone could sign with it). Decode once and pass the bytes to
+    :func:`sign` and :func:`verify` to skip this per message.
     """
     if isinstance(secret, bytes):
-        return secret
-    if secret.startswith("whsec_"):
+        key = secret
+    elif secret.startswith("whsec_"):
         try:
-            return base64.b64decode(secret[len("whsec_") :], validate=True)
+            key = base64.b64decode(secret[len("whsec_") :], validate=True)
         except ValueError as exc:
             raise ValueError("webhook secret starts with 'whsec_' but the rest is not base64") from exc
-    return secret.encode()
+    else:
+        key = secret.encode()
+    if not key:
+        raise ValueError("webhook secret is empty: give a real secret, or none to accept unsigned webhooks")
+    return key
 
 
 def sign(secret: str | bytes, msg_id: str, timestamp: int, body: bytes) -> str:

@@ -90,12 +90,18 @@ def run(args: argparse.Namespace) -> int:
     import uvicorn
 
     from adapters.serving import bind_tcp, url_host
+    from adapters.signing import secret_key
     from adapters.webhooks import WebhookReceiver
     from eventbus.bus import Bus
     from eventbus.exceptions import ConfigError
     from eventbus.subscribers.log import EventLogger
 
     secret = webhook_secret(args.secret)
+    if secret is not None:
+        try:  # here, not in the receiver built inside the event loop, where it would surface as an ExceptionGroup
+            secret_key(secret)
+        except ValueError as exc:
+            raise ConfigError(f"--secret (or ${SECRET_ENV}): {exc}") from None
     parsers = _parsers(args.parser)
     if not parsers:
         print("warning: no provider webhook parsers found; every hook will answer 404", file=sys.stderr)

@@ -6,7 +6,7 @@ import base64
 
 import pytest
 
-from adapters.signing import SignatureError, sign, signature_headers, verify
+from adapters.signing import SignatureError, secret_key, sign, signature_headers, verify
 
 BODY = b'{"enrichment_id": "e1", "status": "found"}'
 
@@ -87,3 +87,10 @@ def test_nan_tolerance_does_not_turn_off_the_replay_check() -> None:
     headers = signature_headers("s3cret", "msg_1", BODY, timestamp=1_700_000_000)
     with pytest.raises(SignatureError, match="tolerance"):
         verify("s3cret", headers, BODY, tolerance=float("nan"), now=1_700_000_000 + 10**9)
+
+
+@pytest.mark.parametrize("secret", ["", b"", "whsec_"], ids=["empty-text", "empty-bytes", "empty-whsec"])
+def test_an_empty_secret_is_refused(secret: str | bytes) -> None:
+    """An empty HMAC key would let anyone sign; it is a ValueError, not a key."""
+    with pytest.raises(ValueError, match="webhook secret is empty"):
+        secret_key(secret)

@@ -142,3 +142,15 @@ def test_serve_host_that_is_no_host_name_is_one_line() -> None:
 def test_redact_userinfo(address: str, shown: str) -> None:
     """Only the userinfo before the host is hidden; an @ in the path is left alone."""
     assert redact_userinfo(address) == shown
+
+
+@pytest.mark.parametrize(
+    "secret, message",
+    [("", "webhook secret is empty"), ("whsec_***", "webhook secret starts with 'whsec_' but the rest is not base64")],
+    ids=["empty", "malformed-whsec"],
+)
+def test_serve_refuses_an_unusable_secret_in_one_line(secret: str, message: str) -> None:
+    """An empty (it verified against an empty HMAC key) or malformed secret exits 1 without a traceback."""
+    proc = _serve("--secret", secret, "--port", "0")
+    assert proc.returncode == 1 and f"--secret (or $EVENTBUS_WEBHOOK_SECRET): {message}" in proc.stderr
+    assert "Traceback" not in proc.stderr
