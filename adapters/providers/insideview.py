@@ -36,7 +36,7 @@ from adapters.providers.base import (
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError
 
-__all__ = ["MAX_FETCH_IDS", "MAX_JOB_IDS", "InsideView", "parse_job_status"]
+__all__ = ["MAX_FETCH_IDS", "MAX_JOB_IDS", "NO_ANSWER", "InsideView", "parse_job_status"]
 
 MAX_JOB_IDS: Final = 10_000
 MAX_FETCH_IDS: Final = 50

@@ -36,7 +36,7 @@ from adapters.providers.base import (
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError
 
-__all__ = ["MAX_BATCH", "MAX_BULK", "Mautic"]
+__all__ = ["MAX_BATCH", "MAX_BULK", "NO_STATUS", "Mautic"]
 
 MAX_BULK: Final = 10_000
 MAX_BATCH: Final = 200
