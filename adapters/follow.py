@@ -35,7 +35,6 @@ from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import parse_qsl
 
 import anyio
 import httpx
@@ -688,16 +687,9 @@ def _details_request(page_url: str, base_url: str) -> tuple[str, dict[str, str]]
         path = url.path
     else:
         raise _BadPage(f"next-page {page_url[:200]!r} is neither an absolute URL nor a path", page_url.encode())
-    # Decoded once here and encoded once by httpx: "a%2Bb%3D" goes out as given, not as "a%252Bb%253D".
-    pairs = parse_qsl(url.query.decode("ascii"), keep_blank_values=True)
-    params = dict(pairs)
-    if len(params) < len(pairs):
-        # Request.params holds one value per name: folding them would ask Mautic for another page than it named.
-        raise _BadPage(
-            f"next-page {_without_userinfo(url)[:200]!r} repeats a query parameter, which cannot be sent as given",
-            page_url.encode(),
-        )
-    return path, params
+    # The query goes out exactly as Mautic wrote it (percent-encoding, repeated names and all), in the path.
+    query = url.query.decode("ascii")
+    return (f"{path}?{query}" if query else path), {}
 
 
 def _without_userinfo(url: httpx.URL) -> str:

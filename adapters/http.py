@@ -216,7 +216,7 @@ class ProviderClient:
         built = self._client.build_request(
             request.method,
             self._url(request),
-            params=dict(request.params),
+            params=dict(request.params) or None,  # None keeps a query written in the path as it is
             headers={**request.headers, **(headers or {})},
             content=request.content,
         )
