@@ -20,6 +20,7 @@ import msgspec
 from msgspec import UNSET
 
 from adapters.backoff import retry_after_of
+from eventbus import events as ev
 from eventbus.exceptions import AuthError
 
 __all__ = [
@@ -297,6 +298,11 @@ def all_emails(values: Sequence[Any]) -> bool:
     return set(map(type, values)) <= {str} and all(map(contains, values, repeat("@")))
 
 
+def text_of(value: Any) -> str:
+    """Any decoded JSON value as short text for a reason or message: a string as it is, anything else as its JSON."""
+    return ev.excerpt(value if isinstance(value, str) else msgspec.json.encode(value))
+
+
 def decode_json(body: bytes) -> Any:
     """Decode a JSON body; ``None`` when it is not JSON (error bodies are not always JSON)."""
     try:
@@ -435,7 +441,7 @@ class Provider:
             )
         try:
             return msgspec.json.decode(response.body, type=shape)
-        except msgspec.MsgspecError as exc:
+        except (msgspec.MsgspecError, RecursionError) as exc:
             raise AuthError(f"{title}'s token answer is malformed: {exc}", provider=self.name) from None
 
     def build_submit(self, chunk: Chunk) -> Request:

@@ -32,6 +32,7 @@ from adapters.providers.base import (
     TokenGrant,
     decode_json,
     reason_of,
+    text_of,
 )
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError
@@ -245,13 +246,8 @@ class InsideView(Provider):
             else:
                 error = entry.error if isinstance(entry.error, dict) else {"errorMessage": entry.error or ""}
                 code, message = error.get("errorCode") or "unknown", error.get("errorMessage") or ""
-                results.append((row, key, False, _text(code), _text(message), {}))
+                results.append((row, key, False, text_of(code), text_of(message), {}))
         return Items(tuple(results))
-
-
-def _text(value: Any) -> str:
-    """Any decoded JSON value as short text: a string as it is, anything else as its JSON."""
-    return ev.excerpt(value if isinstance(value, str) else msgspec.json.encode(value))
 
 
 def _seconds_until(expiration: str | int | float | None, now: datetime) -> float:

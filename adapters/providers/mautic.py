@@ -32,6 +32,7 @@ from adapters.providers.base import (
     all_emails,
     email_problem,
     reason_of,
+    text_of,
 )
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError
@@ -191,13 +192,8 @@ class Mautic(Provider):
                 error = errors.get(str(i)) or errors.get(i) or {}
                 message = error.get("message", f"HTTP {code}") if isinstance(error, dict) else error
                 details = error.get("details", {}) if isinstance(error, dict) else {}
-                results.append((row, key, False, str(code), _text(message), {"details": details}))
+                results.append((row, key, False, str(code), text_of(message), {"details": details}))
         return Items(tuple(results))
-
-
-def _text(value: Any) -> str:
-    """Any decoded JSON value as short text: a string as it is, anything else as its JSON."""
-    return ev.excerpt(value if isinstance(value, str) else msgspec.json.encode(value))
 
 
 # --- watching a job: status polls and blind-paginated details ------------------------------------
@@ -277,7 +273,7 @@ def detail_events(job_id: str, entries: Sequence[DetailEntry], start: int) -> li
             out.append(
                 ev.ItemFailed(
                     code=str(entry.statusCode),
-                    message=_text(error.get("message", "")),
+                    message=text_of(error.get("message", "")),
                     # An event's details are an object: details of another shape are kept under "details".
                     details=details if isinstance(details, dict) else {"details": details},
                     **common,

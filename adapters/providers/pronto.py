@@ -30,6 +30,7 @@ from adapters.providers.base import (
     Response,
     decode_json,
     reason_of,
+    text_of,
 )
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError
@@ -147,7 +148,7 @@ class Pronto(Provider):
             # Events carry code and reason as strings: a value of another shape is told as its JSON.
             code = error if isinstance(error, str) and error else "unprocessable"
             told = next((value for value in (message, error) if value not in (None, "")), "unprocessable")
-            return Refused(422, _text(told), account=True, code=code)
+            return Refused(422, text_of(told), account=True, code=code)
         if response.status in (401, 403):
             return Refused(response.status, "the API key was refused (PRONTO_API_KEY)", account=True, code="auth")
         reason = reason_of(response)
@@ -158,27 +159,22 @@ class Pronto(Provider):
         return Refused(response.status, reason)
 
 
-def _text(value: Any) -> str:
-    """Any decoded JSON value as short text: a string as it is, anything else as its JSON."""
-    return ev.excerpt(value if isinstance(value, str) else msgspec.json.encode(value))
-
-
 def _describe_detail(detail: Any) -> str:
     """One entry of a refusal's ``details`` as short text, whatever its shape ("" when it holds nothing)."""
     if detail is None:
         return ""
     if not isinstance(detail, dict):
-        return _text(detail)
+        return text_of(detail)
     index, field, message = detail.get("index"), detail.get("field"), detail.get("message")
     where = []
     if index is not None:
-        where.append(f"contact {_text(index)}")
+        where.append(f"contact {text_of(index)}")
     if field is not None:
-        where.append(_text(field))
-    what = "" if message is None else _text(message)
+        where.append(text_of(field))
+    what = "" if message is None else text_of(message)
     if where and what:
         return f"{' '.join(where)}: {what}"
-    return " ".join(where) or what or _text(detail)
+    return " ".join(where) or what or text_of(detail)
 
 
 # --- results by webhook -------------------------------------------------------------------------

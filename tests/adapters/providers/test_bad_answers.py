@@ -355,6 +355,13 @@ def test_empty_access_token_is_a_malformed_token_answer(provider: Provider, body
         provider.read_token(resp(200, body))  # type: ignore[attr-defined]
 
 
+@pytest.mark.parametrize("provider", [Mautic(), InsideView()], ids=["mautic", "insideview"])
+def test_token_answer_nested_too_deeply_is_malformed(provider: Provider) -> None:
+    """A token answer nested past the recursion limit is a malformed-answer AuthError, not a RecursionError."""
+    with pytest.raises(AuthError, match="token answer is malformed"):
+        provider.read_token(resp(200, b'{"access_token": ' + b"[" * 100_000))  # type: ignore[attr-defined]
+
+
 # --- Pronto webhooks ----------------------------------------------------------------------------------
 
 
