@@ -128,3 +128,20 @@ def test_malformed_webhook_listen_does_not_echo_a_password() -> None:
     with pytest.raises(ConfigError, match=r"not '\*\*\*@host:port'") as info:
         _listen("user:TOPSECRET@host:port")
     assert "TOPSECRET" not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--provider", "datananas"], "Datananas needs the list to add contacts to"),
+        (["--provider", "datananas", "--follow"], "Datananas needs the list to add contacts to"),
+    ],
+    ids=["submit", "follow"],
+)
+def test_config_error_inside_the_bus_is_one_line(tmp_path: Path, args: list[str], message: str) -> None:
+    """A ConfigError raised inside the bus's task group (it came out as an ExceptionGroup traceback) is exit 1."""
+    f = tmp_path / "people.csv"
+    f.write_text("email\na@x.io\n")
+    proc = run_cli(*args, str(f), env={"DATANANAS_TOKEN": "t", "DATANANAS_BASE_URL": "http://127.0.0.1:9"})
+    assert proc.returncode == 1 and f"eventbus submit: error: {message}" in proc.stderr
+    assert "Traceback" not in proc.stderr
