@@ -73,8 +73,8 @@ def _parsers(specs: list[str]) -> dict[str, object]:
             raise ConfigError(f"--parser {spec!r}: expected NAME=MODULE:FUNCTION, e.g. acme=mypkg.hooks:parse")
         try:
             parse = getattr(importlib.import_module(module_name), attr)
-        except (ImportError, AttributeError) as exc:
-            raise ConfigError(f"--parser {spec!r}: cannot load {target}: {exc}") from exc
+        except Exception as exc:  # ImportError, AttributeError, or whatever the module raises on import
+            raise ConfigError(f"--parser {spec!r}: cannot load {target}: {type(exc).__name__}: {exc}") from None
         if not callable(parse):
             raise ConfigError(f"--parser {spec!r}: {target} is not callable")
         found[name] = parse

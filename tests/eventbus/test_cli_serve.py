@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import argparse
+import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -102,9 +104,9 @@ def test_bad_numbers_exit_2_at_parse_time(argv: list[str], message: str, capsys:
     assert info.value.code == 2 and message in capsys.readouterr().err
 
 
-def _serve(*args: str) -> subprocess.CompletedProcess[str]:
+def _serve(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "eventbus", "serve", *args], capture_output=True, text=True, timeout=60
+        [sys.executable, "-m", "eventbus", "serve", *args], capture_output=True, text=True, timeout=60, env=env
     )
 
 
@@ -154,3 +156,17 @@ def test_serve_refuses_an_unusable_secret_in_one_line(secret: str, message: str)
     proc = _serve("--secret", secret, "--port", "0")
     assert proc.returncode == 1 and f"--secret (or $EVENTBUS_WEBHOOK_SECRET): {message}" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "source, error",
+    [("def parse(:\n", "SyntaxError"), ("raise RuntimeError('no config')\n", "RuntimeError: no config")],
+    ids=["syntax-error", "raises-on-import"],
+)
+def test_serve_parser_module_that_fails_to_import_is_one_line(tmp_path: Path, source: str, error: str) -> None:
+    """A --parser module that cannot be imported (any exception) is a clear error naming it, not a traceback."""
+    (tmp_path / "brokenhooks.py").write_text(source)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), os.getcwd()])}
+    proc = _serve("--parser", "acme=brokenhooks:parse", "--port", "0", env=env)
+    assert proc.returncode == 1 and "--parser 'acme=brokenhooks:parse': cannot load brokenhooks:parse" in proc.stderr
+    assert error in proc.stderr and "Traceback" not in proc.stderr
