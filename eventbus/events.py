@@ -332,7 +332,7 @@ _decode = _decoder.decode
 _TOO_DEEP: Final = "JSON nested too deeply to decode (past the interpreter's recursion limit)"
 
 
-def decode(data: bytes | str) -> AnyEvent:
+def decode(data: bytes | bytearray | memoryview | str) -> AnyEvent:
     """Decode JSON produced by :func:`encode` back into its event class.
 
     Raises :class:`msgspec.ValidationError` (wrong shape, unknown ``type``, an
