@@ -300,6 +300,8 @@ async def _publish_items(
             **common,
         )
     )
+    for i, note in enumerate(items.notes):
+        await bus.publish(ev.InvalidSignal(id=ev.event_id(p.name, ref, "note", str(i)), reason=note, **common))
     succeeded = failed = created = updated = 0
     for _row, key, ok, what, message, data in items.results:
         if ok:

@@ -210,6 +210,7 @@ class Items:
     """A synchronous endpoint answered per contact at once: (key, ok, outcome/code, message, data) per row."""
 
     results: tuple[tuple[int, str, bool, str, str, dict[str, Any]], ...]  # row, key, ok, outcome|code, message, data
+    notes: tuple[str, ...] = ()  # what the answer held that answers nothing we sent (published as InvalidSignal)
 
 
 @dataclass(frozen=True)

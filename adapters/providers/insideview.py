@@ -233,8 +233,10 @@ class InsideView(Provider):
         # One outcome per id sent, in request order: an id answered twice is read once (the first
         # answer), an id not asked for is no row of ours, and an id left out fails saying so.
         answers: dict[str, _Fetched] = {}
+        repeated: list[str] = []
         for entry in entries:
-            answers.setdefault(str(entry.requestedContactId), entry)
+            if answers.setdefault(str(entry.requestedContactId), entry) is not entry:
+                repeated.append(str(entry.requestedContactId))
         results = []
         for row, contact in zip(chunk.rows, chunk.contacts, strict=True):
             key = contact["id"]
@@ -247,7 +249,19 @@ class InsideView(Provider):
                 error = entry.error if isinstance(entry.error, dict) else {"errorMessage": entry.error or ""}
                 code, message = error.get("errorCode") or "unknown", error.get("errorMessage") or ""
                 results.append((row, key, False, text_of(code), text_of(message), {}))
-        return Items(tuple(results))
+        asked = {contact["id"] for contact in chunk.contacts}
+        unknown = [key for key in answers if key not in asked]
+        notes = []
+        if repeated:
+            notes.append(f"InsideView answered {_ids(repeated)} more than once; the first answer was kept")
+        if unknown:
+            notes.append(f"InsideView answered {_ids(unknown)}, not asked for; ignored")
+        return Items(tuple(results), tuple(notes))
+
+
+def _ids(ids: list[str], shown: int = 5) -> str:
+    more = f" and {len(ids) - shown} more" if len(ids) > shown else ""
+    return "id" + ("s " if len(ids) > 1 else " ") + ", ".join(ev.excerpt(i, 40) for i in ids[:shown]) + more
 
 
 def _seconds_until(expiration: str | int | float | None, now: datetime) -> float:

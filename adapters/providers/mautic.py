@@ -193,7 +193,9 @@ class Mautic(Provider):
                 message = error.get("message", f"HTTP {code}") if isinstance(error, dict) else error
                 details = error.get("details", {}) if isinstance(error, dict) else {}
                 results.append((row, key, False, str(code), text_of(message), {"details": details}))
-        return Items(tuple(results))
+        extra = len(batch.statusCodes) - len(chunk.rows)
+        notes = (f"Mautic gave {extra} more statusCodes than the {len(chunk.rows)} contacts sent; ignored",)
+        return Items(tuple(results), notes if extra > 0 else ())
 
 
 # --- watching a job: status polls and blind-paginated details ------------------------------------

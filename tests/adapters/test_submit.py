@@ -6,8 +6,12 @@ import collections
 
 import httpx
 import pytest
+from starlette.applications import Starlette
+from starlette.responses import JSONResponse
+from starlette.routing import Route
 
 from adapters.http import Settings
+from adapters.serving import ServedApp
 from adapters.simulator import Faults, Simulator, SimulatorConfig, Throttle
 from adapters.submit import submit
 from eventbus import events as ev
@@ -288,3 +292,32 @@ async def test_refused_credentials_stop_the_rest(simulator: Simulator) -> None:
     assert report.chunks == 3 and report.rejected_rows == 600 and "credentials refused" in report.stopped
     assert sum(isinstance(e, ev.BatchSubmitted) for e in events) == 1
     assert not rejected[0].retriable and [e.reason.startswith("not sent:") for e in rejected] == [False, True, True]
+
+
+async def test_answer_entries_for_nothing_sent_are_published_as_invalid_signals() -> None:
+    """A synchronous answer with more statuses than contacts sent: one outcome per contact, plus an InvalidSignal."""
+
+    async def token(request: object) -> JSONResponse:
+        return JSONResponse({"access_token": "t", "expires_in": 3600})
+
+    async def batch(request: object) -> JSONResponse:  # a Mautic host answering for 3 contacts when 2 were sent
+        return JSONResponse({"statusCodes": [201, 201, 201], "contacts": [{"id": 7}, {"id": 8}, {"id": 9}]}, 201)
+
+    app = Starlette(
+        routes=[
+            Route("/oauth/v2/token", token, methods=["POST"]),
+            Route("/api/contacts/batch/new", batch, methods=["POST"]),
+        ]
+    )
+    async with ServedApp(app) as served, Bus() as bus, capture(bus) as events:
+        report = await submit(
+            "mautic",
+            [{"email": "a@x.io"}, {"email": "b@x.io"}],
+            bus,
+            settings=Settings(served.url, "id", "s"),
+            endpoint="batch",
+        )
+        await bus.drain()
+    notes = [e.reason for e in events if isinstance(e, ev.InvalidSignal)]
+    assert report.ok and [e.key for e in events if isinstance(e, ev.ItemSucceeded)] == ["0", "1"]
+    assert notes == ["Mautic gave 1 more statusCodes than the 2 contacts sent; ignored"]

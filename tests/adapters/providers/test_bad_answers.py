@@ -71,12 +71,13 @@ def test_mautic_batch_rows_without_a_status_fail_with_a_reason() -> None:
 
 
 def test_mautic_batch_extra_statuses_are_ignored() -> None:
-    """More statusCodes than rows: one outcome per submitted row, the extra statuses read as nothing."""
+    """More statusCodes than rows: one outcome per submitted row; the extra statuses are a note, nothing more."""
     m, chunk = mautic_batch_chunk(2)
     body = {"statusCodes": [201, 201, 201, 400], "contacts": [{"id": 1}, {"id": 2}, {"id": 3}]}
     items = m.read_submit(chunk, resp(201, body))
     assert isinstance(items, Items)
     assert [(row, ok, what) for row, _, ok, what, *_ in items.results] == [(0, True, "created"), (1, True, "created")]
+    assert items.notes == ("Mautic gave 2 more statusCodes than the 2 contacts sent; ignored",)
 
 
 def test_mautic_batch_items_are_keyed_by_input_row_with_the_contact_id_as_data() -> None:
@@ -125,7 +126,7 @@ def test_insideview_fetch_id_left_out_fails_with_a_reason() -> None:
 
 
 def test_insideview_fetch_repeated_and_unknown_ids_are_read_once_or_not_at_all() -> None:
-    """An id answered twice gives one outcome (the first); an id that was not asked for gives none."""
+    """An id answered twice gives one outcome (the first); an id not asked for gives none; each is a note."""
     iv, chunk = fetch_chunk("1")
     body = [
         {"requestedContactId": "1", "contact": {"n": 1}},
@@ -135,6 +136,10 @@ def test_insideview_fetch_repeated_and_unknown_ids_are_read_once_or_not_at_all()
     items = iv.read_submit(chunk, resp(200, body))
     assert isinstance(items, Items)
     assert items.results == ((0, "1", True, "found", "", {"n": 1}),)
+    assert items.notes == (
+        "InsideView answered id 1 more than once; the first answer was kept",
+        "InsideView answered id 9, not asked for; ignored",
+    )
 
 
 # --- accepted answers that name no job ------------------------------------------------------
