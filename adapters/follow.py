@@ -54,6 +54,7 @@ from eventbus import events as ev
 from eventbus.bus import Bus
 from eventbus.exceptions import AuthError, ConfigError, ProviderError, TransportError
 from eventbus.subscribers.board import JobBoard, JobRow
+from eventbus.subscribers.log import redact_userinfo
 from eventbus.tracker import JobTracker, Publisher
 
 __all__ = ["FollowResult", "accounted", "follow"]
@@ -678,8 +679,8 @@ def _details_request(page_url: str, base_url: str) -> tuple[str, dict[str, str]]
         same_origin = (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
         if not same_origin or not (url.path == base_path or url.path.startswith(base_path + "/")):
             raise _BadPage(
-                f"next-page {_without_userinfo(url)[:200]!r} is not under the Mautic base URL {shown!r}: not fetched, "
-                "so that the bearer token never goes to another host",
+                f"next-page {redact_userinfo(str(url))[:200]!r} is not under the Mautic base URL {shown!r}: "
+                "not fetched, so that the bearer token never goes to another host",
                 page_url.encode(),
             )
         path = url.path[len(base_path) :]
@@ -690,10 +691,6 @@ def _details_request(page_url: str, base_url: str) -> tuple[str, dict[str, str]]
     # The query goes out exactly as Mautic wrote it (percent-encoding, repeated names and all), in the path.
     query = url.query.decode("ascii")
     return (f"{path}?{query}" if query else path), {}
-
-
-def _without_userinfo(url: httpx.URL) -> str:
-    return str(url.copy_with(username=None, password=None)) if url.userinfo else str(url)
 
 
 class _BadPage(Exception):

@@ -28,7 +28,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
-from urllib.parse import urlsplit, urlunsplit
 
 import anyio
 import httpx
@@ -43,8 +42,9 @@ from eventbus.exceptions import (
     ServerError,
     TransportError,
 )
+from eventbus.subscribers.log import redact_userinfo
 
-__all__ = ["DEFAULT_BASE_URLS", "ENV", "Pacer", "ProviderClient", "Settings", "redact_url"]
+__all__ = ["DEFAULT_BASE_URLS", "ENV", "Pacer", "ProviderClient", "Settings"]
 
 DEFAULT_BASE_URLS: dict[str, str | None] = {
     "insideview": "https://api.insideview.com/api/v1",
@@ -65,14 +65,6 @@ _TOKEN_PROVIDERS = ("insideview", "mautic")
 _IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE", "PUT", "OPTIONS"})
 
 
-def redact_url(url: str) -> str:
-    """``url`` with any user name and password in it replaced by ``***``, for messages and logs."""
-    parts = urlsplit(url)
-    if "@" not in parts.netloc:
-        return url
-    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
-
-
 @dataclass
 class Settings:
     """Where and how to reach one provider. ``credential`` is the id, token or API key; ``secret`` the secret."""
@@ -91,8 +83,9 @@ class Settings:
 
     def __repr__(self) -> str:
         # The generated repr would show a password written into base_url; the credentials are left out.
+        login = self.login_url and redact_userinfo(self.login_url)
         shown = (
-            f"base_url={redact_url(self.base_url)!r}, login_url={self.login_url and redact_url(self.login_url)!r}, "
+            f"base_url={redact_userinfo(self.base_url)!r}, login_url={login!r}, "
             f"timeout={self.timeout!r}, max_attempts={self.max_attempts!r}, backoff_base={self.backoff_base!r}, "
             f"backoff_cap={self.backoff_cap!r}, rate_limit={self.rate_limit!r}, max_wait={self.max_wait!r}, "
             f"max_response_bytes={self.max_response_bytes!r}"
@@ -234,7 +227,7 @@ class ProviderClient:
                 await r.aclose()
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
             raise _NotSent(
-                f"could not connect to {self.provider.name} at {redact_url(self._base(request))}: {exc}"
+                f"could not connect to {self.provider.name} at {redact_userinfo(self._base(request))}: {exc}"
             ) from exc
         except httpx.TimeoutException as exc:
             raise _MaybeSent(f"{self.provider.name} did not answer within {self.settings.timeout:.0f}s") from exc

@@ -62,6 +62,7 @@ from adapters.backoff import Backoff
 from adapters.wsconn import WsConnection
 from eventbus import events as ev
 from eventbus.exceptions import BusClosed, ConfigError
+from eventbus.subscribers.log import redact_userinfo
 from eventbus.tracker import Publisher
 
 __all__ = ["Correlator", "FrameParser", "WebSocketSource"]
@@ -76,10 +77,9 @@ _log = structlog.get_logger("adapters.websocket")
 
 def _redact(url: str, token_param: str) -> str:
     """The URL with any credentials in its query or userinfo replaced, for messages."""
-    parts = urlsplit(url)
-    netloc = parts.netloc.rpartition("@")[2]
+    parts = urlsplit(redact_userinfo(url))
     query = urlencode([(k, "***" if k == token_param else v) for k, v in parse_qsl(parts.query, True)], safe="*")
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+    return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
 
 
 def _describe_close(exc: websockets.exceptions.ConnectionClosed) -> str:

@@ -24,6 +24,7 @@ from types import ModuleType
 from typing import TypeVar
 
 from eventbus.exceptions import EventBusError
+from eventbus.subscribers.log import redact_userinfo
 
 __all__ = [
     "build_parser",
@@ -93,17 +94,6 @@ count = number(int, minimum=1)
 """A whole number >= 1: sizes, limits, how many at once."""
 integer = number(int)
 """Any whole number (e.g. a random seed)."""
-
-
-def redact_userinfo(address: str) -> str:
-    """``address`` (a URL or ``host[:port]``) with any ``user:password@`` part shown as ``***@``, for messages."""
-    scheme, sep, rest = address.partition("://")
-    if not sep:
-        scheme, rest = "", address
-    netloc, slash, path = rest.partition("/")
-    if "@" in netloc:
-        netloc = "***@" + netloc.rpartition("@")[2]
-    return f"{scheme}{sep}{netloc}{slash}{path}"
 
 
 def commands() -> list[ModuleType]:

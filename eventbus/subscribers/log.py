@@ -22,7 +22,7 @@ import structlog
 
 from eventbus import events as ev
 
-__all__ = ["REDACTED", "EventLogger", "redact"]
+__all__ = ["REDACTED", "EventLogger", "redact", "redact_userinfo"]
 
 REDACTED = "[redacted]"
 
@@ -38,6 +38,17 @@ _SECRET_VALUE = re.compile(r"(?i)\b(bearer\s+[A-Za-z0-9._~+/=-]{8,}|whsec_[A-Za-
 @functools.lru_cache(maxsize=4096)
 def _is_secret_key(key: str) -> bool:
     return _SECRET_KEY.search(key) is not None
+
+
+def redact_userinfo(address: str) -> str:
+    """``address`` (a URL or ``host[:port]``) with any ``user:password@`` shown as ``***@``, for messages and logs."""
+    scheme, sep, rest = address.partition("://")
+    if not sep:
+        scheme, rest = "", address
+    netloc, slash, path = rest.partition("/")
+    if "@" in netloc:
+        netloc = "***@" + netloc.rpartition("@")[2]
+    return f"{scheme}{sep}{netloc}{slash}{path}"
 
 
 def redact(value: Any, key: str = "") -> Any:
