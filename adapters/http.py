@@ -139,6 +139,7 @@ class ProviderClient:
         self.provider = provider
         self.settings = settings
         self._own_client = client is None
+        self._pacer = Pacer(settings.rate_limit, clock) if settings.rate_limit is not None else None  # checked first
         # No TLS context for a plain-http base URL (the simulator): loading the CA bundle costs ~70 ms of CPU.
         plain = settings.base_url.startswith("http://") and (
             provider.name != "insideview" or settings.login_base().startswith("http://")
@@ -148,7 +149,6 @@ class ProviderClient:
         self._token: str | None = None
         self._token_renew_at = 0.0
         self._token_lock = anyio.Lock()
-        self._pacer = Pacer(settings.rate_limit, clock) if settings.rate_limit else None
         self.requests_sent = 0
 
     async def __aenter__(self) -> ProviderClient:

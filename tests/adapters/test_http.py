@@ -531,10 +531,17 @@ def test_pacer_spaces_slots_evenly() -> None:
     assert pacer.reserve() == 0 and round(pacer.reserve(), 6) == 0.1
 
 
-def test_pacer_refuses_a_non_positive_rate() -> None:
-    """A zero or negative rate limit is a ConfigError, not a division by zero or a hang."""
+@pytest.mark.parametrize("rate", [0, -1, float("nan")])
+def test_pacer_refuses_a_non_positive_rate(rate: float) -> None:
+    """A zero, negative or NaN rate limit is a ConfigError, not a division by zero or a hang."""
     with pytest.raises(ConfigError, match="rate_limit"):
-        Pacer(0)
+        Pacer(rate)
+
+
+async def test_settings_with_a_zero_rate_limit_are_refused() -> None:
+    """Settings(rate_limit=0) is a ConfigError, not silently no limit (None is no limit)."""
+    with pytest.raises(ConfigError, match="rate_limit must be a positive number"):
+        ProviderClient(Pronto(), Settings("http://127.0.0.1:9", "k", rate_limit=0))
 
 
 async def test_rate_limited_client_still_sends_everything(scripted: tuple[Scripted, str]) -> None:
