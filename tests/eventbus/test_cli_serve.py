@@ -73,15 +73,12 @@ def _options(command: str) -> dict[str, argparse.Action]:
     return {a.option_strings[-1]: a for a in sub.choices[command]._actions if a.option_strings}
 
 
-@pytest.mark.parametrize("command", ["serve", "submit", "simulate"])
+@pytest.mark.parametrize("command", ["serve", "submit", "simulate", "demo"])
 def test_every_number_option_uses_a_shared_validating_type(command: str) -> None:
     """No int/float option of these commands reads numbers with bare int() or float() (which take nan, inf, -1)."""
-    # simulate --item-time keeps its run-time check: it exits 1, as tests/adapters/simulator/test_cli.py expects.
     numeric = {name: a for name, a in _options(command).items() if a.type in (int, float) or a.type in SHARED}
     assert numeric, "the command has number options"
-    bare = [
-        name for name, a in numeric.items() if a.type not in SHARED and (command, name) != ("simulate", "--item-time")
-    ]
+    bare = [name for name, a in numeric.items() if a.type not in SHARED]
     assert bare == []
 
 
@@ -95,6 +92,9 @@ def test_every_number_option_uses_a_shared_validating_type(command: str) -> None
         (["serve", "--tolerance", "-5"], "argument --tolerance: expected a finite number greater than 0"),
         (["serve", "--max-body", "0"], "argument --max-body: expected a whole number of at least 1"),
         (["simulate", "--port", "65536"], "argument --port: expected a whole number from 0 to 65535"),
+        (["simulate", "--item-time", "nan"], "argument --item-time: expected a finite number of at least 0"),
+        (["demo", "--contacts", "0"], "argument --contacts: expected a whole number of at least 1"),
+        (["demo", "--item-time", "-1"], "argument --item-time: expected a finite number of at least 0"),
     ],
 )
 def test_bad_numbers_exit_2_at_parse_time(argv: list[str], message: str, capsys: pytest.CaptureFixture[str]) -> None:

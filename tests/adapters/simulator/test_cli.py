@@ -64,11 +64,11 @@ def test_simulate_refuses_a_taken_port() -> None:
 
 
 def test_simulate_refuses_negative_item_time() -> None:
-    """--item-time below zero exits 1 with a message naming the option."""
+    """--item-time below zero exits 2 (a bad argument) with a message naming the option."""
     proc = subprocess.run(
         [sys.executable, "-m", "eventbus", "simulate", "--item-time", "-1"],
         capture_output=True,
         text=True,
         timeout=30,
     )
-    assert proc.returncode == 1 and "--item-time" in proc.stderr and "Traceback" not in proc.stderr
+    assert proc.returncode == 2 and "--item-time" in proc.stderr and "Traceback" not in proc.stderr
