@@ -31,6 +31,7 @@ input from a provider ends its job with a typed event; the other jobs carry on.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -52,7 +53,7 @@ from adapters.webhooks import WebhookReceiver
 from adapters.websocket import Correlator, WebSocketSource
 from eventbus import events as ev
 from eventbus.bus import Bus
-from eventbus.exceptions import AuthError, ConfigError, ProviderError, TransportError
+from eventbus.exceptions import AuthError, ConfigError, EventBusError, ProviderError, TransportError
 from eventbus.subscribers.board import JobBoard, JobRow
 from eventbus.subscribers.log import redact_userinfo
 from eventbus.tracker import JobTracker, Publisher
@@ -253,6 +254,7 @@ async def follow(
     stuck_after: float = 120.0,
     poll_initial: float = 0.2,
     poll_cap: float = 5.0,
+    connect_timeout: float = 30.0,
     concurrency: int = 4,
     strict: bool = False,
     **options: Any,
@@ -266,7 +268,19 @@ async def follow(
     waited for: it is listed in ``unfinished`` at once. ``webhook_url`` is the URL the provider should call; when
     not given, a receiver is started on ``webhook_host:webhook_port`` and its
     own URL is used (fine for the simulator; a real provider needs a public URL).
+    For Datananas, the WebSocket must connect within ``connect_timeout``
+    seconds, or nothing is submitted (:class:`TransportError`). The durations
+    must be finite and above 0 (:class:`ConfigError`, before anything is sent).
     """
+    for name, seconds in (
+        ("timeout", timeout),
+        ("stuck_after", stuck_after),
+        ("poll_initial", poll_initial),
+        ("poll_cap", poll_cap),
+        ("connect_timeout", connect_timeout),
+    ):
+        if not (isinstance(seconds, int | float) and 0 < seconds < math.inf):  # written so that NaN fails too
+            raise ConfigError(f"{name} must be a finite number of seconds above 0, not {seconds!r}")
     settings = settings or Settings.from_env(provider)
     checked = make_provider(provider, **{**options, **_webhook_option(provider, "http://placeholder.invalid/")})
     watch_results = provider == "insideview" and options.get("endpoint", "job") == "job"
@@ -287,89 +301,120 @@ async def follow(
                 all_done.set()
 
     watcher = bus.on(observe, name=f"follow-{provider}-{id(board)}", providers=provider, buffer=65_536)
-    async with (
-        tracker.attach(bus, check_every=min(5.0, stuck_after)) as merged,
-        AsyncExitStack() as stack,
-        ProviderClient(make_provider(provider, **options), settings, client) as http,
-    ):
-        keyed = _RowKeys(merged)
-        counted = _CompleteByCount(merged, tracker, provider)
-        sink: Publisher = counted if provider == "pronto" else keyed
-        if provider == "datananas":
-            source = WebSocketSource(
-                ws_url or _datananas_ws_url(settings.base_url),
-                datananas.parse_frame,
-                keyed,
-                provider="datananas",
-                token=settings.credential,
-                correlator=Correlator(max_age=max(60.0, timeout)),
-                healthy_after=5.0,
+    try:
+        async with (
+            tracker.attach(bus, check_every=min(5.0, stuck_after)) as merged,
+            AsyncExitStack() as stack,
+            ProviderClient(make_provider(provider, **options), settings, client) as http,
+        ):
+            keyed = _RowKeys(merged)
+            counted = _CompleteByCount(merged, tracker, provider)
+            sink: Publisher = counted if provider == "pronto" else keyed
+            if provider == "datananas":
+                source = WebSocketSource(
+                    ws_url or _datananas_ws_url(settings.base_url),
+                    datananas.parse_frame,
+                    keyed,
+                    provider="datananas",
+                    token=settings.credential,
+                    correlator=Correlator(max_age=max(60.0, timeout)),
+                    healthy_after=5.0,
+                )
+                await stack.enter_async_context(source)
+                with anyio.move_on_after(connect_timeout) as waiting:
+                    await keyed.connected.wait()  # Datananas replays nothing: be connected before submitting
+                if waiting.cancelled_caught:
+                    raise TransportError(
+                        f"could not connect to the Datananas WebSocket at {source.shown_url} within "
+                        f"{connect_timeout:g}s; nothing was submitted"
+                    )
+            if provider in ("pronto", "insideview"):
+                parse = pronto.parse_webhook if provider == "pronto" else insideview.parse_webhook
+                receiver = WebhookReceiver(sink, {provider: parse}, secret=webhook_secret)
+                if webhook_url is None:
+                    served = ServedApp(receiver.app, host=webhook_host, port=webhook_port)
+                    try:
+                        await stack.enter_async_context(served)
+                    except OSError as exc:
+                        where = f"{redact_userinfo(webhook_host)}:{webhook_port}"
+                        raise ConfigError(f"cannot listen for webhooks on {where}: {exc.strerror or exc}") from None
+                    webhook_url = f"{served.url}/hooks/{provider}"
+                options.update(_webhook_option(provider, webhook_url))
+            report = await submit(
+                provider,
+                contacts,
+                sink,
+                settings=settings,
+                client=client,
+                concurrency=concurrency,
+                strict=strict,
+                **options,
             )
-            await stack.enter_async_context(source)
-            with anyio.fail_after(30):
-                await keyed.connected.wait()  # Datananas replays nothing: be connected before submitting
-        if provider in ("pronto", "insideview"):
-            parse = pronto.parse_webhook if provider == "pronto" else insideview.parse_webhook
-            receiver = WebhookReceiver(sink, {provider: parse}, secret=webhook_secret)
-            if webhook_url is None:
-                served = ServedApp(receiver.app, host=webhook_host, port=webhook_port)
-                await stack.enter_async_context(served)
-                webhook_url = f"{served.url}/hooks/{provider}"
-            options.update(_webhook_option(provider, webhook_url))
-        report = await submit(
-            provider,
-            contacts,
-            sink,
-            settings=settings,
-            client=client,
-            concurrency=concurrency,
-            strict=strict,
-            **options,
-        )
-        for job in report.accepted:
-            if provider != "insideview":  # InsideView's item keys are the contact ids themselves
-                keyed.rows[job.job_id] = job.rows
-        if provider == "pronto":  # webhooks may have arrived (and been held) before the rows were known
             for job in report.accepted:
-                if not ev.is_chunk_ref(job.job_id):
-                    await counted.register(job.job_id, job.rows)
-            await counted.release()
-        result = FollowResult(report, board)
+                if provider != "insideview":  # InsideView's item keys are the contact ids themselves
+                    keyed.rows[job.job_id] = job.rows
+            if provider == "pronto":  # webhooks may have arrived (and been held) before the rows were known
+                for job in report.accepted:
+                    if not ev.is_chunk_ref(job.job_id):
+                        await counted.register(job.job_id, job.rows)
+                await counted.release()
+            result = FollowResult(report, board)
 
-        async def watch(job: AcceptedJob, watcher: Awaitable[PollOutcome | None]) -> None:
-            # A job whose polls gave up can no longer end here: stop waiting for it, report it unfinished.
-            if await watcher is PollOutcome.GAVE_UP and not _finished(board, provider, job.job_id):
-                result.unfinished.append(job.job_id)
-                remaining.discard(job.job_id)
+            async def watch(job: AcceptedJob, watcher: Awaitable[PollOutcome | None]) -> None:
+                # A job whose polls gave up can no longer end here: stop waiting for it, report it unfinished.
+                if await watcher is PollOutcome.GAVE_UP and not _finished(board, provider, job.job_id):
+                    result.unfinished.append(job.job_id)
+                    remaining.discard(job.job_id)
+                    if not remaining:
+                        all_done.set()
+
+            pending = [j for j in report.accepted if not ev.is_chunk_ref(j.job_id)]
+            async with anyio.create_task_group() as tg:
+                for job in pending:
+                    if provider == "datananas":
+                        await source.bind(job.job_id, job.job_id)
+                    elif watch_results:
+                        ids = _submitted_ids(checked, contacts, job.rows)  # type: ignore[arg-type]
+                        tg.start_soon(watch, job, _watch_insideview(http, job, ids, keyed, poll_initial, poll_cap))
+                    elif provider == "mautic":
+                        tg.start_soon(watch, job, _watch_mautic(http, job, keyed, poll_initial, poll_cap))
+                remaining.update(j.job_id for j in pending if not _finished(board, provider, j.job_id))
+                await bus.drain()
                 if not remaining:
                     all_done.set()
-
-        pending = [j for j in report.accepted if not ev.is_chunk_ref(j.job_id)]
-        async with anyio.create_task_group() as tg:
-            for job in pending:
-                if provider == "datananas":
-                    await source.bind(job.job_id, job.job_id)
-                elif watch_results:
-                    ids = _submitted_ids(checked, contacts, job.rows)  # type: ignore[arg-type]
-                    tg.start_soon(watch, job, _watch_insideview(http, job, ids, keyed, poll_initial, poll_cap))
-                elif provider == "mautic":
-                    tg.start_soon(watch, job, _watch_mautic(http, job, keyed, poll_initial, poll_cap))
-            remaining.update(j.job_id for j in pending if not _finished(board, provider, j.job_id))
-            await bus.drain()
-            if not remaining:
-                all_done.set()
-            with anyio.move_on_after(timeout) as scope:
-                await all_done.wait()
-            if scope.cancelled_caught:
-                result.timed_out = True
-                gave_up = set(result.unfinished)
-                result.unfinished = [
-                    j.job_id for j in pending if j.job_id in gave_up or not _finished(board, provider, j.job_id)
-                ]
-            tg.cancel_scope.cancel()
+                with anyio.move_on_after(timeout) as scope:
+                    await all_done.wait()
+                if scope.cancelled_caught:
+                    result.timed_out = True
+                    gave_up = set(result.unfinished)
+                    result.unfinished = [
+                        j.job_id for j in pending if j.job_id in gave_up or not _finished(board, provider, j.job_id)
+                    ]
+                tg.cancel_scope.cancel()
+    except BaseExceptionGroup as group:
+        sole = _sole_error(group)
+        if sole is None:
+            raise
+        raise sole from None  # one typed error, as the caller would expect of an await, not a group of one
+    finally:
+        watcher.close()
     await bus.drain()
-    watcher.close()
     return result
+
+
+def _sole_error(group: BaseExceptionGroup) -> EventBusError | None:
+    """The group's only exception when it is one of ours (however deeply nested); None otherwise."""
+    leaves: list[BaseException] = []
+
+    def collect(exc: BaseException) -> None:
+        if isinstance(exc, BaseExceptionGroup):
+            for inner in exc.exceptions:
+                collect(inner)
+        else:
+            leaves.append(exc)
+
+    collect(group)
+    return leaves[0] if len(leaves) == 1 and isinstance(leaves[0], EventBusError) else None
 
 
 def _webhook_option(provider: str, url: str) -> dict[str, str]:

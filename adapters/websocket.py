@@ -175,6 +175,11 @@ class WebSocketSource:
 
     # -- lifecycle ---------------------------------------------------------
 
+    @property
+    def shown_url(self) -> str:
+        """The URL with any token or password in it replaced, for messages."""
+        return self._shown_url
+
     async def __aenter__(self) -> WebSocketSource:
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()

@@ -26,6 +26,7 @@ from adapters.simulator import Faults, Simulator, SimulatorConfig
 from adapters.submit import AcceptedJob, SubmitReport
 from eventbus import events as ev
 from eventbus.bus import Bus
+from eventbus.exceptions import ConfigError, TransportError
 from eventbus.subscribers.board import JobBoard
 from eventbus.testing import capture
 from eventbus.tracker import JobTracker
@@ -585,3 +586,34 @@ async def test_token_that_cannot_be_renewed_while_polling_ends_the_watch() -> No
                 )
     assert result.unfinished == ["J1"] and not result.timed_out and not result.ok
     assert [s.state for s in states] == ["gave_up"] and "could not connect" in states[0].detail
+
+
+@pytest.mark.parametrize("option", ["timeout", "stuck_after", "poll_initial", "poll_cap", "connect_timeout"])
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), 0])
+async def test_bad_durations_are_refused_before_sending(simulator: Simulator, option: str, value: float) -> None:
+    """A NaN, infinite, zero or negative duration is a ConfigError naming it, and no request reaches the provider."""
+    async with Bus() as bus:
+        with pytest.raises(ConfigError, match=f"{option} must be a finite number of seconds above 0"):
+            s = settings(simulator, "pronto")
+            await follow("pronto", contacts("pronto", 3), bus, settings=s, **{option: value})
+    assert simulator.state.api_requests == 0
+
+
+async def test_unreachable_datananas_websocket_submits_nothing(simulator: Simulator) -> None:
+    """When the Datananas WebSocket cannot connect in time: TransportError naming it, and no contact is submitted."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()  # nothing listens there now
+    async with Bus() as bus:
+        shown = rf"ws://127\.0\.0\.1:{port}/ws\?token=\*\*\*"  # the token never shown
+        with pytest.raises(TransportError, match=rf"WebSocket at {shown} within 0\.3s; nothing was submitted"):
+            await follow(
+                "datananas",
+                contacts("datananas", 3),
+                bus,
+                settings=settings(simulator, "datananas"),
+                ws_url=f"ws://127.0.0.1:{port}/ws",
+                connect_timeout=0.3,
+                list="L1",
+            )
+    assert simulator.state.api_requests == 0
