@@ -8,6 +8,7 @@ unknown names and bad values with a message listing the valid ones.
 from __future__ import annotations
 
 import dataclasses
+import math
 import threading
 import time
 from dataclasses import dataclass, field
@@ -110,6 +111,8 @@ def parse_fault(spec: str, faults: Faults | None = None) -> Faults:
             value = int(raw)
         else:
             value = float(raw)
+            if not math.isfinite(value):  # nan passes "< 0" checks; inf seconds never end
+                raise ValueError
     except ValueError:
         raise ConfigError(f"fault {name!r}: {raw!r} is not a valid {kind}") from None
     if isinstance(value, int | float) and not isinstance(value, bool) and value < 0:

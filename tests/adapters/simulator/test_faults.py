@@ -134,6 +134,9 @@ def test_parse_fault_values_and_errors() -> None:
         parse_fault("duplicate_webhooks=2")
     with pytest.raises(ConfigError, match="negative"):
         parse_fault("error_every=-1")
+    for bad in ("nan", "inf", "-inf"):
+        with pytest.raises(ConfigError, match=f"'{bad}' is not a valid float"):
+            parse_fault(f"slow_response={bad}")
 
 
 async def test_never_500_on_garbage(simulator) -> None:
