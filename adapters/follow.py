@@ -427,6 +427,11 @@ def _datananas_ws_url(base_url: str) -> str:
     raise ConfigError(f"cannot derive the Datananas WebSocket URL from {base_url!r}; pass ws_url")
 
 
+def _polled(provider: str, job_id: str) -> dict[str, str]:
+    """The fields of every event this module reports about a job it polls."""
+    return {"provider": provider, "job_id": job_id, "source": "poll"}
+
+
 def _finished(board: JobBoard, provider: str, job_id: str) -> bool:
     row = board.rows.get((provider, job_id))
     return row is not None and row.finished
@@ -477,9 +482,7 @@ async def _watch_insideview(
         await bus.publish(
             ev.InvalidSignal(
                 id=ev.new_id(),
-                provider="insideview",
-                job_id=job.job_id,
-                source="poll",
+                **_polled("insideview", job.job_id),
                 reason=reason,
                 excerpt=ev.excerpt(raw),
             )
@@ -531,9 +534,7 @@ async def _watch_insideview(
                 await bus.publish(
                     ev.JobFailed(
                         id=ev.event_id("insideview", job.job_id, "failed"),
-                        provider="insideview",
-                        job_id=job.job_id,
-                        source="poll",
+                        **_polled("insideview", job.job_id),
                         reason=f"the results download failed ({type(exc).__name__}: {exc}); {len(reported)} of "
                         f"{len(ids)} contacts were read and are kept",
                     )
@@ -547,17 +548,13 @@ async def _watch_insideview(
             end: ev.Event = (
                 ev.JobExpired(
                     id=ev.event_id("insideview", job.job_id, "expired"),
-                    provider="insideview",
-                    job_id=job.job_id,
-                    source="poll",
+                    **_polled("insideview", job.job_id),
                     reason=reason,
                 )
                 if status == 404
                 else ev.JobFailed(
                     id=ev.event_id("insideview", job.job_id, "failed"),
-                    provider="insideview",
-                    job_id=job.job_id,
-                    source="poll",
+                    **_polled("insideview", job.job_id),
                     reason=reason,
                 )
             )
@@ -570,9 +567,7 @@ async def _watch_insideview(
             await bus.publish(
                 ev.ItemFailed(
                     id=ev.event_id("insideview", job.job_id, "item", key),
-                    provider="insideview",
-                    job_id=job.job_id,
-                    source="poll",
+                    **_polled("insideview", job.job_id),
                     key=key,
                     code="not_in_results",
                     message="not in InsideView's results file: the job finished without reporting this contact",
@@ -627,9 +622,7 @@ async def _watch_mautic(
                 await bus.publish(
                     ev.InvalidSignal(
                         id=ev.new_id(),
-                        provider="mautic",
-                        job_id=job.job_id,
-                        source="poll",
+                        **_polled("mautic", job.job_id),
                         reason=f"mautic details list {extra} more contact(s) than the {size} submitted in the job; "
                         "the extra entries are ignored",
                     )
@@ -647,9 +640,7 @@ async def _watch_mautic(
         await bus.publish(
             ev.JobExpired(
                 id=ev.event_id("mautic", job.job_id, "expired"),
-                provider="mautic",
-                job_id=job.job_id,
-                source="poll",
+                **_polled("mautic", job.job_id),
                 reason="the job expired while its details were being read",
             )
         )
@@ -660,9 +651,7 @@ async def _watch_mautic(
             await bus.publish(
                 ev.InvalidSignal(
                     id=ev.new_id(),
-                    provider="mautic",
-                    job_id=job.job_id,
-                    source="poll",
+                    **_polled("mautic", job.job_id),
                     reason=f"mautic details: {exc}",
                     excerpt=ev.excerpt(exc.raw),
                     status=exc.status,
@@ -671,9 +660,7 @@ async def _watch_mautic(
         await bus.publish(
             ev.JobFailed(
                 id=ev.event_id("mautic", job.job_id, "failed"),
-                provider="mautic",
-                job_id=job.job_id,
-                source="poll",
+                **_polled("mautic", job.job_id),
                 reason=f"Mautic completed the job but its details could not be read after {position} of "
                 f"{len(job.rows)} contacts: {exc}. The contacts reported before are kept; check the job in Mautic",
             )
@@ -684,9 +671,7 @@ async def _watch_mautic(
         await bus.publish(
             ev.ItemFailed(
                 id=ev.event_id("mautic", job.job_id, "item", key),
-                provider="mautic",
-                job_id=job.job_id,
-                source="poll",
+                **_polled("mautic", job.job_id),
                 key=str(key),
                 code="not_in_details",
                 message="not in Mautic's job details: the job completed without reporting this contact",
@@ -695,9 +680,7 @@ async def _watch_mautic(
     await bus.publish(
         ev.JobCompleted(
             id=ev.event_id("mautic", job.job_id, "completed"),
-            provider="mautic",
-            job_id=job.job_id,
-            source="poll",
+            **_polled("mautic", job.job_id),
             succeeded=succeeded,
             failed=failed,
             created=created,

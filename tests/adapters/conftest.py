@@ -5,6 +5,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager, contextmanager
 
+import anyio
+import anyio.abc
 import pytest
 
 from adapters.simulator import Clock, Simulator, SimulatorConfig, run_simulator
@@ -38,6 +40,14 @@ def checked_sync_simulator(config: SimulatorConfig | None = None) -> Iterator[Si
 def _assert_no_background_errors(sim: Simulator) -> None:
     errors = sim.state.background_errors
     assert errors == [], f"the simulator's background work crashed {len(errors)} time(s): {errors}"
+
+
+async def closed_port() -> int:
+    """A loopback port nothing listens on (it was free a moment ago): connecting there is refused."""
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    await listener.aclose()
+    return port
 
 
 @pytest.fixture

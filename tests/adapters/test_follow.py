@@ -30,7 +30,7 @@ from eventbus.exceptions import ConfigError, TransportError
 from eventbus.subscribers.board import JobBoard
 from eventbus.testing import capture
 from eventbus.tracker import JobTracker
-from tests.adapters.conftest import checked_simulator
+from tests.adapters.conftest import checked_simulator, closed_port
 
 pytestmark = pytest.mark.anyio
 
@@ -601,9 +601,7 @@ async def test_bad_durations_are_refused_before_sending(simulator: Simulator, op
 
 async def test_unreachable_datananas_websocket_submits_nothing(simulator: Simulator) -> None:
     """When the Datananas WebSocket cannot connect in time: TransportError naming it, and no contact is submitted."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    await listener.aclose()  # nothing listens there now
+    port = await closed_port()
     async with Bus() as bus:
         shown = rf"ws://127\.0\.0\.1:{port}/ws\?token=\*\*\*"  # the token never shown
         with pytest.raises(TransportError, match=rf"WebSocket at {shown} within 0\.3s; nothing was submitted"):

@@ -32,6 +32,7 @@ from adapters.providers import Datananas, InsideView, Mautic, Pronto
 from adapters.providers.base import Request
 from adapters.serving import ServedApp
 from eventbus.exceptions import AmbiguousSubmit, AuthError, ConfigError, RateLimited, ServerError, TransportError
+from tests.adapters.conftest import closed_port
 
 pytestmark = pytest.mark.anyio
 
@@ -245,9 +246,7 @@ async def test_short_lived_token_is_reused_until_halfway(scripted: tuple[Scripte
 
 async def test_unreachable_token_endpoint_is_a_transport_error_for_pollers() -> None:
     """request() (the pollers' call) gets a TransportError when no token can be had, not an internal type."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    await listener.aclose()
+    port = await closed_port()
     url = f"http://127.0.0.1:{port}"
     async with ProviderClient(InsideView(), quick(url, login_url=url, max_attempts=2)) as http:
         with pytest.raises(TransportError, match=f"could not connect to insideview at {url}.*gave up after 2"):
@@ -256,9 +255,7 @@ async def test_unreachable_token_endpoint_is_a_transport_error_for_pollers() -> 
 
 async def test_password_in_the_base_url_is_never_shown() -> None:
     """A user:password written into the base URL stays out of errors and of the settings' repr."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    await listener.aclose()
+    port = await closed_port()
     settings = quick(f"http://admin:TOPSECRETPW@127.0.0.1:{port}", "t", max_attempts=1)
     async with ProviderClient(Datananas(list="L1"), settings) as http:
         with pytest.raises(TransportError, match=rf"at http://\*\*\*@127\.0\.0\.1:{port}") as caught:
@@ -492,9 +489,7 @@ async def test_read_timeout_after_sending_is_ambiguous() -> None:
 
 async def test_connection_refused_is_retried_then_transport_error() -> None:
     """A port nobody listens on is retried (the request never left), then TransportError."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    await listener.aclose()  # now nothing listens there
+    port = await closed_port()
     retries: list[str] = []
 
     async def on_retry(why: str, delay: float, attempt: int) -> None:
@@ -509,9 +504,7 @@ async def test_connection_refused_is_retried_then_transport_error() -> None:
 
 async def test_unreachable_login_never_shows_the_secret() -> None:
     """InsideView's login host unreachable: the error (and its cause) does not contain the client secret."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    await listener.aclose()
+    port = await closed_port()
     url = f"http://127.0.0.1:{port}"
     async with ProviderClient(InsideView(), quick(url, login_url=url, max_attempts=1)) as http:
         with pytest.raises(TransportError) as caught:

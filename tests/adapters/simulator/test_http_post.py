@@ -11,6 +11,7 @@ from anyio.abc import SocketStream
 from anyio.streams.buffered import BufferedByteReceiveStream
 
 from adapters.simulator.http_post import HTTPPostError, RawPoster
+from tests.adapters.conftest import closed_port
 
 pytestmark = pytest.mark.anyio
 
@@ -86,9 +87,7 @@ async def test_malformed_or_truncated_responses_raise(reply: bytes) -> None:
 
 async def test_refused_connection_and_https_raise() -> None:
     """A closed port and a non-http URL are HTTPPostError with the URL in the message."""
-    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
-    port = listener.extra(anyio.abc.SocketAttribute.local_port)
-    await listener.aclose()
+    port = await closed_port()
     poster = RawPoster(timeout=2)
     with pytest.raises(HTTPPostError, match=f"127.0.0.1:{port}"):
         await poster.post(f"http://127.0.0.1:{port}/", b"x", {})
