@@ -60,6 +60,7 @@ class SubmitReport:
     rejected_chunks: int = 0
     rejected_rows: int = 0
     stopped: str = ""  # why the remaining chunks were not sent, if they were not
+    repeated: int = 0  # valid contacts sent once with an earlier one (InsideView ids given twice), not on their own
 
     @property
     def ok(self) -> bool:
@@ -146,6 +147,7 @@ async def submit(
     batch = batch_id or uuid.uuid4().hex[:12]
     chunks, problems, count = prepare(p, contacts, strict=strict)
     report = SubmitReport(p.name, batch, contacts=count, invalid=problems, chunks=len(chunks))
+    report.repeated = count - len({problem.row for problem in problems}) - sum(len(c.rows) for c in chunks)
     for problem in problems:
         await bus.publish(
             ev.ItemFailed(

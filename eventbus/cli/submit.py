@@ -118,8 +118,9 @@ def run(args: argparse.Namespace) -> int:
             )
             await bus.drain()
         if not args.json:
+            repeated = f", {report.repeated} repeated (each sent once)" if report.repeated else ""
             print(
-                f"{args.provider}: {report.contacts} contacts, {len(report.invalid)} invalid, "
+                f"{args.provider}: {report.contacts} contacts, {len(report.invalid)} invalid{repeated}, "
                 f"{report.chunks} chunks, {len(report.accepted)} accepted, {report.rejected_chunks} rejected"
             )
             for job in report.accepted:

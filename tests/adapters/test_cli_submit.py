@@ -56,6 +56,20 @@ async def test_submit_summary_and_invalid_rows(simulator: Simulator, tmp_path: P
     assert "row 1: field 'lastname': lastname is required" in proc.stderr
 
 
+async def test_submit_summary_counts_repeated_ids(simulator: Simulator, tmp_path: Path) -> None:
+    """InsideView ids given twice are sent once each; the summary says how many rows that covered."""
+    f = tmp_path / "ids.txt"
+    f.write_text("101\n102\n101\n103\n102\nnot-an-id\n")
+    env = {
+        "INSIDEVIEW_CLIENT_ID": "demo",
+        "INSIDEVIEW_CLIENT_SECRET": "demo",
+        "INSIDEVIEW_BASE_URL": simulator.urls["insideview"],
+    }
+    proc = await anyio.to_thread.run_sync(lambda: run_cli("--provider", "insideview", str(f), env=env))
+    assert "6 contacts, 1 invalid, 2 repeated (each sent once), 1 chunks, 1 accepted, 0 rejected" in proc.stdout
+    assert "contacts (chunk 0)" in proc.stdout and ": 3 contacts (chunk 0)" in proc.stdout
+
+
 @pytest.mark.parametrize(
     "args, env, message",
     [
