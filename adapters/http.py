@@ -349,11 +349,21 @@ class ProviderClient:
         """One authenticated attempt (a 401 refreshes the token and tries once more); no other retries.
 
         For pollers, which handle 429, 5xx and 404 themselves. httpx transport
-        errors are left to the caller (a poller counts them as transient).
+        errors are left to the caller (a poller counts them as transient); an
+        answer longer than ``max_response_bytes`` is a :class:`TransportError`.
         """
         for attempt in (1, 2):
             token = await self._credential(refresh=attempt == 2)
-            response = await self._send(request, self.provider.auth_headers(token))  # type: ignore[attr-defined]
+            streamed = await self._send(request, self.provider.auth_headers(token), stream=True)  # type: ignore[attr-defined]
+            try:
+                body = await self._read_body(streamed)
+            except _MaybeSent as exc:
+                raise TransportError(str(exc)) from None
+            finally:
+                await streamed.aclose()
+            response = httpx.Response(
+                streamed.status_code, headers=streamed.headers, content=body, request=streamed.request
+            )
             if response.status_code != 401 or self.provider.name not in _TOKEN_PROVIDERS:
                 return response
         return response

@@ -290,6 +290,11 @@ async def test_oversized_chunked_answer_is_refused() -> None:
         async with ProviderClient(Pronto(), settings) as http:
             with pytest.raises(TransportError, match=r"answer \(1024000 bytes\) exceeds max_response_bytes \(8192\)"):
                 await http.send(Request("GET", "/job"))
+            with pytest.raises(TransportError, match=r"exceeds max_response_bytes \(8192\)"):
+                await http.request(Request("GET", "/job"))  # the pollers' call: bounded the same way
+            settings.max_response_bytes = 2_000_000
+            answer = await http.request(Request("GET", "/job"))
+    assert answer.status_code == 200 and answer.content == b"y" * 1_024_000
 
 
 # --- retries -----------------------------------------------------------------------------------------
