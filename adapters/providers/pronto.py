@@ -45,8 +45,8 @@ API_KEY_HEADER: Final = "X-API-KEY"
 
 
 class _Accepted(msgspec.Struct):
-    enrichment_id: str | None = None
-    id: str | None = None
+    enrichment_id: str | int | None = None  # a number is read as its text, as the webhooks' is
+    id: str | int | None = None
 
 
 class Pronto(Provider):
@@ -132,7 +132,8 @@ class Pronto(Provider):
         if response.status in (200, 201, 202):
             try:
                 accepted = msgspec.json.decode(response.body, type=_Accepted)
-                job_id = accepted.enrichment_id or accepted.id
+                named = accepted.enrichment_id if accepted.enrichment_id not in (None, "") else accepted.id
+                job_id = None if named is None else str(named)
             except (msgspec.MsgspecError, RecursionError):  # RecursionError: JSON nested too deeply
                 job_id = None
             if not job_id or not job_id.strip():
@@ -181,7 +182,7 @@ def _describe_detail(detail: Any) -> str:
 
 
 class _Result(msgspec.Struct):
-    enrichment_id: str
+    enrichment_id: str | int  # a number is read as its text (the job id the submit answer gave)
     status: str
     contact: dict[str, Any] = {}
     result: dict[str, Any] = {}
@@ -203,7 +204,8 @@ def parse_webhook(body: bytes, headers: Any = None) -> list[ev.Event]:
         r = _result.decode(body)
     except RecursionError:  # valid JSON nested past the interpreter's limit
         raise ValueError("JSON nested too deeply") from None
-    if not r.enrichment_id.strip():
+    job_id = str(r.enrichment_id)
+    if not job_id.strip():
         raise ValueError("the webhook's enrichment_id is empty: it names no job")
     if r.status not in STATUSES:
         raise ValueError(f"unknown Pronto status {r.status!r}; expected one of {', '.join(STATUSES)}")
@@ -215,9 +217,9 @@ def parse_webhook(body: bytes, headers: Any = None) -> list[ev.Event]:
     if not (key.isascii() and key.isdigit()):
         raise ValueError(f"{KEY_FIELD} {ev.excerpt(key, 40)!r} is not a row number: it was not submitted by eventbus")
     common = {
-        "id": ev.event_id("pronto", r.enrichment_id, "item", key),
+        "id": ev.event_id("pronto", job_id, "item", key),
         "provider": "pronto",
-        "job_id": r.enrichment_id,
+        "job_id": job_id,
         "source": "webhook",
         "key": key,
     }

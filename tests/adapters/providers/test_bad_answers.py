@@ -398,6 +398,14 @@ def test_pronto_webhook_key_echoed_as_a_number_is_read() -> None:
     assert (event.job_id, event.key) == ("e", "3")
 
 
+def test_pronto_numeric_enrichment_id_is_read_as_text_in_both_places() -> None:
+    """A job id Pronto gives as a JSON number names the same job in its submit answer and in its webhooks."""
+    p, chunk = pronto_chunk()
+    outcome = p.read_submit(chunk, resp(202, {"enrichment_id": 57}))
+    (event,) = pronto.parse_webhook(pronto_webhook(enrichment_id=57))
+    assert outcome == Accepted("57", total=2) and event.job_id == "57" and event.id.startswith("pronto:57:")
+
+
 # --- InsideView job statuses -----------------------------------------------------------------------------
 
 
