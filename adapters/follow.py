@@ -495,7 +495,9 @@ async def _watch_insideview(
         try:
             async with http.stream(request) as response:
                 if response.status_code == 200:
-                    async with CsvRows(response, bus, provider="insideview", job_id=job.job_id) as rows:
+                    async with CsvRows(
+                        response, bus, provider="insideview", job_id=job.job_id, flagged=flagged
+                    ) as rows:
                         async for row in rows:
                             try:
                                 events = insideview.result_row_events(job.job_id, row.fields)

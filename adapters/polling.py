@@ -328,6 +328,8 @@ class CsvRows:
     Rows with the wrong number of fields, lines longer than ``max_line`` bytes
     and undecodable bytes are skipped and published as ``InvalidSignal``
     events. Quoted fields may contain commas, quotes and newlines (RFC 4180).
+    ``flagged``, shared by the reads of one file (a download started again),
+    holds the lines already reported, so that each is reported once.
     """
 
     def __init__(
@@ -339,6 +341,7 @@ class CsvRows:
         job_id: str,
         max_line: int = 64 * 1024,
         encoding: str = "utf-8-sig",
+        flagged: set[int] | None = None,
     ) -> None:
         if max_line < 1:
             raise ConfigError("max_line must be positive")
@@ -354,6 +357,7 @@ class CsvRows:
         self._line = 0
         self._header: list[str] | None = None
         self.invalid = 0
+        self._flagged = flagged  # lines reported invalid before, shared across reads of one file: not again
 
     async def __aenter__(self) -> CsvRows:
         return self
@@ -382,13 +386,13 @@ class CsvRows:
             try:
                 fields = next(csv.reader([text], strict=True))
             except (csv.Error, StopIteration) as exc:
-                await self._invalid(f"line {line}: not valid CSV: {exc}", text)
+                await self._invalid(line, f"not valid CSV: {exc}", text)
                 continue
             if self._header is None:
                 self._header = fields
                 continue
             if len(fields) != len(self._header):
-                await self._invalid(f"line {line}: {len(fields)} fields where the header has {len(self._header)}", text)
+                await self._invalid(line, f"{len(fields)} fields where the header has {len(self._header)}", text)
                 continue
             return CsvRow(line, dict(zip(self._header, fields, strict=True)))
 
@@ -401,9 +405,7 @@ class CsvRows:
             raw = await self._next_line()
             if raw is None:
                 if parts:
-                    await self._invalid(
-                        f"line {first_line}: quoted field never closed before the end", "\n".join(parts)
-                    )
+                    await self._invalid(first_line, "quoted field never closed before the end", "\n".join(parts))
                 return None
             self._line += 1
             # The -sig codec drops a byte-order mark, which can only start the first line.
@@ -411,14 +413,14 @@ class CsvRows:
             try:
                 text = raw.decode(encoding)
             except UnicodeDecodeError as exc:
-                await self._invalid(f"line {self._line}: not {encoding} text ({exc.reason})", raw)
+                await self._invalid(self._line, f"not {encoding} text ({exc.reason})", raw)
                 parts = []
                 first_line = self._line + 1
                 size = 0
                 continue
             size += len(raw)
             if size > self._max_line:
-                await self._invalid(f"line {first_line}: longer than {self._max_line} bytes", text)
+                await self._invalid(first_line, f"longer than {self._max_line} bytes", text)
                 parts = []
                 first_line = self._line + 1
                 size = 0
@@ -448,7 +450,7 @@ class CsvRows:
             if len(buffer) > self._max_line:
                 if not self._discarding:
                     self._line += 1
-                    await self._invalid(f"line {self._line}: longer than {self._max_line} bytes", bytes(buffer))
+                    await self._invalid(self._line, f"longer than {self._max_line} bytes", bytes(buffer))
                     self._discarding = True
                 buffer.clear()
             if self._eof:
@@ -462,15 +464,19 @@ class CsvRows:
             except StopAsyncIteration:
                 self._eof = True
 
-    async def _invalid(self, reason: str, raw: bytes | str) -> None:
+    async def _invalid(self, line: int, reason: str, raw: bytes | str) -> None:
         self.invalid += 1
+        if self._flagged is not None:
+            if line in self._flagged:
+                return  # reported by an earlier read of the same file
+            self._flagged.add(line)
         await self._bus.publish(
             ev.InvalidSignal(
                 id=ev.new_id(),
                 provider=self.provider,
                 job_id=self.job_id,
                 source="poll",
-                reason=f"{self.provider} CSV results: {reason}",
+                reason=f"{self.provider} CSV results: line {line}: {reason}",
                 excerpt=ev.excerpt(raw),
             )
         )

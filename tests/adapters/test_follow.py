@@ -522,17 +522,21 @@ async def test_early_items_past_the_hold_bound_are_checked_once_the_rows_are_kno
     assert len(done) == 1 and done[0].total == 3 and events.index(done[0]) == len(events) - 1
 
 
-def broken_csv(times: int) -> Callable[[str], StarletteResponse]:
-    """A results answer whose body is cut after its first row, the first ``times`` downloads (then whole)."""
+def broken_csv(times: int, malformed: bool = False) -> Callable[[str], StarletteResponse]:
+    """A results answer whose body is cut after its first row, the first ``times`` downloads (then whole).
+
+    ``malformed`` puts a line of the wrong width right after the header, in every download.
+    """
     downloads = []
+    bad = ("only-one-field",) if malformed else ()
 
     def results(job_id: str) -> StarletteResponse:
         downloads.append(job_id)
         if len(downloads) > times:
-            return csv_answer("11,found", "12,found", "13,found")
+            return csv_answer(*bad, "11,found", "12,found", "13,found")
 
         async def body() -> AsyncIterator[bytes]:
-            yield b"newContactId,status\n11,found\n"
+            yield b"newContactId,status\n" + b"".join(line.encode() + b"\n" for line in bad) + b"11,found\n"
             raise ConnectionResetError("cut mid-stream by the test")  # uvicorn drops the connection mid-body
 
         return StreamingResponse(body(), media_type="text/csv")
@@ -546,6 +550,14 @@ async def test_results_download_cut_mid_stream_is_downloaded_again() -> None:
     items = [e.key for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)]
     assert sorted(items) == ["11", "12", "13"] and result.ok
     assert not any(isinstance(e, ev.InvalidSignal) for e in events)
+
+
+async def test_malformed_results_line_is_reported_once_across_downloads() -> None:
+    """A malformed line read again by each retried download is one InvalidSignal, not one per download."""
+    scripted = ScriptedInsideView(broken_csv(times=2, malformed=True))
+    result, events = await follow_insideview(scripted, ["11", "12", "13"])
+    invalid = [e.reason for e in events if isinstance(e, ev.InvalidSignal)]
+    assert invalid == ["insideview CSV results: line 2: 1 fields where the header has 2"] and result.ok
 
 
 async def test_results_download_always_cut_fails_the_job() -> None:
