@@ -33,7 +33,7 @@ import anyio
 import httpx
 
 from adapters.backoff import Backoff
-from adapters.providers.base import Provider, Request, Response, ServerFailure, Throttle
+from adapters.providers.base import Provider, Request, Response, ServerFailure, Throttle, declares_more_than
 from eventbus.exceptions import (
     AmbiguousSubmit,
     AuthError,
@@ -239,9 +239,10 @@ class ProviderClient:
 
     async def _read_body(self, r: httpx.Response) -> bytes:
         limit = self.settings.max_response_bytes
-        declared = r.headers.get("content-length", "")
-        if declared.isascii() and declared.isdigit() and int(declared) > limit:
-            raise _MaybeSent(f"{self.provider.name} answered {declared} bytes, more than max_response_bytes ({limit})")
+        declared = r.headers.get("content-length")
+        if declares_more_than(declared, limit):
+            shown = declared if len(declared) <= 20 else f"{declared[:20]}..."  # type: ignore[arg-type]
+            raise _MaybeSent(f"{self.provider.name} answered {shown} bytes, more than max_response_bytes ({limit})")
         chunks, size = [], 0
         # Read to the end even past the limit, keeping nothing more: leaving httpx's stream early leaves its
         # inner generators unclosed (trio warns), and the memory stays bounded either way.

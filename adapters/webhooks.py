@@ -54,6 +54,7 @@ from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from adapters import signing
+from adapters.providers.base import declares_more_than
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError
 from eventbus.tracker import Publisher  # what the receiver hands events to (re-exported)
@@ -221,11 +222,7 @@ class WebhookReceiver:
         if length is not None:
             if not (length.isascii() and length.isdigit()):
                 raise _Refused(400, "Content-Length is not a non-negative integer")
-            try:
-                declared = int(length)
-            except ValueError:  # more digits than int() converts (4300): no body that size is welcome
-                declared = self._max_body + 1
-            if declared > self._max_body:
+            if declares_more_than(length, self._max_body):
                 shown = length if len(length) <= 20 else f"{length[:20]}... ({len(length)} digits)"
                 raise _Refused(413, f"body of {shown} bytes exceeds the {self._max_body}-byte limit")
         return parse

@@ -304,6 +304,19 @@ def text_of(value: Any) -> str:
     return ev.excerpt(value if isinstance(value, str) else msgspec.json.encode(value))
 
 
+def declares_more_than(content_length: str | None, limit: int) -> bool:
+    """True when a ``Content-Length`` value is plain ASCII digits declaring more than ``limit`` bytes.
+
+    Never calls ``int()`` on a number longer than the limit's own (``int()``
+    refuses more than 4,300 digits with a ValueError); anything that is not
+    digits declares nothing here, for the caller to judge.
+    """
+    if not (content_length and content_length.isascii() and content_length.isdigit()):
+        return False
+    digits = content_length.lstrip("0")
+    return len(digits) > len(str(limit)) or int(digits or "0") > limit
+
+
 def decode_json(body: bytes) -> Any:
     """Decode a JSON body; ``None`` when it is not JSON (error bodies are not always JSON)."""
     try:

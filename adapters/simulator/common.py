@@ -18,6 +18,7 @@ from starlette.background import BackgroundTask
 from starlette.requests import Request
 from starlette.responses import Response
 
+from adapters.providers.base import declares_more_than
 from adapters.simulator.config import Clock, SimulatorConfig
 
 __all__ = [
@@ -80,7 +81,7 @@ class BodyError(Exception):
 async def read_body(request: Request, limit: int) -> bytes:
     """The body, refusing more than ``limit`` bytes while reading (413)."""
     declared = request.headers.get("content-length")
-    if declared is not None and declared.isascii() and declared.isdigit() and int(declared) > limit:
+    if declares_more_than(declared, limit):
         raise BodyError(json_response({"error": "request body too large"}, 413))
     chunks: list[bytes] = []
     size = 0

@@ -153,7 +153,7 @@ def _listen(value: str) -> tuple[str, int]:
     from eventbus.exceptions import ConfigError
 
     host, sep, port = value.rpartition(":")
-    if not sep or not (port.isascii() and port.isdigit()) or not 0 <= int(port) <= 65535:
+    if not sep or not (port.isascii() and port.isdigit() and len(port) <= 5) or not 0 <= int(port) <= 65535:
         raise ConfigError(f"--webhook-listen must be HOST:PORT (e.g. 0.0.0.0:8000), not {redact_userinfo(value)!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
 

@@ -90,7 +90,9 @@ def test_submit_bad_arguments_exit_2() -> None:
     assert proc.returncode == 2 and "invalid choice" in proc.stderr
 
 
-@pytest.mark.parametrize("value", ["nope", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:\u00b9\u00b2"])
+@pytest.mark.parametrize(
+    "value", ["nope", "127.0.0.1:", "127.0.0.1:65536", "127.0.0.1:-1", "127.0.0.1:\u00b9\u00b2", "h:" + "9" * 5000]
+)
 def test_webhook_listen_needs_host_and_ascii_port(value: str) -> None:
     """--webhook-listen takes HOST:PORT with a port of ASCII digits in range; anything else is a ConfigError."""
     with pytest.raises(ConfigError, match="--webhook-listen must be HOST:PORT"):

@@ -10,7 +10,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from adapters.providers import datananas, insideview, mautic, pronto
-from adapters.providers.base import Accepted, Chunk, Items, Provider, Refused, Response
+from adapters.providers.base import Accepted, Chunk, Items, Provider, Refused, Response, declares_more_than
 from adapters.providers.datananas import Datananas
 from adapters.providers.insideview import InsideView
 from adapters.providers.mautic import Mautic
@@ -452,3 +452,23 @@ def test_datananas_frame_with_an_empty_uuid_is_malformed(frame: dict) -> None:
     """A frame whose uuid is empty names no job: a ValueError, not events of job ''."""
     with pytest.raises(ValueError, match="uuid is empty"):
         datananas.parse_frame(msgspec.json.encode(frame))
+
+
+@pytest.mark.parametrize(
+    "value, over",
+    [
+        (None, False),
+        ("", False),
+        ("1000", False),
+        ("1001", True),
+        ("0001001", True),
+        ("0" * 30 + "999", False),
+        ("9" * 5000, True),  # past int()'s 4,300 digits: over, never a ValueError
+        ("-1", False),
+        ("1e9", False),
+        ("\u0661\u0662", False),  # digits of another script: not a Content-Length
+    ],
+)
+def test_declared_content_length_against_a_limit(value: str | None, over: bool) -> None:
+    """A Content-Length is over the limit only when it is ASCII digits declaring more, however many digits."""
+    assert declares_more_than(value, 1000) is over
