@@ -53,7 +53,7 @@ from adapters.webhooks import WebhookReceiver
 from adapters.websocket import Correlator, WebSocketSource
 from eventbus import events as ev
 from eventbus.bus import Bus
-from eventbus.exceptions import AuthError, ConfigError, EventBusError, ProviderError, TransportError
+from eventbus.exceptions import AuthError, ConfigError, ProviderError, TransportError, errors_of
 from eventbus.subscribers.board import JobBoard, JobRow
 from eventbus.subscribers.log import redact_userinfo
 from eventbus.tracker import JobTracker, Publisher
@@ -392,29 +392,14 @@ async def follow(
                     ]
                 tg.cancel_scope.cancel()
     except BaseExceptionGroup as group:
-        sole = _sole_error(group)
-        if sole is None:
+        errors = errors_of(group)
+        if errors is None or len(errors) != 1:
             raise
-        raise sole from None  # one typed error, as the caller would expect of an await, not a group of one
+        raise errors[0] from None  # one typed error, as the caller would expect of an await, not a group of one
     finally:
         watcher.close()
     await bus.drain()
     return result
-
-
-def _sole_error(group: BaseExceptionGroup) -> EventBusError | None:
-    """The group's only exception when it is one of ours (however deeply nested); None otherwise."""
-    leaves: list[BaseException] = []
-
-    def collect(exc: BaseException) -> None:
-        if isinstance(exc, BaseExceptionGroup):
-            for inner in exc.exceptions:
-                collect(inner)
-        else:
-            leaves.append(exc)
-
-    collect(group)
-    return leaves[0] if len(leaves) == 1 and isinstance(leaves[0], EventBusError) else None
 
 
 def _webhook_option(provider: str, url: str) -> dict[str, str]:

@@ -42,6 +42,7 @@ __all__ = [
     "ServerError",
     "SubscriptionClosed",
     "TransportError",
+    "errors_of",
 ]
 
 
@@ -130,3 +131,21 @@ class AmbiguousSubmit(ProviderError):
 
 class TransportError(EventBusError):
     """The peer could not be reached at all (connection refused, DNS, TLS)."""
+
+
+def errors_of(exc: BaseException) -> list[EventBusError] | None:
+    """The library's errors ``exc`` is made of (through nested exception groups), or None if it holds anything else.
+
+    Task groups wrap what is raised inside them; this finds the typed errors again.
+    """
+    if isinstance(exc, EventBusError):
+        return [exc]
+    if not isinstance(exc, BaseExceptionGroup):
+        return None
+    found: list[EventBusError] = []
+    for inner in exc.exceptions:
+        errors = errors_of(inner)
+        if errors is None:
+            return None
+        found += errors
+    return found

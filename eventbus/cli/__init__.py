@@ -23,7 +23,7 @@ from collections.abc import Callable, Sequence
 from types import ModuleType
 from typing import TypeVar
 
-from eventbus.exceptions import EventBusError
+from eventbus.exceptions import EventBusError, errors_of
 from eventbus.subscribers.log import redact_userinfo
 
 __all__ = [
@@ -139,27 +139,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except BaseExceptionGroup as group:
         # A ConfigError raised inside the bus's or a source's task group arrives wrapped;
         # it is still one line for the user. Anything else in the group is a bug: re-raise.
-        errors = _only_bus_errors(group)
+        errors = errors_of(group)
         if not errors:
             raise
         for message in dict.fromkeys(str(e) for e in errors):
             print(f"eventbus {args.command}: error: {message}", file=sys.stderr)
         return 1
-
-
-def _only_bus_errors(exc: BaseException) -> list[EventBusError] | None:
-    """The EventBusErrors ``exc`` (possibly nested groups) is made of, or None if it holds anything else."""
-    if isinstance(exc, EventBusError):
-        return [exc]
-    if not isinstance(exc, BaseExceptionGroup):
-        return None
-    found: list[EventBusError] = []
-    for inner in exc.exceptions:
-        errors = _only_bus_errors(inner)
-        if errors is None:
-            return None
-        found += errors
-    return found
 
 
 if __name__ == "__main__":  # pragma: no cover
