@@ -360,9 +360,9 @@ async def follow(
                 await counted.release()
             result = FollowResult(report, board)
 
-            async def watch(job: AcceptedJob, watcher: Awaitable[PollOutcome | None]) -> None:
+            async def watch(job: AcceptedJob, watching: Awaitable[PollOutcome | None]) -> None:
                 # A job whose polls gave up can no longer end here: stop waiting for it, report it unfinished.
-                if await watcher is PollOutcome.GAVE_UP and not _finished(board, provider, job.job_id):
+                if await watching is PollOutcome.GAVE_UP and not _finished(board, provider, job.job_id):
                     result.unfinished.append(job.job_id)
                     remaining.discard(job.job_id)
                     if not remaining:
@@ -491,13 +491,14 @@ async def _watch_insideview(
                                 continue
                             for event in events:
                                 key = getattr(event, "key", "")
-                                text = ",".join(row.fields.values())
                                 if key not in submitted:
                                     why = f"newContactId {key[:40]!r} was not submitted in this job; row ignored"
-                                    await invalid(row.line, f"results line {row.line}: {why}", text)
-                                    continue
-                                if key in in_this_file:
+                                elif key in in_this_file:
                                     why = f"newContactId {key!r} appears again in the results file; the first is kept"
+                                else:
+                                    why = ""
+                                if why:
+                                    text = ",".join(row.fields.values())
                                     await invalid(row.line, f"results line {row.line}: {why}", text)
                                     continue
                                 in_this_file.add(key)
@@ -588,8 +589,7 @@ async def _watch_mautic(
     base = http.settings.base_url
 
     async def fetch_page(page_url: str) -> tuple[list[mautic.DetailEntry], str | None]:
-        path, params = _details_request(page_url, base)
-        response = await http.send(Request("GET", path, params=params))
+        response = await http.send(Request("GET", _details_path(page_url, base)))
         if response.status == 404:
             raise _Expired
         if response.status != 200:
@@ -677,7 +677,7 @@ async def _watch_mautic(
     )
 
 
-def _details_request(page_url: str, base_url: str) -> tuple[str, dict[str, str]]:
+def _details_path(page_url: str, base_url: str) -> str:
     """The path (below ``base_url``) and query of a ``next-page`` URL; :class:`_BadPage` if it leaves the base.
 
     A page on another host, scheme, port or outside the base path is never
@@ -689,7 +689,7 @@ def _details_request(page_url: str, base_url: str) -> tuple[str, dict[str, str]]
     except httpx.InvalidURL as exc:
         raise _BadPage(f"next-page {page_url[:200]!r} is not a URL: {exc}", page_url.encode()) from exc
     base_path = base.path.rstrip("/")
-    shown = f"{base.scheme}://{base.host}{f':{base.port}' if base.port else ''}{base_path}"  # no user:password
+    shown = redact_userinfo(base_url)
     if url.host or url.scheme:
         same_origin = (url.scheme, url.host, url.port) == (base.scheme, base.host, base.port)
         if not same_origin or not (url.path == base_path or url.path.startswith(base_path + "/")):
@@ -705,7 +705,7 @@ def _details_request(page_url: str, base_url: str) -> tuple[str, dict[str, str]]
         raise _BadPage(f"next-page {page_url[:200]!r} is neither an absolute URL nor a path", page_url.encode())
     # The query goes out exactly as Mautic wrote it (percent-encoding, repeated names and all), in the path.
     query = url.query.decode("ascii")
-    return (f"{path}?{query}" if query else path), {}
+    return f"{path}?{query}" if query else path
 
 
 class _BadPage(Exception):
