@@ -12,6 +12,12 @@ Also measured in the same run, for information:
   POSTing the encoded bodies with a plain ``httpx.AsyncClient`` (4
   connections, as the client uses), and the encode plus writing them as
   HTTP/1.1 requests on one raw socket (the least a client can spend);
+- the floor under any client that looks at each contact's fields at all,
+  even in C: ``msgspec.convert`` of the bodies' contacts (already in the
+  provider's field names, so nothing is renamed) into a Struct that checks
+  only the fields' types (less than the client checks: no ``@`` in the email,
+  since a ``Meta(pattern=...)`` costs msgspec a regex search per value, more
+  than the client's whole check), then encoding the Structs -- with no HTTP;
 - what one request costs in itself: the CPU per POST of a one-contact body,
   50 of them one after the other on one connection, with a plain httpx client
   and on the raw socket;
@@ -136,6 +142,21 @@ def _encode_each(payloads: list[dict[str, object]]) -> None:
         encode(payload)  # each body dropped at once, as the client drops it once sent
 
 
+class _Checked(msgspec.Struct, omit_defaults=True):
+    """A Datananas contact of these fields, its fields' types checked by msgspec in C."""
+
+    email: str
+    firstname: str | None = None
+    lastname: str | None = None
+    company: str | None = None
+
+
+def _check_and_encode_each(payloads: list[dict[str, object]]) -> None:
+    encode, convert = msgspec.json.encode, msgspec.convert
+    for payload in payloads:
+        encode({"list": payload["list"], "contacts": convert(payload["contacts"], list[_Checked])})
+
+
 class _OneByOne(Datananas):
     """Datananas with the bulk path turned off: contacts that are not alike go this way."""
 
@@ -167,6 +188,7 @@ def run(quick: bool) -> dict:
         httpx_small = min(_httpx_sequential_cpu(base, small) for _ in range(3)) / _SMALL
         raw_small = min(_raw_post_cpu(base, small) for _ in range(3)) / _SMALL
     serialise = best_cpu(lambda: _encode_each(payloads))
+    check_and_encode = best_cpu(lambda: _check_and_encode_each(payloads))
     return {
         "contacts": n,
         "client_cpu_s": round(client, 4),
@@ -174,6 +196,8 @@ def run(quick: bool) -> dict:
         "ratio_client_vs_serialise": ratio(client, serialise),
         "client_cpu_us_per_contact": round(client / n * 1e6, 2),
         "floors_for_information": {
+            "msgspec_check_and_encode_cpu_s": round(check_and_encode, 4),
+            "ratio_msgspec_check_and_encode_vs_serialise": ratio(check_and_encode, serialise),
             "encode_plus_httpx_post_cpu_s": round(serialise + httpx_post, 4),
             "ratio_encode_plus_httpx_post_vs_serialise": ratio(serialise + httpx_post, serialise),
             "encode_plus_raw_socket_post_cpu_s": round(serialise + raw_post, 4),
