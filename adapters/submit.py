@@ -109,7 +109,7 @@ def prepare(
                 problems.append(Problem(row, "", f"a contact must be a mapping of fields, not {type(raw).__name__}"))
                 continue
         contact = provider.map_fields(raw)
-        found = provider.validate(row, contact)
+        found = (provider.may_clash and provider.clashes(row, raw)) or provider.validate(row, contact)
         if found:
             if strict:
                 p = found[0]

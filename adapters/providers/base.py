@@ -81,6 +81,15 @@ class Problem(NamedTuple):
         return f"row {self.row}: field {self.field!r}: {self.message}"
 
 
+class _Plan(NamedTuple):
+    """How one set of input field names maps to a provider's (worked out once per set, see ``Provider._plan``)."""
+
+    renames: tuple[tuple[Any, str], ...]  # (input name, provider name) for each known field
+    customs: tuple[Any, ...]  # input names the provider does not know
+    identity: bool  # every name is already the provider's own, and none is custom
+    clashes: tuple[tuple[str, tuple[Any, ...]], ...]  # (provider name, its input names) where there are several
+
+
 @dataclass(frozen=True)
 class Table:
     """Contacts that share one set of fields, held by column: the provider's field names and each field's values.
@@ -335,7 +344,8 @@ class Provider:
 
     def __init__(self, **options: Any) -> None:
         self.options = options
-        self._plans: dict[tuple[Any, ...], tuple[tuple[tuple[Any, str], ...], tuple[Any, ...], bool]] = {}
+        self._plans: dict[tuple[Any, ...], _Plan] = {}
+        self.may_clash = False  # some set of field names seen so far has two names for one field (see clashes)
 
     # --- contacts --------------------------------------------------------------
 
@@ -347,7 +357,7 @@ class Provider:
         with one dict comprehension per contact.
         """
         keys = tuple(contact)
-        renames, customs, identity = self._plans.get(keys) or self._plan(keys)
+        renames, customs, identity, _ = self._plans.get(keys) or self._plan(keys)
         if identity and "" not in contact.values() and None not in contact.values():
             return dict(contact)
         out = {dst: v for src, dst in renames if (v := contact[src]) is not None and v != ""}
@@ -356,16 +366,43 @@ class Provider:
         custom = {src: v for src in customs if (v := contact[src]) is not None and v != ""}
         return self.place_custom(out, custom)
 
-    def _plan(self, keys: tuple[Any, ...]) -> tuple[tuple[tuple[Any, str], ...], tuple[Any, ...], bool]:
+    def clashes(self, row: int, contact: Mapping[str, Any]) -> list[Problem]:
+        """Problems where two of a contact's fields mean one provider field and give it different values.
+
+        ``First Name`` and ``first_name`` both mean Datananas's ``firstname``:
+        when both are filled in and differ, which one to send is a guess, so
+        the contact is not sent. Equal values, or one of them empty, are fine
+        (:meth:`map_fields` sends the value given). ``may_clash`` is False
+        until a set of field names with such a pair is seen (by this method or
+        :meth:`map_fields`); until then there is nothing to look for.
+        """
+        keys = tuple(contact)
+        plan = self._plans.get(keys) or self._plan(keys)
+        problems = []
+        for target, sources in plan.clashes:
+            given = {src: v for src in sources if (v := contact[src]) is not None and v != ""}
+            if len(set(map(repr, given.values()))) > 1:
+                names = " and ".join(repr(str(src)) for src in given)
+                values = ", ".join(ev.excerpt(repr(v), 40) for v in given.values())
+                problems.append(
+                    Problem(row, target, f"{names} both give it, with different values ({values}); keep one of them")
+                )
+        return problems
+
+    def _plan(self, keys: tuple[Any, ...]) -> _Plan:
         renames, customs = [], []
+        sources: dict[str, list[Any]] = {}
         for name in keys:
             target = self.aliases.get(normalise_key(str(name)))
             if target is None:
                 customs.append(name)
             else:
                 renames.append((name, target))
+                sources.setdefault(target, []).append(name)
         identity = not customs and all(src == dst for src, dst in renames)
-        plan = (tuple(renames), tuple(customs), identity)
+        clashes = tuple((target, tuple(names)) for target, names in sources.items() if len(names) > 1)
+        plan = _Plan(tuple(renames), tuple(customs), identity, clashes)
+        self.may_clash = self.may_clash or bool(clashes)
         if len(self._plans) < 1024:
             self._plans[keys] = plan
         return plan
@@ -415,12 +452,14 @@ class Provider:
         n = len(keys)
         if n == 0 or not all(type(k) is str for k in keys) or set(map(len, contacts)) != {n}:
             return None
-        renames, customs, _ = self._plans.get(keys) or self._plan(keys)
+        renames, customs, _, clashes = self._plans.get(keys) or self._plan(keys)
+        if clashes:
+            return None  # two inputs for one provider field: contact by contact (see :meth:`clashes`)
         if customs and type(self).place_custom is not Provider.place_custom:
             return None
         names = tuple(dst for _, dst in renames) + customs
         if len(set(names)) != n:
-            return None  # two inputs for one provider field: contact by contact, the later non-empty one wins
+            return None  # a custom field named like a provider field: contact by contact
         try:
             # Same length and every key of the first contact found: the same set of keys.
             columns = tuple(list(map(itemgetter(src), contacts)) for src in (*(s for s, _ in renames), *customs))

@@ -56,6 +56,19 @@ async def test_submit_summary_and_invalid_rows(simulator: Simulator, tmp_path: P
     assert "row 1: field 'lastname': lastname is required" in proc.stderr
 
 
+async def test_two_columns_for_one_field_hold_back_rows_where_they_differ(simulator: Simulator, tmp_path: Path) -> None:
+    """A CSV with `First Name` and `first_name`: rows where both are filled in and differ are reported, not guessed."""
+    f = tmp_path / "people.csv"
+    f.write_text("email,First Name,first_name\na@x.io,Ann,Anne\nb@x.io,Bob,\nc@x.io,Cy,Cy\n")
+    env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": simulator.urls["datananas"]}
+    proc = await anyio.to_thread.run_sync(lambda: run_cli("--provider", "datananas", "--list", "L", str(f), env=env))
+    assert proc.returncode == 1
+    assert "3 contacts, 1 invalid, 1 chunks, 1 accepted, 0 rejected" in proc.stdout
+    assert "row 0: field 'firstname': 'First Name' and 'first_name' both give it" in proc.stderr
+    (job,) = simulator.state.jobs["datananas"].values()
+    assert job["total"] == 2  # the two rows that say one first name
+
+
 async def test_submit_summary_counts_repeated_ids(simulator: Simulator, tmp_path: Path) -> None:
     """InsideView ids given twice are sent once each; the summary says how many rows that covered."""
     f = tmp_path / "ids.txt"

@@ -16,6 +16,7 @@ from adapters.providers.base import Chunk, Provider, Table
 from adapters.providers.datananas import Datananas
 from adapters.providers.mautic import Mautic
 from adapters.submit import prepare
+from eventbus.exceptions import ContactError
 
 
 class OneByOneDatananas(Datananas):
@@ -162,6 +163,42 @@ def test_contacts_that_are_not_clean_and_alike_go_one_by_one_with_the_same_resul
     assert all(c.table is None for c in chunks)
     assert (chunks, problems, count) == expected
     assert bodies(bulk, chunks) == bodies(one_by_one, expected[0])
+
+
+@pytest.mark.parametrize("kind", ["datananas", "mautic"])
+def test_two_columns_for_one_field_with_different_values_hold_that_contact_back(kind: str) -> None:
+    """`First Name` and `first_name` both mean the first name: different values are a problem, not a guess."""
+    bulk, _ = providers(kind)
+    contacts = [
+        {"email": "a@b.c", "First Name": "Ann", "first_name": "Anne"},
+        {"email": "b@b.c", "First Name": "Bob", "first_name": ""},
+        {"email": "c@b.c", "First Name": None, "first_name": "Cy"},
+        {"email": "d@b.c", "First Name": "Di", "first_name": "Di"},
+    ]
+    chunks, problems, count = prepare(bulk, contacts)
+    target = "firstname"
+    assert count == 4 and [(p.row, p.field) for p in problems] == [(0, target)]
+    assert "'First Name' and 'first_name' both give it, with different values ('Ann', 'Anne')" in problems[0].message
+    assert chunks[0].rows == (1, 2, 3)
+    assert [c[target] for c in chunks[0].payload()] == ["Bob", "Cy", "Di"]  # the value that was given, sent once
+    with pytest.raises(ContactError, match="row 0: field 'firstname'"):
+        prepare(bulk, contacts, strict=True)
+
+
+def test_a_clash_in_a_later_contact_with_other_fields_is_found() -> None:
+    """Contacts without such a pair come first (nothing to look for yet); the later one is still caught."""
+    provider = Datananas(list="L1")
+    contacts = [{"email": "x@b.c", "first_name": "X"}, {"email": "a@b.c", "First Name": "Ann", "first": "Anne"}]
+    chunks, problems, _ = prepare(provider, contacts)
+    assert [(p.row, p.field) for p in problems] == [(1, "firstname")] and chunks[0].rows == (0,)
+    chunks, problems, _ = prepare(provider, contacts)  # the plans are cached by now: the same answer
+    assert [(p.row, p.field) for p in problems] == [(1, "firstname")] and chunks[0].rows == (0,)
+
+
+def test_a_value_of_another_type_in_the_second_column_is_a_different_value() -> None:
+    """1 and "1" are not the same value: the contact is held back, and the message shows both."""
+    _, problems, _ = prepare(Datananas(list="L1"), [{"email": "a@b.c", "zip": 1, "zipcode": "1"}])
+    assert [(p.row, p.field) for p in problems] == [(0, "zipcode")] and "(1, '1')" in problems[0].message
 
 
 def test_datananas_custom_fields_go_one_by_one_into_vars() -> None:
