@@ -335,9 +335,10 @@ async def follow(
                     served = ServedApp(receiver.app, host=webhook_host, port=webhook_port)
                     try:
                         await stack.enter_async_context(served)
-                    except OSError as exc:
+                    except (OSError, ConfigError) as exc:  # ConfigError: no host name at all (see bind_tcp)
                         where = f"{redact_userinfo(webhook_host)}:{webhook_port}"
-                        raise ConfigError(f"cannot listen for webhooks on {where}: {exc.strerror or exc}") from None
+                        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                        raise ConfigError(f"cannot listen for webhooks on {where}: {reason}") from None
                     webhook_url = f"{served.url}/hooks/{provider}"
                 options.update(_webhook_option(provider, webhook_url))
             report = await submit(

@@ -93,10 +93,8 @@ def run(args: argparse.Namespace) -> int:
     from adapters.submit import submit
     from eventbus.bus import Bus
 
-    # Refuse a malformed address before doing any work.
+    # Refuse a malformed address before doing any work (follow() refuses one it cannot listen on).
     listen = _listen(args.webhook_listen) if args.follow else None
-    if listen is not None and args.provider in ("pronto", "insideview") and args.webhook_url is None:
-        _check_listen(*listen)  # follow() will serve the webhook receiver there
     settings = Settings.from_env(args.provider, base_url=args.base_url, rate_limit=args.rate_limit)
     contacts = list(read_contacts(args.file, kind=args.format))
     if listen is not None:
@@ -156,17 +154,6 @@ def _listen(value: str) -> tuple[str, int]:
     if not sep or not (port.isascii() and port.isdigit() and len(port) <= 5) or not 0 <= int(port) <= 65535:
         raise ConfigError(f"--webhook-listen must be HOST:PORT (e.g. 0.0.0.0:8000), not {redact_userinfo(value)!r}")
     return host.strip("[]") or "127.0.0.1", int(port)
-
-
-def _check_listen(host: str, port: int) -> None:
-    """Bind ``host:port`` once and let go, so that an unusable address is a ConfigError before anything is sent."""
-    from adapters.serving import bind_tcp
-    from eventbus.exceptions import ConfigError
-
-    try:
-        bind_tcp(host, port).close()
-    except (OSError, ConfigError) as exc:
-        raise ConfigError(f"--webhook-listen: cannot listen on {redact_userinfo(host)}:{port}: {exc}") from None
 
 
 def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen: tuple[str, int]) -> int:

@@ -147,7 +147,7 @@ async def test_unusable_webhook_listen_host_is_refused_before_submitting(simulat
     proc = await anyio.to_thread.run_sync(
         lambda: run_cli("--provider", "pronto", "--follow", "--webhook-listen", listen, str(f), env=env)
     )
-    assert proc.returncode == 1 and "--webhook-listen: cannot listen on ***@127.0.0.1:0" in proc.stderr
+    assert proc.returncode == 1 and "error: cannot listen for webhooks on ***@127.0.0.1:0: " in proc.stderr
     assert "TOPSECRET" not in proc.stderr + proc.stdout and "Traceback" not in proc.stderr
     assert not simulator.state.jobs.get("pronto")
 

@@ -627,3 +627,27 @@ async def test_unreachable_datananas_websocket_submits_nothing(simulator: Simula
                 list="L1",
             )
     assert simulator.state.api_requests == 0
+
+
+@pytest.mark.parametrize("provider", ["pronto", "insideview"])
+@pytest.mark.parametrize("where", ["taken", "no host"])
+async def test_a_webhook_address_that_cannot_be_listened_on_submits_nothing(
+    simulator: Simulator, provider: str, where: str
+) -> None:
+    """A port in use, or a host that is no host name: a ConfigError saying where, and no request to the provider."""
+    async with await anyio.create_tcp_listener(local_host="127.0.0.1") as taken, Bus() as bus:
+        port = taken.extra(anyio.abc.SocketAttribute.local_port)
+        host, expected = {
+            "taken": ("127.0.0.1", rf"cannot listen for webhooks on 127\.0\.0\.1:{port}: Address already in use"),
+            "no host": ("bad\x00host", r"cannot listen for webhooks on bad\x00host:\d+: not a usable host name"),
+        }[where]
+        with pytest.raises(ConfigError, match=expected):
+            await follow(
+                provider,
+                contacts(provider, 3),
+                bus,
+                settings=settings(simulator, provider),
+                webhook_host=host,
+                webhook_port=port,
+            )
+    assert simulator.state.api_requests == 0
