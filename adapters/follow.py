@@ -96,7 +96,12 @@ def accounted(row: JobRow) -> bool:
 
 
 class _RowKeys:
-    """Publishes through to ``target``, turning job-local item positions into input rows."""
+    """Publishes through to ``target``, turning job-local item positions into input rows.
+
+    Items that ``submit`` published (``source="submit"``: invalid rows, the
+    answers of synchronous endpoints) carry input rows already and pass as
+    they are, whatever rows are known by then.
+    """
 
     def __init__(self, target: Publisher) -> None:
         self.target = target
@@ -106,7 +111,7 @@ class _RowKeys:
     def _map(self, event: ev.Event) -> ev.Event:
         if isinstance(event, ev.SourceState) and event.state == "connected":
             self.connected.set()
-        if isinstance(event, ev.ItemSucceeded | ev.ItemFailed):
+        if isinstance(event, ev.ItemSucceeded | ev.ItemFailed) and event.source != "submit":
             rows = self.rows.get(event.job_id)
             if rows is not None and event.key.isascii() and event.key.isdigit() and int(event.key) < len(rows):
                 return msgspec.structs.replace(event, key=str(rows[int(event.key)]))

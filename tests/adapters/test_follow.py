@@ -19,7 +19,7 @@ from starlette.responses import Response as StarletteResponse
 from starlette.routing import Route
 
 from adapters.backoff import Backoff
-from adapters.follow import FollowResult, _CompleteByCount, follow
+from adapters.follow import FollowResult, _CompleteByCount, _RowKeys, follow
 from adapters.http import Settings
 from adapters.serving import ServedApp
 from adapters.simulator import Faults, Simulator, SimulatorConfig
@@ -651,3 +651,22 @@ async def test_a_webhook_address_that_cannot_be_listened_on_submits_nothing(
                 webhook_port=port,
             )
     assert simulator.state.api_requests == 0
+
+
+async def test_item_positions_become_input_rows_but_submit_items_keep_theirs() -> None:
+    """A job's item at position 1 is input row 7; an item submit published already names its input row."""
+    async with Bus() as bus, capture(bus, types={ev.ItemSucceeded}) as seen:
+        keyed = _RowKeys(bus)
+        keyed.rows["J1"] = (5, 7, 9)
+
+        def item(key: str, source: str) -> ev.ItemSucceeded:
+            return ev.ItemSucceeded(
+                id=ev.new_id(), provider="mautic", job_id="J1", source=source, key=key, outcome="created"
+            )
+
+        await keyed.publish(item("1", "poll"))
+        keyed.publish_nowait(item("2", "websocket"))
+        await keyed.publish(item("1", "submit"))  # row 1 of the input, not position 1 of J1
+        await keyed.publish(item("3", "poll"))  # past the job's rows: left as it is
+        await bus.drain()
+    assert [(e.key, e.source) for e in seen] == [("7", "poll"), ("9", "websocket"), ("1", "submit"), ("3", "poll")]
