@@ -104,6 +104,39 @@ async def test_valid_webhook_publishes_its_events() -> None:
         assert [(type(e), e.key) for e in await h.settled()] == [(ev.ItemSucceeded, "a"), (ev.ItemSucceeded, "b")]
 
 
+async def test_mounted_under_a_prefix_in_an_app_of_ones_own() -> None:
+    """Mounted in a user's Starlette app, the receiver answers under the prefix as it does alone."""
+    from starlette.applications import Starlette
+    from starlette.routing import Mount
+
+    async with Bus() as bus, capture(bus) as events:
+        receiver = WebhookReceiver(bus, {"acme": parse_acme})
+        app = Starlette(routes=[Mount("/incoming", app=receiver)])
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://t") as client:
+            ok = await client.post("/incoming/hooks/acme", content=body_of(keys=("a",)), headers=JSON)
+            unknown = await client.post("/incoming/hooks/nope", content=body_of(), headers=JSON)
+            elsewhere = await client.post("/incoming/other", content=body_of(), headers=JSON)
+        await bus.drain(timeout=5)
+    assert (ok.status_code, ok.json()) == (200, {"ok": True, "events": 1})
+    assert unknown.status_code == 404 and "unknown provider 'nope'" in unknown.json()["error"]
+    assert elsewhere.status_code == 404  # not a hook URL: Starlette's own 404
+    assert [type(e) for e in events] == [ev.ItemSucceeded, ev.InvalidSignal]
+
+
+@pytest.mark.parametrize("path", ["/other", "/hooks/acme/extra", "/hooks/"])
+async def test_paths_that_are_not_hook_urls_get_starlettes_answer(path: str) -> None:
+    """Served alone, a path the hook route does not match is answered as by the Starlette app: 404, no event."""
+    async with harness() as h:
+        response = await h.client.post(path, content=body_of(), headers=JSON)
+        direct = httpx.AsyncClient(transport=httpx.ASGITransport(app=h.receiver.app), base_url="http://test")
+        async with direct:
+            expected = await direct.post(path, content=body_of(), headers=JSON)
+        assert (
+            (response.status_code, response.content) == (expected.status_code, expected.content) == (404, b"Not Found")
+        )
+        assert await h.settled() == []
+
+
 async def test_answer_waits_for_bus_back_pressure() -> None:
     """With a full blocking subscriber the 200 is held until the bus has taken every event."""
     async with Bus() as bus, bus.subscribe("slow", buffer=1) as sub:
