@@ -7,24 +7,44 @@ request has proved healthy — so a peer that accepts then fails at once still
 sees the delays grow.
 
 :func:`retry_after_of` reads how long a provider asks to be left alone, with
-one set of rules for every caller (submitting, polling, following).
+one set of rules for every caller (submitting, polling, following), and
+:func:`certificate_refusal` tells a TLS certificate that failed verification,
+which no retry can mend, from the connection failures worth retrying.
 """
 
 from __future__ import annotations
 
 import math
 import random
+import ssl
 import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from email.utils import parsedate_to_datetime
 
-__all__ = ["Backoff", "retry_after_of"]
+__all__ = ["Backoff", "certificate_refusal", "retry_after_of"]
 
 # An X-RateLimit-Reset this large is a Unix time, not a count of seconds (1e9 s is 31 years; as a
 # Unix time it is September 2001), as some APIs send it.
 _UNIX_TIME_FROM: float = 1e9
+
+
+def certificate_refusal(exc: BaseException) -> str | None:
+    """Why a TLS certificate was refused, when that is behind ``exc`` (followed through its causes); else None.
+
+    httpx wraps the ``ssl.SSLCertVerificationError`` (unknown CA, another
+    host's name, expired) in a ``ConnectError``; the same certificate would
+    come back on every attempt.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {current.verify_message}" if current.verify_message else str(current)
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def retry_after_of(

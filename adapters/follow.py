@@ -106,11 +106,19 @@ class _RowKeys:
     def __init__(self, target: Publisher) -> None:
         self.target = target
         self.rows: dict[str, tuple[int, ...]] = {}
-        self.connected = anyio.Event()
+        self.settled = anyio.Event()  # the WebSocket connected, or its source gave up first
+        self.gave_up: str | None = None  # why the source gave up before ever connecting
+        self.last_failure = ""  # the latest reason a connection attempt failed
 
     def _map(self, event: ev.Event) -> ev.Event:
-        if isinstance(event, ev.SourceState) and event.state == "connected":
-            self.connected.set()
+        if isinstance(event, ev.SourceState) and not self.settled.is_set():
+            if event.state == "connected":
+                self.settled.set()
+            elif event.state == "gave_up":
+                self.gave_up = event.detail
+                self.settled.set()
+            elif event.state == "reconnecting":
+                self.last_failure = event.detail.partition(" after: ")[2] or event.detail
         if isinstance(event, ev.ItemSucceeded | ev.ItemFailed) and event.source != "submit":
             rows = self.rows.get(event.job_id)
             if rows is not None and event.key.isascii() and event.key.isdigit() and int(event.key) < len(rows):
@@ -274,7 +282,9 @@ async def follow(
     not given, a receiver is started on ``webhook_host:webhook_port`` and its
     own URL is used (fine for the simulator; a real provider needs a public URL).
     For Datananas, the WebSocket must connect within ``connect_timeout``
-    seconds, or nothing is submitted (:class:`TransportError`). The durations
+    seconds, or nothing is submitted (:class:`TransportError`, naming the last
+    attempt's failure; at once when its source gives up first, as it does on
+    a TLS certificate that cannot be trusted). The durations
     must be finite and above 0 (:class:`ConfigError`, before anything is sent).
     """
     for name, seconds in (
@@ -327,11 +337,16 @@ async def follow(
                 )
                 await stack.enter_async_context(source)
                 with anyio.move_on_after(connect_timeout) as waiting:
-                    await keyed.connected.wait()  # Datananas replays nothing: be connected before submitting
+                    await keyed.settled.wait()  # Datananas replays nothing: be connected before submitting
+                if keyed.gave_up is not None:
+                    raise TransportError(
+                        f"could not connect to the Datananas WebSocket: {keyed.gave_up}; nothing was submitted"
+                    )
                 if waiting.cancelled_caught:
+                    last = f" (last attempt: {keyed.last_failure})" if keyed.last_failure else ""
                     raise TransportError(
                         f"could not connect to the Datananas WebSocket at {source.shown_url} within "
-                        f"{connect_timeout:g}s; nothing was submitted"
+                        f"{connect_timeout:g}s{last}; nothing was submitted"
                     )
             if provider in ("pronto", "insideview"):
                 parse = pronto.parse_webhook if provider == "pronto" else insideview.parse_webhook

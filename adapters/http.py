@@ -14,6 +14,8 @@ objects the provider modules build, and returns their
   connections that never opened — with capped, jittered exponential backoff;
 * never resends a request that may have been taken: a timeout or a dropped
   connection after the request was sent raises :class:`AmbiguousSubmit`;
+* raises :class:`CertificateError` at once, never retrying, when the
+  provider's TLS certificate fails verification (it would on every attempt);
 * spaces requests by an optional client-side rate limit;
 * converts httpx errors into :mod:`eventbus.exceptions` at this edge.
 
@@ -28,15 +30,17 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
 
-from adapters.backoff import Backoff
+from adapters.backoff import Backoff, certificate_refusal
 from adapters.providers.base import Provider, Request, Response, ServerFailure, Throttle, declares_more_than
 from eventbus.exceptions import (
     AmbiguousSubmit,
     AuthError,
+    CertificateError,
     ConfigError,
     RateLimited,
     ServerError,
@@ -226,6 +230,14 @@ class ProviderClient:
             finally:
                 await r.aclose()
         except (httpx.ConnectError, httpx.ConnectTimeout, httpx.PoolTimeout) as exc:
+            refusal = certificate_refusal(exc)
+            if refusal is not None:  # the same certificate comes back on every attempt: not retried
+                host = urlsplit(self._url(request)).netloc.rpartition("@")[2]
+                raise CertificateError(
+                    f"the TLS certificate of {self.provider.name} at {host} is not trusted ({refusal}); "
+                    "behind a proxy or a private CA, point SSL_CERT_FILE at its CA bundle (or pass an "
+                    "httpx.AsyncClient built with verify=)"
+                ) from exc
             raise _NotSent(
                 f"could not connect to {self.provider.name} at {redact_userinfo(self._base(request))}: {exc}"
             ) from exc

@@ -17,8 +17,9 @@ response's ``status_code`` by the poller itself):
 * transient failures (5xx, an ``httpx.RequestError``, a ``TransportError`` or
   ``ProviderError`` from :mod:`eventbus.exceptions` such as a ProviderClient's
   retries running out, an unusable body): retried on the growing interval, at
-  most ``max_errors`` in a row. An ``AuthError`` (refused credentials) gives
-  up at once.
+  most ``max_errors`` in a row. An ``AuthError`` (refused credentials) or a
+  TLS certificate that fails verification (``CertificateError``) gives up at
+  once.
 
 Every run is bounded by ``max_polls`` and ``max_time``; running out publishes
 ``SourceState(state="gave_up")``. :meth:`Poller.run` returns a
@@ -42,9 +43,9 @@ from typing import Final, Generic, NamedTuple, TypeVar
 import anyio
 import httpx
 
-from adapters.backoff import retry_after_of
+from adapters.backoff import certificate_refusal, retry_after_of
 from eventbus import events as ev
-from eventbus.exceptions import AuthError, ConfigError, ProviderError, TransportError
+from eventbus.exceptions import AuthError, CertificateError, ConfigError, ProviderError, TransportError
 from eventbus.tracker import Publisher
 
 __all__ = [
@@ -163,6 +164,8 @@ class Poller(Generic[R]):
                 return await self._gone()
             except AuthError as exc:
                 return await self._give_up(f"the provider refused our credentials: {exc}")
+            except CertificateError as exc:
+                return await self._give_up(str(exc))
             except _Transient as exc:
                 errors += 1
                 last_error = str(exc)
@@ -183,9 +186,12 @@ class Poller(Generic[R]):
     async def _poll_once(self) -> Interpretation:
         try:
             response = await self._fetch()
-        except AuthError:
-            raise  # refused credentials do not heal by polling again: run() gives up at once
+        except (AuthError, CertificateError):
+            raise  # refused credentials or an untrusted certificate do not heal by polling again: run() gives up
         except (httpx.RequestError, TransportError, ProviderError) as exc:
+            refusal = certificate_refusal(exc)  # a fetch of one's own, with raw httpx
+            if refusal is not None:
+                raise CertificateError(f"the provider's TLS certificate is not trusted ({refusal})") from exc
             # Raw httpx errors, and the typed ones of a ProviderClient (a token that cannot be had,
             # retries run out): a failed poll like a 5xx, bounded by max_errors.
             raise _Transient(f"{type(exc).__name__}: {exc}") from exc

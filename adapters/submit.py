@@ -29,7 +29,15 @@ from adapters.http import ProviderClient, Settings
 from adapters.providers import PROVIDERS
 from adapters.providers.base import Accepted, Chunk, Items, Problem, Provider, Refused
 from eventbus import events as ev
-from eventbus.exceptions import AmbiguousSubmit, AuthError, ConfigError, ContactError, ProviderError, TransportError
+from eventbus.exceptions import (
+    AmbiguousSubmit,
+    AuthError,
+    CertificateError,
+    ConfigError,
+    ContactError,
+    ProviderError,
+    TransportError,
+)
 from eventbus.tracker import Publisher
 
 __all__ = ["AcceptedJob", "SubmitReport", "prepare", "submit"]
@@ -211,9 +219,13 @@ async def _send_chunk(
         except (ProviderError, TransportError) as exc:
             status = getattr(exc, "status", None)
             # Refused credentials (a token endpoint's 400/401, a 401 after a fresh token) fail every chunk alike.
-            await _reject(bus, report, chunk, batch, status, str(exc), retriable=not isinstance(exc, AuthError))
+            # Refused credentials and an untrusted certificate would fail every chunk alike: stop the rest.
+            settled = isinstance(exc, AuthError | CertificateError)
+            await _reject(bus, report, chunk, batch, status, str(exc), retriable=not settled)
             if isinstance(exc, AuthError):
                 _stop(report, stop, f"credentials refused: {exc}")
+            elif isinstance(exc, CertificateError):
+                _stop(report, stop, str(exc))
             return
     match outcome:
         case Accepted():

@@ -12,7 +12,10 @@ Around that:
   connection stayed up for ``healthy_after`` seconds, so a server that accepts
   and closes at once sees the delays grow and costs a bounded number of
   attempts per minute; after ``max_attempts`` failures in a row the source
-  publishes ``SourceState(state="gave_up")`` and stops.
+  publishes ``SourceState(state="gave_up")`` and stops. A TLS certificate
+  that fails verification gives up at once: the same certificate would come
+  back on every attempt (trust a private CA with ``ssl_context``, or
+  ``SSL_CERT_FILE``).
 * **Keepalive**: a ping every ``ping_interval``; no pong within
   ``ping_timeout`` closes the connection (then the reconnect policy applies).
 * **Frame size limit** ``max_size``: a larger message closes the connection
@@ -58,7 +61,7 @@ import structlog
 import websockets.exceptions
 import websockets.uri
 
-from adapters.backoff import Backoff
+from adapters.backoff import Backoff, certificate_refusal
 from adapters.wsconn import WsConnection
 from eventbus import events as ev
 from eventbus.exceptions import BusClosed, ConfigError
@@ -245,6 +248,7 @@ class WebSocketSource:
             self.state = "connecting"
             connected_at: float | None = None
             reason = ""
+            untrusted: str | None = None
             with anyio.CancelScope() as self._scope:
                 try:
                     ws = await WsConnection.open(self._url, headers=self._headers, **self._connect_options)
@@ -264,6 +268,7 @@ class WebSocketSource:
                     reason = await self._closed(exc)
                 except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                     reason = f"{type(exc).__name__}: {exc}"
+                    untrusted = certificate_refusal(exc)
                 finally:
                     self._ws = None
             if self._stop.is_set():
@@ -272,6 +277,14 @@ class WebSocketSource:
                 if anyio.current_time() - connected_at >= self._healthy_after:
                     self.backoff.reset()  # it proved healthy: the next failure starts from the shortest delay
                 await self._state("disconnected", reason, self.backoff.attempt)
+            if untrusted is not None:  # not retried: the same certificate would come back every time
+                self.state = "gave_up"
+                detail = (
+                    f"the TLS certificate of {self._shown_url} is not trusted ({untrusted}); behind a proxy or a "
+                    "private CA, point SSL_CERT_FILE at its CA bundle (or pass ssl_context=)"
+                )
+                await self._state("gave_up", detail, self.backoff.attempt)
+                return
             if self.backoff.exhausted:
                 self.state = "gave_up"
                 detail = f"{self.backoff.attempt} attempts in a row failed; last: {reason or 'closed'}"

@@ -19,6 +19,7 @@ they enter and re-raised as one of these, with the original as ``__cause__``::
     │   ├── AmbiguousSubmit         sent, but no answer: the provider may or may not have it
     │   └── PaginationError         (adapters.polling) a next-page loop, or too many pages
     └── TransportError              could not reach the peer at all (refused, DNS, TLS)
+        └── CertificateError        the peer's TLS certificate is not trusted: retrying cannot help
 
 Every message names what went wrong and what to do about it; none contains a
 secret (tokens and keys are redacted before they reach a message).
@@ -32,6 +33,7 @@ __all__ = [
     "BufferOverflow",
     "BusClosed",
     "BusError",
+    "CertificateError",
     "ConfigError",
     "ContactError",
     "EventBusError",
@@ -131,6 +133,15 @@ class AmbiguousSubmit(ProviderError):
 
 class TransportError(EventBusError):
     """The peer could not be reached at all (connection refused, DNS, TLS)."""
+
+
+class CertificateError(TransportError):
+    """The peer's TLS certificate failed verification (unknown CA, wrong host name, expired).
+
+    Not retried: the same certificate comes back on every attempt. Behind a
+    proxy or a private CA, point ``SSL_CERT_FILE`` (or ``SSL_CERT_DIR``) at
+    its CA bundle, or pass an ``httpx.AsyncClient`` built with ``verify=``.
+    """
 
 
 def errors_of(exc: BaseException) -> list[EventBusError] | None:
