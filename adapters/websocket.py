@@ -62,7 +62,7 @@ import websockets.exceptions
 import websockets.uri
 
 from adapters.backoff import Backoff, certificate_refusal
-from adapters.wsconn import WsConnection
+from adapters.wsconn import WsConnection, checked_proxy
 from eventbus import events as ev
 from eventbus.exceptions import BusClosed, ConfigError
 from eventbus.subscribers.log import redact_userinfo
@@ -120,6 +120,7 @@ class WebSocketSource:
         correlator: Correlator | None = None,
         ssl_context: ssl.SSLContext | None = None,
         compression: bool = True,
+        proxy: str | bool | None = True,
     ) -> None:
         # Written as "not (ok)" so that NaN is refused too; a ping_interval of 0 or less would ping in a hot loop.
         if not (
@@ -138,6 +139,11 @@ class WebSocketSource:
             websockets.uri.parse_uri(url)
         except websockets.exceptions.InvalidURI as exc:
             raise ConfigError(f"not a WebSocket URL (ws:// or wss://): {_redact(url, token_param)!r}") from exc
+        if isinstance(proxy, str) and proxy:
+            try:
+                checked_proxy(proxy)
+            except websockets.exceptions.ProxyError as exc:
+                raise ConfigError(str(exc)) from None
         self._url = url
         if token is not None:
             parts = urlsplit(url)
@@ -157,6 +163,7 @@ class WebSocketSource:
             "max_size": max_size,
             "ssl_context": ssl_context,
             "compression": compression,
+            "proxy": proxy,
         }
         self._ping_interval = ping_interval
         self._ping_timeout = ping_timeout

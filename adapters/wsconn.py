@@ -19,7 +19,11 @@ pings answered (by the protocol), keepalive pings with a pong timeout (1011
 ``keepalive ping timeout``), the closing handshake bounded by
 ``close_timeout``, and :class:`websockets.exceptions.ConnectionClosed`
 (``OK`` or ``Error``, with the close frames sent and received) at the end.
-Not supported: HTTP redirects during the handshake and proxies.
+HTTP(S) proxies are supported as websockets' own client supports them: the
+environment's (``WSS_PROXY``/``HTTPS_PROXY``, ``WS_PROXY``/``HTTP_PROXY``,
+``NO_PROXY``, read by :func:`websockets.proxy.get_proxy`) unless told
+otherwise, through an HTTP ``CONNECT`` tunnel, TLS to the server inside it.
+Not supported: SOCKS proxies and HTTP redirects during the handshake.
 """
 
 from __future__ import annotations
@@ -33,18 +37,70 @@ from typing import cast
 
 import anyio
 import anyio.abc
+from anyio.streams.tls import TLSStream
 from websockets.client import ClientProtocol
+from websockets.exceptions import InvalidProxy, ProxyError
 from websockets.extensions.permessage_deflate import enable_client_permessage_deflate
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.http11 import USER_AGENT, Response
 from websockets.protocol import State
-from websockets.uri import parse_uri
+from websockets.proxy import Proxy, get_proxy, parse_proxy, prepare_connect_request
+from websockets.uri import WebSocketURI, parse_uri
+
+from eventbus.subscribers.log import redact_userinfo
 
 __all__ = ["WsConnection"]
 
 _READ_SIZE = 65536
 _TEXT, _BINARY, _CONT, _PONG = Opcode.TEXT, Opcode.BINARY, Opcode.CONT, Opcode.PONG
 _GONE = (anyio.EndOfStream, anyio.BrokenResourceError, anyio.ClosedResourceError)
+_PROXY_ANSWER_LIMIT = 16384  # a proxy's answer to CONNECT is a status line and a few headers
+
+
+def checked_proxy(address: str) -> Proxy:
+    """An HTTP(S) proxy address parsed; :class:`ProxyError` (no password in it) for anything else."""
+    try:
+        proxy = parse_proxy(address)
+    except InvalidProxy as exc:  # its text repeats the address, password included
+        raise ProxyError(f"not a usable proxy address {redact_userinfo(address)!r}: {exc.msg}") from None
+    if proxy.scheme not in ("http", "https"):
+        raise ProxyError(
+            f"{proxy.scheme} proxies are not supported for WebSockets ({redact_userinfo(address)}); "
+            "use an HTTP(S) proxy"
+        )
+    return proxy
+
+
+async def _tunnel(address: str, uri: WebSocketURI) -> anyio.abc.ByteStream:
+    """A stream through an HTTP ``CONNECT`` tunnel to ``uri``'s host and port (TLS inside is the caller's)."""
+    proxy = checked_proxy(address)
+    shown = f"{proxy.scheme}://{proxy.host}:{proxy.port}"
+    stream: anyio.abc.ByteStream = await anyio.connect_tcp(proxy.host, proxy.port, tls=proxy.scheme == "https")
+    try:
+        await stream.send(prepare_connect_request(proxy, uri, USER_AGENT))
+        answer = b""
+        while b"\r\n\r\n" not in answer:
+            if len(answer) > _PROXY_ANSWER_LIMIT:
+                raise ProxyError(f"the proxy {shown} answered CONNECT with more than {_PROXY_ANSWER_LIMIT} bytes")
+            try:
+                answer += await stream.receive()
+            except _GONE:
+                raise ProxyError(f"the proxy {shown} closed the connection without answering CONNECT") from None
+        head, _, rest = answer.partition(b"\r\n\r\n")
+        status_line = head.partition(b"\r\n")[0].decode("latin-1")
+        version, _, status = status_line.partition(" ")
+        code = status[:3]
+        if not version.startswith("HTTP/1.") or not (code.isascii() and code.isdigit()):
+            raise ProxyError(f"the proxy {shown} answered CONNECT with no HTTP status: {status_line[:100]!r}")
+        if not code.startswith("2"):
+            target = f"{uri.host}:{uri.port}"
+            raise ProxyError(f"the proxy {shown} refused the tunnel to {target}: {status_line[:100]}")
+        if rest:  # the server speaks only after our handshake: anything here is not from it
+            raise ProxyError(f"the proxy {shown} sent data after its answer to CONNECT")
+    except BaseException:
+        await anyio.aclose_forcefully(stream)
+        raise
+    return stream
 
 
 class WsConnection:
@@ -80,25 +136,28 @@ class WsConnection:
         close_timeout: float = 5.0,
         ssl_context: ssl.SSLContext | None = None,
         compression: bool = True,
+        proxy: str | bool | None = True,
     ) -> WsConnection:
         """Connect (TCP, TLS for ``wss://``) and complete the opening handshake within ``open_timeout``.
 
+        ``proxy``: True (the default) takes the environment's proxy for this
+        URL, if any; None or False connects directly; a string is the
+        ``http://`` or ``https://`` proxy to tunnel through.
+
         Raises ``OSError`` (refused, unreachable, TLS), ``TimeoutError``, or a
         ``websockets.exceptions.InvalidHandshake`` (e.g. ``InvalidStatus`` when
-        the server answers 401 instead of 101).
+        the server answers 401 instead of 101, ``ProxyError`` when the proxy
+        refuses the tunnel).
         """
         uri = parse_uri(url)
         extensions = enable_client_permessage_deflate(None) if compression else None
         protocol = ClientProtocol(uri, extensions=extensions, max_size=max_size)
+        address = get_proxy(uri) if proxy is True else (proxy or None)
         with anyio.fail_after(open_timeout):
-            stream: anyio.abc.ByteStream
-            if uri.secure:
-                # The WebSocket closing handshake says where the data ends; TLS close_notify is not needed.
-                stream = await anyio.connect_tcp(
-                    uri.host, uri.port, tls=True, ssl_context=ssl_context, tls_standard_compatible=False
-                )
-            else:  # ssl_context is for wss:// only; anyio would start TLS whenever it is given
-                stream = await anyio.connect_tcp(uri.host, uri.port)
+            try:
+                stream = await cls._connect(uri, address, ssl_context)
+            except _GONE as exc:  # e.g. a server (or load balancer) that closes during the TLS handshake
+                raise ConnectionError(f"the connection closed while being set up ({type(exc).__name__})") from exc
             conn = cls(stream, protocol, close_timeout)
             try:
                 await conn._handshake(headers or {})
@@ -106,6 +165,32 @@ class WsConnection:
                 await anyio.aclose_forcefully(stream)
                 raise
         return conn
+
+    @staticmethod
+    async def _connect(
+        uri: WebSocketURI, proxy: str | None, ssl_context: ssl.SSLContext | None
+    ) -> anyio.abc.ByteStream:
+        """TCP to the server or through ``proxy``'s tunnel; TLS on top for ``wss://``."""
+        if not proxy:
+            if not uri.secure:  # ssl_context is for wss:// only; anyio would start TLS whenever it is given
+                return await anyio.connect_tcp(uri.host, uri.port)
+            # The WebSocket closing handshake says where the data ends; TLS close_notify is not needed.
+            return await anyio.connect_tcp(
+                uri.host, uri.port, tls=True, ssl_context=ssl_context, tls_standard_compatible=False
+            )
+        stream = await _tunnel(proxy, uri)
+        if not uri.secure:
+            return stream
+        try:
+            return await TLSStream.wrap(
+                stream,
+                hostname=uri.host,
+                ssl_context=ssl_context or ssl.create_default_context(),
+                standard_compatible=False,
+            )
+        except BaseException:
+            await anyio.aclose_forcefully(stream)
+            raise
 
     async def _handshake(self, headers: Mapping[str, str]) -> None:
         protocol = self.protocol

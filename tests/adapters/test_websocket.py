@@ -12,6 +12,7 @@ from contextlib import asynccontextmanager
 from typing import Self
 
 import anyio
+import anyio.abc
 import httpx
 import msgspec
 import pytest
@@ -572,6 +573,24 @@ async def test_wss_with_a_trusted_certificate_and_refused_with_an_unknown_one() 
     with WsServer(send_2) as plain:  # an ssl_context does not turn TLS on for a ws:// URL
         async with watched(url=plain.url, ssl_context=client_context) as (sub, _):
             assert shape(await take(sub, 3)) == [("connected", 0), 1, 2]
+
+
+@pytest.mark.parametrize("scheme", ["ws", "wss"])
+async def test_a_server_that_closes_during_set_up_is_a_failed_attempt(scheme: str) -> None:
+    """TCP accepted, then closed before TLS or the handshake: failed attempts, then gave_up; run() never raises."""
+
+    async def close_at_once(client: anyio.abc.SocketStream) -> None:
+        await client.aclose()
+
+    listener = await anyio.create_tcp_listener(local_host="127.0.0.1")
+    port = listener.extra(anyio.abc.SocketAttribute.local_port)
+    async with listener, anyio.create_task_group() as tg:
+        tg.start_soon(listener.serve, close_at_once)
+        events, source = await until_given_up(f"{scheme}://127.0.0.1:{port}/ws", 2, backoff=quick_backoff(1))
+        tg.cancel_scope.cancel()
+    assert shape(events) == [("reconnecting", 1), ("gave_up", 1)] and source.connections == 0
+    why = {"ws": "did not receive a valid HTTP response", "wss": "the connection closed while being set up"}[scheme]
+    assert why in events[0].detail  # type: ignore[attr-defined]
 
 
 async def test_stop_while_blocked_on_a_full_subscriber_ends_cleanly() -> None:
