@@ -107,7 +107,10 @@ class WebhookSender:
         limits = httpx.Limits(max_connections=self.state.config.webhook_concurrency)
         self._raw = RawPoster(timeout=10.0)
         try:
-            async with httpx.AsyncClient(timeout=10.0, limits=limits) as client, anyio.create_task_group() as tg:
+            # Delivered directly, as a provider's servers would: a proxy named in this machine's
+            # environment (HTTP_PROXY, ...) cannot reach a receiver on its loopback.
+            client = httpx.AsyncClient(timeout=10.0, limits=limits, trust_env=False)
+            async with client, anyio.create_task_group() as tg:
                 self._client = client
                 for _ in range(self.state.config.webhook_concurrency):
                     tg.start_soon(self._worker, self._receive.clone())

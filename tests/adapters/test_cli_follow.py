@@ -12,6 +12,7 @@ import pytest
 
 from adapters.simulator import Simulator
 from eventbus import events as ev
+from tests.adapters.conftest import closed_port
 
 pytestmark = pytest.mark.anyio
 
@@ -27,15 +28,25 @@ def submit_cli(*args: str, env: dict[str, str], timeout: float = 120) -> subproc
     )
 
 
-def test_demo_runs_end_to_end(tmp_path: Path) -> None:
-    """The demo follows all four providers to the end, prints the summary, logs JSON lines and exits 0."""
+@pytest.mark.parametrize("proxy", [False, True], ids=["direct", "proxy-in-the-environment"])
+def test_demo_runs_end_to_end(tmp_path: Path, proxy: bool) -> None:
+    """The demo follows all four providers to the end, prints the summary, logs JSON lines and exits 0.
+
+    Also with HTTP(S)_PROXY naming a proxy that cannot be reached (as on a machine whose proxy
+    is for the outside world): the demo's simulator is on loopback, which goes direct.
+    """
     log = tmp_path / "demo.jsonl"
+    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+    if proxy:
+        dead = f"http://127.0.0.1:{anyio.run(closed_port)}"
+        env.update(HTTP_PROXY=dead, HTTPS_PROXY=dead, WS_PROXY=dead, ALL_PROXY=dead)
     proc = subprocess.run(
         [sys.executable, "-m", "eventbus", "demo", "--contacts", "300", "--log", str(log)],
         capture_output=True,
         text=True,
         timeout=180,
         cwd=tmp_path,
+        env=env,
     )
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
     assert "jobs completed" in proc.stdout and "By provider" in proc.stdout
