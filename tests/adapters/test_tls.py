@@ -184,3 +184,18 @@ async def test_follow_datananas_stops_at_once_on_an_untrusted_websocket_certific
     assert "could not connect to the Datananas WebSocket: the TLS certificate of wss://127.0.0.1:" in message
     assert "is not trusted (certificate verify failed" in message and "nothing was submitted" in message
     assert "demo-token" not in message and tls.state.api_requests == 0
+
+
+async def test_follow_datananas_over_https_and_wss_with_ssl_cert_file(
+    tls: TlsSimulator, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The whole Datananas flow over TLS: the submit (httpx) and the WebSocket both trust SSL_CERT_FILE's CA."""
+    monkeypatch.setenv("SSL_CERT_FILE", str(tls.ca_file))
+    async with Bus() as bus:
+        with anyio.fail_after(60):
+            result = await follow(
+                "datananas", contacts(20), bus, settings=Settings(tls.datananas, "demo-token"), list="L1"
+            )
+    assert result.ok and len(result.report.accepted) == 1
+    (row,) = result.board.rows.values()
+    assert row.state == "completed" and row.done == 20
