@@ -148,7 +148,13 @@ class ProviderClient:
         plain = settings.base_url.startswith("http://") and (
             provider.name != "insideview" or settings.login_base().startswith("http://")
         )
-        self._client = client or httpx.AsyncClient(timeout=settings.timeout, verify=not plain)
+        try:
+            self._client = client or httpx.AsyncClient(timeout=settings.timeout, verify=not plain)
+        except ImportError as exc:  # httpx needs an extra, e.g. socksio for a SOCKS proxy the environment names
+            raise ConfigError(
+                f"cannot set up HTTP for {provider.name}: {exc} It is needed for a proxy named in the "
+                "environment (ALL_PROXY, HTTPS_PROXY, ...); install it, or leave the proxy out (NO_PROXY)"
+            ) from None
         self._clock = clock
         self._token: str | None = None
         self._token_renew_at = 0.0

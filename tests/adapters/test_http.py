@@ -8,6 +8,7 @@ listener inside the test.
 
 from __future__ import annotations
 
+import importlib.util
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -548,3 +549,17 @@ async def test_rate_limited_client_still_sends_everything(scripted: tuple[Script
     async with ProviderClient(Pronto(), quick(url, rate_limit=200)) as http:
         statuses = [(await http.send(SUBMIT)).status for _ in range(3)]
     assert statuses == [202, 202, 202] and len(provider.submits) == 3
+
+
+async def test_a_socks_proxy_in_the_environment_without_its_package_is_a_config_error(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """httpx's ImportError for a SOCKS proxy (socksio missing) becomes a ConfigError that says what to do."""
+    if importlib.util.find_spec("socksio") is not None:
+        pytest.skip("socksio is installed here: httpx supports the SOCKS proxy")
+    monkeypatch.setenv("ALL_PROXY", "socks5://user:s3cret@127.0.0.1:9")
+    with pytest.raises(ConfigError) as info:
+        ProviderClient(Pronto(), Settings("https://app.example", "key"))
+    message = str(info.value)
+    assert "cannot set up HTTP for pronto" in message and "socksio" in message and "NO_PROXY" in message
+    assert "s3cret" not in message
