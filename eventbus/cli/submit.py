@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import argparse
 import sys
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
+from eventbus import events as ev
 from eventbus.cli import count, positive, redact_userinfo
 
 if TYPE_CHECKING:
     from collections.abc import Callable
 
     from adapters.http import Settings
-    from eventbus import events as ev
 
 NAME = "submit"
 HELP = "submit contacts from a CSV, JSON Lines or id file to a provider"
@@ -100,15 +100,17 @@ def run(args: argparse.Namespace) -> int:
     if listen is not None:
         return _follow(args, settings, contacts, listen)
     write_json = _json_lines()
+    record = _Record()
 
     async def main() -> int:
         async with Bus() as bus:
             if args.json:
                 bus.on(write_json, name="json-lines", buffer=65_536)
+            record.bus = bus
             report = await submit(
                 args.provider,
                 contacts,
-                bus,
+                record,
                 settings=settings,
                 concurrency=args.concurrency,
                 strict=args.strict,
@@ -131,13 +133,62 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  stopped: {report.stopped}", file=sys.stderr)
         return 0 if report.ok and not report.invalid else 1
 
-    return anyio.run(main)
+    try:
+        return anyio.run(main)
+    except KeyboardInterrupt:
+        print(f"eventbus submit: interrupted. {record.summary()}", file=sys.stderr)
+        return 130
+
+
+class _Record:
+    """Passes events on to the bus, noting each chunk's fate first: what to say if the run is interrupted."""
+
+    def __init__(self) -> None:
+        self.bus: Any = None
+        self.chunks = 0
+        self.sent: set[int] = set()
+        self.accepted: dict[int, tuple[str, int]] = {}  # chunk -> (job id, contacts)
+        self.rejected: set[int] = set()
+
+    def _note(self, event: ev.Event) -> None:
+        if isinstance(event, ev.BatchSubmitted):
+            self.chunks = event.chunk_count
+            self.sent.add(event.chunk_index)
+        elif isinstance(event, ev.JobAccepted) and event.chunk_index >= 0:
+            self.accepted[event.chunk_index] = (event.job_id, event.total or 0)
+        elif isinstance(event, ev.SubmitRejected) and event.chunk_index >= 0:
+            self.rejected.add(event.chunk_index)
+
+    async def publish(self, event: ev.Event) -> None:
+        self._note(event)
+        await self.bus.publish(event)
+
+    def publish_nowait(self, event: ev.Event) -> None:
+        self._note(event)
+        self.bus.publish_nowait(event)
+
+    def summary(self) -> str:
+        """Which chunks were taken, which may have been, which were not sent: so that nothing is sent twice."""
+        if not self.chunks:
+            return "No chunk was sent."
+        jobs = ", ".join(f"{job} (chunk {i})" for i, (job, _) in sorted(self.accepted.items()))
+        open_ = sorted(self.sent - self.accepted.keys() - self.rejected)
+        unsent = self.chunks - len(self.sent)
+        parts = [f"{len(self.accepted)} of {self.chunks} chunks accepted" + (f": {jobs}" if jobs else "")]
+        if self.rejected:
+            parts.append(f"{len(self.rejected)} rejected")
+        if open_:
+            shown = ", ".join(map(str, open_))
+            parts.append(
+                f"{len(open_)} sent without an answer yet (chunk {shown}): may have been taken, "
+                "check the provider before sending again"
+            )
+        parts.append(f"{unsent} not sent")
+        return "; ".join(parts) + "."
 
 
 def _json_lines() -> Callable[[ev.Event], None]:
     """A subscriber that writes each event to stdout as one JSON line, flushed at once."""
-    from eventbus import events as ev
-
     out = sys.stdout.buffer
 
     def write_json(event: ev.Event) -> None:

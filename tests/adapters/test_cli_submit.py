@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import os
+import signal
 import subprocess
 import sys
 from pathlib import Path
 
 import anyio
 import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
 
-from adapters.simulator import Simulator
+from adapters.simulator import Faults, Simulator, SimulatorConfig
 from eventbus import events as ev
 from eventbus.cli.submit import _listen
 from eventbus.exceptions import ConfigError
+from tests.adapters.conftest import checked_simulator
 
 pytestmark = pytest.mark.anyio
 
@@ -174,3 +177,31 @@ def test_config_error_inside_the_bus_is_one_line(tmp_path: Path, args: list[str]
     proc = run_cli(*args, str(f), env={"DATANANAS_TOKEN": "t", "DATANANAS_BASE_URL": "http://127.0.0.1:9"})
     assert proc.returncode == 1 and f"eventbus submit: error: {message}" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+async def test_interrupted_submit_says_which_chunks_were_taken(tmp_path: Path) -> None:
+    """Ctrl-C mid-run: exit 130 and one line naming the accepted jobs, the chunk in flight and what was not sent."""
+    f = tmp_path / "people.csv"
+    f.write_text("email\n" + "".join(f"p{i}@x.io\n" for i in range(30_000)))  # 3 chunks of 10,000
+    config = SimulatorConfig(item_time=0.0001, faults=Faults(slow_response=3.0))
+    async with checked_simulator(config) as sim:
+        env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": sim.urls["datananas"]}
+        args = ["--provider", "datananas", "--list", "L", "--concurrency", "1", "--json", str(f)]
+        base = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY", "_CLIENT_ID", "_SECRET"))}
+        seen: list[ev.Event] = []
+        async with await anyio.open_process(
+            [sys.executable, "-m", "eventbus", "submit", *args], env={**base, **env}
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            lines = BufferedByteReceiveStream(proc.stdout)
+            with anyio.fail_after(60):
+                while not any(isinstance(e, ev.BatchSubmitted) and e.chunk_index == 1 for e in seen):
+                    seen.append(ev.decode(await lines.receive_until(b"\n", 1 << 20)))
+                proc.send_signal(signal.SIGINT)  # chunk 0 answered, chunk 1 waiting for its (slow) answer
+                stderr = b"".join([chunk async for chunk in proc.stderr])
+                await proc.wait()
+    (accepted,) = [e for e in seen if isinstance(e, ev.JobAccepted)]
+    assert proc.returncode == 130
+    assert f"interrupted. 1 of 3 chunks accepted: {accepted.job_id} (chunk 0)" in stderr.decode()
+    assert "1 sent without an answer yet (chunk 1): may have been taken" in stderr.decode()
+    assert "1 not sent." in stderr.decode() and "Traceback" not in stderr.decode()
