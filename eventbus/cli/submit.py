@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from collections.abc import Callable
 
     from adapters.http import Settings
+    from eventbus.subscribers.board import JobBoard
 
 NAME = "submit"
 HELP = "submit contacts from a CSV, JSON Lines or id file to a provider"
@@ -224,11 +225,15 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
     console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
     write_json = _json_lines()
 
+    board = JobBoard()  # every job's row, also for what to say if the run is interrupted
+    view = ConsoleView(board, console, items=args.items)
+
     async def main() -> int:
-        view = ConsoleView(JobBoard(), console, items=args.items)
         try:
             async with Bus() as bus:
                 bus.on(write_json if args.json else view, name="output", buffer=65_536)
+                if args.json:
+                    bus.on(board, name="board", buffer=65_536)
                 result = await follow(
                     args.provider,
                     contacts,
@@ -266,4 +271,24 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
         print(f"eventbus submit: not everything completed: {'; '.join(problems)}", file=sys.stderr)
         return 1
 
-    return anyio.run(main)
+    try:
+        return anyio.run(main)
+    except KeyboardInterrupt:
+        view.stop()
+        console.print(summary_table(board, title=f"{args.provider} jobs (interrupted)"))
+        print(f"eventbus submit: interrupted. {_open_jobs(board)}", file=sys.stderr)
+        return 130
+
+
+def _open_jobs(board: JobBoard) -> str:
+    """The jobs an interrupted follow leaves running at the provider, in full, and chunks with no answer yet."""
+    open_ = [r for r in board.rows.values() if not r.finished]
+    running = [r.job_id for r in open_ if not ev.is_chunk_ref(r.job_id)]
+    unanswered = [r.job_id for r in open_ if ev.is_chunk_ref(r.job_id)]
+    parts = [f"{len(running)} jobs still open at the provider" + (f": {', '.join(running)}" if running else "")]
+    if unanswered:
+        parts.append(
+            f"{len(unanswered)} chunks sent without an answer yet ({', '.join(unanswered)}): may have been taken, "
+            "check the provider before sending again"
+        )
+    return "; ".join(parts) + "."

@@ -205,3 +205,30 @@ async def test_interrupted_submit_says_which_chunks_were_taken(tmp_path: Path) -
     assert f"interrupted. 1 of 3 chunks accepted: {accepted.job_id} (chunk 0)" in stderr.decode()
     assert "1 sent without an answer yet (chunk 1): may have been taken" in stderr.decode()
     assert "1 not sent." in stderr.decode() and "Traceback" not in stderr.decode()
+
+
+async def test_interrupted_follow_names_the_jobs_left_running(tmp_path: Path) -> None:
+    """Ctrl-C during --follow: exit 130, and the jobs still running at the provider named in full."""
+    f = tmp_path / "people.csv"
+    f.write_text("email\n" + "".join(f"p{i}@x.io\n" for i in range(30_000)))  # 3 jobs of 10,000
+    async with checked_simulator(SimulatorConfig(item_time=0.01)) as sim:  # 100 s a job: still running at Ctrl-C
+        env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": sim.urls["datananas"]}
+        args = ["--provider", "datananas", "--list", "L", "--follow", "--json", str(f)]
+        base = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY", "_CLIENT_ID", "_SECRET"))}
+        seen: list[ev.Event] = []
+        async with await anyio.open_process(
+            [sys.executable, "-m", "eventbus", "submit", *args], env={**base, **env}
+        ) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            lines = BufferedByteReceiveStream(proc.stdout)
+            with anyio.fail_after(60):
+                while sum(isinstance(e, ev.JobAccepted) for e in seen) < 3:
+                    seen.append(ev.decode(await lines.receive_until(b"\n", 1 << 20)))
+                proc.send_signal(signal.SIGINT)
+                stderr = (b"".join([chunk async for chunk in proc.stderr])).decode()
+                await proc.wait()
+    jobs = sorted(e.job_id for e in seen if isinstance(e, ev.JobAccepted))
+    assert proc.returncode == 130 and "Traceback" not in stderr
+    line = stderr.split("eventbus submit: interrupted. ")[1]
+    assert line.startswith("3 jobs still open at the provider: ")
+    assert sorted(line.split(": ", 1)[1].rstrip(".\n").split(", ")) == jobs
