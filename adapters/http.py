@@ -24,6 +24,7 @@ Secrets never appear in messages or ``repr``: :class:`Settings` hides them.
 
 from __future__ import annotations
 
+import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -84,6 +85,25 @@ class Settings:
     rate_limit: float | None = None  # requests per second, client side
     max_wait: float = 300.0  # the longest wait a 429 may ask for (InsideView's window is 5 minutes)
     max_response_bytes: int = 64 * 1024 * 1024  # a longer answer is not read into memory
+
+    def __post_init__(self) -> None:
+        # Written as "not (ok)" so that NaN, which compares false with everything, is refused too.
+        checks = {
+            "timeout": 0 < self.timeout < math.inf,
+            "max_attempts": isinstance(self.max_attempts, int) and self.max_attempts >= 1,
+            "backoff_base": 0 <= self.backoff_base < math.inf,
+            "backoff_cap": self.backoff_base <= self.backoff_cap < math.inf,
+            "max_wait": 0 <= self.max_wait < math.inf,
+            "max_response_bytes": isinstance(self.max_response_bytes, int) and self.max_response_bytes >= 1,
+        }
+        wrong = [name for name, ok in checks.items() if not ok]
+        if wrong:
+            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in wrong)
+            raise ConfigError(
+                f"Settings: {values} not usable: timeout must be finite and above 0, max_attempts and "
+                "max_response_bytes whole numbers of at least 1, backoff_base <= backoff_cap and max_wait "
+                "finite and not negative"
+            )
 
     def __repr__(self) -> str:
         # The generated repr would show a password written into base_url; the credentials are left out.
@@ -248,7 +268,7 @@ class ProviderClient:
                 f"could not connect to {self.provider.name} at {redact_userinfo(self._base(request))}: {exc}"
             ) from exc
         except httpx.TimeoutException as exc:
-            raise _MaybeSent(f"{self.provider.name} did not answer within {self.settings.timeout:.0f}s") from exc
+            raise _MaybeSent(f"{self.provider.name} did not answer within {self.settings.timeout:g}s") from exc
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
             raise _MaybeSent(f"the connection to {self.provider.name} broke: {exc}") from exc
         except httpx.HTTPError as exc:

@@ -40,7 +40,7 @@ from eventbus.exceptions import (
 )
 from eventbus.tracker import Publisher
 
-__all__ = ["AcceptedJob", "SubmitReport", "prepare", "submit"]
+__all__ = ["AcceptedJob", "RejectedChunk", "SubmitReport", "prepare", "submit"]
 
 
 @dataclass(frozen=True)
@@ -55,6 +55,18 @@ class AcceptedJob:
     total: int | None
 
 
+@dataclass(frozen=True)
+class RejectedChunk:
+    """A chunk that was not taken: why (``status`` is the HTTP status, if any), and whether it was sent at all."""
+
+    chunk_index: int
+    rows: tuple[int, ...]
+    status: int | None
+    reason: str
+    retriable: bool
+    sent: bool  # False: not sent because the run stopped (see SubmitReport.stopped)
+
+
 @dataclass
 class SubmitReport:
     """What became of one call to :func:`submit`."""
@@ -67,6 +79,7 @@ class SubmitReport:
     accepted: list[AcceptedJob] = field(default_factory=list)
     rejected_chunks: int = 0
     rejected_rows: int = 0
+    rejected: list[RejectedChunk] = field(default_factory=list)  # each chunk not taken, in the order it was settled
     stopped: str = ""  # why the remaining chunks were not sent, if they were not
     repeated: int = 0  # valid contacts sent once with an earlier one (InsideView ids given twice), not on their own
 
@@ -194,7 +207,7 @@ async def _send_chunk(
     common = {"provider": p.name, "job_id": ref, "source": "submit"}
     async with limiter:
         if stop.is_set():
-            await _reject(bus, report, chunk, batch, None, f"not sent: {report.stopped}", retriable=True)
+            await _reject(bus, report, chunk, batch, None, f"not sent: {report.stopped}", retriable=True, sent=False)
             return
         await bus.publish(
             ev.BatchSubmitted(
@@ -279,9 +292,12 @@ async def _reject(
     status: int | None,
     reason: str,
     retriable: bool,
+    *,
+    sent: bool = True,
 ) -> None:
     report.rejected_chunks += 1
     report.rejected_rows += len(chunk.rows)
+    report.rejected.append(RejectedChunk(chunk.index, chunk.rows, status, reason, retriable, sent))
     ref = ev.chunk_ref(batch, chunk.index)
     await bus.publish(
         ev.SubmitRejected(

@@ -15,7 +15,7 @@ import anyio
 import anyio.abc
 import msgspec
 from starlette.background import BackgroundTask
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import Response
 
 from adapters.providers.base import declares_more_than
@@ -85,11 +85,14 @@ async def read_body(request: Request, limit: int) -> bytes:
         raise BodyError(json_response({"error": "request body too large"}, 413))
     chunks: list[bytes] = []
     size = 0
-    async for chunk in request.stream():
-        size += len(chunk)
-        if size > limit:
-            raise BodyError(json_response({"error": "request body too large"}, 413))
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            size += len(chunk)
+            if size > limit:
+                raise BodyError(json_response({"error": "request body too large"}, 413))
+            chunks.append(chunk)
+    except ClientDisconnect:  # the client gave up (e.g. its timeout) before the body was read: nothing to do
+        raise BodyError(json_response({"error": "client disconnected before sending the body"}, 400)) from None
     return b"".join(chunks)
 
 

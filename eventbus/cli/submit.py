@@ -52,6 +52,17 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     follow.add_argument("--items", action="store_true", help="print one line per contact too (readable output)")
     parser.add_argument("--concurrency", type=count, default=4, help="chunks in flight at once (default: 4)")
     parser.add_argument("--rate-limit", type=positive, metavar="N", help="at most N requests per second (N > 0)")
+    parser.add_argument(
+        "--request-timeout",
+        type=positive,
+        default=30.0,
+        metavar="SECONDS",
+        help="how long one request may wait for its answer (default: 30); a submit not answered in time is "
+        "reported, never sent again",
+    )
+    parser.add_argument(
+        "--max-attempts", type=count, default=8, metavar="N", help="attempts per request on 429/5xx (default: 8)"
+    )
     group = parser.add_argument_group("provider options")
     group.add_argument(
         "--endpoint", help="insideview: job (default) or fetch; mautic: new (default), put, patch, batch"
@@ -96,7 +107,13 @@ def run(args: argparse.Namespace) -> int:
 
     # Refuse a malformed address before doing any work (follow() refuses one it cannot listen on).
     listen = _listen(args.webhook_listen) if args.follow else None
-    settings = Settings.from_env(args.provider, base_url=args.base_url, rate_limit=args.rate_limit)
+    settings = Settings.from_env(
+        args.provider,
+        base_url=args.base_url,
+        rate_limit=args.rate_limit,
+        timeout=args.request_timeout,
+        max_attempts=args.max_attempts,
+    )
     contacts = list(read_contacts(args.file, kind=args.format))
     if listen is not None:
         return _follow(args, settings, contacts, listen)
@@ -130,8 +147,19 @@ def run(args: argparse.Namespace) -> int:
                 print(f"  invalid: {problem}", file=sys.stderr)
             if len(report.invalid) > 20:
                 print(f"  ... and {len(report.invalid) - 20} more invalid rows", file=sys.stderr)
+            refused = sorted((r for r in report.rejected if r.sent), key=lambda r: r.chunk_index)
+            for r in refused[:20]:
+                status = f"HTTP {r.status}, " if r.status is not None else ""
+                again = "may be sent again" if r.retriable else "do not send again as is"
+                print(
+                    f"  rejected chunk {r.chunk_index} ({len(r.rows)} contacts; {status}{again}): {r.reason}",
+                    file=sys.stderr,
+                )
+            if len(refused) > 20:
+                print(f"  ... and {len(refused) - 20} more rejected chunks", file=sys.stderr)
             if report.stopped:
-                print(f"  stopped: {report.stopped}", file=sys.stderr)
+                unsent = sum(not r.sent for r in report.rejected)
+                print(f"  stopped ({unsent} chunks not sent): {report.stopped}", file=sys.stderr)
         return 0 if report.ok and not report.invalid else 1
 
     try:

@@ -124,8 +124,18 @@ def test_webhook_listen_needs_host_and_ascii_port(value: str) -> None:
         (["--follow", "--stuck-after", "inf"], "argument --stuck-after: expected a finite number greater than 0"),
         (["--rate-limit", "0"], "argument --rate-limit: expected a finite number greater than 0, not '0'"),
         (["--concurrency", "0"], "argument --concurrency: expected a whole number of at least 1"),
+        (["--request-timeout", "0"], "argument --request-timeout: expected a finite number greater than 0"),
+        (["--max-attempts", "0"], "argument --max-attempts: expected a whole number of at least 1"),
     ],
-    ids=["timeout-nan", "timeout-negative", "stuck-after-inf", "rate-limit-0", "concurrency-0"],
+    ids=[
+        "timeout-nan",
+        "timeout-negative",
+        "stuck-after-inf",
+        "rate-limit-0",
+        "concurrency-0",
+        "request-timeout-0",
+        "max-attempts-0",
+    ],
 )
 async def test_bad_numbers_exit_2_before_anything_is_sent(
     simulator: Simulator, tmp_path: Path, args: list[str], message: str
@@ -232,3 +242,18 @@ async def test_interrupted_follow_names_the_jobs_left_running(tmp_path: Path) ->
     line = stderr.split("eventbus submit: interrupted. ")[1]
     assert line.startswith("3 jobs still open at the provider: ")
     assert sorted(line.split(": ", 1)[1].rstrip(".\n").split(", ")) == jobs
+
+
+async def test_request_timeout_bounds_each_answer_and_the_chunk_is_not_sent_again(tmp_path: Path) -> None:
+    """--request-timeout 0.5 against answers that take 2 s: the chunk is reported (may have been taken), sent once."""
+    f = tmp_path / "people.csv"
+    f.write_text("email\na@x.io\nb@x.io\n")
+    async with checked_simulator(SimulatorConfig(faults=Faults(slow_response=2.0))) as sim:
+        env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": sim.urls["datananas"]}
+        args = ["--provider", "datananas", "--list", "L", "--request-timeout", "0.5", "--max-attempts", "3", str(f)]
+        proc = await anyio.to_thread.run_sync(lambda: run_cli(*args, env=env))
+        requests = sim.state.requests_by_path.get("/datananas/contacts/bulk", 0)
+    assert proc.returncode == 1 and "0 accepted, 1 rejected" in proc.stdout
+    assert "rejected chunk 0 (2 contacts; do not send again as is): datananas did not answer within 0.5s" in proc.stderr
+    assert "not resending it" in proc.stderr
+    assert requests == 1  # ambiguous: never sent a second time, whatever --max-attempts allows

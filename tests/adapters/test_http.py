@@ -563,3 +563,24 @@ async def test_a_socks_proxy_in_the_environment_without_its_package_is_a_config_
     message = str(info.value)
     assert "cannot set up HTTP for pronto" in message and "socksio" in message and "NO_PROXY" in message
     assert "s3cret" not in message
+
+
+@pytest.mark.parametrize(
+    "field, value",
+    [
+        ("timeout", 0),
+        ("timeout", float("nan")),
+        ("timeout", float("inf")),
+        ("max_attempts", 0),
+        ("max_attempts", 2.5),
+        ("backoff_base", -1),
+        ("backoff_cap", 0.1),  # below backoff_base (0.5)
+        ("max_wait", float("nan")),
+        ("max_response_bytes", 0),
+    ],
+)
+def test_settings_that_cannot_work_are_refused_when_made(field: str, value: object) -> None:
+    """A zero, NaN or infinite timeout, no attempts, a cap below the base...: ConfigError naming the field."""
+    with pytest.raises(ConfigError, match=rf"Settings: {field}=") as info:
+        Settings("https://api.example", SECRET, **{field: value})  # type: ignore[arg-type]
+    assert SECRET not in str(info.value)

@@ -159,6 +159,7 @@ async def test_datananas_402_stops_the_rest(sim_config: SimulatorConfig) -> None
     assert quota_events[0].status == 402 and quota_events[0].reason == "contact_connect_quotas"
     assert len(rejected) == 2 and all(e.reason.startswith("not sent:") for e in rejected)
     assert report.rejected_rows == 30_000 and report.stopped
+    assert [(len(r.rows), r.sent) for r in report.rejected] == [(10_000, False), (10_000, False)]  # trio: any order
 
 
 async def test_pronto_422_credits(sim_config: SimulatorConfig) -> None:
@@ -293,6 +294,14 @@ async def test_refused_credentials_stop_the_rest(simulator: Simulator) -> None:
     assert report.chunks == 3 and report.rejected_rows == 600 and "credentials refused" in report.stopped
     assert sum(isinstance(e, ev.BatchSubmitted) for e in events) == 1
     assert not rejected[0].retriable and [e.reason.startswith("not sent:") for e in rejected] == [False, True, True]
+    first, *rest = report.rejected  # the report says what the events say, chunk by chunk
+    assert (first.chunk_index, first.sent, first.retriable, first.reason) == (
+        rejected[0].chunk_index,
+        True,
+        False,
+        rejected[0].reason,
+    )
+    assert [(r.sent, r.status) for r in rest] == [(False, None), (False, None)]
 
 
 async def test_answer_entries_for_nothing_sent_are_published_as_invalid_signals() -> None:
