@@ -6,6 +6,7 @@ import os
 import signal
 import subprocess
 import sys
+from collections.abc import Callable
 from pathlib import Path
 
 import anyio
@@ -189,56 +190,61 @@ def test_config_error_inside_the_bus_is_one_line(tmp_path: Path, args: list[str]
     assert "Traceback" not in proc.stderr
 
 
+async def interrupted(
+    args: list[str], env: dict[str, str], until: Callable[[list[ev.Event]], bool]
+) -> tuple[list[ev.Event], str, int | None]:
+    """Run `eventbus submit ARGS --json`, read its events until ``until(events)``, then Ctrl-C it.
+
+    Returns the events read, its stderr and its exit status.
+    """
+    base = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY", "_CLIENT_ID", "_SECRET"))}
+    seen: list[ev.Event] = []
+    command = [sys.executable, "-m", "eventbus", "submit", "--json", *args]
+    async with await anyio.open_process(command, env={**base, **env}) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        lines = BufferedByteReceiveStream(proc.stdout)
+        with anyio.fail_after(60):
+            while not until(seen):
+                seen.append(ev.decode(await lines.receive_until(b"\n", 1 << 20)))
+            proc.send_signal(signal.SIGINT)
+            stderr = (b"".join([chunk async for chunk in proc.stderr])).decode()
+            await proc.wait()
+    return seen, stderr, proc.returncode
+
+
+def thirty_thousand(tmp_path: Path) -> str:
+    f = tmp_path / "people.csv"
+    f.write_text("email\n" + "".join(f"p{i}@x.io\n" for i in range(30_000)))  # 3 Datananas chunks of 10,000
+    return str(f)
+
+
 async def test_interrupted_submit_says_which_chunks_were_taken(tmp_path: Path) -> None:
     """Ctrl-C mid-run: exit 130 and one line naming the accepted jobs, the chunk in flight and what was not sent."""
-    f = tmp_path / "people.csv"
-    f.write_text("email\n" + "".join(f"p{i}@x.io\n" for i in range(30_000)))  # 3 chunks of 10,000
     config = SimulatorConfig(item_time=0.0001, faults=Faults(slow_response=3.0))
     async with checked_simulator(config) as sim:
         env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": sim.urls["datananas"]}
-        args = ["--provider", "datananas", "--list", "L", "--concurrency", "1", "--json", str(f)]
-        base = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY", "_CLIENT_ID", "_SECRET"))}
-        seen: list[ev.Event] = []
-        async with await anyio.open_process(
-            [sys.executable, "-m", "eventbus", "submit", *args], env={**base, **env}
-        ) as proc:
-            assert proc.stdout is not None and proc.stderr is not None
-            lines = BufferedByteReceiveStream(proc.stdout)
-            with anyio.fail_after(60):
-                while not any(isinstance(e, ev.BatchSubmitted) and e.chunk_index == 1 for e in seen):
-                    seen.append(ev.decode(await lines.receive_until(b"\n", 1 << 20)))
-                proc.send_signal(signal.SIGINT)  # chunk 0 answered, chunk 1 waiting for its (slow) answer
-                stderr = b"".join([chunk async for chunk in proc.stderr])
-                await proc.wait()
+        args = ["--provider", "datananas", "--list", "L", "--concurrency", "1", thirty_thousand(tmp_path)]
+        # Chunk 0 answered, chunk 1 sent and waiting for its (slow) answer: then Ctrl-C.
+        seen, stderr, status = await interrupted(
+            args, env, lambda seen: any(isinstance(e, ev.BatchSubmitted) and e.chunk_index == 1 for e in seen)
+        )
     (accepted,) = [e for e in seen if isinstance(e, ev.JobAccepted)]
-    assert proc.returncode == 130
-    assert f"interrupted. 1 of 3 chunks accepted: {accepted.job_id} (chunk 0)" in stderr.decode()
-    assert "1 sent without an answer yet (chunk 1): may have been taken" in stderr.decode()
-    assert "1 not sent." in stderr.decode() and "Traceback" not in stderr.decode()
+    assert status == 130
+    assert f"interrupted. 1 of 3 chunks accepted: {accepted.job_id} (chunk 0)" in stderr
+    assert "1 sent without an answer yet (chunk 1): may have been taken" in stderr
+    assert "1 not sent." in stderr and "Traceback" not in stderr
 
 
 async def test_interrupted_follow_names_the_jobs_left_running(tmp_path: Path) -> None:
     """Ctrl-C during --follow: exit 130, and the jobs still running at the provider named in full."""
-    f = tmp_path / "people.csv"
-    f.write_text("email\n" + "".join(f"p{i}@x.io\n" for i in range(30_000)))  # 3 jobs of 10,000
     async with checked_simulator(SimulatorConfig(item_time=0.01)) as sim:  # 100 s a job: still running at Ctrl-C
         env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": sim.urls["datananas"]}
-        args = ["--provider", "datananas", "--list", "L", "--follow", "--json", str(f)]
-        base = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY", "_CLIENT_ID", "_SECRET"))}
-        seen: list[ev.Event] = []
-        async with await anyio.open_process(
-            [sys.executable, "-m", "eventbus", "submit", *args], env={**base, **env}
-        ) as proc:
-            assert proc.stdout is not None and proc.stderr is not None
-            lines = BufferedByteReceiveStream(proc.stdout)
-            with anyio.fail_after(60):
-                while sum(isinstance(e, ev.JobAccepted) for e in seen) < 3:
-                    seen.append(ev.decode(await lines.receive_until(b"\n", 1 << 20)))
-                proc.send_signal(signal.SIGINT)
-                stderr = (b"".join([chunk async for chunk in proc.stderr])).decode()
-                await proc.wait()
+        args = ["--provider", "datananas", "--list", "L", "--follow", thirty_thousand(tmp_path)]
+        seen, stderr, status = await interrupted(
+            args, env, lambda seen: sum(isinstance(e, ev.JobAccepted) for e in seen) == 3
+        )
     jobs = sorted(e.job_id for e in seen if isinstance(e, ev.JobAccepted))
-    assert proc.returncode == 130 and "Traceback" not in stderr
+    assert status == 130 and "Traceback" not in stderr
     line = stderr.split("eventbus submit: interrupted. ")[1]
     assert line.startswith("3 jobs still open at the provider: ")
     assert sorted(line.split(": ", 1)[1].rstrip(".\n").split(", ")) == jobs
