@@ -46,7 +46,6 @@ import anyio.from_thread
 import anyio.lowlevel
 import anyio.to_thread
 import msgspec
-import structlog
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -56,6 +55,7 @@ from starlette.types import Receive, Scope, Send
 from adapters import signing
 from adapters.providers.base import declares_more_than
 from eventbus import events as ev
+from eventbus._logging import get_logger
 from eventbus.exceptions import ConfigError
 from eventbus.tracker import Publisher  # what the receiver hands events to (re-exported)
 
@@ -69,7 +69,7 @@ _ID_LIMIT: Final = 256  # webhook-id characters; Standard Webhooks ids are ~30 (
 Parser = Callable[[bytes, Mapping[str, str]], Sequence[ev.Event]]
 """A provider's sans-I/O webhook parser: body and headers in, events out; ``ValueError`` on unusable input."""
 
-_log = structlog.get_logger("adapters.webhooks")
+_log = get_logger("adapters.webhooks")
 _json = msgspec.json.Encoder()
 
 

@@ -57,13 +57,13 @@ from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
 import anyio
 import anyio.abc
 import msgspec
-import structlog
 import websockets.exceptions
 import websockets.uri
 
 from adapters.backoff import Backoff, certificate_refusal
 from adapters.wsconn import WsConnection, checked_proxy
 from eventbus import events as ev
+from eventbus._logging import get_logger
 from eventbus.exceptions import BusClosed, ConfigError
 from eventbus.subscribers.log import redact_userinfo
 from eventbus.tracker import Publisher
@@ -75,7 +75,7 @@ FrameParser = Callable[[str | bytes], Sequence[ev.Event]]
 
 DEFAULT_MAX_SIZE: Final = 1 << 20
 _BAD_INPUT = (ValueError, LookupError, TypeError)
-_log = structlog.get_logger("adapters.websocket")
+_log = get_logger("adapters.websocket")
 
 
 def _redact(url: str, token_param: str) -> str:

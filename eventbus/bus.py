@@ -43,9 +43,9 @@ from typing import NoReturn
 import anyio
 import anyio.abc
 import msgspec
-import structlog
 
 from eventbus import events as ev
+from eventbus._logging import get_logger
 from eventbus.exceptions import BufferOverflow, BusClosed, ConfigError, SubscriptionClosed
 
 __all__ = ["Bus", "Handler", "HandlerHandle", "Overflow", "SubscriberStats", "Subscription", "Types"]
@@ -56,7 +56,7 @@ Handler = Callable[[ev.Event], Awaitable[object] | object]
 Types = Iterable[type[ev.Event] | str] | type[ev.Event] | str
 """A type filter: event classes or ``type`` tags (``"job_progress"``), or just one of them."""
 
-_log = structlog.get_logger("eventbus.bus")
+_log = get_logger("eventbus.bus")
 
 # Yield to the event loop after this many events handled in a row, so that a
 # subscriber with a deep buffer does not starve the publisher or its peers.

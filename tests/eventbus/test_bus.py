@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from pathlib import Path
 
 import anyio
 import pytest
-import structlog
 from anyio import wait_all_tasks_blocked
 from anyio.lowlevel import checkpoint
 from hypothesis import given, settings
@@ -170,7 +172,7 @@ async def test_filters_combine_with_and() -> None:
     assert seen == ["j1-2"]
 
 
-async def test_failing_handler_is_logged_counted_and_keeps_receiving() -> None:
+async def test_failing_handler_is_logged_counted_and_keeps_receiving(caplog: pytest.LogCaptureFixture) -> None:
     """A handler that raises is logged and counted; it and its peers get later events."""
     ok: list[int] = []
     flaky_seen: list[int] = []
@@ -180,19 +182,19 @@ async def test_failing_handler_is_logged_counted_and_keeps_receiving() -> None:
         if event.done == 1:
             raise RuntimeError("boom")
 
-    with structlog.testing.capture_logs() as logs:
-        async with Bus() as bus:
-            bus.on(flaky, name="flaky")
-            bus.on(lambda e: ok.append(e.done), name="ok")
-            for i in range(3):
-                await bus.publish(progress(i))
-            await bus.drain()
-            stats = bus.stats()
+    async with Bus() as bus:
+        bus.on(flaky, name="flaky")
+        bus.on(lambda e: ok.append(e.done), name="ok")
+        for i in range(3):
+            await bus.publish(progress(i))
+        await bus.drain()
+        stats = bus.stats()
     assert flaky_seen == [0, 1, 2] and ok == [0, 1, 2]
     assert stats["flaky"].failed == 1 and stats["ok"].failed == 0
-    failures = [entry for entry in logs if entry["event"] == "subscriber_failed"]
-    assert len(failures) == 1 and failures[0]["subscriber"] == "flaky"
-    assert failures[0]["event_id"] == "j1-1" and failures[0]["log_level"] == "error"
+    failures = [r for r in caplog.records if getattr(r, "event", None) == "subscriber_failed"]
+    assert len(failures) == 1 and failures[0].subscriber == "flaky" and failures[0].name == "eventbus.bus"  # type: ignore[attr-defined]
+    assert failures[0].event_id == "j1-1" and failures[0].levelname == "ERROR"  # type: ignore[attr-defined]
+    assert failures[0].getMessage().startswith("subscriber_failed subscriber='flaky' event_type='job_progress'")
 
 
 async def test_drop_oldest_keeps_newest_and_counts_exactly() -> None:
@@ -471,29 +473,52 @@ async def test_refusal_rolls_back_across_mixed_policies() -> None:
             assert lossy.receive_nowait().done == 0
 
 
-async def test_failing_predicate_counts_as_that_subscribers_failure() -> None:
+async def test_failing_predicate_counts_as_that_subscribers_failure(caplog: pytest.LogCaptureFixture) -> None:
     """A where= predicate that raises skips the event for that subscriber only, logged and counted."""
     ok: list[int] = []
-    with structlog.testing.capture_logs() as logs:
-        async with Bus() as bus:
-            handle = bus.on(print, name="picky", where=lambda e: 1 / 0)
-            bus.on(lambda e: ok.append(e.done), name="ok")
-            await bus.publish(progress(1))
-            await bus.drain()
-            assert handle.stats().failed == 1 and handle.stats().received == 0
+    async with Bus() as bus:
+        handle = bus.on(print, name="picky", where=lambda e: 1 / 0)
+        bus.on(lambda e: ok.append(e.done), name="ok")
+        await bus.publish(progress(1))
+        await bus.drain()
+        assert handle.stats().failed == 1 and handle.stats().received == 0
     assert ok == [1]
-    assert [entry["subscriber"] for entry in logs if entry["event"] == "subscriber_filter_failed"] == ["picky"]
+    filtered = [r for r in caplog.records if getattr(r, "event", None) == "subscriber_filter_failed"]
+    assert [r.subscriber for r in filtered] == ["picky"]  # type: ignore[attr-defined]
 
 
-async def test_handler_failure_log_carries_the_exception() -> None:
-    """The failure log entry names the event type and carries the exception for the traceback."""
-    with structlog.testing.capture_logs() as logs:
-        async with Bus() as bus:
-            bus.on(lambda e: {}["missing"], name="broken")
-            await bus.publish(completed())
-            await bus.drain()
-    (entry,) = [entry for entry in logs if entry["event"] == "subscriber_failed"]
-    assert entry["event_type"] == "job_completed" and entry["exc_info"] is True
+async def test_handler_failure_log_carries_the_exception(caplog: pytest.LogCaptureFixture) -> None:
+    """The failure log record names the event type and carries the exception for the traceback."""
+    async with Bus() as bus:
+        bus.on(lambda e: {}["missing"], name="broken")
+        await bus.publish(completed())
+        await bus.drain()
+    (record,) = [r for r in caplog.records if getattr(r, "event", None) == "subscriber_failed"]
+    assert record.event_type == "job_completed"  # type: ignore[attr-defined]
+    assert record.exc_info is not None and record.exc_info[0] is KeyError
+
+
+def test_library_diagnostics_never_go_to_stdout_nor_show_locals(tmp_path: Path) -> None:
+    """Nothing configured: a failing subscriber is reported on stderr, stdout stays the program's, no locals shown."""
+    script = tmp_path / "fails.py"
+    script.write_text(
+        "import anyio\n"
+        "from eventbus import Bus, JobProgress\n"
+        "async def main():\n"
+        "    async with Bus() as bus:\n"
+        "        def broken(event):\n"
+        "            token = 'tok-s3cret'\n"
+        "            raise RuntimeError('boom')\n"
+        "        bus.on(broken, name='broken')\n"
+        "        await bus.publish(JobProgress(id='x', provider='p', job_id='j', source='poll', done=1))\n"
+        "        await bus.drain()\n"
+        "    print('program output')\n"
+        "anyio.run(main)\n"
+    )
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 0 and proc.stdout == "program output\n"
+    assert "subscriber_failed subscriber='broken'" in proc.stderr and "RuntimeError: boom" in proc.stderr
+    assert "tok-s3cret" not in proc.stderr
 
 
 async def test_drop_oldest_counts_evictions_while_async_handler_waits() -> None:
