@@ -70,6 +70,27 @@ _TOKEN_PROVIDERS = ("insideview", "mautic")
 _IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE", "PUT", "OPTIONS"})
 
 
+def check_url(url: object, what: str) -> None:
+    """Refuse (ConfigError naming ``what``) a URL that is not ``http(s)://host[:port][/path]``, before any request.
+
+    Otherwise each chunk would fail on its own, or a name with a space in it
+    would be retried as if the network were down.
+    """
+    shown = redact_userinfo(url) if isinstance(url, str) else repr(url)
+    if not isinstance(url, str) or not url.isprintable() or any(c.isspace() for c in url):
+        raise ConfigError(
+            f"{what} must be an http:// or https:// URL without spaces or control characters, not {shown!r}"
+        )
+    try:
+        parts = urlsplit(url)
+        parts.port  # noqa: B018 -- raises ValueError for a port that is not a number in range
+        httpx.URL(url)
+    except (ValueError, httpx.InvalidURL) as exc:
+        raise ConfigError(f"{what} is not a usable URL ({exc}): {shown!r}") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ConfigError(f"{what} must be an http:// or https:// URL with a host, not {shown!r}")
+
+
 @dataclass
 class Settings:
     """Where and how to reach one provider. ``credential`` is the id, token or API key; ``secret`` the secret."""
@@ -87,6 +108,9 @@ class Settings:
     max_response_bytes: int = 64 * 1024 * 1024  # a longer answer is not read into memory
 
     def __post_init__(self) -> None:
+        check_url(self.base_url, "base_url")
+        if self.login_url is not None:
+            check_url(self.login_url, "login_url")
         # Written as "not (ok)" so that NaN, which compares false with everything, is refused too.
         checks = {
             "timeout": 0 < self.timeout < math.inf,
@@ -131,7 +155,10 @@ class Settings:
         url = base_url or env.get(f"{provider.upper()}_BASE_URL") or DEFAULT_BASE_URLS[provider]
         if not url:
             raise ConfigError(f"{provider} needs a base URL: set {provider.upper()}_BASE_URL or pass --base-url")
+        check_url(url, "the base URL" if base_url else f"{provider.upper()}_BASE_URL")
         login = env.get("INSIDEVIEW_LOGIN_URL") if provider == "insideview" else None
+        if login:
+            check_url(login, "INSIDEVIEW_LOGIN_URL")
         return cls(
             base_url=url.rstrip("/"),
             credential=env[id_var],

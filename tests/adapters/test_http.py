@@ -9,6 +9,7 @@ listener inside the test.
 from __future__ import annotations
 
 import importlib.util
+import re
 import threading
 import time
 from collections.abc import AsyncIterator
@@ -584,3 +585,39 @@ def test_settings_that_cannot_work_are_refused_when_made(field: str, value: obje
     with pytest.raises(ConfigError, match=rf"Settings: {field}=") as info:
         Settings("https://api.example", SECRET, **{field: value})  # type: ignore[arg-type]
     assert SECRET not in str(info.value)
+
+
+@pytest.mark.parametrize(
+    "url, why",
+    [
+        ("app.prontohq.com/api/v2", "must be an http:// or https:// URL with a host"),
+        ("ftp://files.example/x", "must be an http:// or https:// URL with a host"),
+        ("http://", "must be an http:// or https:// URL with a host"),
+        ("http://exa mple.com", "without spaces"),
+        ("http://example.com/\x00", "without spaces"),
+        ("http://[::1", "is not a usable URL (Invalid IPv6 URL)"),
+        ("http://bob:s3cret@example.com:99999/", "is not a usable URL (Port out of range"),
+    ],
+)
+def test_a_base_url_that_cannot_work_is_refused_before_any_request(url: str, why: str) -> None:
+    """Settings and from_env refuse it at once, naming where it came from, with a password hidden."""
+    with pytest.raises(ConfigError, match=re.escape(why)) as made:
+        Settings(url, SECRET)
+    assert str(made.value).startswith("base_url ") and "s3cret" not in str(made.value)
+    with pytest.raises(ConfigError, match=re.escape(why)) as from_env:
+        Settings.from_env("pronto", {"PRONTO_API_KEY": "k", "PRONTO_BASE_URL": url})
+    assert str(from_env.value).startswith("PRONTO_BASE_URL ") and "s3cret" not in str(from_env.value)
+    with pytest.raises(ConfigError, match=r"^the base URL "):
+        Settings.from_env("pronto", {"PRONTO_API_KEY": "k"}, base_url=url)
+
+
+def test_usable_base_urls_are_taken_as_they_are() -> None:
+    """Ports, paths, IPv6 literals and internationalised host names are fine."""
+    for url in ("https://api.example.com:8443/v2", "http://[::1]:8000/pronto/api/v2", "https://bücher.example/api"):
+        assert Settings(url, "k").base_url == url
+
+
+def test_an_insideview_login_url_that_cannot_work_is_refused() -> None:
+    env = {"INSIDEVIEW_CLIENT_ID": "i", "INSIDEVIEW_CLIENT_SECRET": "s", "INSIDEVIEW_LOGIN_URL": "login.insideview.com"}
+    with pytest.raises(ConfigError, match=r"^INSIDEVIEW_LOGIN_URL must be an http:// or https:// URL with a host"):
+        Settings.from_env("insideview", env)
