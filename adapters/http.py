@@ -70,6 +70,17 @@ _TOKEN_PROVIDERS = ("insideview", "mautic")
 _IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE", "PUT", "OPTIONS"})
 
 
+def check_secret(value: object, what: str) -> None:
+    """Refuse (ConfigError naming ``what``, never showing the value) a credential that cannot go in a header."""
+    if not isinstance(value, str) or not value:
+        raise ConfigError(f"{what} must be a non-empty string")
+    if any(not c.isprintable() or c.isspace() for c in value):
+        raise ConfigError(
+            f"{what} contains a space, line break or other control character (often a trailing newline "
+            "from the file it was read from); remove it"
+        )
+
+
 def check_url(url: object, what: str) -> None:
     """Refuse (ConfigError naming ``what``) a URL that is not ``http(s)://host[:port][/path]``, before any request.
 
@@ -108,6 +119,9 @@ class Settings:
     max_response_bytes: int = 64 * 1024 * 1024  # a longer answer is not read into memory
 
     def __post_init__(self) -> None:
+        check_secret(self.credential, "credential")
+        if self.secret is not None:
+            check_secret(self.secret, "secret")
         check_url(self.base_url, "base_url")
         if self.login_url is not None:
             check_url(self.login_url, "login_url")
@@ -152,6 +166,9 @@ class Settings:
         missing = [v for v in (id_var, secret_var) if v and not env.get(v)]
         if missing:
             raise ConfigError(f"{provider} needs the environment variable(s) {', '.join(missing)}")
+        for var in (id_var, secret_var):
+            if var:
+                check_secret(env[var], var)
         url = base_url or env.get(f"{provider.upper()}_BASE_URL") or DEFAULT_BASE_URLS[provider]
         if not url:
             raise ConfigError(f"{provider} needs a base URL: set {provider.upper()}_BASE_URL or pass --base-url")
@@ -274,6 +291,18 @@ class ProviderClient:
         self.requests_sent += 1
         return response
 
+    def _scrub(self, text: str) -> str:
+        """``text`` (an error from below) with every credential in it, as written or escaped, shown as ***."""
+        for secret in (self.settings.credential, self.settings.secret, self._token):
+            if secret and len(secret) >= 4:
+                for form in {secret, repr(secret)[1:-1], repr(secret.encode())[2:-1]}:
+                    text = text.replace(form, "***")
+        return text
+
+    def _cause(self, exc: BaseException) -> BaseException | None:
+        """``exc`` to chain as the cause, unless its text holds a credential (a traceback would show it)."""
+        return exc if self._scrub(str(exc)) == str(exc) else None
+
     async def _raw(self, request: Request, headers: Mapping[str, str] | None = None) -> Response:
         """One attempt, with httpx errors converted; no retries, no auth. The answer is read up to a size limit."""
         try:
@@ -292,14 +321,19 @@ class ProviderClient:
                     "httpx.AsyncClient built with verify=)"
                 ) from exc
             raise _NotSent(
-                f"could not connect to {self.provider.name} at {redact_userinfo(self._base(request))}: {exc}"
-            ) from exc
+                f"could not connect to {self.provider.name} at {redact_userinfo(self._base(request))}: "
+                f"{self._scrub(str(exc))}"
+            ) from self._cause(exc)
         except httpx.TimeoutException as exc:
             raise _MaybeSent(f"{self.provider.name} did not answer within {self.settings.timeout:g}s") from exc
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise _MaybeSent(f"the connection to {self.provider.name} broke: {exc}") from exc
+            raise _MaybeSent(f"the connection to {self.provider.name} broke: {self._scrub(str(exc))}") from self._cause(
+                exc
+            )
         except httpx.HTTPError as exc:
-            raise TransportError(f"HTTP error talking to {self.provider.name}: {exc}") from exc
+            raise TransportError(
+                f"HTTP error talking to {self.provider.name}: {self._scrub(str(exc))}"
+            ) from self._cause(exc)
         return Response(r.status_code, dict(r.headers.items()), body)  # httpx gives the names lower-case
 
     async def _read_body(self, r: httpx.Response) -> bytes:

@@ -14,7 +14,7 @@ from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import repeat
 from operator import contains, itemgetter
-from typing import Any, ClassVar, Final, NamedTuple, TypeVar
+from typing import Annotated, Any, ClassVar, Final, NamedTuple, TypeVar
 
 import msgspec
 from msgspec import UNSET
@@ -306,6 +306,11 @@ def email_problem(row: int, email: Any) -> Problem | None:
 def all_emails(values: Sequence[Any]) -> bool:
     """:func:`email_problem` finds nothing in any of the values, checked a whole column at once."""
     return set(map(type, values)) <= {str} and all(map(contains, values, repeat("@")))
+
+
+# A token that is empty, or holds a space or a control character, cannot go in a header: a malformed answer.
+# (msgspec's message names the field and the rule, never the value.)
+HeaderToken = Annotated[str, msgspec.Meta(pattern=r"^[!-~]+$")]
 
 
 def text_of(value: Any) -> str:

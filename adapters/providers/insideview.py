@@ -22,6 +22,7 @@ from adapters.providers.base import (
     Accepted,
     Chunk,
     Contact,
+    HeaderToken,
     Items,
     Outcome,
     Problem,
@@ -49,7 +50,7 @@ NO_ANSWER: Final = "no_answer"  # the code of an id a Bulk Contact Fetch answer 
 
 
 class _TokenDetails(msgspec.Struct):
-    accessToken: Annotated[str, msgspec.Meta(min_length=1)]  # an empty token is a malformed answer
+    accessToken: HeaderToken
     expirationTime: str | int | float | None = None
 
 

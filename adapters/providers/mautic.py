@@ -11,7 +11,7 @@ credentials, ``expires_in`` 3600), ``Authorization: Bearer``;
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Annotated, Any, ClassVar, Final, TypeVar
+from typing import Any, ClassVar, Final, TypeVar
 from urllib.parse import urlencode
 
 import msgspec
@@ -20,6 +20,7 @@ from adapters.providers.base import (
     Accepted,
     Chunk,
     Contact,
+    HeaderToken,
     Items,
     Outcome,
     Problem,
@@ -51,7 +52,7 @@ ENDPOINTS: Final = {
 
 
 class _Token(msgspec.Struct):
-    access_token: Annotated[str, msgspec.Meta(min_length=1)]  # an empty token is a malformed answer
+    access_token: HeaderToken
     expires_in: float = 3600
 
 

@@ -621,3 +621,40 @@ def test_an_insideview_login_url_that_cannot_work_is_refused() -> None:
     env = {"INSIDEVIEW_CLIENT_ID": "i", "INSIDEVIEW_CLIENT_SECRET": "s", "INSIDEVIEW_LOGIN_URL": "login.insideview.com"}
     with pytest.raises(ConfigError, match=r"^INSIDEVIEW_LOGIN_URL must be an http:// or https:// URL with a host"):
         Settings.from_env("insideview", env)
+
+
+@pytest.mark.parametrize("value", ["tok-s3cret\n", "tok-s3cret\r", " tok-s3cret", "tok s3cret", "tok-\x00s3cret"])
+def test_a_credential_that_cannot_go_in_a_header_is_refused_without_showing_it(value: str) -> None:
+    """A trailing newline (a token read from a file), a space or a control character: ConfigError naming the
+    variable, never the value (httpx's own refusal would quote the header, token included)."""
+    with pytest.raises(ConfigError, match=r"^credential contains a space, line break or other control") as made:
+        Settings("https://api.example", value)
+    with pytest.raises(ConfigError, match=r"^DATANANAS_TOKEN contains a space, line break") as from_env:
+        Settings.from_env("datananas", {"DATANANAS_TOKEN": value})
+    with pytest.raises(ConfigError, match=r"^MAUTIC_CLIENT_SECRET contains"):
+        Settings.from_env(
+            "mautic", {"MAUTIC_CLIENT_ID": "id", "MAUTIC_CLIENT_SECRET": value, "MAUTIC_BASE_URL": "https://m.example"}
+        )
+    assert "s3cret" not in str(made.value) + str(from_env.value)
+
+
+async def test_a_token_that_cannot_go_in_a_header_is_a_malformed_token_answer(scripted: tuple[Scripted, str]) -> None:
+    """The token endpoint hands out a token with a line break in it: AuthError (malformed), the token not shown."""
+    provider, url = scripted
+    provider.token_answers = [(200, {}, b'{"access_token": "tok-s3cret\\nx", "expires_in": 3600}')]
+    async with ProviderClient(Mautic(), quick(url)) as http:
+        with pytest.raises(AuthError, match="Mautic's token answer is malformed") as caught:
+            await http.send(SUBMIT)
+    assert "s3cret" not in str(caught.value) and provider.submits == []
+
+
+async def test_an_http_error_quoting_a_credential_shows_it_as_stars(scripted: tuple[Scripted, str]) -> None:
+    """Defence in depth: a credential changed after the checks, refused by httpx in a header, is *** in the error,
+    and the httpx error (which quotes it) is not chained where a traceback would print it."""
+    _, url = scripted
+    settings = quick(url, "key-s3cret-value")
+    settings.credential = "key-s3cret-value\n"  # past Settings' own check
+    async with ProviderClient(Pronto(), settings) as http:
+        with pytest.raises(TransportError, match=r"HTTP error talking to pronto: .*\*\*\*") as caught:
+            await http.send(SUBMIT)
+    assert "s3cret" not in str(caught.value) and caught.value.__cause__ is None and caught.value.__suppress_context__
