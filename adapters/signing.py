@@ -42,12 +42,19 @@ class SignatureError(ValueError):
 def secret_key(secret: str | bytes) -> bytes:
     """The HMAC key ``secret`` stands for: bytes as given, ``whsec_<base64>`` decoded, other text UTF-8.
 
-    Raises ``ValueError`` when a ``whsec_`` secret is not base64, or when the key
-    is empty (anyone could sign with it). Decode once and pass the bytes to
+    Raises ``ValueError`` when a ``whsec_`` secret is not base64, when a text
+    secret begins or ends with white space (a newline left from a file), or
+    when the key is empty (anyone could sign with it). Decode once and pass the bytes to
     :func:`sign` and :func:`verify` to skip this per message.
     """
     if isinstance(secret, bytes):
         key = secret
+    elif secret != secret.strip():
+        # Every signature would fail to match, with nothing to say why: refuse it here instead.
+        raise ValueError(
+            "webhook secret begins or ends with a space or line break (often a trailing newline from the file it "
+            "was read from); remove it"
+        )
     elif secret.startswith("whsec_"):
         try:
             key = base64.b64decode(secret[len("whsec_") :], validate=True)

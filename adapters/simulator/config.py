@@ -13,6 +13,7 @@ import threading
 import time
 from dataclasses import dataclass, field
 
+from adapters.signing import secret_key
 from eventbus.exceptions import ConfigError
 
 __all__ = ["Clock", "Credentials", "Faults", "SimulatorConfig", "Throttle", "parse_fault"]
@@ -151,6 +152,11 @@ class SimulatorConfig:
 
     def validate(self) -> SimulatorConfig:
         """Refuse settings the simulator cannot honour (ConfigError naming the setting); return self."""
+        if self.webhook_secret is not None:
+            try:
+                secret_key(self.webhook_secret)
+            except ValueError as exc:
+                raise ConfigError(f"simulator setting 'webhook_secret': {exc}") from None
         for name in ("item_time", "token_ttl", "webhook_backoff"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"simulator setting {name!r} must not be negative")

@@ -94,3 +94,12 @@ def test_an_empty_secret_is_refused(secret: str | bytes) -> None:
     """An empty HMAC key would let anyone sign; it is a ValueError, not a key."""
     with pytest.raises(ValueError, match="webhook secret is empty"):
         secret_key(secret)
+
+
+@pytest.mark.parametrize("secret", ["s3cret\n", "whsec_c2VjcmV0\n", " s3cret", "s3cret\r\n"])
+def test_a_secret_with_white_space_at_its_ends_is_refused(secret: str) -> None:
+    """A newline left from a file would make every signature fail to match, silently: refused, saying so."""
+    with pytest.raises(ValueError, match="begins or ends with a space or line break") as info:
+        secret_key(secret)
+    assert "s3cret" not in str(info.value)
+    assert secret_key(secret.strip()) == (b"secret" if secret.strip().startswith("whsec_") else b"s3cret")

@@ -72,3 +72,16 @@ def test_simulate_refuses_negative_item_time() -> None:
         timeout=30,
     )
     assert proc.returncode == 2 and "--item-time" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_simulate_refuses_a_webhook_secret_with_a_trailing_newline() -> None:
+    """A secret read from a file with its newline would sign every webhook with the wrong key: refused at start."""
+    proc = subprocess.run(
+        [sys.executable, "-m", "eventbus", "simulate", "--port", "0"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**os.environ, "EVENTBUS_WEBHOOK_SECRET": "s3cret-value\n"},
+    )
+    assert proc.returncode == 1 and "webhook secret begins or ends with a space or line break" in proc.stderr
+    assert "s3cret-value" not in proc.stderr and "Traceback" not in proc.stderr
