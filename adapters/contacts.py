@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Iterator
+from itertools import chain
 from pathlib import Path
 from typing import Any
 
@@ -25,7 +26,9 @@ _BOM = b"\xef\xbb\xbf"
 def read_contacts(path: str | Path, *, kind: str | None = None) -> Iterator[dict[str, Any] | str]:
     """Yield the contacts of ``path``; ``kind`` is ``csv``, ``jsonl`` or ``ids`` (default: from the suffix)."""
     p = Path(path)
-    if not p.is_file():
+    if p.is_dir():
+        raise ConfigError(f"{p}: is a directory, not a file of contacts")
+    if not p.exists():  # anything else that exists may be read: a file, a pipe (/dev/stdin, <(...))
         raise ConfigError(f"{p}: no such file")
     kind = kind or {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".txt": "ids", ".ids": "ids"}.get(
         p.suffix.lower()
@@ -36,12 +39,15 @@ def read_contacts(path: str | Path, *, kind: str | None = None) -> Iterator[dict
         return _jsonl(p)
     if kind == "ids":
         return _ids(p)
-    raise ConfigError(f"{p}: cannot tell the format from the suffix; use .csv, .jsonl/.ndjson or .txt (ids)")
+    raise ConfigError(
+        f"{p}: cannot tell the format from the suffix; use .csv, .jsonl/.ndjson or .txt (ids), "
+        "or say which (--format on the command line, kind= in Python)"
+    )
 
 
-def _open(p: Path) -> Any:
+def _open(p: Path, binary: bool = False) -> Any:
     try:
-        return p.open("r", encoding="utf-8-sig", newline="")
+        return p.open("rb") if binary else p.open("r", encoding="utf-8-sig", newline="")
     except OSError as exc:
         raise ConfigError(f"{p}: cannot read: {exc.strerror}") from None
 
@@ -68,9 +74,9 @@ def _csv(p: Path) -> Iterator[dict[str, Any]]:
     with _open(p) as f:
         reader = None
         try:
-            delimiter = _delimiter(f.readline())
-            f.seek(0)
-            reader = csv.reader(f, delimiter=delimiter, strict=True)  # an unclosed quote is an error, not a merged row
+            first = f.readline()  # no seek back: the file may be a pipe (/dev/stdin)
+            # strict: an unclosed quote is an error, not a merged row
+            reader = csv.reader(chain([first], f), delimiter=_delimiter(first), strict=True)
             header = [name.strip() for name in next(reader, [])]
             if not any(header):
                 raise ConfigError(f"{p}: empty CSV (a header row is required)")
@@ -107,7 +113,7 @@ def _csv(p: Path) -> Iterator[dict[str, Any]]:
 
 def _jsonl(p: Path) -> Iterator[dict[str, Any]]:
     decoder = msgspec.json.Decoder(dict[str, Any])
-    with p.open("rb") as f:
+    with _open(p, binary=True) as f:
         for number, line in enumerate(f, 1):
             if len(line) > MAX_LINE:
                 raise ConfigError(f"{p}:{number}: line longer than {MAX_LINE} bytes")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import threading
 from pathlib import Path
 
 import pytest
@@ -103,3 +105,32 @@ def test_missing_file(tmp_path: Path) -> None:
     """A file that does not exist is a ConfigError, not a traceback."""
     with pytest.raises(ConfigError, match="no such file"):
         read_contacts(tmp_path / "nope.csv")
+
+
+@pytest.mark.parametrize(
+    "kind, data, expected",
+    [
+        ("csv", "email;first_name\na@b.c;Ann\n", [{"email": "a@b.c", "first_name": "Ann"}]),
+        ("jsonl", '{"email": "a@b.c"}\n', [{"email": "a@b.c"}]),
+        ("ids", "101\n102\n", ["101", "102"]),
+    ],
+)
+def test_contacts_can_come_through_a_pipe(tmp_path: Path, kind: str, data: str, expected: list) -> None:
+    """A named pipe (as /dev/stdin or <(...) give), read once with no seeking back, with the format said."""
+    fifo = tmp_path / "contacts"
+    os.mkfifo(fifo)
+    writer = threading.Thread(target=fifo.write_text, args=(data,))  # blocks until the reader opens the pipe
+    writer.start()
+    try:
+        assert list(read_contacts(fifo, kind=kind)) == expected
+    finally:
+        writer.join(10)
+
+
+def test_a_directory_or_an_unknown_suffix_is_a_clear_error(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="is a directory, not a file of contacts"):
+        list(read_contacts(tmp_path))
+    with pytest.raises(ConfigError, match="no such file"):
+        list(read_contacts(tmp_path / "missing.csv"))
+    with pytest.raises(ConfigError, match=r"or say which \(--format on the command line, kind= in Python\)"):
+        list(read_contacts(write(tmp_path, "people.xlsx", "x")))
