@@ -10,6 +10,11 @@ and its instances :data:`port`, :data:`positive`, :data:`non_negative`,
 :data:`count`, :data:`integer`), so NaN, infinities and out-of-range values
 exit 2 with what was expected, before anything is sent. Addresses shown in
 messages go through :func:`redact_userinfo`.
+
+Subscribers that write to stdout are wrapped in :func:`guard_stdout`: when
+the reader goes away (``eventbus submit --json | head``), the run ends the way
+Ctrl-C ends it, and the command exits 141 (128 + SIGPIPE) instead of logging
+one broken-pipe error per event.
 """
 
 from __future__ import annotations
@@ -17,11 +22,13 @@ from __future__ import annotations
 import argparse
 import importlib
 import math
+import os
 import pkgutil
+import signal
 import sys
 from collections.abc import Callable, Sequence
 from types import ModuleType
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from eventbus.exceptions import EventBusError, errors_of
 from eventbus.subscribers.log import redact_userinfo
@@ -30,6 +37,7 @@ __all__ = [
     "build_parser",
     "commands",
     "count",
+    "guard_stdout",
     "integer",
     "main",
     "non_negative",
@@ -37,6 +45,7 @@ __all__ = [
     "port",
     "positive",
     "redact_userinfo",
+    "stdout_closed",
 ]
 
 _N = TypeVar("_N", int, float)
@@ -122,6 +131,39 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+_stdout_gone = False
+
+
+def stdout_closed() -> bool:
+    """True once a guarded subscriber found stdout closed (the run was then ended as by Ctrl-C)."""
+    return _stdout_gone
+
+
+def guard_stdout(handler: Callable[[Any], object]) -> Callable[[Any], object]:
+    """``handler``, a subscriber writing to stdout, made to end the run when stdout's reader has gone away."""
+
+    def guarded(event: Any) -> object:
+        try:
+            return handler(event)
+        except BrokenPipeError:
+            _end_for_closed_stdout()
+            return None
+
+    return guarded
+
+
+def _end_for_closed_stdout() -> None:
+    global _stdout_gone
+    if _stdout_gone:
+        return
+    _stdout_gone = True
+    # Nothing more goes to the closed pipe (and the flush at exit cannot fail on it).
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, sys.stdout.fileno())
+    os.close(devnull)
+    signal.raise_signal(signal.SIGINT)  # end the run as Ctrl-C does: commands say on stderr what was done
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``eventbus`` console script; returns the exit status."""
     parser = build_parser()
@@ -130,9 +172,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help()
         return 2
     try:
-        return int(args._run(args) or 0)
+        status = int(args._run(args) or 0)
+        return 141 if _stdout_gone else status  # a command that ended gracefully once stdout was closed
     except KeyboardInterrupt:
-        return 130
+        return 141 if _stdout_gone else 130
     except EventBusError as exc:
         print(f"eventbus {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -12,7 +12,7 @@ import argparse
 import os
 import sys
 
-from eventbus.cli import count, integer, non_negative
+from eventbus.cli import count, guard_stdout, integer, non_negative
 
 NAME = "demo"
 HELP = "run the whole flow against the built-in provider simulator (no credentials needed)"
@@ -86,7 +86,7 @@ def run(args: argparse.Namespace) -> int:
         try:
             async with run_simulator(config) as sim, Bus() as bus:
                 console.print(f"[bold]simulator[/] listening on {sim.base_url}")
-                bus.on(view, name="console", buffer=65_536)
+                bus.on(guard_stdout(view), name="console", buffer=65_536)
                 if log_file is not None:
                     bus.on(EventLogger(log_file, json=True), name="json-log", buffer=65_536)
                 u = sim.urls

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from eventbus.cli import count, port, positive, redact_userinfo
+from eventbus.cli import count, guard_stdout, port, positive, redact_userinfo
 
 NAME = "serve"
 HELP = "run the webhook receiver (POST /hooks/{provider}) and log the events it publishes"
@@ -127,7 +127,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> None:
         async with Bus() as bus:
-            bus.on(EventLogger(sys.stdout, json=True if args.json else None), name="log")
+            bus.on(guard_stdout(EventLogger(sys.stdout, json=True if args.json else None)), name="log")
             receiver = WebhookReceiver(
                 bus,
                 parsers,

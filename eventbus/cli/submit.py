@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from eventbus import events as ev
-from eventbus.cli import count, positive, redact_userinfo
+from eventbus.cli import count, guard_stdout, positive, redact_userinfo, stdout_closed
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -123,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> int:
         async with Bus() as bus:
             if args.json:
-                bus.on(write_json, name="json-lines", buffer=65_536)
+                bus.on(guard_stdout(write_json), name="json-lines", buffer=65_536)
             record.bus = bus
             report = await submit(
                 args.provider,
@@ -165,8 +165,8 @@ def run(args: argparse.Namespace) -> int:
     try:
         return anyio.run(main)
     except KeyboardInterrupt:
-        print(f"eventbus submit: interrupted. {record.summary()}", file=sys.stderr)
-        return 130
+        print(f"eventbus submit: {_why_stopped()}. {record.summary()}", file=sys.stderr)
+        return 141 if stdout_closed() else 130
 
 
 class _Record:
@@ -259,7 +259,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
     async def main() -> int:
         try:
             async with Bus() as bus:
-                bus.on(write_json if args.json else view, name="output", buffer=65_536)
+                bus.on(guard_stdout(write_json if args.json else view), name="output", buffer=65_536)
                 if args.json:
                     bus.on(board, name="board", buffer=65_536)
                 result = await follow(
@@ -303,9 +303,14 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
         return anyio.run(main)
     except KeyboardInterrupt:
         view.stop()
-        console.print(summary_table(board, title=f"{args.provider} jobs (interrupted)"))
-        print(f"eventbus submit: interrupted. {_open_jobs(board)}", file=sys.stderr)
-        return 130
+        if not stdout_closed():
+            console.print(summary_table(board, title=f"{args.provider} jobs (interrupted)"))
+        print(f"eventbus submit: {_why_stopped()}. {_open_jobs(board)}", file=sys.stderr)
+        return 141 if stdout_closed() else 130
+
+
+def _why_stopped() -> str:
+    return "stopped: stdout was closed" if stdout_closed() else "interrupted"
 
 
 def _open_jobs(board: JobBoard) -> str:

@@ -17,7 +17,7 @@ from adapters.simulator import Faults, Simulator, SimulatorConfig
 from eventbus import events as ev
 from eventbus.cli.submit import _listen
 from eventbus.exceptions import ConfigError
-from tests.adapters.conftest import checked_simulator
+from tests.adapters.conftest import checked_simulator, checked_sync_simulator
 
 pytestmark = pytest.mark.anyio
 
@@ -263,3 +263,25 @@ async def test_request_timeout_bounds_each_answer_and_the_chunk_is_not_sent_agai
     assert "rejected chunk 0 (2 contacts; do not send again as is): datananas did not answer within 0.5s" in proc.stderr
     assert "not resending it" in proc.stderr
     assert requests == 1  # ambiguous: never sent a second time, whatever --max-attempts allows
+
+
+@pytest.mark.parametrize("follow", [False, True], ids=["submit", "follow"])
+def test_a_closed_stdout_ends_the_run_like_ctrl_c(tmp_path: Path, follow: bool) -> None:
+    """`... --json | head -1`: exit 141 with one line on stderr saying what was taken, not an error per event.
+
+    Synchronous: anyio's asyncio process streams do not close the pipe itself, which this test needs.
+    """
+    with checked_sync_simulator(SimulatorConfig(item_time=0.01, faults=Faults(slow_response=1.0))) as sim:
+        env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": sim.urls["datananas"]}
+        base = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY", "_CLIENT_ID", "_SECRET"))}
+        args = ["--provider", "datananas", "--list", "L", "--json", *(["--follow"] if follow else [])]
+        command = [sys.executable, "-m", "eventbus", "submit", *args, thirty_thousand(tmp_path)]
+        with subprocess.Popen(command, env={**base, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+            assert proc.stdout is not None
+            assert proc.stdout.readline().startswith(b"{")  # one event read...
+            proc.stdout.close()  # ...then the reader goes away, as `head -1` does
+            _, err = proc.communicate(timeout=60)
+    stderr = err.decode()
+    assert proc.returncode == 141, stderr[-2000:]
+    assert stderr.startswith("eventbus submit: stopped: stdout was closed. ") and stderr.count("\n") == 1
+    assert "subscriber_failed" not in stderr and "Traceback" not in stderr
