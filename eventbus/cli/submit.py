@@ -318,10 +318,12 @@ def _open_jobs(board: JobBoard) -> str:
     open_ = [r for r in board.rows.values() if not r.finished]
     running = [r.job_id for r in open_ if not ev.is_chunk_ref(r.job_id)]
     unanswered = [r.job_id for r in open_ if ev.is_chunk_ref(r.job_id)]
-    parts = [f"{len(running)} jobs still open at the provider" + (f": {', '.join(running)}" if running else "")]
+    jobs = "job" if len(running) == 1 else "jobs"
+    parts = [f"{len(running)} {jobs} still open at the provider" + (f": {', '.join(running)}" if running else "")]
     if unanswered:
         parts.append(
-            f"{len(unanswered)} chunks sent without an answer yet ({', '.join(unanswered)}): may have been taken, "
+            f"{len(unanswered)} {'chunk' if len(unanswered) == 1 else 'chunks'} sent without an answer yet "
+            f"({', '.join(unanswered)}): may have been taken, "
             "check the provider before sending again"
         )
     return "; ".join(parts) + "."
