@@ -46,6 +46,8 @@ __all__ = [
     "positive",
     "redact_userinfo",
     "stdout_closed",
+    "stop_on_sigterm",
+    "stop_reason",
 ]
 
 _N = TypeVar("_N", int, float)
@@ -131,12 +133,18 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-_stdout_gone = False
+# Why a run was stopped early, when it was not Ctrl-C: (text for stderr, exit status).
+_stopped: tuple[str, int] | None = None
+
+
+def stop_reason() -> tuple[str, int]:
+    """How to report a run ended by KeyboardInterrupt: Ctrl-C, a closed stdout or SIGTERM; and its exit status."""
+    return _stopped or ("interrupted", 130)
 
 
 def stdout_closed() -> bool:
     """True once a guarded subscriber found stdout closed (the run was then ended as by Ctrl-C)."""
-    return _stdout_gone
+    return _stopped is not None and _stopped[1] == 141
 
 
 def guard_stdout(handler: Callable[[Any], object]) -> Callable[[Any], object]:
@@ -152,16 +160,30 @@ def guard_stdout(handler: Callable[[Any], object]) -> Callable[[Any], object]:
     return guarded
 
 
+def _stop_as_ctrl_c(why: str, status: int) -> None:
+    global _stopped
+    if _stopped is None:
+        _stopped = (why, status)
+        signal.raise_signal(signal.SIGINT)  # the command's Ctrl-C path says on stderr what was done
+
+
 def _end_for_closed_stdout() -> None:
-    global _stdout_gone
-    if _stdout_gone:
+    if stdout_closed():
         return
-    _stdout_gone = True
     # Nothing more goes to the closed pipe (and the flush at exit cannot fail on it).
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
-    signal.raise_signal(signal.SIGINT)  # end the run as Ctrl-C does: commands say on stderr what was done
+    _stop_as_ctrl_c("stopped: stdout was closed", 141)
+
+
+def stop_on_sigterm() -> None:
+    """Make SIGTERM (a container or service manager stopping us) end the run as Ctrl-C does, exit 143.
+
+    For commands whose Ctrl-C path reports what was done (``eventbus submit``);
+    without this, SIGTERM ends the process with no word of what was sent.
+    """
+    signal.signal(signal.SIGTERM, lambda _signum, _frame: _stop_as_ctrl_c("stopped: terminated (SIGTERM)", 143))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -173,9 +195,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         status = int(args._run(args) or 0)
-        return 141 if _stdout_gone else status  # a command that ended gracefully once stdout was closed
+        return _stopped[1] if _stopped else status  # a command that ended gracefully once stopped
     except KeyboardInterrupt:
-        return 141 if _stdout_gone else 130
+        return stop_reason()[1]
     except EventBusError as exc:
         print(f"eventbus {args.command}: error: {exc}", file=sys.stderr)
         return 1

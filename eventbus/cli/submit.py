@@ -12,7 +12,7 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from eventbus import events as ev
-from eventbus.cli import count, guard_stdout, positive, redact_userinfo, stdout_closed
+from eventbus.cli import count, guard_stdout, positive, redact_userinfo, stdout_closed, stop_on_sigterm, stop_reason
 
 if TYPE_CHECKING:
     from collections.abc import Callable
@@ -105,6 +105,7 @@ def run(args: argparse.Namespace) -> int:
     from adapters.submit import submit
     from eventbus.bus import Bus
 
+    stop_on_sigterm()  # a stopped container still says which chunks were taken
     # Refuse a malformed address before doing any work (follow() refuses one it cannot listen on).
     listen = _listen(args.webhook_listen) if args.follow else None
     settings = Settings.from_env(
@@ -165,8 +166,9 @@ def run(args: argparse.Namespace) -> int:
     try:
         return anyio.run(main)
     except KeyboardInterrupt:
-        print(f"eventbus submit: {_why_stopped()}. {record.summary()}", file=sys.stderr)
-        return 141 if stdout_closed() else 130
+        why, status = stop_reason()
+        print(f"eventbus submit: {why}. {record.summary()}", file=sys.stderr)
+        return status
 
 
 class _Record:
@@ -305,12 +307,9 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
         view.stop()
         if not stdout_closed():
             console.print(summary_table(board, title=f"{args.provider} jobs (interrupted)"))
-        print(f"eventbus submit: {_why_stopped()}. {_open_jobs(board)}", file=sys.stderr)
-        return 141 if stdout_closed() else 130
-
-
-def _why_stopped() -> str:
-    return "stopped: stdout was closed" if stdout_closed() else "interrupted"
+        why, status = stop_reason()
+        print(f"eventbus submit: {why}. {_open_jobs(board)}", file=sys.stderr)
+        return status
 
 
 def _open_jobs(board: JobBoard) -> str:

@@ -191,9 +191,9 @@ def test_config_error_inside_the_bus_is_one_line(tmp_path: Path, args: list[str]
 
 
 async def interrupted(
-    args: list[str], env: dict[str, str], until: Callable[[list[ev.Event]], bool]
+    args: list[str], env: dict[str, str], until: Callable[[list[ev.Event]], bool], sig: int = signal.SIGINT
 ) -> tuple[list[ev.Event], str, int | None]:
-    """Run `eventbus submit ARGS --json`, read its events until ``until(events)``, then Ctrl-C it.
+    """Run `eventbus submit ARGS --json`, read its events until ``until(events)``, then Ctrl-C it (or ``sig``).
 
     Returns the events read, its stderr and its exit status.
     """
@@ -206,7 +206,7 @@ async def interrupted(
         with anyio.fail_after(60):
             while not until(seen):
                 seen.append(ev.decode(await lines.receive_until(b"\n", 1 << 20)))
-            proc.send_signal(signal.SIGINT)
+            proc.send_signal(sig)
             stderr = (b"".join([chunk async for chunk in proc.stderr])).decode()
             await proc.wait()
     return seen, stderr, proc.returncode
@@ -218,19 +218,25 @@ def thirty_thousand(tmp_path: Path) -> str:
     return str(f)
 
 
-async def test_interrupted_submit_says_which_chunks_were_taken(tmp_path: Path) -> None:
-    """Ctrl-C mid-run: exit 130 and one line naming the accepted jobs, the chunk in flight and what was not sent."""
+@pytest.mark.parametrize(
+    "sig, status, why",
+    [(signal.SIGINT, 130, "interrupted"), (signal.SIGTERM, 143, "stopped: terminated (SIGTERM)")],
+    ids=["ctrl-c", "sigterm"],
+)
+async def test_interrupted_submit_says_which_chunks_were_taken(tmp_path: Path, sig: int, status: int, why: str) -> None:
+    """Ctrl-C (or SIGTERM, as a container is stopped) mid-run: one line naming the accepted jobs, the chunk in
+    flight and what was not sent; exit 130 (143)."""
     config = SimulatorConfig(item_time=0.0001, faults=Faults(slow_response=3.0))
     async with checked_simulator(config) as sim:
         env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": sim.urls["datananas"]}
         args = ["--provider", "datananas", "--list", "L", "--concurrency", "1", thirty_thousand(tmp_path)]
         # Chunk 0 answered, chunk 1 sent and waiting for its (slow) answer: then Ctrl-C.
-        seen, stderr, status = await interrupted(
-            args, env, lambda seen: any(isinstance(e, ev.BatchSubmitted) and e.chunk_index == 1 for e in seen)
+        seen, stderr, exit_status = await interrupted(
+            args, env, lambda seen: any(isinstance(e, ev.BatchSubmitted) and e.chunk_index == 1 for e in seen), sig
         )
     (accepted,) = [e for e in seen if isinstance(e, ev.JobAccepted)]
-    assert status == 130
-    assert f"interrupted. 1 of 3 chunks accepted: {accepted.job_id} (chunk 0)" in stderr
+    assert exit_status == status
+    assert f"eventbus submit: {why}. 1 of 3 chunks accepted: {accepted.job_id} (chunk 0)" in stderr
     assert "1 sent without an answer yet (chunk 1): may have been taken" in stderr
     assert "1 not sent." in stderr and "Traceback" not in stderr
 
