@@ -22,6 +22,7 @@ from msgspec import UNSET
 from adapters.backoff import retry_after_of
 from eventbus import events as ev
 from eventbus.exceptions import AuthError
+from eventbus.subscribers.log import redact_userinfo
 
 __all__ = [
     "Accepted",
@@ -518,7 +519,14 @@ class Provider:
 
 
 def reason_of(response: Response) -> str:
-    """A short human reason from an error body, whatever its shape."""
+    """A short human reason from an error body, whatever its shape; for a redirect, where it points."""
+    if 300 <= response.status < 400:
+        # Not followed (a submit must never be sent twice): most often http:// given for https://, or an old host.
+        location = ev.excerpt(redact_userinfo(response.header("location") or "nowhere"), 200)
+        return (
+            f"redirected (HTTP {response.status}) to {location}; requests are not redirected: "
+            "set the base URL to where it points"
+        )
     data = decode_json(response.body)
     if isinstance(data, dict):
         for key in ("message", "error", "reason", "error_description"):

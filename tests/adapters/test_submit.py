@@ -7,7 +7,8 @@ import collections
 import httpx
 import pytest
 from starlette.applications import Starlette
-from starlette.responses import JSONResponse
+from starlette.requests import Request as StarletteRequest
+from starlette.responses import JSONResponse, RedirectResponse
 from starlette.routing import Route
 
 from adapters.http import Settings
@@ -331,3 +332,23 @@ async def test_answer_entries_for_nothing_sent_are_published_as_invalid_signals(
     notes = [e.reason for e in events if isinstance(e, ev.InvalidSignal)]
     assert report.ok and [e.key for e in events if isinstance(e, ev.ItemSucceeded)] == ["0", "1"]
     assert notes == ["Mautic gave 1 more statusCodes than the 2 contacts sent; ignored"]
+
+
+@pytest.mark.parametrize("provider", ["pronto", "datananas"])
+async def test_a_redirect_is_not_followed_and_says_where_it_points(provider: str) -> None:
+    """http:// given for https:// (a 301): the chunk is rejected naming the new address, sent once, not followed."""
+    posts: list[str] = []
+
+    async def moved(request: StarletteRequest) -> RedirectResponse:
+        posts.append(request.url.path)
+        return RedirectResponse("https://user:pw@api.example.com" + request.url.path, status_code=301)
+
+    app = Starlette(routes=[Route("/{path:path}", moved, methods=["POST"])])
+    options = {"webhook_url": "http://127.0.0.1:9/h"} if provider == "pronto" else {"list": "L"}
+    contacts = [{"first_name": "A", "last_name": "B", "domain": "x.io", "email": "a@x.io"}] * 3
+    async with ServedApp(app) as served, Bus() as bus:
+        report = await submit(provider, contacts, bus, settings=Settings(served.url, "key"), **options)
+    (rejected,) = report.rejected
+    assert rejected.status == 301 and not report.accepted and len(posts) == 1
+    assert rejected.reason.startswith(f"redirected (HTTP 301) to https://***@api.example.com{posts[0]}; ")
+    assert "set the base URL to where it points" in rejected.reason and "pw" not in rejected.reason
