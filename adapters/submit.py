@@ -77,16 +77,24 @@ class SubmitReport:
     invalid: list[Problem] = field(default_factory=list)
     chunks: int = 0
     accepted: list[AcceptedJob] = field(default_factory=list)
-    rejected_chunks: int = 0
-    rejected_rows: int = 0
     rejected: list[RejectedChunk] = field(default_factory=list)  # each chunk not taken, in the order it was settled
     stopped: str = ""  # why the remaining chunks were not sent, if they were not
     repeated: int = 0  # valid contacts sent once with an earlier one (InsideView ids given twice), not on their own
 
     @property
+    def rejected_chunks(self) -> int:
+        """How many chunks were not taken (refused, or not sent once the run stopped)."""
+        return len(self.rejected)
+
+    @property
+    def rejected_rows(self) -> int:
+        """How many valid contacts those chunks carried."""
+        return sum(len(r.rows) for r in self.rejected)
+
+    @property
     def ok(self) -> bool:
         """True when every valid contact was accepted."""
-        return self.rejected_chunks == 0
+        return not self.rejected
 
 
 def make_provider(provider: str | Provider, **options: Any) -> Provider:
@@ -268,8 +276,9 @@ async def _send_chunk(
                         **common,
                     )
                 )
-                report.rejected_chunks += 1
-                report.rejected_rows += len(chunk.rows)
+                report.rejected.append(
+                    RejectedChunk(chunk.index, chunk.rows, outcome.status, outcome.reason, outcome.retriable, True)
+                )
             else:
                 await _reject(bus, report, chunk, batch, outcome.status, outcome.reason, outcome.retriable)
             if outcome.account:
@@ -295,8 +304,6 @@ async def _reject(
     *,
     sent: bool = True,
 ) -> None:
-    report.rejected_chunks += 1
-    report.rejected_rows += len(chunk.rows)
     report.rejected.append(RejectedChunk(chunk.index, chunk.rows, status, reason, retriable, sent))
     ref = ev.chunk_ref(batch, chunk.index)
     await bus.publish(

@@ -160,7 +160,13 @@ async def test_datananas_402_stops_the_rest(sim_config: SimulatorConfig) -> None
     assert quota_events[0].status == 402 and quota_events[0].reason == "contact_connect_quotas"
     assert len(rejected) == 2 and all(e.reason.startswith("not sent:") for e in rejected)
     assert report.rejected_rows == 30_000 and report.stopped
-    assert [(len(r.rows), r.sent) for r in report.rejected] == [(10_000, False), (10_000, False)]  # trio: any order
+    # The chunk refused for quota is in the report too (it was counted but left out), then the two not sent.
+    assert [(len(r.rows), r.sent, r.status) for r in report.rejected] == [
+        (10_000, True, 402),
+        (10_000, False, None),
+        (10_000, False, None),
+    ]
+    assert report.rejected_chunks == 3 and "contact_connect_quotas" in report.rejected[0].reason
 
 
 async def test_pronto_422_credits(sim_config: SimulatorConfig) -> None:
