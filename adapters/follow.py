@@ -108,7 +108,6 @@ class _RowKeys:
         self.rows: dict[str, tuple[int, ...]] = {}
         self.settled = anyio.Event()  # the WebSocket connected, or its source gave up first
         self.gave_up: str | None = None  # why the source gave up before ever connecting
-        self.last_failure = ""  # the latest reason a connection attempt failed
 
     def _map(self, event: ev.Event) -> ev.Event:
         if isinstance(event, ev.SourceState) and not self.settled.is_set():
@@ -117,8 +116,6 @@ class _RowKeys:
             elif event.state == "gave_up":
                 self.gave_up = event.detail
                 self.settled.set()
-            elif event.state == "reconnecting":
-                self.last_failure = event.detail.partition(" after: ")[2] or event.detail
         if isinstance(event, ev.ItemSucceeded | ev.ItemFailed) and event.source != "submit":
             rows = self.rows.get(event.job_id)
             if rows is not None and event.key.isascii() and event.key.isdigit() and int(event.key) < len(rows):
@@ -343,7 +340,7 @@ async def follow(
                         f"could not connect to the Datananas WebSocket: {keyed.gave_up}; nothing was submitted"
                     )
                 if waiting.cancelled_caught:
-                    last = f" (last attempt: {keyed.last_failure})" if keyed.last_failure else ""
+                    last = f" (last attempt: {source.last_failure})" if source.last_failure else ""
                     raise TransportError(
                         f"could not connect to the Datananas WebSocket at {source.shown_url} within "
                         f"{connect_timeout:g}s{last}; nothing was submitted"
@@ -436,6 +433,11 @@ def _datananas_ws_url(base_url: str) -> str:
 def _polled(provider: str, job_id: str) -> dict[str, str]:
     """The fields of every event this module reports about a job it polls."""
     return {"provider": provider, "job_id": job_id, "source": "poll"}
+
+
+def _job_failed(provider: str, job_id: str, reason: str) -> ev.JobFailed:
+    """The ``JobFailed`` of a polled job (one per job: its id is derived from the job's)."""
+    return ev.JobFailed(id=ev.event_id(provider, job_id, "failed"), **_polled(provider, job_id), reason=reason)
 
 
 def _finished(board: JobBoard, provider: str, job_id: str) -> bool:
@@ -541,10 +543,10 @@ async def _watch_insideview(
             # A download cut short (or a token that cannot be had) is retried like a 5xx; what was read is kept.
             if isinstance(exc, AuthError) or backoff.exhausted:
                 await bus.publish(
-                    ev.JobFailed(
-                        id=ev.event_id("insideview", job.job_id, "failed"),
-                        **_polled("insideview", job.job_id),
-                        reason=f"the results download failed ({type(exc).__name__}: {exc}); {len(reported)} of "
+                    _job_failed(
+                        "insideview",
+                        job.job_id,
+                        f"the results download failed ({type(exc).__name__}: {exc}); {len(reported)} of "
                         f"{len(ids)} contacts were read and are kept",
                     )
                 )
@@ -561,11 +563,7 @@ async def _watch_insideview(
                     reason=reason,
                 )
                 if status == 404
-                else ev.JobFailed(
-                    id=ev.event_id("insideview", job.job_id, "failed"),
-                    **_polled("insideview", job.job_id),
-                    reason=reason,
-                )
+                else _job_failed("insideview", job.job_id, reason)
             )
             await bus.publish(end)
             return
@@ -666,10 +664,10 @@ async def _watch_mautic(
                 )
             )
         await bus.publish(
-            ev.JobFailed(
-                id=ev.event_id("mautic", job.job_id, "failed"),
-                **_polled("mautic", job.job_id),
-                reason=f"Mautic completed the job but its details could not be read after {position} of "
+            _job_failed(
+                "mautic",
+                job.job_id,
+                f"Mautic completed the job but its details could not be read after {position} of "
                 f"{len(job.rows)} contacts: {exc}. The contacts reported before are kept; check the job in Mautic",
             )
         )

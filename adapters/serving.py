@@ -20,6 +20,7 @@ gracefully and joins the thread, bounded by ``shutdown_timeout``.
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
 import threading
 from types import TracebackType
@@ -30,7 +31,7 @@ import uvicorn
 
 from eventbus.exceptions import ConfigError
 
-__all__ = ["ServedApp", "bind_tcp", "url_host"]
+__all__ = ["ServedApp", "bind_tcp", "loopback_direct", "url_host"]
 
 
 def bind_tcp(host: str, port: int) -> socket.socket:
@@ -58,6 +59,17 @@ def bind_tcp(host: str, port: int) -> socket.socket:
         sock.close()
         raise
     return sock
+
+
+def loopback_direct() -> None:
+    """Add this machine's loopback to ``NO_PROXY``/``no_proxy`` in this process's environment.
+
+    For a process whose servers and clients all sit on loopback (the demo, the
+    tests): httpx and the WebSocket source take the proxy the environment
+    names, which cannot reach this machine's loopback; other hosts keep it.
+    """
+    for name in ("NO_PROXY", "no_proxy"):
+        os.environ[name] = ",".join(filter(None, (os.environ.get(name, ""), "127.0.0.1,localhost,::1")))
 
 
 def url_host(host: str) -> str:

@@ -182,6 +182,7 @@ class WebSocketSource:
         self.frames = 0
         self.invalid = 0
         self.connections = 0
+        self.last_failure = ""  # why the latest connection ended or could not be made
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -284,6 +285,7 @@ class WebSocketSource:
                 if anyio.current_time() - connected_at >= self._healthy_after:
                     self.backoff.reset()  # it proved healthy: the next failure starts from the shortest delay
                 await self._state("disconnected", reason, self.backoff.attempt)
+            self.last_failure = reason or "closed"
             if untrusted is not None:  # not retried: the same certificate would come back every time
                 self.state = "gave_up"
                 detail = (
@@ -294,7 +296,7 @@ class WebSocketSource:
                 return
             if self.backoff.exhausted:
                 self.state = "gave_up"
-                detail = f"{self.backoff.attempt} attempts in a row failed; last: {reason or 'closed'}"
+                detail = f"{self.backoff.attempt} attempts in a row failed; last: {self.last_failure}"
                 await self._state("gave_up", detail, self.backoff.attempt)
                 return
             delay = self.backoff.next_delay()

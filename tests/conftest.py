@@ -23,8 +23,6 @@ def pytest_configure(config: pytest.Config) -> None:
     registry), and a proxy cannot reach this machine's loopback. The proxy
     tests set and clear these variables themselves.
     """
-    import os
+    from adapters.serving import loopback_direct
 
-    loopback = "127.0.0.1,localhost,::1"
-    for name in ("NO_PROXY", "no_proxy"):
-        os.environ[name] = ",".join(filter(None, (os.environ.get(name, ""), loopback)))
+    loopback_direct()

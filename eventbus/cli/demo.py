@@ -9,7 +9,6 @@ as a JSON line to a log file, and a per-job summary closes the run.
 from __future__ import annotations
 
 import argparse
-import os
 import sys
 
 from eventbus.cli import count, guard_stdout, integer, non_negative
@@ -65,16 +64,14 @@ def run(args: argparse.Namespace) -> int:
 
     from adapters.follow import follow
     from adapters.http import Settings
+    from adapters.serving import loopback_direct
     from adapters.simulator import Faults, SimulatorConfig, run_simulator
     from eventbus.bus import Bus
     from eventbus.subscribers.board import JobBoard
     from eventbus.subscribers.console import ConsoleView, provider_table, summary_table
     from eventbus.subscribers.log import EventLogger
 
-    # The simulator and the webhook receiver listen on this machine's loopback, which a proxy named
-    # in the environment (HTTP_PROXY, ...) cannot reach: loopback goes direct, anything else as set.
-    for name in ("NO_PROXY", "no_proxy"):
-        os.environ[name] = ",".join(filter(None, (os.environ.get(name, ""), "127.0.0.1,localhost,::1")))
+    loopback_direct()  # the simulator and the receiver are on loopback, which no proxy in the environment reaches
     console = Console() if sys.stdout.isatty() else Console(width=120)  # a log file or CI: room for the tables
     # A touch of real-world mess: some webhooks are delivered twice; the tracker merges them away.
     config = SimulatorConfig(seed=args.seed, item_time=args.item_time, faults=Faults(duplicate_webhooks=0.05))

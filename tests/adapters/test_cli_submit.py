@@ -22,13 +22,18 @@ from tests.adapters.conftest import checked_simulator, checked_sync_simulator
 pytestmark = pytest.mark.anyio
 
 
-def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
+def cli_env(env: dict[str, str]) -> dict[str, str]:
+    """This process's environment without any provider credentials it may hold, then ``env``."""
     base = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY", "_CLIENT_ID", "_SECRET"))}
+    return {**base, **env}
+
+
+def run_cli(*args: str, env: dict[str, str]) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "eventbus", "submit", *args],
         capture_output=True,
         text=True,
-        env={**base, **env},
+        env=cli_env(env),
         timeout=120,
     )
 
@@ -197,10 +202,9 @@ async def interrupted(
 
     Returns the events read, its stderr and its exit status.
     """
-    base = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY", "_CLIENT_ID", "_SECRET"))}
     seen: list[ev.Event] = []
     command = [sys.executable, "-m", "eventbus", "submit", "--json", *args]
-    async with await anyio.open_process(command, env={**base, **env}) as proc:
+    async with await anyio.open_process(command, env=cli_env(env)) as proc:
         assert proc.stdout is not None and proc.stderr is not None
         lines = BufferedByteReceiveStream(proc.stdout)
         with anyio.fail_after(60):
@@ -279,10 +283,9 @@ def test_a_closed_stdout_ends_the_run_like_ctrl_c(tmp_path: Path, follow: bool) 
     """
     with checked_sync_simulator(SimulatorConfig(item_time=0.01, faults=Faults(slow_response=1.0))) as sim:
         env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": sim.urls["datananas"]}
-        base = {k: v for k, v in os.environ.items() if not k.endswith(("_TOKEN", "_API_KEY", "_CLIENT_ID", "_SECRET"))}
         args = ["--provider", "datananas", "--list", "L", "--json", *(["--follow"] if follow else [])]
         command = [sys.executable, "-m", "eventbus", "submit", *args, thirty_thousand(tmp_path)]
-        with subprocess.Popen(command, env={**base, **env}, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        with subprocess.Popen(command, env=cli_env(env), stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
             assert proc.stdout is not None
             assert proc.stdout.readline().startswith(b"{")  # one event read...
             proc.stdout.close()  # ...then the reader goes away, as `head -1` does
