@@ -299,9 +299,11 @@ class ProviderClient:
                     text = text.replace(form, "***")
         return text
 
-    def _cause(self, exc: BaseException) -> BaseException | None:
-        """``exc`` to chain as the cause, unless its text holds a credential (a traceback would show it)."""
-        return exc if self._scrub(str(exc)) == str(exc) else None
+    def _quoted(self, exc: BaseException) -> tuple[str, BaseException | None]:
+        """``exc``'s text scrubbed, and ``exc`` to chain as the cause unless its text held a credential."""
+        text = str(exc)
+        shown = self._scrub(text)
+        return shown, (exc if shown == text else None)  # a traceback would print the chained error's text
 
     async def _raw(self, request: Request, headers: Mapping[str, str] | None = None) -> Response:
         """One attempt, with httpx errors converted; no retries, no auth. The answer is read up to a size limit."""
@@ -320,20 +322,17 @@ class ProviderClient:
                     "behind a proxy or a private CA, point SSL_CERT_FILE at its CA bundle (or pass an "
                     "httpx.AsyncClient built with verify=)"
                 ) from exc
-            raise _NotSent(
-                f"could not connect to {self.provider.name} at {redact_userinfo(self._base(request))}: "
-                f"{self._scrub(str(exc))}"
-            ) from self._cause(exc)
+            shown, cause = self._quoted(exc)
+            where = redact_userinfo(self._base(request))
+            raise _NotSent(f"could not connect to {self.provider.name} at {where}: {shown}") from cause
         except httpx.TimeoutException as exc:
             raise _MaybeSent(f"{self.provider.name} did not answer within {self.settings.timeout:g}s") from exc
         except (httpx.RemoteProtocolError, httpx.ReadError, httpx.WriteError) as exc:
-            raise _MaybeSent(f"the connection to {self.provider.name} broke: {self._scrub(str(exc))}") from self._cause(
-                exc
-            )
+            shown, cause = self._quoted(exc)
+            raise _MaybeSent(f"the connection to {self.provider.name} broke: {shown}") from cause
         except httpx.HTTPError as exc:
-            raise TransportError(
-                f"HTTP error talking to {self.provider.name}: {self._scrub(str(exc))}"
-            ) from self._cause(exc)
+            shown, cause = self._quoted(exc)
+            raise TransportError(f"HTTP error talking to {self.provider.name}: {shown}") from cause
         return Response(r.status_code, dict(r.headers.items()), body)  # httpx gives the names lower-case
 
     async def _read_body(self, r: httpx.Response) -> bytes:
