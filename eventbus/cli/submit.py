@@ -178,7 +178,7 @@ class _Record:
         self.bus: Any = None
         self.chunks = 0
         self.sent: set[int] = set()
-        self.accepted: dict[int, tuple[str, int]] = {}  # chunk -> (job id, contacts)
+        self.accepted: dict[int, str] = {}  # chunk -> its job id
         self.rejected: set[int] = set()
 
     def _note(self, event: ev.Event) -> None:
@@ -186,9 +186,11 @@ class _Record:
             self.chunks = event.chunk_count
             self.sent.add(event.chunk_index)
         elif isinstance(event, ev.JobAccepted) and event.chunk_index >= 0:
-            self.accepted[event.chunk_index] = (event.job_id, event.total or 0)
+            self.accepted[event.chunk_index] = event.job_id
         elif isinstance(event, ev.SubmitRejected) and event.chunk_index >= 0:
             self.rejected.add(event.chunk_index)
+        elif isinstance(event, ev.QuotaExhausted) and ev.is_chunk_ref(event.job_id):  # refused, named by its ref
+            self.rejected.add(int(event.job_id.rpartition("#")[2]))
 
     async def publish(self, event: ev.Event) -> None:
         self._note(event)
@@ -202,7 +204,7 @@ class _Record:
         """Which chunks were taken, which may have been, which were not sent: so that nothing is sent twice."""
         if not self.chunks:
             return "No chunk was sent."
-        jobs = ", ".join(f"{job} (chunk {i})" for i, (job, _) in sorted(self.accepted.items()))
+        jobs = ", ".join(f"{job} (chunk {i})" for i, job in sorted(self.accepted.items()))
         open_ = sorted(self.sent - self.accepted.keys() - self.rejected)
         unsent = self.chunks - len(self.sent)
         parts = [f"{len(self.accepted)} of {self.chunks} chunks accepted" + (f": {jobs}" if jobs else "")]

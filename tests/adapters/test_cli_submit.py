@@ -15,7 +15,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from adapters.simulator import Faults, Simulator, SimulatorConfig
 from eventbus import events as ev
-from eventbus.cli.submit import _listen
+from eventbus.cli.submit import _listen, _Record
 from eventbus.exceptions import ConfigError
 from tests.adapters.conftest import checked_simulator, checked_sync_simulator
 
@@ -294,3 +294,22 @@ def test_a_closed_stdout_ends_the_run_like_ctrl_c(tmp_path: Path, follow: bool) 
     assert proc.returncode == 141, stderr[-2000:]
     assert stderr.startswith("eventbus submit: stopped: stdout was closed. ") and stderr.count("\n") == 1
     assert "subscriber_failed" not in stderr and "Traceback" not in stderr
+
+
+def test_the_interrupt_report_counts_a_chunk_refused_for_quota_as_refused() -> None:
+    """A chunk answered with a quota refusal (QuotaExhausted, no SubmitRejected) was not taken: not 'may have been'."""
+    record = _Record()
+    common = {"provider": "pronto", "source": "submit"}
+    for i in range(3):
+        record._note(
+            ev.BatchSubmitted(
+                id=f"s{i}", job_id=f"b#{i}", batch_id="b", chunk_index=i, chunk_count=4, size=100, **common
+            )
+        )
+    record._note(ev.JobAccepted(id="a0", job_id="J0", batch_id="b", chunk_index=0, **common))
+    record._note(ev.QuotaExhausted(id="q1", job_id="b#1", status=422, reason="insufficient_credits", **common))
+    assert record.summary() == (
+        "1 of 4 chunks accepted: J0 (chunk 0); 1 rejected; "
+        "1 sent without an answer yet (chunk 2): may have been taken, check the provider before sending again; "
+        "1 not sent."
+    )
