@@ -32,14 +32,20 @@ def test_simulate_serves_until_sigterm() -> None:
                 proc.kill()
 
 
-def test_simulate_refuses_unknown_fault() -> None:
-    """An unknown --fault name exits non-zero with a message listing the valid ones."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "eventbus", "simulate", "--fault", "explode=1"],
+def refused(*args: str, env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    """`eventbus simulate ARGS` expected to refuse at once (it would serve otherwise: the timeout fails the test)."""
+    return subprocess.run(
+        [sys.executable, "-m", "eventbus", "simulate", *args],
         capture_output=True,
         text=True,
         timeout=30,
+        env={**os.environ, **(env or {})},
     )
+
+
+def test_simulate_refuses_unknown_fault() -> None:
+    """An unknown --fault name exits non-zero with a message listing the valid ones."""
+    proc = refused("--fault", "explode=1")
     assert proc.returncode == 1
     assert "unknown fault 'explode'" in proc.stderr and "ws_drop_after" in proc.stderr
     assert "Traceback" not in proc.stderr
@@ -53,35 +59,19 @@ def test_simulate_refuses_a_taken_port() -> None:
         taken.bind(("127.0.0.1", 0))
         taken.listen()
         port = taken.getsockname()[1]
-        proc = subprocess.run(
-            [sys.executable, "-m", "eventbus", "simulate", "--port", str(port)],
-            capture_output=True,
-            text=True,
-            timeout=30,
-        )
+        proc = refused("--port", str(port))
     assert proc.returncode == 1 and f"cannot listen on 127.0.0.1:{port}" in proc.stderr
     assert "Traceback" not in proc.stderr
 
 
 def test_simulate_refuses_negative_item_time() -> None:
     """--item-time below zero exits 2 (a bad argument) with a message naming the option."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "eventbus", "simulate", "--item-time", "-1"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-    )
+    proc = refused("--item-time", "-1")
     assert proc.returncode == 2 and "--item-time" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_simulate_refuses_a_webhook_secret_with_a_trailing_newline() -> None:
     """A secret read from a file with its newline would sign every webhook with the wrong key: refused at start."""
-    proc = subprocess.run(
-        [sys.executable, "-m", "eventbus", "simulate", "--port", "0"],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        env={**os.environ, "EVENTBUS_WEBHOOK_SECRET": "s3cret-value\n"},
-    )
+    proc = refused("--port", "0", env={"EVENTBUS_WEBHOOK_SECRET": "s3cret-value\n"})
     assert proc.returncode == 1 and "webhook secret begins or ends with a space or line break" in proc.stderr
     assert "s3cret-value" not in proc.stderr and "Traceback" not in proc.stderr
