@@ -34,6 +34,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", help="the provider's API base URL (default: <PROVIDER>_BASE_URL or the real one)")
     parser.add_argument("--json", action="store_true", help="write every event as one JSON line on stdout")
     parser.add_argument("--format", choices=("csv", "jsonl", "ids"), help="the file's format (default: from suffix)")
+    parser.add_argument(
+        "--encoding",
+        type=_encoding,
+        metavar="NAME",
+        help="the file's text encoding, e.g. cp1252 for a CSV saved by Excel on Windows "
+        "(default: UTF-8, or UTF-16 after a UTF-16 byte order mark)",
+    )
     parser.add_argument("--strict", action="store_true", help="refuse the whole file if any row is invalid")
     follow = parser.add_argument_group("following the jobs to their end")
     follow.add_argument(
@@ -97,6 +104,17 @@ def provider_options(args: argparse.Namespace) -> dict:
             return {"endpoint": args.endpoint or "new"}
 
 
+def _encoding(name: str) -> str:
+    """--encoding's type: a text encoding Python knows (an unknown one exits 2, naming the option)."""
+    from adapters.contacts import check_encoding
+    from eventbus.exceptions import ConfigError
+
+    try:
+        return check_encoding(name)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def run(args: argparse.Namespace) -> int:
     import anyio
 
@@ -115,7 +133,7 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.request_timeout,
         max_attempts=args.max_attempts,
     )
-    contacts = list(read_contacts(args.file, kind=args.format))
+    contacts = list(read_contacts(args.file, kind=args.format, encoding=args.encoding))
     if listen is not None:
         return _follow(args, settings, contacts, listen)
     write_json = _json_lines()

@@ -78,6 +78,29 @@ async def test_two_columns_for_one_field_hold_back_rows_where_they_differ(simula
     assert job["total"] == 2  # the two rows that say one first name
 
 
+async def test_a_cp1252_file_needs_encoding_named(simulator: Simulator, tmp_path: Path) -> None:
+    """A CSV saved by Excel on Windows: without --encoding, exit 1 naming the line; with it, every row goes."""
+    f = tmp_path / "people.csv"
+    f.write_bytes("email,first_name\nann@x.io,Ann\nj\u00e9r\u00f4me@x.io,J\u00e9r\u00f4me\n".encode("cp1252"))
+    env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": simulator.urls["datananas"]}
+    proc = await anyio.to_thread.run_sync(lambda: run_cli("--provider", "datananas", "--list", "L", str(f), env=env))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert f"{f}:3: not UTF-8 text (byte 0xe9: invalid continuation byte); name its encoding: --encoding" in proc.stderr
+    assert not simulator.state.jobs.get("datananas")  # nothing sent
+    proc = await anyio.to_thread.run_sync(
+        lambda: run_cli("--provider", "datananas", "--list", "L", "--encoding", "cp1252", "--json", str(f), env=env)
+    )
+    assert proc.returncode == 0, proc.stderr
+    accepted = [e for e in ev.decode_lines(proc.stdout.encode()) if isinstance(e, ev.JobAccepted)]
+    assert [e.total for e in accepted] == [2]
+
+
+def test_an_unknown_encoding_exits_2() -> None:
+    proc = run_cli("--provider", "datananas", "--encoding", "klingon", "x.csv", env={})
+    assert proc.returncode == 2
+    assert "argument --encoding: unknown encoding: 'klingon' (for example utf-8, cp1252" in proc.stderr
+
+
 async def test_submit_summary_counts_repeated_ids(simulator: Simulator, tmp_path: Path) -> None:
     """InsideView ids given twice are sent once each; the summary says how many rows that covered."""
     f = tmp_path / "ids.txt"
