@@ -40,7 +40,7 @@ from eventbus.exceptions import (
 )
 from eventbus.tracker import Publisher
 
-__all__ = ["AcceptedJob", "RejectedChunk", "SubmitReport", "prepare", "submit"]
+__all__ = ["AcceptedJob", "Plan", "PlannedChunk", "RejectedChunk", "SubmitReport", "plan", "prepare", "submit"]
 
 
 @dataclass(frozen=True)
@@ -82,6 +82,11 @@ class SubmitReport:
     repeated: int = 0  # valid contacts sent once with an earlier one (InsideView ids given twice), not on their own
 
     @property
+    def invalid_rows(self) -> int:
+        """How many contacts were found invalid (``invalid`` may hold more than one problem per contact)."""
+        return len({problem.row for problem in self.invalid})
+
+    @property
     def rejected_chunks(self) -> int:
         """How many chunks were not taken (refused, or not sent once the run stopped)."""
         return len(self.rejected)
@@ -95,6 +100,43 @@ class SubmitReport:
     def ok(self) -> bool:
         """True when every valid contact was accepted."""
         return not self.rejected
+
+
+@dataclass(frozen=True)
+class PlannedChunk:
+    """One request a submit would send: where to, the input rows it carries, and its body's size in bytes."""
+
+    chunk_index: int
+    method: str
+    path: str
+    rows: tuple[int, ...]
+    body_bytes: int
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What :func:`submit` would send, found without sending anything (:func:`plan`)."""
+
+    provider: str
+    contacts: int
+    invalid: list[Problem]
+    repeated: int  # valid contacts that would go once with an earlier one (InsideView ids given twice)
+    chunks: list[PlannedChunk]
+
+    @property
+    def invalid_rows(self) -> int:
+        """How many contacts were found invalid (``invalid`` may hold more than one problem per contact)."""
+        return len({problem.row for problem in self.invalid})
+
+    @property
+    def valid(self) -> int:
+        """How many contacts the chunks carry."""
+        return sum(len(c.rows) for c in self.chunks)
+
+    @property
+    def body_bytes(self) -> int:
+        """The request bodies' size in all."""
+        return sum(c.body_bytes for c in self.chunks)
 
 
 def make_provider(provider: str | Provider, **options: Any) -> Provider:
@@ -150,6 +192,45 @@ def prepare(
     return provider.chunk(rows, valid), problems, count
 
 
+def invalid_row(provider: str, batch_id: str, problem: Problem) -> ev.ItemFailed:
+    """The ``ItemFailed`` event for a contact found invalid before sending (code ``invalid``)."""
+    return ev.ItemFailed(
+        id=ev.event_id(provider, batch_id, "invalid", problem.row),
+        provider=provider,
+        job_id=ev.chunk_ref(batch_id, -1),
+        source="submit",
+        key=str(problem.row),
+        code="invalid",
+        message=str(problem),
+        details={"field": problem.field},
+    )
+
+
+def _repeated(count: int, problems: list[Problem], chunks: list[Chunk]) -> int:
+    """Valid contacts in no chunk of their own: sent once with an earlier, equal one."""
+    return count - len({problem.row for problem in problems}) - sum(len(c.rows) for c in chunks)
+
+
+def plan(
+    provider: str | Provider, contacts: Iterable[Mapping[str, Any] | str], *, strict: bool = False, **options: Any
+) -> Plan:
+    """What :func:`submit` would send for these contacts, with nothing sent and no credentials needed.
+
+    The contacts are mapped, validated and chunked as :func:`submit` does, and
+    each chunk's request is built (so a missing option such as Pronto's
+    ``webhook_url`` is a :class:`ConfigError` here too); ``strict`` raises
+    :class:`ContactError` for the first invalid row. ``eventbus submit
+    --dry-run`` prints it.
+    """
+    p = make_provider(provider, **options)
+    chunks, problems, count = prepare(p, contacts, strict=strict)
+    planned = []
+    for chunk in chunks:
+        request = p.build_submit(chunk)
+        planned.append(PlannedChunk(chunk.index, request.method, request.path, chunk.rows, len(request.content or b"")))
+    return Plan(p.name, count, problems, _repeated(count, problems, chunks), planned)
+
+
 async def submit(
     provider: str | Provider,
     contacts: Iterable[Mapping[str, Any] | str],
@@ -176,20 +257,9 @@ async def submit(
     batch = batch_id or uuid.uuid4().hex[:12]
     chunks, problems, count = prepare(p, contacts, strict=strict)
     report = SubmitReport(p.name, batch, contacts=count, invalid=problems, chunks=len(chunks))
-    report.repeated = count - len({problem.row for problem in problems}) - sum(len(c.rows) for c in chunks)
+    report.repeated = _repeated(count, problems, chunks)
     for problem in problems:
-        await bus.publish(
-            ev.ItemFailed(
-                id=ev.event_id(p.name, batch, "invalid", problem.row),
-                provider=p.name,
-                job_id=ev.chunk_ref(batch, -1),
-                source="submit",
-                key=str(problem.row),
-                code="invalid",
-                message=str(problem),
-                details={"field": problem.field},
-            )
-        )
+        await bus.publish(invalid_row(p.name, batch, problem))
     if not chunks:
         return report
     stop = anyio.Event()

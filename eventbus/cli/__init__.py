@@ -167,13 +167,17 @@ def _stop_as_ctrl_c(why: str, status: int) -> None:
         signal.raise_signal(signal.SIGINT)  # the command's Ctrl-C path says on stderr what was done
 
 
-def _end_for_closed_stdout() -> None:
-    if stdout_closed():
-        return
-    # Nothing more goes to the closed pipe (and the flush at exit cannot fail on it).
+def _silence_stdout() -> None:
+    """Nothing more goes to a closed stdout pipe (and the flush at exit cannot fail on it)."""
     devnull = os.open(os.devnull, os.O_WRONLY)
     os.dup2(devnull, sys.stdout.fileno())
     os.close(devnull)
+
+
+def _end_for_closed_stdout() -> None:
+    if stdout_closed():
+        return
+    _silence_stdout()
     _stop_as_ctrl_c("stopped: stdout was closed", 141)
 
 
@@ -198,6 +202,9 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _stopped[1] if _stopped else status  # a command that ended gracefully once stopped
     except KeyboardInterrupt:
         return stop_reason()[1]
+    except BrokenPipeError:  # a plain print found stdout's reader gone (`eventbus ... | head`): end quietly
+        _silence_stdout()
+        return 141
     except EventBusError as exc:
         print(f"eventbus {args.command}: error: {exc}", file=sys.stderr)
         return 1

@@ -42,6 +42,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: UTF-8, or UTF-16 after a UTF-16 byte order mark)",
     )
     parser.add_argument("--strict", action="store_true", help="refuse the whole file if any row is invalid")
+    parser.add_argument(
+        "--dry-run",
+        action="store_true",
+        help="check and chunk the file and say what would be sent; send nothing (no credentials needed)",
+    )
+    parser.set_defaults(_submit_parser=parser)
     follow = parser.add_argument_group("following the jobs to their end")
     follow.add_argument(
         "--follow", action="store_true", help="watch every job until it ends; exit 0 only if all completed"
@@ -123,6 +129,10 @@ def run(args: argparse.Namespace) -> int:
     from adapters.submit import submit
     from eventbus.bus import Bus
 
+    if args.dry_run:
+        if args.follow:
+            args._submit_parser.error("--dry-run sends nothing, so there is nothing to --follow")
+        return _dry_run(args, read_contacts(args.file, kind=args.format, encoding=args.encoding))
     stop_on_sigterm()  # a stopped container still says which chunks were taken
     # Refuse a malformed address before doing any work (follow() refuses one it cannot listen on).
     listen = _listen(args.webhook_listen) if args.follow else None
@@ -157,7 +167,7 @@ def run(args: argparse.Namespace) -> int:
         if not args.json:
             repeated = f", {report.repeated} repeated (each sent once)" if report.repeated else ""
             print(
-                f"{args.provider}: {report.contacts} contacts, {len(report.invalid)} invalid{repeated}, "
+                f"{args.provider}: {report.contacts} contacts, {_invalid(report)}{repeated}, "
                 f"{report.chunks} chunks, {len(report.accepted)} accepted, {report.rejected_chunks} rejected"
             )
             for job in report.accepted:
@@ -165,7 +175,7 @@ def run(args: argparse.Namespace) -> int:
             for problem in report.invalid[:20]:
                 print(f"  invalid: {problem}", file=sys.stderr)
             if len(report.invalid) > 20:
-                print(f"  ... and {len(report.invalid) - 20} more invalid rows", file=sys.stderr)
+                print(f"  ... and {len(report.invalid) - 20} more problems", file=sys.stderr)
             refused = sorted((r for r in report.rejected if r.sent), key=lambda r: r.chunk_index)
             for r in refused[:20]:
                 status = f"HTTP {r.status}, " if r.status is not None else ""
@@ -187,6 +197,48 @@ def run(args: argparse.Namespace) -> int:
         why, status = stop_reason()
         print(f"eventbus submit: {why}. {record.summary()}", file=sys.stderr)
         return status
+
+
+def _dry_run(args: argparse.Namespace, contacts: Any) -> int:
+    """What ``submit`` would send, printed; exit 0 when every row is valid, 1 otherwise. Nothing is sent."""
+    from adapters.submit import invalid_row, plan
+
+    found = plan(args.provider, contacts, strict=args.strict, **provider_options(args))
+    out = sys.stderr if args.json else sys.stdout
+    repeated = f", {found.repeated} repeated (each sent once)" if found.repeated else ""
+    print(
+        f"{args.provider} (dry run, nothing sent): {found.contacts} contacts, {_invalid(found)}{repeated}, "
+        f"{len(found.chunks)} chunks, {found.valid} contacts in {_size(found.body_bytes)} of request bodies",
+        file=out,
+    )
+    for chunk in found.chunks[:20]:
+        print(
+            f"  chunk {chunk.chunk_index}: {chunk.method} {chunk.path}, {len(chunk.rows)} contacts "
+            f"(rows {chunk.rows[0]}-{chunk.rows[-1]}), {_size(chunk.body_bytes)}",
+            file=out,
+        )
+    if len(found.chunks) > 20:
+        print(f"  ... and {len(found.chunks) - 20} more chunks", file=out)
+    if args.json:  # the ItemFailed events submit would publish, one JSON line each
+        write_json = _json_lines()
+        for problem in found.invalid:  # (a closed stdout ends the run, exit 141)
+            write_json(invalid_row(args.provider, "dry-run", problem))
+    else:
+        for problem in found.invalid[:20]:
+            print(f"  invalid: {problem}", file=sys.stderr)
+        if len(found.invalid) > 20:
+            print(f"  ... and {len(found.invalid) - 20} more problems", file=sys.stderr)
+    return 1 if found.invalid else 0
+
+
+def _invalid(report: Any) -> str:
+    """'N invalid', and how many problems when some contacts have more than one."""
+    rows, problems = report.invalid_rows, len(report.invalid)
+    return f"{rows} invalid" + (f" ({problems} problems)" if problems > rows else "")
+
+
+def _size(n: int) -> str:
+    return f"{n} bytes" if n < 10_000 else f"{n / 1e6:.1f} MB" if n >= 1e6 else f"{n / 1e3:.0f} kB"
 
 
 class _Record:
@@ -307,7 +359,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
             return 0
         problems = []
         if result.report.invalid:
-            problems.append(f"{len(result.report.invalid)} invalid rows")
+            problems.append(f"{result.report.invalid_rows} invalid rows")
         if result.report.rejected_chunks:
             problems.append(f"{result.report.rejected_chunks} chunks rejected")
         if result.timed_out:

@@ -336,3 +336,69 @@ def test_the_interrupt_report_counts_a_chunk_refused_for_quota_as_refused() -> N
         "1 sent without an answer yet (chunk 2): may have been taken, check the provider before sending again; "
         "1 not sent."
     )
+
+
+async def test_dry_run_says_what_would_be_sent_and_sends_nothing(simulator: Simulator, tmp_path: Path) -> None:
+    """--dry-run: no credentials needed, the chunks and invalid rows printed, exit 1 for invalid rows, nothing sent."""
+    f = tmp_path / "people.csv"
+    f.write_text("email,first_name\n" + "".join(f"p{i}@x.io,P{i}\n" for i in range(12_000)) + "bad,Bad\n")
+    env = {"DATANANAS_BASE_URL": simulator.urls["datananas"]}  # and no DATANANAS_TOKEN
+    proc = await anyio.to_thread.run_sync(
+        lambda: run_cli("--provider", "datananas", "--list", "L", "--dry-run", str(f), env=env)
+    )
+    assert proc.returncode == 1, proc.stderr
+    lines = proc.stdout.splitlines()
+    assert lines[0].startswith(
+        "datananas (dry run, nothing sent): 12001 contacts, 1 invalid, 2 chunks, 12000 contacts in "
+    )
+    assert lines[1].startswith("  chunk 0: POST /contacts/bulk, 10000 contacts (rows 0-9999), ")
+    assert lines[2].startswith("  chunk 1: POST /contacts/bulk, 2000 contacts (rows 10000-11999), ")
+    assert "invalid: row 12000: field 'email': not an email address: 'bad'" in proc.stderr
+    assert simulator.state.requests_by_path == {}
+
+
+async def test_dry_run_json_prints_the_invalid_rows_as_events(tmp_path: Path) -> None:
+    """--dry-run --json: stdout holds only events (the ItemFailed submit would publish); the summary goes to stderr."""
+    f = tmp_path / "people.csv"
+    f.write_text("first_name,last_name,domain\nAnn,Lee,acme.io\nBob,,\nCy,Roe,x.io\n")
+    args = ["--provider", "pronto", "--webhook-url", "https://h.example/hooks/pronto", "--dry-run", "--json", str(f)]
+    proc = await anyio.to_thread.run_sync(lambda: run_cli(*args, env={}))
+    assert proc.returncode == 1
+    failed = ev.decode_lines(proc.stdout.encode())
+    assert [(type(e), e.key, e.details["field"]) for e in failed] == [
+        (ev.ItemFailed, "1", "lastname"),
+        (ev.ItemFailed, "1", "domain"),
+    ]
+    assert proc.stderr.startswith("pronto (dry run, nothing sent): 3 contacts, 1 invalid (2 problems), 1 chunks, ")
+    assert "chunk 0: POST /contacts/bulk_enrich, 2 contacts (rows 0-2)" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    "args, status, message",
+    [
+        (["--provider", "pronto"], 1, "Pronto reports results only by webhook: give webhook_url (--webhook-url)"),
+        (["--provider", "datananas"], 1, "Datananas needs the list to add contacts to"),
+        (["--provider", "datananas", "--list", "L", "--follow"], 2, "--dry-run sends nothing, so there is nothing to"),
+        (["--provider", "datananas", "--list", "L", "--strict"], 1, "row 1: field 'email'"),
+    ],
+    ids=["pronto-no-webhook", "datananas-no-list", "with-follow", "strict"],
+)
+def test_dry_run_refuses_what_submit_would(tmp_path: Path, args: list[str], status: int, message: str) -> None:
+    f = tmp_path / "people.csv"
+    f.write_text("email,first_name,last_name,domain\na@x.io,A,B,x.io\nnope,C,D,y.io\n")
+    proc = run_cli(*args, "--dry-run", str(f), env={})
+    assert proc.returncode == status and message in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_dry_run_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
+    """`--dry-run --json | head -1` on a file of bad rows: exit 141, no traceback (a plain write hit the pipe)."""
+    f = tmp_path / "people.csv"
+    f.write_text("email\n" + "bad\n" * 50_000)
+    args = ["--provider", "datananas", "--list", "L", "--dry-run", "--json", str(f)]
+    command = [sys.executable, "-m", "eventbus", "submit", *args]
+    with subprocess.Popen(command, env=cli_env({}), stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().startswith(b'{"type":"item_failed"')
+        proc.stdout.close()
+        _, err = proc.communicate(timeout=60)
+    assert proc.returncode == 141 and b"Traceback" not in err and b"BrokenPipe" not in err

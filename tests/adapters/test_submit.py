@@ -14,10 +14,10 @@ from starlette.routing import Route
 from adapters.http import Settings
 from adapters.serving import ServedApp
 from adapters.simulator import Faults, Simulator, SimulatorConfig, Throttle
-from adapters.submit import submit
+from adapters.submit import plan, submit
 from eventbus import events as ev
 from eventbus.bus import Bus
-from eventbus.exceptions import ContactError
+from eventbus.exceptions import ConfigError, ContactError
 from eventbus.testing import capture
 from tests.adapters.conftest import checked_simulator
 
@@ -228,6 +228,45 @@ async def test_strict_mode_sends_nothing(simulator: Simulator) -> None:
                 strict=True,
             )
     assert landed(simulator, "datananas") == []
+
+
+@pytest.mark.parametrize(
+    "provider, contacts, options",
+    [
+        ("insideview", [*map(str, range(100_000, 100_060)), "100003", "x1", "100004"], {"endpoint": "fetch"}),
+        ("insideview", [*map(str, range(100_000, 100_060)), "bad"], {}),
+        ("mautic", [{"email": f"p{i}@x.io"} for i in range(450)] + [{"firstname": "no email"}], {"endpoint": "batch"}),
+        ("datananas", [{"email": f"p{i}@x.io", "Job": "CTO"} for i in range(12_001)] + [{"email": "x"}], {"list": "L"}),
+        ("pronto", [*contacts_for("pronto", 201), {"first_name": "no last name"}], OPTIONS["pronto"]),
+    ],
+    ids=["insideview-fetch", "insideview-job", "mautic-batch", "datananas", "pronto"],
+)
+async def test_plan_is_what_submit_sends(simulator: Simulator, provider: str, contacts: list, options: dict) -> None:
+    """plan() sends nothing and needs no credentials; submit() then sends exactly the chunks it planned."""
+    before = dict(simulator.state.requests_by_path)
+    planned = plan(provider, contacts, **options)
+    assert simulator.state.requests_by_path == before
+    async with Bus() as bus:
+        report = await submit(provider, contacts, bus, settings=settings(simulator, provider), **options)
+        await bus.drain()
+    assert report.ok
+    assert sorted((j.chunk_index, j.rows) for j in report.accepted) == [(c.chunk_index, c.rows) for c in planned.chunks]
+    assert (planned.contacts, planned.invalid, planned.repeated) == (report.contacts, report.invalid, report.repeated)
+    assert planned.invalid_rows == 1 and planned.valid == sum(len(j.rows) for j in report.accepted)
+    sent = set(simulator.state.requests_by_path) - before.keys()
+    assert all(any(path.endswith(c.path) for path in sent) for c in planned.chunks)  # paths under the base URL
+    assert all(c.method == "POST" for c in planned.chunks)
+    assert all(c.body_bytes > 6 * len(c.rows) for c in planned.chunks)  # the encoded contacts, not a count
+
+
+def test_plan_refuses_what_submit_would() -> None:
+    """A missing provider option and strict mode fail in plan() as they would in submit(), before any I/O."""
+    with pytest.raises(ConfigError, match="Pronto reports results only by webhook: give webhook_url"):
+        plan("pronto", contacts_for("pronto", 3))
+    with pytest.raises(ContactError, match="row 1: field 'email'"):
+        plan("datananas", [{"email": "a@x.io"}, {"email": "x"}], list="L", strict=True)
+    with pytest.raises(ConfigError, match="unknown provider 'hubspot'"):
+        plan("hubspot", [])
 
 
 async def test_insideview_xml_answers(simulator: Simulator) -> None:
