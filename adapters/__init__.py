@@ -26,7 +26,7 @@ from adapters.polling import (
     retry_after_of,
 )
 from adapters.serving import ServedApp
-from adapters.submit import AcceptedJob, SubmitReport, prepare, submit
+from adapters.submit import AcceptedJob, Plan, PlannedChunk, RejectedChunk, SubmitReport, plan, prepare, submit
 from adapters.webhooks import WebhookReceiver
 from adapters.websocket import Correlator, WebSocketSource
 
@@ -39,10 +39,13 @@ __all__ = [
     "JobGone",
     "PageFollower",
     "PaginationError",
+    "Plan",
+    "PlannedChunk",
     "PollOutcome",
     "PollThrottled",
     "Poller",
     "ProviderClient",
+    "RejectedChunk",
     "ServedApp",
     "Settings",
     "SubmitReport",
@@ -50,6 +53,7 @@ __all__ = [
     "WebhookReceiver",
     "follow",
     "follow_pages",
+    "plan",
     "prepare",
     "read_contacts",
     "retry_after_of",
