@@ -12,7 +12,7 @@ import csv
 import io
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
-from itertools import chain
+from itertools import chain, islice, repeat
 from pathlib import Path
 from typing import IO, Any
 
@@ -232,28 +232,61 @@ def _csv(p: Path, encoding: str | None) -> Iterator[dict[str, Any]]:
             unnamed = [i for i, name in enumerate(header) if not name]
             keep = [i for i, name in enumerate(header) if name]
             width = len(header)
-            for row in reader:
-                line = reader.line_num
-                if not row:
-                    continue  # a blank line
-                if len(row) > width:
-                    raise ConfigError(f"{p}:{line}: more values than columns ({len(row)} > {width})")
-                if unnamed:
-                    for i in unnamed:
-                        if i < len(row) and row[i].strip():
-                            raise ConfigError(
-                                f"{p}:{line}: a value in column {i + 1}, which has no name in the header: "
-                                f"{row[i][:40]!r}"
-                            )
-                    row = [row[i] if i < len(row) else None for i in keep]
-                    yield dict(zip(named, row, strict=True))
-                    continue
-                contact = dict(zip(header, row, strict=False))  # a short row: the rest below
-                if len(row) < width:
-                    contact.update(dict.fromkeys(header[len(row) :]))
-                yield contact
+            done = reader.line_num  # the line the rows read so far end on
+            while True:
+                batch: list[list[str]] = []
+                try:
+                    batch.extend(islice(reader, _BATCH))  # keeps the rows read before a malformed one
+                except csv.Error:
+                    yield from _odd_rows(p, batch, done, header, named, keep, unnamed)  # their errors come first
+                    raise
+                if not batch:
+                    break
+                if not unnamed and len(batch[0]) == width and len(set(map(len, batch))) == 1:
+                    yield from map(dict, map(zip, repeat(header), batch))  # the common case, in C
+                else:
+                    yield from _odd_rows(p, batch, done, header, named, keep, unnamed)
+                done = reader.line_num
         except csv.Error as exc:
             raise ConfigError(f"{p}:{reader.line_num if reader else 1}: malformed CSV: {exc}") from None
+
+
+_BATCH = 1024  # CSV rows turned into dicts at once when they all have the header's width
+
+
+def _odd_rows(
+    p: Path, batch: list[list[str]], done: int, header: list[str], named: list[str], keep: list[int], unnamed: list[int]
+) -> Iterator[dict[str, Any]]:
+    """Rows one at a time: blank, short or long ones, or a header with unnamed columns.
+
+    ``done`` is the line the rows before ``batch`` end on; a row's own line
+    (for an error) is found by counting, since a quoted cell may span lines.
+    """
+    width = len(header)
+    line = done
+    for row in batch:
+        line += 1 + sum(_text_line_ends(cell) for cell in row)  # the line this row ends on, as csv counts
+        if not row:
+            continue  # a blank line
+        if len(row) > width:
+            raise ConfigError(f"{p}:{line}: more values than columns ({len(row)} > {width})")
+        if unnamed:
+            for i in unnamed:
+                if i < len(row) and row[i].strip():
+                    raise ConfigError(
+                        f"{p}:{line}: a value in column {i + 1}, which has no name in the header: {row[i][:40]!r}"
+                    )
+            yield dict(zip(named, [row[i] if i < len(row) else None for i in keep], strict=True))
+            continue
+        contact = dict(zip(header, row, strict=False))  # a short row: the rest below
+        if len(row) < width:
+            contact.update(dict.fromkeys(header[len(row) :]))
+        yield contact
+
+
+def _text_line_ends(text: str) -> int:
+    """Line ends inside a quoted cell: ``\r\n``, ``\n`` or a lone ``\r``."""
+    return text.count("\n") + text.count("\r") - text.count("\r\n") if "\n" in text or "\r" in text else 0
 
 
 def _jsonl(p: Path, encoding: str | None) -> Iterator[dict[str, Any]]:

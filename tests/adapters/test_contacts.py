@@ -275,3 +275,24 @@ def test_a_line_longer_than_the_limit_is_refused_without_reading_it_whole(
 def test_an_unknown_encoding_is_refused_before_reading(tmp_path: Path, encoding: str, message: str) -> None:
     with pytest.raises(ConfigError, match=message.replace("(", r"\(").replace(")", r"\)")):
         read_contacts(tmp_path / "missing.csv", encoding=encoding)  # refused before the file is looked at
+
+
+def test_csv_errors_name_their_line_however_rows_are_read(tmp_path: Path) -> None:
+    """Rows are turned into dicts a batch at a time; errors still name their own line, the first one first.
+
+    Quoted cells spanning lines (CRLF, LF, a lone CR) count as the csv module counts them.
+    """
+    spanning = 'a@x.io,"two\r\nlines"\r\nb@x.io,"three\nmore\rlines"\r\n'  # rows on lines 3-4 and 5-7
+    rows = "".join(f"p{i}@x.io,P{i}\r\n" for i in range(3000))  # lines 8 to 3007
+    text = "email,name\r\n\r\n" + spanning + rows + "long@x.io,L,extra\r\n" + 'q@x.io,"unclosed\r\n'
+    with pytest.raises(ConfigError, match=r"c.csv:3008: more values than columns \(3 > 2\)"):
+        list(read_contacts(write(tmp_path, "c.csv", text)))
+    short = "email,name\r\n" + spanning.replace("\r\n", "\n", 1) + "x,y,z\n"
+    with pytest.raises(ConfigError, match=r"d.csv:7: more values than columns"):  # before the unclosed quote
+        list(read_contacts(write(tmp_path, "d.csv", short + 'q@x.io,"unclosed\n')))
+    unnamed = "email,,name\n" + "a@x.io,,A\n" * 2000 + "b@x.io,oops,B\n"
+    with pytest.raises(ConfigError, match=r"u.csv:2002: a value in column 2, which has no name"):
+        list(read_contacts(write(tmp_path, "u.csv", unnamed)))
+    ok = list(read_contacts(write(tmp_path, "ok.csv", "email,name\r\n" + spanning + rows + "z@x.io\r\n")))
+    assert len(ok) == 3003 and ok[0] == {"email": "a@x.io", "name": "two\r\nlines"}
+    assert ok[-1] == {"email": "z@x.io", "name": None} and ok[1500]["email"] == "p1498@x.io"
