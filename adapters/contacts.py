@@ -83,12 +83,26 @@ def _open(p: Path) -> IO[bytes]:
 _BLOCK = 1 << 16
 
 
-def _raw_lines(f: IO[bytes], p: Path) -> Iterator[bytes]:
-    """The file's lines as bytes, split at ``\n``, ends kept; one longer than :data:`MAX_LINE` is a ConfigError."""
-    for number, line in enumerate(iter(lambda: f.readline(MAX_LINE + 1), b""), 1):
-        if len(line) > MAX_LINE:
-            raise ConfigError(f"{p}:{number}: line longer than {MAX_LINE} bytes")
-        yield line
+def _raw_lines(f: IO[bytes], p: Path) -> Iterator[list[bytes]]:
+    """The file's lines as bytes split at ``\n`` (ends dropped), a list per block read; a UTF-8 BOM is dropped.
+
+    A line longer than :data:`MAX_LINE` bytes is a ConfigError, found before
+    more than a block past it is held.
+    """
+    pending = b""
+    done = 0  # lines handed over
+    while block := f.read(_BLOCK):
+        if not done and not pending:
+            block = block.removeprefix(codecs.BOM_UTF8)  # written by some Windows tools; not part of the JSON
+        lines = (pending + block).split(b"\n")
+        pending = lines.pop()  # the line the next block goes on with
+        if len(pending) > MAX_LINE or (lines and max(map(len, lines)) > MAX_LINE):
+            long = next((i for i, line in enumerate(lines) if len(line) > MAX_LINE), len(lines))
+            raise ConfigError(f"{p}:{done + long + 1}: line longer than {MAX_LINE} bytes")
+        done += len(lines)
+        yield lines
+    if pending:
+        yield [pending]
 
 
 def _line_ends(data: bytes) -> int:
@@ -296,22 +310,25 @@ def _jsonl(p: Path, encoding: str | None) -> Iterator[dict[str, Any]]:
             yield from _json_objects(p, _raw_lines(f, p), encoding is not None)
         else:
             with _text(f, p, encoding) as lines:
-                yield from _json_objects(p, lines, True)
+                yield from _json_objects(p, [lines], True)
 
 
-def _json_objects(p: Path, lines: Iterable[bytes | str], given: bool) -> Iterator[dict[str, Any]]:
-    decoder = msgspec.json.Decoder(dict[str, Any])
-    for number, line in enumerate(lines, 1):
-        if number == 1:
-            line = line.removeprefix(codecs.BOM_UTF8 if isinstance(line, bytes) else "\ufeff")
-        if not line.strip():
-            continue
-        try:
-            yield decoder.decode(line)
-        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
-            raise ConfigError(f"{p}:{number}: not a JSON object: {exc}") from None
-        except UnicodeDecodeError as exc:  # bytes that are not UTF-8
-            raise _not_text(p, number, "utf-8", exc, given) from None
+def _json_objects(p: Path, blocks: Iterable[Iterable[bytes | str]], given: bool) -> Iterator[dict[str, Any]]:
+    """The lines' JSON objects; ``blocks`` holds the lines in groups (as read), in order."""
+    decode = msgspec.json.Decoder(dict[str, Any]).decode
+    number = 0
+    for lines in blocks:
+        for line in lines:
+            number += 1
+            try:
+                contact = decode(line)
+            except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+                if not line.strip():
+                    continue  # a blank line
+                raise ConfigError(f"{p}:{number}: not a JSON object: {exc}") from None
+            except UnicodeDecodeError as exc:  # bytes that are not UTF-8
+                raise _not_text(p, number, "utf-8", exc, given) from None
+            yield contact
 
 
 def _ids(p: Path, encoding: str | None) -> Iterator[str]:
