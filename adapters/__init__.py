@@ -25,6 +25,7 @@ from adapters.polling import (
     follow_pages,
     retry_after_of,
 )
+from adapters.results import ResultRow, Results
 from adapters.serving import ServedApp
 from adapters.submit import AcceptedJob, Plan, PlannedChunk, RejectedChunk, SubmitReport, plan, prepare, submit
 from adapters.webhooks import WebhookReceiver
@@ -46,6 +47,8 @@ __all__ = [
     "Poller",
     "ProviderClient",
     "RejectedChunk",
+    "ResultRow",
+    "Results",
     "ServedApp",
     "Settings",
     "SubmitReport",

@@ -43,6 +43,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
     parser.add_argument("--strict", action="store_true", help="refuse the whole file if any row is invalid")
     parser.add_argument(
+        "--results",
+        metavar="FILE",
+        type=_results_path,
+        help="write each input row's fate (succeeded/failed with the provider's data, invalid, rejected, submitted, "
+        "...) to FILE, .csv or .jsonl; also when the run is interrupted",
+    )
+    parser.add_argument(
         "--dry-run",
         action="store_true",
         help="check and chunk the file and say what would be sent; send nothing (no credentials needed)",
@@ -110,6 +117,31 @@ def provider_options(args: argparse.Namespace) -> dict:
             return {"endpoint": args.endpoint or "new"}
 
 
+def _results_path(path: str) -> str:
+    """--results' type: a .csv or .jsonl path (anything else exits 2 before any work)."""
+    from adapters.results import results_format
+    from eventbus.exceptions import ConfigError
+
+    try:
+        results_format(path)
+    except ConfigError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return path
+
+
+def _write_results(args: argparse.Namespace, results: Any, contacts: list, run: Any) -> None:
+    """Write --results (when asked) from the run's report, or from a plan of the contacts when interrupted."""
+    if results is None:
+        return
+    if run is None:  # interrupted before the report: the same contacts chunk the same way
+        from adapters.submit import plan
+
+        run = plan(args.provider, contacts, **provider_options(args))
+    counts = results.write(args.results, contacts, run)
+    shown = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
+    print(f"eventbus submit: results of {len(contacts)} rows in {args.results} ({shown})", file=sys.stderr)
+
+
 def _encoding(name: str) -> str:
     """--encoding's type: a text encoding Python knows (an unknown one exits 2, naming the option)."""
     from adapters.contacts import check_encoding
@@ -126,6 +158,7 @@ def run(args: argparse.Namespace) -> int:
 
     from adapters.contacts import read_contacts
     from adapters.http import Settings
+    from adapters.results import Results
     from adapters.submit import submit
     from eventbus.bus import Bus
 
@@ -144,10 +177,14 @@ def run(args: argparse.Namespace) -> int:
         max_attempts=args.max_attempts,
     )
     contacts = list(read_contacts(args.file, kind=args.format, encoding=args.encoding))
+    if args.results:
+        Results.check_writable(args.results)  # before anything is sent, not after
     if listen is not None:
         return _follow(args, settings, contacts, listen)
     write_json = _json_lines()
-    record = _Record()
+    results = Results(args.provider) if args.results else None
+    record = _Record(results)
+    done: list[Any] = []  # the report, once there is one
 
     async def main() -> int:
         async with Bus() as bus:
@@ -163,7 +200,9 @@ def run(args: argparse.Namespace) -> int:
                 strict=args.strict,
                 **provider_options(args),
             )
+            done.append(report)
             await bus.drain()
+        _write_results(args, results, contacts, report)
         if not args.json:
             repeated = f", {report.repeated} repeated (each sent once)" if report.repeated else ""
             print(
@@ -196,6 +235,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         why, status = stop_reason()
         print(f"eventbus submit: {why}. {record.summary()}", file=sys.stderr)
+        _write_results(args, results, contacts, done[0] if done else None)
         return status
 
 
@@ -244,14 +284,17 @@ def _size(n: int) -> str:
 class _Record:
     """Passes events on to the bus, noting each chunk's fate first: what to say if the run is interrupted."""
 
-    def __init__(self) -> None:
+    def __init__(self, results: Any = None) -> None:
         self.bus: Any = None
+        self.results = results  # an adapters.results.Results, told every event first (nothing buffered to lose)
         self.chunks = 0
         self.sent: set[int] = set()
         self.accepted: dict[int, str] = {}  # chunk -> its job id
         self.rejected: set[int] = set()
 
     def _note(self, event: ev.Event) -> None:
+        if self.results is not None:
+            self.results(event)
         if isinstance(event, ev.BatchSubmitted):
             self.chunks = event.chunk_count
             self.sent.add(event.chunk_index)
@@ -316,6 +359,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
     from rich.console import Console
 
     from adapters.follow import accounted, follow
+    from adapters.results import Results
     from eventbus.bus import Bus
     from eventbus.subscribers.board import JobBoard
     from eventbus.subscribers.console import ConsoleView, summary_table
@@ -329,6 +373,8 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
 
     board = JobBoard()  # every job's row, also for what to say if the run is interrupted
     view = ConsoleView(board, console, items=args.items)
+    results = Results(args.provider) if args.results else None
+    done: list[Any] = []  # the report, once there is one
 
     async def main() -> int:
         try:
@@ -336,6 +382,8 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
                 bus.on(guard_stdout(write_json if args.json else view), name="output", buffer=65_536)
                 if args.json:
                     bus.on(board, name="board", buffer=65_536)
+                if results is not None:
+                    bus.on(results, name="results", buffer=65_536)
                 result = await follow(
                     args.provider,
                     contacts,
@@ -350,9 +398,11 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
                     strict=args.strict,
                     **options,
                 )
+                done.append(result.report)
                 await bus.drain()
         finally:
             view.stop()
+        _write_results(args, results, contacts, result.report)
         console.print(summary_table(result.board, title=f"{args.provider} jobs"))
         if result.ok:
             console.print(f"all {len(result.report.accepted)} jobs completed")
@@ -381,6 +431,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
             console.print(summary_table(board, title=f"{args.provider} jobs (interrupted)"))
         why, status = stop_reason()
         print(f"eventbus submit: {why}. {_open_jobs(board)}", file=sys.stderr)
+        _write_results(args, results, contacts, done[0] if done else None)
         return status
 
 

@@ -1,0 +1,239 @@
+"""Every input contact's fate in one file: what became of each row of a submit (and of its jobs, when followed).
+
+:class:`Results` is a bus subscriber that keeps, per chunk, the job it became
+or why it was refused, and per contact, the item event its job reported.
+:meth:`Results.rows` joins that with the input and the report of the run
+(:class:`~adapters.submit.SubmitReport`, or a :class:`~adapters.submit.Plan`
+when the run was interrupted before its report), and :meth:`Results.write`
+writes one line per input row, in input order, as CSV or JSON Lines:
+
+========== ===================================================================
+status     meaning
+========== ===================================================================
+succeeded  the provider reported the contact done (``outcome``: ``created``,
+           ``found``...; ``data``: what it returned, e.g. the email found)
+failed     the provider reported the contact failed (``outcome``: its code)
+invalid    not sent: it failed the checks before sending (``message``: why)
+rejected   its chunk was refused (``message``: the provider's reason)
+submitted  its chunk was accepted as ``job_id``; no result for it was seen
+           (the run did not follow the jobs, or ended first)
+unknown    its chunk was sent and no answer came: it may have been taken
+not_sent   its chunk was never sent (the run stopped or was interrupted)
+========== ===================================================================
+
+InsideView reports results by contact id: every row holding an id gets that
+id's result (an id given twice is sent once).
+"""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from eventbus import events as ev
+from eventbus.exceptions import ConfigError
+
+__all__ = ["ResultRow", "Results", "results_format"]
+
+STATUSES = ("succeeded", "failed", "invalid", "rejected", "submitted", "unknown", "not_sent")
+
+
+@dataclass
+class ResultRow:
+    """One input row's fate (see the module's table of statuses)."""
+
+    row: int
+    contact: Mapping[str, Any]
+    status: str
+    job_id: str = ""
+    outcome: str = ""
+    message: str = ""
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+def results_format(path: str | Path) -> str:
+    """``csv`` or ``jsonl`` from a results file's suffix; ConfigError for anything else."""
+    kind = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl"}.get(Path(path).suffix.lower())
+    if kind is None:
+        raise ConfigError(f"{path}: a results file is .csv or .jsonl/.ndjson")
+    return kind
+
+
+class Results:
+    """A subscriber noting what the events say of each chunk and each contact; see the module's docstring."""
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.sent: set[int] = set()  # chunk indexes
+        self.jobs: dict[int, str] = {}  # chunk index -> job id
+        self.refused: dict[int, str] = {}  # chunk index -> why
+        self.items: dict[str, ev.ItemSucceeded | ev.ItemFailed] = {}  # item key -> the first report of it
+
+    @staticmethod
+    def check_writable(path: str | Path) -> None:
+        """ConfigError now, before a run, if ``path`` is not a results file that can be written."""
+        results_format(path)
+        try:
+            with open(path, "a", encoding="utf-8"):
+                pass
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot write the results: {exc.strerror}") from None
+
+    def __call__(self, event: ev.Event) -> None:
+        if event.provider != self.provider:
+            return
+        if isinstance(event, ev.ItemSucceeded | ev.ItemFailed):
+            if not (isinstance(event, ev.ItemFailed) and event.source == "submit" and event.code == "invalid"):
+                self.items.setdefault(event.key, event)  # the tracker lets one report of each item through
+        elif isinstance(event, ev.BatchSubmitted):
+            self.sent.add(event.chunk_index)
+        elif isinstance(event, ev.JobAccepted) and event.chunk_index >= 0:
+            self.jobs[event.chunk_index] = event.job_id
+        elif isinstance(event, ev.SubmitRejected) and event.chunk_index >= 0:
+            self.refused.setdefault(event.chunk_index, event.reason)
+        elif isinstance(event, ev.QuotaExhausted) and ev.is_chunk_ref(event.job_id):
+            self.refused.setdefault(int(event.job_id.rpartition("#")[2]), event.reason)
+
+    def rows(self, contacts: Sequence[Any], run: Any) -> Iterator[ResultRow]:
+        """Each input row's :class:`ResultRow`, in input order.
+
+        ``run`` is the run's ``SubmitReport`` (its ``accepted`` and ``rejected``
+        give each chunk's rows) or the ``Plan`` of the same contacts (its
+        ``chunks``), and its ``invalid`` problems.
+        """
+        chunk_of: dict[int, int] = {}
+        for chunk in _chunks(run):
+            chunk_of.update(dict.fromkeys(chunk.rows, chunk.chunk_index))
+        problems: dict[int, list[str]] = {}
+        for problem in run.invalid:
+            problems.setdefault(problem.row, []).append(str(problem))
+        by_id = self.provider == "insideview"  # its items are keyed by contact id, not by row
+        chunk_of_id: dict[str | None, int] = {}  # an id given twice is sent once, with its first valid row
+        if by_id:
+            for row, index in chunk_of.items():
+                chunk_of_id.setdefault(_id_of(contacts[row]), index)
+        for row, contact in enumerate(contacts):
+            shown = {"id": contact} if isinstance(contact, str) else contact
+            if row in problems:
+                yield ResultRow(row, shown, "invalid", message="; ".join(problems[row]))
+                continue
+            key = _id_of(contact) if by_id else str(row)
+            item = self.items.get(key) if key is not None else None
+            if item is not None:
+                yield _reported(row, shown, item)
+                continue
+            index = chunk_of.get(row, chunk_of_id.get(key) if by_id else None)
+            if index is None:
+                yield ResultRow(row, shown, "not_sent")
+            elif index in self.jobs:
+                yield ResultRow(row, shown, "submitted", job_id=self.jobs[index])
+            elif index not in self.sent:  # (a chunk the run stopped before is reported refused, with why)
+                yield ResultRow(row, shown, "not_sent", message=self.refused.get(index, ""))
+            elif index in self.refused:
+                yield ResultRow(row, shown, "rejected", message=self.refused[index])
+            else:
+                yield ResultRow(row, shown, "unknown", message="sent, no answer: may have been taken")
+
+    def write(self, path: str | Path, contacts: Sequence[Any], run: Any) -> dict[str, int]:
+        """Write :meth:`rows` to ``path`` (CSV or JSON Lines, by suffix); return how many rows have each status."""
+        kind = results_format(path)
+        rows = list(self.rows(contacts, run))
+        counts = {status: 0 for status in STATUSES}
+        for r in rows:
+            counts[r.status] += 1
+        try:
+            with open(path, "w", newline="", encoding="utf-8") as f:
+                if kind == "jsonl":
+                    encoder = msgspec.json.Encoder()
+                    for r in rows:
+                        f.write(encoder.encode(_as_dict(r)).decode() + "\n")
+                else:
+                    _write_csv(f, rows)
+        except OSError as exc:
+            raise ConfigError(f"{path}: cannot write the results: {exc.strerror}") from None
+        return {status: n for status, n in counts.items() if n}
+
+
+def _chunks(run: Any) -> Iterable[Any]:
+    if hasattr(run, "chunks") and not isinstance(run.chunks, int):  # a Plan
+        return run.chunks
+    return [*run.accepted, *run.rejected]  # a SubmitReport: the rows of every chunk, taken or not
+
+
+def _id_of(contact: Any) -> str | None:
+    if isinstance(contact, str):
+        return contact.strip()
+    if isinstance(contact, Mapping):
+        value = contact.get("id")
+        return str(value).strip() if value is not None else None
+    return None
+
+
+def _reported(row: int, contact: Mapping[str, Any], item: ev.ItemSucceeded | ev.ItemFailed) -> ResultRow:
+    if isinstance(item, ev.ItemSucceeded):
+        return ResultRow(row, contact, "succeeded", item.job_id, item.outcome, data=dict(item.data))
+    return ResultRow(row, contact, "failed", item.job_id, item.code, item.message, dict(item.details))
+
+
+def _as_dict(r: ResultRow) -> dict[str, Any]:
+    return {
+        "row": r.row,
+        "status": r.status,
+        "job_id": r.job_id,
+        "outcome": r.outcome,
+        "message": r.message,
+        "input": dict(r.contact),
+        "data": r.data,
+    }
+
+
+def _write_csv(f: Any, rows: list[ResultRow]) -> None:
+    """The input's columns, then the result's, then ``data.<name>`` for each field the provider returned."""
+    inputs: dict[str, None] = {}
+    data: dict[str, None] = {}
+    for r in rows:
+        inputs.update(dict.fromkeys(map(str, r.contact)))
+        data.update(dict.fromkeys(map(str, r.data)))
+    fixed = ["row", "status", "job_id", "outcome", "message"]
+    header = [*fixed, *inputs, *(f"data.{name}" for name in data)]
+    writer = csv.writer(f)
+    writer.writerow(header)
+    for r in rows:
+        line = [r.row, r.status, r.job_id, r.outcome, r.message]
+        line += [_cell(r.contact.get(name)) for name in inputs]
+        line += [_cell(r.data.get(name)) for name in data]
+        writer.writerow(_inert(line))
+
+
+def _cell(value: Any) -> Any:
+    if value is None:
+        return ""
+    if isinstance(value, str | int | float | bool):
+        return value
+    return msgspec.json.encode(value).decode()  # a list or an object: as JSON
+
+
+def _inert(line: list[Any]) -> list[Any]:
+    """Text a spreadsheet would run as a formula (``=...``, ``@...``, ``+cmd...``) made plain text with a ``'``.
+
+    A ``+`` or ``-`` followed by a digit, a space or a dot is left alone:
+    phone numbers (``+33 6...``) and negative numbers keep their form.
+    """
+    out = []
+    for value in line:
+        if isinstance(value, str) and value and _formula_like(value):
+            value = "'" + value
+        out.append(value)
+    return out
+
+
+def _formula_like(text: str) -> bool:
+    first = text[0]
+    if first in "=@\t\r":
+        return True
+    return first in "+-" and len(text) > 1 and not (text[1].isdigit() or text[1] in " .")
