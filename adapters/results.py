@@ -35,6 +35,7 @@ from typing import Any
 
 import msgspec
 
+from adapters.submit import AcceptedJob, Plan, PlannedChunk, RejectedChunk, SubmitReport
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError
 
@@ -99,7 +100,7 @@ class Results:
         elif isinstance(event, ev.QuotaExhausted) and ev.is_chunk_ref(event.job_id):
             self.refused.setdefault(int(event.job_id.rpartition("#")[2]), event.reason)
 
-    def rows(self, contacts: Sequence[Any], run: Any) -> Iterator[ResultRow]:
+    def rows(self, contacts: Sequence[Any], run: SubmitReport | Plan) -> Iterator[ResultRow]:
         """Each input row's :class:`ResultRow`, in input order.
 
         ``run`` is the run's ``SubmitReport`` (its ``accepted`` and ``rejected``
@@ -139,7 +140,7 @@ class Results:
             else:
                 yield ResultRow(row, shown, "unknown", message="sent, no answer: may have been taken")
 
-    def write(self, path: str | Path, contacts: Sequence[Any], run: Any) -> dict[str, int]:
+    def write(self, path: str | Path, contacts: Sequence[Any], run: SubmitReport | Plan) -> dict[str, int]:
         """Write :meth:`rows` to ``path`` (CSV or JSON Lines, by suffix); return how many rows have each status."""
         kind = results_format(path)
         rows = list(self.rows(contacts, run))
@@ -159,10 +160,9 @@ class Results:
         return {status: n for status, n in counts.items() if n}
 
 
-def _chunks(run: Any) -> Iterable[Any]:
-    if hasattr(run, "chunks") and not isinstance(run.chunks, int):  # a Plan
-        return run.chunks
-    return [*run.accepted, *run.rejected]  # a SubmitReport: the rows of every chunk, taken or not
+def _chunks(run: SubmitReport | Plan) -> Iterable[PlannedChunk | AcceptedJob | RejectedChunk]:
+    """Every chunk's index and rows: a plan's chunks, or a report's chunks taken and not taken."""
+    return run.chunks if isinstance(run, Plan) else [*run.accepted, *run.rejected]
 
 
 def _id_of(contact: Any) -> str | None:
