@@ -84,7 +84,7 @@ class SubmitReport:
     @property
     def invalid_rows(self) -> int:
         """How many contacts were found invalid (``invalid`` may hold more than one problem per contact)."""
-        return len({problem.row for problem in self.invalid})
+        return _rows_of(self.invalid)
 
     @property
     def rejected_chunks(self) -> int:
@@ -126,7 +126,7 @@ class Plan:
     @property
     def invalid_rows(self) -> int:
         """How many contacts were found invalid (``invalid`` may hold more than one problem per contact)."""
-        return len({problem.row for problem in self.invalid})
+        return _rows_of(self.invalid)
 
     @property
     def valid(self) -> int:
@@ -206,9 +206,14 @@ def invalid_row(provider: str, batch_id: str, problem: Problem) -> ev.ItemFailed
     )
 
 
+def _rows_of(problems: list[Problem]) -> int:
+    """How many contacts the problems are about."""
+    return len({problem.row for problem in problems})
+
+
 def _repeated(count: int, problems: list[Problem], chunks: list[Chunk]) -> int:
     """Valid contacts in no chunk of their own: sent once with an earlier, equal one."""
-    return count - len({problem.row for problem in problems}) - sum(len(c.rows) for c in chunks)
+    return count - _rows_of(problems) - sum(len(c.rows) for c in chunks)
 
 
 def plan(

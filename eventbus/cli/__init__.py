@@ -24,6 +24,7 @@ import importlib
 import math
 import os
 import pkgutil
+import select
 import signal
 import sys
 from collections.abc import Callable, Sequence
@@ -174,6 +175,16 @@ def _silence_stdout() -> None:
     os.close(devnull)
 
 
+def _stdout_gone() -> bool:
+    """True when stdout is a pipe whose reader has gone away (polling its write end reports an error)."""
+    try:
+        poller = select.poll()
+        poller.register(sys.stdout.fileno(), select.POLLOUT)
+        return any(mask & (select.POLLERR | select.POLLHUP) for _, mask in poller.poll(0))
+    except (OSError, ValueError, AttributeError):  # no fileno (replaced stdout), or no poll on this platform
+        return False
+
+
 def _end_for_closed_stdout() -> None:
     if stdout_closed():
         return
@@ -202,8 +213,10 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _stopped[1] if _stopped else status  # a command that ended gracefully once stopped
     except KeyboardInterrupt:
         return stop_reason()[1]
-    except BrokenPipeError:  # a plain print found stdout's reader gone (`eventbus ... | head`): end quietly
-        _silence_stdout()
+    except BrokenPipeError:
+        if not _stdout_gone():
+            raise  # some other pipe or socket: not ours to explain away
+        _silence_stdout()  # a plain print found stdout's reader gone (`eventbus ... | head`): end quietly
         return 141
     except EventBusError as exc:
         print(f"eventbus {args.command}: error: {exc}", file=sys.stderr)
