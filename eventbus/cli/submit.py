@@ -165,7 +165,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         if args.follow:
             args._submit_parser.error("--dry-run sends nothing, so there is nothing to --follow")
-        return _dry_run(args, read_contacts(args.file, kind=args.format, encoding=args.encoding))
+        return _dry_run(args, list(read_contacts(args.file, kind=args.format, encoding=args.encoding)))
     stop_on_sigterm()  # a stopped container still says which chunks were taken
     # Refuse a malformed address before doing any work (follow() refuses one it cannot listen on).
     listen = _listen(args.webhook_listen) if args.follow else None
@@ -239,11 +239,19 @@ def run(args: argparse.Namespace) -> int:
         return status
 
 
-def _dry_run(args: argparse.Namespace, contacts: Any) -> int:
-    """What ``submit`` would send, printed; exit 0 when every row is valid, 1 otherwise. Nothing is sent."""
+def _dry_run(args: argparse.Namespace, contacts: list) -> int:
+    """What ``submit`` would send, printed; exit 0 when every row is valid, 1 otherwise. Nothing is sent.
+
+    With --results, the file lists each row: ``invalid`` with why, or ``not_sent`` (valid; a dry run sends nothing).
+    """
+    from adapters.results import Results
     from adapters.submit import invalid_row, plan
 
+    if args.results:
+        Results.check_writable(args.results)
     found = plan(args.provider, contacts, strict=args.strict, **provider_options(args))
+    if args.results:
+        _write_results(args, Results(args.provider), contacts, found)
     out = sys.stderr if args.json else sys.stdout
     repeated = f", {found.repeated} repeated (each sent once)" if found.repeated else ""
     print(

@@ -213,3 +213,20 @@ def test_the_jsonl_form_keeps_values_as_they_are(tmp_path: Path) -> None:
     written = [msgspec.json.decode(line) for line in (tmp_path / "out.jsonl").read_bytes().splitlines()]
     assert written[0]["input"] == {"first_name": "=A"} and written[0]["data"] == {"email": "=x@y.z", "phones": ["+1"]}
     assert written[1]["status"] == "submitted" and counts == {"succeeded": 1, "submitted": 1}
+
+
+def test_a_dry_run_writes_the_invalid_rows_too(tmp_path: Path) -> None:
+    """--dry-run --results: each invalid row with why, the valid ones 'not_sent'; no credentials, nothing sent."""
+    f = tmp_path / "people.csv"
+    f.write_text("email,first_name\na@x.io,A\nbad,B\n,C\n")
+    out = tmp_path / "check.csv"
+    proc = run_cli("--provider", "datananas", "--list", "L", "--dry-run", "--results", str(out), str(f), env={})
+    assert proc.returncode == 1, proc.stderr
+    written = read_csv(out)
+    assert [(r["row"], r["status"], r["email"]) for r in written] == [
+        ("0", "not_sent", "a@x.io"),
+        ("1", "invalid", "bad"),
+        ("2", "invalid", ""),
+    ]
+    assert "not an email address: 'bad'" in written[1]["message"]
+    assert f"results of 3 rows in {out} (2 invalid, 1 not sent)" in proc.stderr
