@@ -267,6 +267,7 @@ async def follow(
     connect_timeout: float = 30.0,
     concurrency: int = 4,
     strict: bool = False,
+    rows: Sequence[int] | None = None,
     **options: Any,
 ) -> FollowResult:
     """Submit ``contacts`` to ``provider`` and publish the merged stream of every job until all have ended.
@@ -283,6 +284,8 @@ async def follow(
     attempt's failure; at once when its source gives up first, as it does on
     a TLS certificate that cannot be trusted). The durations
     must be finite and above 0 (:class:`ConfigError`, before anything is sent).
+    ``rows`` are the contacts' row numbers in a larger input, as for
+    :func:`~adapters.submit.submit`; item keys are those rows.
     """
     for name, seconds in (
         ("timeout", timeout),
@@ -366,6 +369,7 @@ async def follow(
                 client=client,
                 concurrency=concurrency,
                 strict=strict,
+                rows=rows,
                 **options,
             )
             for job in report.accepted:

@@ -100,13 +100,18 @@ class Results:
         elif isinstance(event, ev.QuotaExhausted) and ev.is_chunk_ref(event.job_id):
             self.refused.setdefault(int(event.job_id.rpartition("#")[2]), event.reason)
 
-    def rows(self, contacts: Sequence[Any], run: SubmitReport | Plan) -> Iterator[ResultRow]:
+    def rows(
+        self, contacts: Sequence[Any], run: SubmitReport | Plan, numbers: Sequence[int] | None = None
+    ) -> Iterator[ResultRow]:
         """Each input row's :class:`ResultRow`, in input order.
 
         ``run`` is the run's ``SubmitReport`` (its ``accepted`` and ``rejected``
         give each chunk's rows) or the ``Plan`` of the same contacts (its
-        ``chunks``), and its ``invalid`` problems.
+        ``chunks``), and its ``invalid`` problems. ``numbers`` are the
+        contacts' row numbers when the run was given them (``rows=``); by
+        default 0, 1, 2...
         """
+        numbered = list(zip(numbers, contacts, strict=True)) if numbers is not None else list(enumerate(contacts))
         chunk_of: dict[int, int] = {}
         for chunk in _chunks(run):
             chunk_of.update(dict.fromkeys(chunk.rows, chunk.chunk_index))
@@ -116,9 +121,10 @@ class Results:
         by_id = self.provider == "insideview"  # its items are keyed by contact id, not by row
         chunk_of_id: dict[str | None, int] = {}  # an id given twice is sent once, with its first valid row
         if by_id:
+            contact_at = dict(numbered)
             for row, index in chunk_of.items():
-                chunk_of_id.setdefault(_id_of(contacts[row]), index)
-        for row, contact in enumerate(contacts):
+                chunk_of_id.setdefault(_id_of(contact_at[row]), index)
+        for row, contact in numbered:
             shown = {"id": contact} if isinstance(contact, str) else contact
             if row in problems:
                 yield ResultRow(row, shown, "invalid", message="; ".join(problems[row]))
@@ -140,10 +146,12 @@ class Results:
             else:
                 yield ResultRow(row, shown, "unknown", message="sent, no answer: may have been taken")
 
-    def write(self, path: str | Path, contacts: Sequence[Any], run: SubmitReport | Plan) -> dict[str, int]:
+    def write(
+        self, path: str | Path, contacts: Sequence[Any], run: SubmitReport | Plan, numbers: Sequence[int] | None = None
+    ) -> dict[str, int]:
         """Write :meth:`rows` to ``path`` (CSV or JSON Lines, by suffix); return how many rows have each status."""
         kind = results_format(path)
-        rows = list(self.rows(contacts, run))
+        rows = list(self.rows(contacts, run, numbers))
         counts = {status: 0 for status in STATUSES}
         for r in rows:
             counts[r.status] += 1

@@ -18,8 +18,9 @@ with one item event per contact and a ``JobCompleted``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import count as count_from
 from typing import Any
 
 import anyio
@@ -151,9 +152,17 @@ def make_provider(provider: str | Provider, **options: Any) -> Provider:
 
 
 def prepare(
-    provider: Provider, contacts: Iterable[Mapping[str, Any] | str], *, strict: bool = False
+    provider: Provider,
+    contacts: Iterable[Mapping[str, Any] | str],
+    *,
+    strict: bool = False,
+    rows: Sequence[int] | None = None,
 ) -> tuple[list[Chunk], list[Problem], int]:
     """Map, validate and chunk contacts (no I/O): (chunks, problems, number of contacts).
+
+    ``rows`` are the contacts' own row numbers, when they are a part of a
+    larger input (``eventbus submit --rows``): chunks, problems and the keys
+    sent with each contact carry them. By default the rows are 0, 1, 2...
 
     Contacts that are alike (plain dicts with one set of fields, see
     :meth:`Provider.tabulate`) and that the provider finds valid a whole
@@ -162,16 +171,24 @@ def prepare(
     An iterator of contacts is read into a list first when the provider has
     a bulk path.
     """
+    if rows is not None:
+        contacts = contacts if isinstance(contacts, (list, tuple)) else list(contacts)
+        _check_rows(rows, len(contacts))
     if type(provider).valid_in_bulk is not Provider.valid_in_bulk:
         contacts = contacts if isinstance(contacts, (list, tuple)) else list(contacts)
         table = provider.tabulate(contacts)
         if table is not None and provider.valid_in_bulk(table):
-            return provider.chunk_table(table), [], len(contacts)
-    rows: list[int] = []
+            chunks = provider.chunk_table(table)
+            if rows is not None:
+                for chunk in chunks:
+                    chunk.rows = tuple(rows[r] for r in chunk.rows)
+            return chunks, [], len(contacts)
+    positions = iter(rows) if rows is not None else count_from(0)
+    kept: list[int] = []
     valid: list[dict[str, Any]] = []
     problems: list[Problem] = []
     count = 0
-    for row, raw in enumerate(contacts):
+    for row, raw in zip(positions, contacts, strict=False):  # positions: endless, or checked to match
         count += 1
         if type(raw) is not dict:  # the common case skips the (slow) ABC checks below
             if isinstance(raw, str):
@@ -187,23 +204,42 @@ def prepare(
                 raise ContactError(p.row, p.field, p.message)
             problems.extend(found)
             continue
-        rows.append(row)
+        kept.append(row)
         valid.append(contact)
-    return provider.chunk(rows, valid), problems, count
+    return provider.chunk(kept, valid), problems, count
 
 
-def invalid_row(provider: str, batch_id: str, problem: Problem) -> ev.ItemFailed:
-    """The ``ItemFailed`` event for a contact found invalid before sending (code ``invalid``)."""
-    return ev.ItemFailed(
-        id=ev.event_id(provider, batch_id, "invalid", problem.row),
-        provider=provider,
-        job_id=ev.chunk_ref(batch_id, -1),
-        source="submit",
-        key=str(problem.row),
-        code="invalid",
-        message=str(problem),
-        details={"field": problem.field},
-    )
+def _check_rows(rows: Sequence[int], n: int) -> None:
+    """``rows`` must number ``n`` contacts with distinct whole numbers from 0 up (a ConfigError otherwise)."""
+    if len(rows) != n:
+        raise ConfigError(f"rows gives {len(rows)} row numbers for {n} contacts")
+    if not all(type(r) is int and r >= 0 for r in rows) or len(set(rows)) != n:
+        raise ConfigError("rows must be distinct whole numbers from 0 up, one per contact")
+
+
+def invalid_rows(provider: str, batch_id: str, problems: list[Problem]) -> list[ev.ItemFailed]:
+    """One ``ItemFailed`` (code ``invalid``) per contact found invalid before sending, in row order.
+
+    A contact with several problems is one event (each item is reported
+    once): its message joins them, ``details["field"]`` is the first field
+    and ``details["fields"]`` lists them all.
+    """
+    by_row: dict[int, list[Problem]] = {}
+    for problem in problems:
+        by_row.setdefault(problem.row, []).append(problem)
+    return [
+        ev.ItemFailed(
+            id=ev.event_id(provider, batch_id, "invalid", row),
+            provider=provider,
+            job_id=ev.chunk_ref(batch_id, -1),
+            source="submit",
+            key=str(row),
+            code="invalid",
+            message="; ".join(map(str, found)),
+            details={"field": found[0].field, "fields": [p.field for p in found]},
+        )
+        for row, found in sorted(by_row.items())
+    ]
 
 
 def _rows_of(problems: list[Problem]) -> int:
@@ -217,18 +253,23 @@ def _repeated(count: int, problems: list[Problem], chunks: list[Chunk]) -> int:
 
 
 def plan(
-    provider: str | Provider, contacts: Iterable[Mapping[str, Any] | str], *, strict: bool = False, **options: Any
+    provider: str | Provider,
+    contacts: Iterable[Mapping[str, Any] | str],
+    *,
+    strict: bool = False,
+    rows: Sequence[int] | None = None,
+    **options: Any,
 ) -> Plan:
     """What :func:`submit` would send for these contacts, with nothing sent and no credentials needed.
 
     The contacts are mapped, validated and chunked as :func:`submit` does, and
     each chunk's request is built (so a missing option such as Pronto's
     ``webhook_url`` is a :class:`ConfigError` here too); ``strict`` raises
-    :class:`ContactError` for the first invalid row. ``eventbus submit
-    --dry-run`` prints it.
+    :class:`ContactError` for the first invalid row; ``rows`` as for
+    :func:`prepare`. ``eventbus submit --dry-run`` prints it.
     """
     p = make_provider(provider, **options)
-    chunks, problems, count = prepare(p, contacts, strict=strict)
+    chunks, problems, count = prepare(p, contacts, strict=strict, rows=rows)
     planned = []
     for chunk in chunks:
         request = p.build_submit(chunk)
@@ -246,6 +287,7 @@ async def submit(
     concurrency: int = 4,
     strict: bool = False,
     batch_id: str | None = None,
+    rows: Sequence[int] | None = None,
     **options: Any,
 ) -> SubmitReport:
     """Submit ``contacts`` to ``provider``, publishing events on ``bus``; return the report.
@@ -253,18 +295,19 @@ async def submit(
     ``settings`` default to :meth:`Settings.from_env`; ``client`` is an
     optional ``httpx.AsyncClient`` to use (for its transport, proxies, TLS).
     ``options`` go to the provider (``enrichment_type``, ``webhook_url``,
-    ``list``, ``endpoint``, ...).
+    ``list``, ``endpoint``, ...). ``rows`` are the contacts' row numbers in a
+    larger input (see :func:`prepare`); events and the report use them.
     """
     if concurrency < 1:
         raise ConfigError("concurrency must be at least 1")
     p = make_provider(provider, **options)
     settings = settings or Settings.from_env(p.name)
     batch = batch_id or uuid.uuid4().hex[:12]
-    chunks, problems, count = prepare(p, contacts, strict=strict)
+    chunks, problems, count = prepare(p, contacts, strict=strict, rows=rows)
     report = SubmitReport(p.name, batch, contacts=count, invalid=problems, chunks=len(chunks))
     report.repeated = _repeated(count, problems, chunks)
-    for problem in problems:
-        await bus.publish(invalid_row(p.name, batch, problem))
+    for event in invalid_rows(p.name, batch, problems):
+        await bus.publish(event)
     if not chunks:
         return report
     stop = anyio.Event()

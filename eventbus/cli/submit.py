@@ -15,7 +15,7 @@ from eventbus import events as ev
 from eventbus.cli import count, guard_stdout, positive, redact_userinfo, stdout_closed, stop_on_sigterm, stop_reason
 
 if TYPE_CHECKING:
-    from collections.abc import Callable
+    from collections.abc import Callable, Iterable
 
     from adapters.http import Settings
     from eventbus.subscribers.board import JobBoard
@@ -42,6 +42,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "(default: UTF-8, or UTF-16 after a UTF-16 byte order mark)",
     )
     parser.add_argument("--strict", action="store_true", help="refuse the whole file if any row is invalid")
+    parser.add_argument(
+        "--rows",
+        type=_row_spec,
+        metavar="SPEC",
+        help="send only these rows of FILE, numbered from 0 as events and messages number them: e.g. 20000-29999, "
+        "5,7,100- (what an interrupted run prints for the rows it did not send)",
+    )
     parser.add_argument(
         "--results",
         metavar="FILE",
@@ -117,6 +124,51 @@ def provider_options(args: argparse.Namespace) -> dict:
             return {"endpoint": args.endpoint or "new"}
 
 
+def _row_spec(text: str) -> list[tuple[int, int | None]]:
+    """--rows' type: comma-separated rows and ranges (``A``, ``A-B``, ``A-`` to the end), from 0."""
+    spans: list[tuple[int, int | None]] = []
+    for part in text.split(","):
+        first, dash, last = (p.strip() for p in part.partition("-"))
+        if not (_digits(first) and (not dash or not last or _digits(last))):
+            raise argparse.ArgumentTypeError(
+                f"expected rows such as 5, 20000-29999 or 100- (from 0, comma-separated), not {text[:60]!r}"
+            )
+        start = int(first)
+        end = None if dash and not last else int(last or first)
+        if end is not None and end < start:
+            raise argparse.ArgumentTypeError(f"a range must go up: {part.strip()!r}")
+        spans.append((start, end))
+    return spans
+
+
+def _digits(text: str) -> bool:
+    return text.isascii() and text.isdigit() and len(text) <= 12
+
+
+def _selected(spans: list[tuple[int, int | None]], n: int) -> list[int]:
+    """The rows --rows names, in order, each once; a row past the file's end is a ConfigError."""
+    from eventbus.exceptions import ConfigError
+
+    rows: set[int] = set()
+    for start, end in spans:
+        last = n - 1 if end is None else end
+        if max(start, last) >= n:
+            raise ConfigError(f"--rows: the file has {n} contacts (rows 0-{n - 1}); row {max(start, last)} is not one")
+        rows.update(range(start, last + 1))
+    return sorted(rows)
+
+
+def rows_spec(rows: Iterable[int]) -> str:
+    """Rows as --rows takes them: runs of consecutive rows as ranges (``0-9999,20000-29999``)."""
+    spans: list[list[int]] = []
+    for row in sorted(rows):
+        if spans and row == spans[-1][1] + 1:
+            spans[-1][1] = row
+        else:
+            spans.append([row, row])
+    return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in spans)
+
+
 def _results_path(path: str) -> str:
     """--results' type: a .csv or .jsonl path (anything else exits 2 before any work)."""
     from adapters.results import results_format
@@ -136,8 +188,8 @@ def _write_results(args: argparse.Namespace, results: Any, contacts: list, run: 
     if run is None:  # interrupted before the report: the same contacts chunk the same way
         from adapters.submit import plan
 
-        run = plan(args.provider, contacts, **provider_options(args))
-    counts = results.write(args.results, contacts, run)
+        run = plan(args.provider, contacts, rows=args.numbers, **provider_options(args))
+    counts = results.write(args.results, contacts, run, args.numbers)
     shown = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
     print(f"eventbus submit: results of {len(contacts)} rows in {args.results} ({shown})", file=sys.stderr)
 
@@ -156,7 +208,6 @@ def _encoding(name: str) -> str:
 def run(args: argparse.Namespace) -> int:
     import anyio
 
-    from adapters.contacts import read_contacts
     from adapters.http import Settings
     from adapters.results import Results
     from adapters.submit import submit
@@ -165,7 +216,7 @@ def run(args: argparse.Namespace) -> int:
     if args.dry_run:
         if args.follow:
             args._submit_parser.error("--dry-run sends nothing, so there is nothing to --follow")
-        return _dry_run(args, list(read_contacts(args.file, kind=args.format, encoding=args.encoding)))
+        return _dry_run(args, _read(args))
     stop_on_sigterm()  # a stopped container still says which chunks were taken
     # Refuse a malformed address before doing any work (follow() refuses one it cannot listen on).
     listen = _listen(args.webhook_listen) if args.follow else None
@@ -176,7 +227,7 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.request_timeout,
         max_attempts=args.max_attempts,
     )
-    contacts = list(read_contacts(args.file, kind=args.format, encoding=args.encoding))
+    contacts = _read(args)
     if args.results:
         Results.check_writable(args.results)  # before anything is sent, not after
     if listen is not None:
@@ -198,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
                 settings=settings,
                 concurrency=args.concurrency,
                 strict=args.strict,
+                rows=args.numbers,
                 **provider_options(args),
             )
             done.append(report)
@@ -226,17 +278,41 @@ def run(args: argparse.Namespace) -> int:
             if len(refused) > 20:
                 print(f"  ... and {len(refused) - 20} more rejected chunks", file=sys.stderr)
             if report.stopped:
-                unsent = sum(not r.sent for r in report.rejected)
-                print(f"  stopped ({unsent} chunks not sent): {report.stopped}", file=sys.stderr)
+                unsent = [r for r in report.rejected if not r.sent]
+                print(f"  stopped ({len(unsent)} chunks not sent): {report.stopped}", file=sys.stderr)
+                if unsent:
+                    spec = rows_spec(row for r in unsent for row in r.rows)
+                    print(f"  to send them later: --rows {spec}", file=sys.stderr)
         return 0 if report.ok and not report.invalid else 1
 
     try:
         return anyio.run(main)
     except KeyboardInterrupt:
         why, status = stop_reason()
-        print(f"eventbus submit: {why}. {record.summary()}", file=sys.stderr)
+        print(f"eventbus submit: {why}. {record.summary()}{_unsent_rows(args, contacts, record.sent)}", file=sys.stderr)
         _write_results(args, results, contacts, done[0] if done else None)
         return status
+
+
+def _read(args: argparse.Namespace) -> list:
+    """FILE's contacts, or only those --rows names; ``args.numbers`` holds their row numbers (None: all)."""
+    from adapters.contacts import read_contacts
+
+    contacts = list(read_contacts(args.file, kind=args.format, encoding=args.encoding))
+    args.numbers = None
+    if args.rows is not None:
+        args.numbers = _selected(args.rows, len(contacts))
+        contacts = [contacts[i] for i in args.numbers]
+    return contacts
+
+
+def _unsent_rows(args: argparse.Namespace, contacts: list, sent: set[int]) -> str:
+    """For an interrupted run: the rows of the chunks never sent, as --rows takes them (none: empty)."""
+    from adapters.submit import plan
+
+    planned = plan(args.provider, contacts, rows=args.numbers, **provider_options(args))
+    unsent = [row for chunk in planned.chunks if chunk.chunk_index not in sent for row in chunk.rows]
+    return f" To send the rows not sent: --rows {rows_spec(unsent)}" if unsent else ""
 
 
 def _dry_run(args: argparse.Namespace, contacts: list) -> int:
@@ -245,11 +321,11 @@ def _dry_run(args: argparse.Namespace, contacts: list) -> int:
     With --results, the file lists each row: ``invalid`` with why, or ``not_sent`` (valid; a dry run sends nothing).
     """
     from adapters.results import Results
-    from adapters.submit import invalid_row, plan
+    from adapters.submit import invalid_rows, plan
 
     if args.results:
         Results.check_writable(args.results)
-    found = plan(args.provider, contacts, strict=args.strict, **provider_options(args))
+    found = plan(args.provider, contacts, strict=args.strict, rows=args.numbers, **provider_options(args))
     if args.results:
         _write_results(args, Results(args.provider), contacts, found)
     out = sys.stderr if args.json else sys.stdout
@@ -269,8 +345,8 @@ def _dry_run(args: argparse.Namespace, contacts: list) -> int:
         print(f"  ... and {len(found.chunks) - 20} more chunks", file=out)
     if args.json:  # the ItemFailed events submit would publish, one JSON line each
         write_json = _json_lines()
-        for problem in found.invalid:  # (a closed stdout ends the run, exit 141)
-            write_json(invalid_row(args.provider, "dry-run", problem))
+        for event in invalid_rows(args.provider, "dry-run", found.invalid):  # (a closed stdout ends the run, 141)
+            write_json(event)
     else:
         for problem in found.invalid[:20]:
             print(f"  invalid: {problem}", file=sys.stderr)
@@ -404,6 +480,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
                     stuck_after=args.stuck_after,
                     concurrency=args.concurrency,
                     strict=args.strict,
+                    rows=args.numbers,
                     **options,
                 )
                 done.append(result.report)

@@ -96,6 +96,33 @@ async def test_keys_are_input_rows(simulator: Simulator) -> None:
     assert [e.key for e in items if e.source == "submit"] == ["3"]
 
 
+@pytest.mark.parametrize("provider", ["pronto", "datananas", "mautic"])
+async def test_given_rows_are_the_keys(simulator: Simulator, provider: str) -> None:
+    """rows= (a part of a larger input, as `eventbus submit --rows`): items, invalid rows and jobs carry those rows.
+
+    Pronto sends each contact's row to the provider and back (its completion counts them);
+    Datananas' alike contacts take the bulk path, whose chunks are renumbered.
+    """
+    part = contacts(provider, 150)
+    numbers = [1000 + 3 * i for i in range(150)]
+    part[7] = {"first_name": "no last name"} if provider == "pronto" else {"email": "nope"}
+    async with Bus() as bus, capture(bus, types={ev.ItemSucceeded, ev.ItemFailed}) as items:
+        result = await follow(
+            provider,
+            part,
+            bus,
+            settings=settings(simulator, provider),
+            timeout=60,
+            rows=numbers,
+            **OPTIONS.get(provider, {}),
+        )
+    assert not result.timed_out and not result.unfinished
+    assert sorted(int(e.key) for e in items if e.source != "submit") == sorted(set(numbers) - {numbers[7]})
+    assert [e.key for e in items if e.source == "submit"] == [str(numbers[7])]  # one event, whatever the problems
+    assert sorted(r for job in result.report.accepted for r in job.rows) == sorted(set(numbers) - {numbers[7]})
+    assert [p.row for p in result.report.invalid] == [numbers[7]] * len(result.report.invalid)
+
+
 async def test_ws_dropped_after_n_frames_still_ends_exactly(sim_config: SimulatorConfig) -> None:
     """The socket drops after 1,000 frames; the source reconnects and _ending closes the job with exact totals."""
     sim_config.faults = Faults(ws_drop_after=1000)

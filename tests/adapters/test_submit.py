@@ -259,6 +259,17 @@ async def test_plan_is_what_submit_sends(simulator: Simulator, provider: str, co
     assert all(c.body_bytes > 6 * len(c.rows) for c in planned.chunks)  # the encoded contacts, not a count
 
 
+def test_rows_are_checked() -> None:
+    """rows= numbers each contact once: a count that differs, a repeat or a negative number is a ConfigError."""
+    two = [{"email": "a@x.io"}, {"email": "b@x.io"}]
+    with pytest.raises(ConfigError, match="rows gives 1 row numbers for 2 contacts"):
+        plan("datananas", two, list="L", rows=[5])
+    for bad in ([5, 5], [-1, 2], [1.0, 2]):
+        with pytest.raises(ConfigError, match="rows must be distinct whole numbers from 0 up"):
+            plan("datananas", two, list="L", rows=bad)
+    assert [c.rows for c in plan("datananas", iter(two), list="L", rows=(9, 4)).chunks] == [(9, 4)]
+
+
 def test_plan_refuses_what_submit_would() -> None:
     """A missing provider option and strict mode fail in plan() as they would in submit(), before any I/O."""
     with pytest.raises(ConfigError, match="Pronto reports results only by webhook: give webhook_url"):
