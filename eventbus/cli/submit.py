@@ -309,8 +309,12 @@ def _read(args: argparse.Namespace) -> list:
 def _unsent_rows(args: argparse.Namespace, contacts: list, sent: set[int]) -> str:
     """For an interrupted run: the rows of the chunks never sent, as --rows takes them (none: empty)."""
     from adapters.submit import plan
+    from eventbus.exceptions import EventBusError
 
-    planned = plan(args.provider, contacts, rows=args.numbers, **provider_options(args))
+    try:
+        planned = plan(args.provider, contacts, rows=args.numbers, **provider_options(args))
+    except EventBusError:  # the run could not have sent anything either; the report above says what was
+        return ""
     unsent = [row for chunk in planned.chunks if chunk.chunk_index not in sent for row in chunk.rows]
     return f" To send the rows not sent: --rows {rows_spec(unsent)}" if unsent else ""
 
