@@ -31,7 +31,6 @@ input from a provider ends its job with a typed event; the other jobs carry on.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Awaitable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -52,6 +51,7 @@ from adapters.submit import AcceptedJob, SubmitReport, make_provider, submit
 from adapters.webhooks import WebhookReceiver
 from adapters.websocket import Correlator, WebSocketSource
 from eventbus import events as ev
+from eventbus._checks import SECONDS, check_numbers
 from eventbus.bus import Bus
 from eventbus.exceptions import AuthError, ConfigError, ProviderError, TransportError, errors_of
 from eventbus.subscribers.board import JobBoard, JobRow
@@ -287,15 +287,14 @@ async def follow(
     ``rows`` are the contacts' row numbers in a larger input, as for
     :func:`~adapters.submit.submit`; item keys are those rows.
     """
-    for name, seconds in (
-        ("timeout", timeout),
-        ("stuck_after", stuck_after),
-        ("poll_initial", poll_initial),
-        ("poll_cap", poll_cap),
-        ("connect_timeout", connect_timeout),
-    ):
-        if not (isinstance(seconds, int | float) and 0 < seconds < math.inf):  # written so that NaN fails too
-            raise ConfigError(f"{name} must be a finite number of seconds above 0, not {seconds!r}")
+    check_numbers(
+        "follow",
+        timeout=(timeout, SECONDS),
+        stuck_after=(stuck_after, SECONDS),
+        poll_initial=(poll_initial, SECONDS),
+        poll_cap=(poll_cap, SECONDS),
+        connect_timeout=(connect_timeout, SECONDS),
+    )
     settings = settings or Settings.from_env(provider)
     checked = make_provider(provider, **{**options, **_webhook_option(provider, "http://placeholder.invalid/")})
     watch_results = provider == "insideview" and options.get("endpoint", "job") == "job"

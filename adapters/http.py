@@ -24,7 +24,6 @@ Secrets never appear in messages or ``repr``: :class:`Settings` hides them.
 
 from __future__ import annotations
 
-import math
 import os
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
@@ -38,6 +37,7 @@ import httpx
 
 from adapters.backoff import Backoff, certificate_refusal
 from adapters.providers.base import Provider, Request, Response, ServerFailure, Throttle, declares_more_than
+from eventbus._checks import COUNT, NOT_NEGATIVE, POSITIVE, POSITIVE_OR_NONE, SECONDS, check_numbers
 from eventbus.exceptions import (
     AmbiguousSubmit,
     AuthError,
@@ -125,22 +125,19 @@ class Settings:
         check_url(self.base_url, "base_url")
         if self.login_url is not None:
             check_url(self.login_url, "login_url")
-        # Written as "not (ok)" so that NaN, which compares false with everything, is refused too.
-        checks = {
-            "timeout": 0 < self.timeout < math.inf,
-            "max_attempts": isinstance(self.max_attempts, int) and self.max_attempts >= 1,
-            "backoff_base": 0 <= self.backoff_base < math.inf,
-            "backoff_cap": self.backoff_base <= self.backoff_cap < math.inf,
-            "max_wait": 0 <= self.max_wait < math.inf,
-            "max_response_bytes": isinstance(self.max_response_bytes, int) and self.max_response_bytes >= 1,
-        }
-        wrong = [name for name, ok in checks.items() if not ok]
-        if wrong:
-            values = ", ".join(f"{name}={getattr(self, name)!r}" for name in wrong)
+        check_numbers(
+            "Settings",
+            timeout=(self.timeout, SECONDS),
+            max_attempts=(self.max_attempts, COUNT),
+            backoff_base=(self.backoff_base, NOT_NEGATIVE),
+            backoff_cap=(self.backoff_cap, NOT_NEGATIVE),
+            max_wait=(self.max_wait, NOT_NEGATIVE),
+            max_response_bytes=(self.max_response_bytes, COUNT),
+            rate_limit=(self.rate_limit, POSITIVE_OR_NONE),  # requests per second
+        )
+        if self.backoff_cap < self.backoff_base:
             raise ConfigError(
-                f"Settings: {values} not usable: timeout must be finite and above 0, max_attempts and "
-                "max_response_bytes whole numbers of at least 1, backoff_base <= backoff_cap and max_wait "
-                "finite and not negative"
+                f"Settings: backoff_cap must be at least backoff_base ({self.backoff_base!r}), not {self.backoff_cap!r}"
             )
 
     def __repr__(self) -> str:
@@ -207,7 +204,7 @@ class ProviderClient:
         self.provider = provider
         self.settings = settings
         self._own_client = client is None
-        self._pacer = Pacer(settings.rate_limit, clock) if settings.rate_limit is not None else None  # checked first
+        self._pacer = Pacer(settings.rate_limit, clock) if settings.rate_limit is not None else None
         # No TLS context for a plain-http base URL (the simulator): loading the CA bundle costs ~70 ms of CPU.
         plain = settings.base_url.startswith("http://") and (
             provider.name != "insideview" or settings.login_base().startswith("http://")
@@ -493,8 +490,7 @@ class Pacer:
     """
 
     def __init__(self, rate: float, clock: Callable[[], float] = time.monotonic) -> None:
-        if not rate > 0:
-            raise ConfigError(f"rate_limit must be a positive number of requests per second, not {rate!r}")
+        check_numbers("rate limit", rate_limit=(rate, POSITIVE))  # requests per second
         self.interval = 1.0 / rate
         self._clock = clock
         self._next_slot = 0.0

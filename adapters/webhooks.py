@@ -35,7 +35,6 @@ that serves it.
 from __future__ import annotations
 
 import hashlib
-import math
 import threading
 from collections import OrderedDict
 from collections.abc import Callable, Mapping, Sequence
@@ -55,6 +54,7 @@ from starlette.types import Receive, Scope, Send
 from adapters import signing
 from adapters.providers.base import declares_more_than
 from eventbus import events as ev
+from eventbus._checks import COUNT, NOT_NEGATIVE, SECONDS, check_numbers
 from eventbus._logging import get_logger
 from eventbus.exceptions import ConfigError
 from eventbus.tracker import Publisher  # what the receiver hands events to (re-exported)
@@ -126,10 +126,14 @@ class WebhookReceiver:
         publish_timeout: float = 30.0,
         path: str = "/hooks/{provider}",
     ) -> None:
-        # Written as "not (ok)" so that NaN, which compares false with everything, is refused too;
-        # an infinite tolerance would silently turn off the replay check.
-        if not (max_body >= 1 and dedupe_size >= 1 and 0 < publish_timeout < math.inf and 0 <= tolerance < math.inf):
-            raise ConfigError("max_body, dedupe_size and publish_timeout must be positive, tolerance >= 0, both finite")
+        # An infinite tolerance would silently turn off the replay check.
+        check_numbers(
+            "WebhookReceiver",
+            max_body=(max_body, COUNT),
+            dedupe_size=(dedupe_size, COUNT),
+            publish_timeout=(publish_timeout, SECONDS),
+            tolerance=(tolerance, NOT_NEGATIVE),
+        )
         if "{provider}" not in path:
             raise ConfigError("path must contain '{provider}'")
         key: bytes | None = None

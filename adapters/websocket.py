@@ -44,7 +44,6 @@ response names it) and releases them, rewritten, on :meth:`Correlator.bind`.
 
 from __future__ import annotations
 
-import math
 import ssl
 import time
 from collections import OrderedDict
@@ -63,6 +62,7 @@ import websockets.uri
 from adapters.backoff import Backoff, certificate_refusal
 from adapters.wsconn import WsConnection, checked_proxy
 from eventbus import events as ev
+from eventbus._checks import COUNT, NOT_NEGATIVE, SECONDS, SECONDS_OR_NONE, check_numbers
 from eventbus._logging import get_logger
 from eventbus.exceptions import BusClosed, ConfigError
 from eventbus.subscribers.log import redact_userinfo
@@ -122,19 +122,16 @@ class WebSocketSource:
         compression: bool = True,
         proxy: str | bool | None = True,
     ) -> None:
-        # Written as "not (ok)" so that NaN is refused too; a ping_interval of 0 or less would ping in a hot loop.
-        if not (
-            0 <= healthy_after < math.inf
-            and 0 < open_timeout < math.inf
-            and 0 < close_timeout < math.inf
-            and max_size >= 1
-            and (ping_interval is None or 0 < ping_interval < math.inf)
-            and (ping_timeout is None or 0 < ping_timeout < math.inf)
-        ):
-            raise ConfigError(
-                "healthy_after >= 0; open_timeout, close_timeout, max_size and ping_interval/ping_timeout "
-                "(unless None) > 0; all finite"
-            )
+        # A ping_interval of 0 or less would ping in a hot loop.
+        check_numbers(
+            "WebSocketSource",
+            healthy_after=(healthy_after, NOT_NEGATIVE),
+            open_timeout=(open_timeout, SECONDS),
+            close_timeout=(close_timeout, SECONDS),
+            max_size=(max_size, COUNT),
+            ping_interval=(ping_interval, SECONDS_OR_NONE),
+            ping_timeout=(ping_timeout, SECONDS_OR_NONE),
+        )
         try:
             websockets.uri.parse_uri(url)
         except websockets.exceptions.InvalidURI as exc:

@@ -54,7 +54,6 @@ it from sources and publishes its output to a bus.
 
 from __future__ import annotations
 
-import math
 import time
 from collections import OrderedDict, deque
 from collections.abc import AsyncIterator, Callable, Sequence
@@ -66,6 +65,7 @@ import anyio
 import msgspec
 
 from eventbus import events as ev
+from eventbus._checks import SECONDS, SECONDS_OR_NONE, check_numbers
 from eventbus.exceptions import BusClosed, ConfigError
 
 __all__ = ["JobTracker", "JobView", "Publisher", "TrackedPublisher", "TrackerStats"]
@@ -202,11 +202,7 @@ class JobTracker:
         ``clock`` gives monotonic seconds (inject a fake one in tests);
         ``max_finished`` bounds the LRU of finished jobs.
         """
-        if stuck_after is not None and not (stuck_after > 0 and math.isfinite(stuck_after)):
-            raise ConfigError(
-                "stuck_after must be a positive number of seconds, or None to never report stuck jobs; "
-                f"got {stuck_after!r}"
-            )
+        check_numbers("JobTracker", stuck_after=(stuck_after, SECONDS_OR_NONE))  # None: never report stuck jobs
         if max_finished < 1:
             raise ConfigError(f"max_finished must be at least 1 (finished jobs remembered); got {max_finished!r}")
         self.stuck_after = stuck_after
@@ -418,9 +414,7 @@ class JobTracker:
         leaving, everything pending is published (``TimeoutError`` if that takes
         longer than ``flush_timeout`` seconds) and the publisher is closed.
         """
-        for name, value in (("check_every", check_every), ("flush_timeout", flush_timeout)):
-            if not (value > 0 and math.isfinite(value)):
-                raise ConfigError(f"{name} must be a positive number of seconds; got {value!r}")
+        check_numbers("JobTracker.attach", check_every=(check_every, SECONDS), flush_timeout=(flush_timeout, SECONDS))
         publisher = TrackedPublisher(self, bus)
         error: Exception | None = None
         async with anyio.create_task_group() as tg:

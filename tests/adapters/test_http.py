@@ -534,14 +534,15 @@ def test_pacer_spaces_slots_evenly() -> None:
 @pytest.mark.parametrize("rate", [0, -1, float("nan")])
 def test_pacer_refuses_a_non_positive_rate(rate: float) -> None:
     """A zero, negative or NaN rate limit is a ConfigError, not a division by zero or a hang."""
-    with pytest.raises(ConfigError, match="rate_limit"):
+    with pytest.raises(ConfigError, match=rf"^rate limit: rate_limit must be a finite number above 0, not {rate}$"):
         Pacer(rate)
 
 
 async def test_settings_with_a_zero_rate_limit_are_refused() -> None:
-    """Settings(rate_limit=0) is a ConfigError, not silently no limit (None is no limit)."""
-    with pytest.raises(ConfigError, match="rate_limit must be a positive number"):
-        ProviderClient(Pronto(), Settings("http://127.0.0.1:9", "k", rate_limit=0))
+    """Settings(rate_limit=0) is a ConfigError when made, not silently no limit (None is no limit)."""
+    with pytest.raises(ConfigError, match="Settings: rate_limit must be a finite number above 0, or None, not 0"):
+        Settings("http://127.0.0.1:9", "k", rate_limit=0)
+    ProviderClient(Pronto(), Settings("http://127.0.0.1:9", "k", rate_limit=None))  # no limit
 
 
 async def test_rate_limited_client_still_sends_everything(scripted: tuple[Scripted, str]) -> None:
@@ -578,11 +579,13 @@ async def test_a_socks_proxy_in_the_environment_without_its_package_is_a_config_
         ("backoff_cap", 0.1),  # below backoff_base (0.5)
         ("max_wait", float("nan")),
         ("max_response_bytes", 0),
+        ("rate_limit", 0),
+        ("rate_limit", float("inf")),
     ],
 )
 def test_settings_that_cannot_work_are_refused_when_made(field: str, value: object) -> None:
     """A zero, NaN or infinite timeout, no attempts, a cap below the base...: ConfigError naming the field."""
-    with pytest.raises(ConfigError, match=rf"Settings: {field}=") as info:
+    with pytest.raises(ConfigError, match=rf"Settings: {field} must be ") as info:
         Settings("https://api.example", SECRET, **{field: value})  # type: ignore[arg-type]
     assert SECRET not in str(info.value)
 

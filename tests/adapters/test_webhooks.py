@@ -468,7 +468,9 @@ def test_malformed_whsec_secret_is_refused_at_construction() -> None:
 @pytest.mark.parametrize("tolerance", [float("nan"), float("inf"), -1.0])
 def test_tolerance_that_would_disable_the_replay_check_is_refused(tolerance: float) -> None:
     """A NaN, infinite or negative signature tolerance fails when the receiver is built."""
-    with pytest.raises(ConfigError, match="tolerance"):
+    with pytest.raises(
+        ConfigError, match=rf"^WebhookReceiver: tolerance must be a finite number, 0 or more, not {tolerance}$"
+    ):
         WebhookReceiver(Bus(), {}, secret=SECRET, tolerance=tolerance)
 
 

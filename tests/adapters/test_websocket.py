@@ -651,7 +651,7 @@ def test_a_malformed_url_is_refused_at_construction() -> None:
 )
 def test_timings_that_would_hot_loop_or_never_end_are_refused_at_construction(option: str, value: float) -> None:
     """Zero, negative, NaN or infinite timings raise ConfigError (a ping_interval of 0 pinged in a hot loop)."""
-    with pytest.raises(ConfigError, match=option.split("_")[0]):
+    with pytest.raises(ConfigError, match=rf"^WebSocketSource: {option} must be a finite number.*, not {value!r}$"):
         WebSocketSource("ws://127.0.0.1:9/ws", parse_frame, Bus(), provider="datananas", **{option: value})
 
 
