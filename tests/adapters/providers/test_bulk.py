@@ -15,6 +15,7 @@ from adapters.contacts import read_contacts
 from adapters.providers.base import Chunk, Provider, Table
 from adapters.providers.datananas import Datananas
 from adapters.providers.mautic import Mautic
+from adapters.providers.pronto import KEY_FIELD, Pronto
 from adapters.submit import prepare
 from eventbus.exceptions import ContactError
 
@@ -262,3 +263,28 @@ def test_bulk_and_one_by_one_preparation_agree_on_any_input(contacts: list[Any],
     assert [msgspec.json.decode(b or b"null") for b in bodies(bulk, got[0])] == [
         msgspec.json.decode(b or b"null") for b in bodies(one_by_one, expected[0])
     ]
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    contacts=contact_lists(),
+    kind=st.sampled_from(["datananas", "mautic", "pronto"]),
+    data=st.data(),
+)
+def test_given_row_numbers_only_renumber(contacts: list[Any], kind: str, data: st.DataObject) -> None:
+    """prepare(rows=...) gives what prepare gives without them, every row number replaced by the one given.
+
+    Both paths (bulk and one by one) and Pronto, which sends each contact's row along as its eventbus_key.
+    """
+    numbers = data.draw(st.lists(st.integers(0, 10**6), min_size=len(contacts), max_size=len(contacts), unique=True))
+    provider = Pronto(webhook_url="http://127.0.0.1:9/h") if kind == "pronto" else providers(kind)[0]
+    plain_chunks, plain_problems, count = prepare(provider, contacts)
+    chunks, problems, numbered_count = prepare(provider, contacts, rows=numbers)
+    assert numbered_count == count
+    assert [p._replace(row=numbers[p.row]) for p in plain_problems] == problems
+    assert [tuple(numbers[r] for r in c.rows) for c in plain_chunks] == [c.rows for c in chunks]
+    if kind == "pronto":
+        for chunk in chunks:
+            assert [c[KEY_FIELD] for c in chunk.contacts] == [str(r) for r in chunk.rows]
+    else:  # the same bodies: the row numbers are not sent
+        assert bodies(provider, chunks) == bodies(provider, plain_chunks)
