@@ -101,16 +101,32 @@ class Results:
             self.refused.setdefault(int(event.job_id.rpartition("#")[2]), event.reason)
 
     def rows(
-        self, contacts: Sequence[Any], run: SubmitReport | Plan, numbers: Sequence[int] | None = None
+        self,
+        contacts: Sequence[Any],
+        run: SubmitReport | Plan,
+        numbers: Sequence[int] | None = None,
+        *,
+        all_seen: bool = True,
     ) -> Iterator[ResultRow]:
         """Each input row's :class:`ResultRow`, in input order.
 
         ``run`` is the run's ``SubmitReport`` (its ``accepted`` and ``rejected``
-        give each chunk's rows) or the ``Plan`` of the same contacts (its
-        ``chunks``), and its ``invalid`` problems. ``numbers`` are the
-        contacts' row numbers when the run was given them (``rows=``); by
-        default 0, 1, 2...
+        give each chunk's rows and fate, whatever events are still on their way)
+        or the ``Plan`` of the same contacts (its ``chunks``), and its
+        ``invalid`` problems. ``numbers`` are the contacts' row numbers when the
+        run was given them (``rows=``); by default 0, 1, 2... ``all_seen=False``
+        says the events may not all have arrived (a subscriber on a bus, the run
+        interrupted): a chunk nothing was heard of is then ``unknown``, never
+        ``not_sent``, so that nothing taken is sent again on its word.
         """
+        jobs, refused, sent = dict(self.jobs), dict(self.refused), set(self.sent)
+        if isinstance(run, SubmitReport):
+            for job in run.accepted:
+                jobs.setdefault(job.chunk_index, job.job_id)
+            for r in run.rejected:
+                refused.setdefault(r.chunk_index, r.reason)  # the event's own reason first (the provider's code)
+            sent.update(r.chunk_index for r in run.rejected if r.sent)
+            sent.update(j.chunk_index for j in run.accepted)
         numbered = list(zip(numbers, contacts, strict=True)) if numbers is not None else list(enumerate(contacts))
         chunk_of: dict[int, int] = {}
         for chunk in _chunks(run):
@@ -137,21 +153,29 @@ class Results:
             index = chunk_of.get(row, chunk_of_id.get(key) if by_id else None)
             if index is None:
                 yield ResultRow(row, shown, "not_sent")
-            elif index in self.jobs:
-                yield ResultRow(row, shown, "submitted", job_id=self.jobs[index])
-            elif index not in self.sent:  # (a chunk the run stopped before is reported refused, with why)
-                yield ResultRow(row, shown, "not_sent", message=self.refused.get(index, ""))
-            elif index in self.refused:
-                yield ResultRow(row, shown, "rejected", message=self.refused[index])
-            else:
+            elif index in jobs:
+                yield ResultRow(row, shown, "submitted", job_id=jobs[index])
+            elif index in refused:  # (a chunk the run stopped before is reported refused too, with why)
+                yield ResultRow(row, shown, "rejected" if index in sent else "not_sent", message=refused[index])
+            elif index in sent:
                 yield ResultRow(row, shown, "unknown", message="sent, no answer: may have been taken")
+            elif not all_seen:
+                yield ResultRow(row, shown, "unknown", message="the run ended before this chunk's fate was known")
+            else:
+                yield ResultRow(row, shown, "not_sent")
 
     def write(
-        self, path: str | Path, contacts: Sequence[Any], run: SubmitReport | Plan, numbers: Sequence[int] | None = None
+        self,
+        path: str | Path,
+        contacts: Sequence[Any],
+        run: SubmitReport | Plan,
+        numbers: Sequence[int] | None = None,
+        *,
+        all_seen: bool = True,
     ) -> dict[str, int]:
         """Write :meth:`rows` to ``path`` (CSV or JSON Lines, by suffix); return how many rows have each status."""
         kind = results_format(path)
-        rows = list(self.rows(contacts, run, numbers))
+        rows = list(self.rows(contacts, run, numbers, all_seen=all_seen))
         counts = {status: 0 for status in STATUSES}
         for r in rows:
             counts[r.status] += 1

@@ -352,6 +352,9 @@ async def _send_chunk(
         try:
             response = await http.send(p.build_submit(chunk), on_throttle=throttled)
             outcome = p.read_submit(chunk, response)
+            if isinstance(outcome, Refused) and outcome.account:
+                # Stop the rest before the next chunk can take the limiter (publishing below waits).
+                _stop(report, stop, f"{outcome.code or 'account'}: {outcome.reason}")
         except AmbiguousSubmit as exc:
             await _reject(bus, report, chunk, batch, None, f"{exc}; check the provider before resending", False)
             return
@@ -399,8 +402,6 @@ async def _send_chunk(
                 )
             else:
                 await _reject(bus, report, chunk, batch, outcome.status, outcome.reason, outcome.retriable)
-            if outcome.account:
-                _stop(report, stop, f"{outcome.code or 'account'}: {outcome.reason}")
         case _:  # Throttle/ServerFailure are retried inside send(); anything else is a bug in a provider module
             await _reject(bus, report, chunk, batch, None, f"unexpected answer: {outcome!r}", retriable=False)
 

@@ -62,6 +62,7 @@ class Datananas:
         self.state = state
         self.jobs: dict[str, dict[str, Any]] = state.jobs.setdefault(PROVIDER, {})
         self.contacts: dict[str, dict[str, Any]] = {}  # contact key (email or linkedinUrl) -> listId, owner
+        self.reserved: set[str] = set()  # keys of contacts in accepted jobs, not created yet: they count already
         self.connect_used = 0
         self.sockets: set[MemoryObjectSendStream[str]] = set()
         self.frames_sent = 0
@@ -119,9 +120,12 @@ class Datananas:
         connect = sum(1 for c in contacts if c.get("source") == "connect")
         if config.datananas_connect_quota is not None and self.connect_used + connect > config.datananas_connect_quota:
             return json_response({"reason": "contact_connect_quotas"}, 402)
-        new = len({_key(c) for c in contacts} - self.contacts.keys())
-        if config.datananas_total_quota is not None and len(self.contacts) + new > config.datananas_total_quota:
+        # Contacts of jobs accepted but not processed yet count too: two jobs in a row cannot both squeeze in.
+        new = {_key(c) for c in contacts} - self.contacts.keys() - self.reserved
+        held = len(self.contacts) + len(self.reserved)
+        if config.datananas_total_quota is not None and held + len(new) > config.datananas_total_quota:
             return json_response({"reason": "contact_total_quotas"}, 402)
+        self.reserved |= new
         self.connect_used += connect
         job_uuid = str(uuid.uuid4())
         job = {"uuid": job_uuid, "listId": list_id, "total": len(contacts), "created": 0, "updated": 0, "ended": 0}
@@ -152,6 +156,7 @@ class Datananas:
                 existing = self.contacts.get(key)
                 if existing is None:
                     self.contacts[key] = {"listId": job["listId"], "owner": contact.get("owner")}
+                    self.reserved.discard(key)
                     job["created"] += 1
                 else:
                     if flags["moveExistingToList"]:

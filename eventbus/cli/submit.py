@@ -181,15 +181,19 @@ def _results_path(path: str) -> str:
     return path
 
 
-def _write_results(args: argparse.Namespace, results: Any, contacts: list, run: Any) -> None:
-    """Write --results (when asked) from the run's report, or from a plan of the contacts when interrupted."""
+def _write_results(args: argparse.Namespace, results: Any, contacts: list, run: Any, all_seen: bool = True) -> None:
+    """Write --results (when asked) from the run's report, or from a plan of the contacts when interrupted.
+
+    ``all_seen=False``: the results subscriber may not have had every event (a bus subscriber, the run
+    interrupted), so a chunk nothing was heard of is written ``unknown``, not ``not_sent``.
+    """
     if results is None:
         return
     if run is None:  # interrupted before the report: the same contacts chunk the same way
         from adapters.submit import plan
 
         run = plan(args.provider, contacts, rows=args.numbers, **provider_options(args))
-    counts = results.write(args.results, contacts, run, args.numbers)
+    counts = results.write(args.results, contacts, run, args.numbers, all_seen=all_seen)
     shown = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
     print(f"eventbus submit: results of {len(contacts)} rows in {args.results} ({shown})", file=sys.stderr)
 
@@ -520,7 +524,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
             console.print(summary_table(board, title=f"{args.provider} jobs (interrupted)"))
         why, status = stop_reason()
         print(f"eventbus submit: {why}. {_open_jobs(board)}", file=sys.stderr)
-        _write_results(args, results, contacts, done[0] if done else None)
+        _write_results(args, results, contacts, done[0] if done else None, all_seen=False)
         return status
 
 

@@ -457,12 +457,14 @@ async def test_an_interrupted_run_says_which_rows_to_send_and_they_go_once(tmp_p
 
 
 async def test_a_quota_stop_says_which_rows_to_send_later(tmp_path: Path) -> None:
-    config = SimulatorConfig(item_time=0, datananas_total_quota=15_000)
+    config = SimulatorConfig(item_time=0, datananas_connect_quota=15_000)  # counted as each job is accepted
+    f = tmp_path / "people.csv"
+    f.write_text("email,source\n" + "".join(f"p{i}@x.io,connect\n" for i in range(30_000)))
     async with checked_simulator(config) as sim:
         env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": sim.urls["datananas"]}
         out = tmp_path / "out.csv"
         args = ["--provider", "datananas", "--list", "L", "--concurrency", "1", "--results", str(out)]
-        proc = await anyio.to_thread.run_sync(lambda: run_cli(*args, thirty_thousand(tmp_path), env=env))
+        proc = await anyio.to_thread.run_sync(lambda: run_cli(*args, str(f), env=env))
     assert proc.returncode == 1
     spec = proc.stderr.split("to send them later: --rows ")[1].split()[0]
     with out.open(newline="") as f:

@@ -81,8 +81,9 @@ async def test_submit_results_jsonl_without_follow(simulator: Simulator, tmp_pat
 
 async def test_refused_and_unsent_chunks(tmp_path: Path) -> None:
     """A quota refusal: its chunk's rows are 'rejected' with the reason, the chunks never sent 'not_sent'."""
-    config = SimulatorConfig(item_time=0, datananas_total_quota=15_000)
-    contacts = [{"email": f"p{i}@x.io"} for i in range(40_000)]
+    # The Connect quota is counted when a job is accepted (the total one when its contacts are created, later).
+    config = SimulatorConfig(item_time=0, datananas_connect_quota=15_000)
+    contacts = [{"email": f"p{i}@x.io", "source": "connect"} for i in range(40_000)]
     async with checked_simulator(config) as sim, Bus() as bus:
         results = Results("datananas")
         bus.on(results, name="results", buffer=65_536)
@@ -96,7 +97,7 @@ async def test_refused_and_unsent_chunks(tmp_path: Path) -> None:
     per_chunk = sorted({statuses[i] for i in range(start, start + 10_000)} for start in range(0, 40_000, 10_000))
     assert sorted(map(sorted, per_chunk)) == [["not_sent"], ["not_sent"], ["rejected"], ["submitted"]]
     refused = next(r for r in rows if r.status == "rejected")
-    assert refused.message == "contact_total_quotas" and refused.job_id == ""
+    assert refused.message == "contact_connect_quotas" and refused.job_id == ""
     assert {r.job_id for r in rows if r.status == "submitted"} == {j.job_id for j in report.accepted}
     # The same from a plan, as when the run is interrupted before its report: the same rows in the same chunks.
     assert [r.status for r in results.rows(contacts, plan("datananas", contacts, list="L"))] == statuses

@@ -141,6 +141,29 @@ async def test_quota_exhausted_is_402_and_creates_nothing(sim_config: SimulatorC
     assert d.jobs == {} and d.contacts == {}
 
 
+async def test_total_quota_counts_jobs_not_processed_yet(sim_config: SimulatorConfig) -> None:
+    """Two jobs in a row, the first still being processed: its contacts count, so the second is refused.
+
+    (The quota counted only contacts already created, so the second squeezed in while the first was at work.)
+    """
+    sim_config.datananas_total_quota = 8
+    sim_config.item_time = 0.5  # the first job is still at its first contact when the second arrives
+    async with checked_simulator(sim_config) as sim, httpx.AsyncClient() as client:
+        url = sim.urls["datananas"] + "/contacts/bulk"
+        first = await client.post(
+            url, json={"list": "L", "contacts": [{"email": f"a{i}@x.io"} for i in range(5)]}, headers=AUTH
+        )
+        again = await client.post(url, json={"list": "L", "contacts": [{"email": "a1@x.io"}]}, headers=AUTH)
+        second = await client.post(
+            url, json={"list": "L", "contacts": [{"email": f"b{i}@x.io"} for i in range(5)]}, headers=AUTH
+        )
+        d = sim.state.extra["datananas"]
+        created = len(d.contacts)
+    assert first.status_code == 200 and again.status_code == 200  # a contact already counted costs nothing more
+    assert second.status_code == 402 and second.json() == {"reason": "contact_total_quotas"}
+    assert created < 5  # the first job was indeed still at work
+
+
 async def test_ws_dropped_after_n_frames(sim_config: SimulatorConfig) -> None:
     """The ws_drop_after fault closes the socket after N frames; nothing missed is replayed."""
     sim_config.faults.ws_drop_after = 5
