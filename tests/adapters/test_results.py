@@ -231,3 +231,27 @@ def test_a_dry_run_writes_the_invalid_rows_too(tmp_path: Path) -> None:
     ]
     assert "not an email address: 'bad'" in written[1]["message"]
     assert f"results of 3 rows in {out} (2 invalid, 1 not sent)" in proc.stderr
+
+
+def test_when_events_may_be_missing_a_chunk_heard_nothing_of_is_unknown() -> None:
+    """all_seen=False (a subscriber on a bus, the run interrupted): silence is not proof a chunk was never sent."""
+    contacts = [{"email": f"p{i}@x.io"} for i in range(25_000)]
+    run = plan("datananas", contacts, list="L")
+    results = Results("datananas")
+    results(
+        ev.BatchSubmitted(
+            id="s",
+            provider="datananas",
+            job_id="b#0",
+            source="submit",
+            batch_id="b",
+            chunk_index=0,
+            chunk_count=3,
+            size=10_000,
+        )
+    )
+    results(ev.JobAccepted(id="a", provider="datananas", job_id="J0", source="submit", chunk_index=0))
+    every = [r.status for r in results.rows(contacts, run)]
+    maybe = [r.status for r in results.rows(contacts, run, all_seen=False)]
+    assert every == ["submitted"] * 10_000 + ["not_sent"] * 15_000
+    assert maybe == ["submitted"] * 10_000 + ["unknown"] * 15_000
