@@ -448,12 +448,13 @@ async def test_an_interrupted_run_says_which_rows_to_send_and_they_go_once(tmp_p
         spec = stderr.split("To send the rows not sent: --rows ")[1].split()[0]
         (unsent,) = set(range(3)) - sent
         assert spec == f"{unsent * 10_000}-{unsent * 10_000 + 9_999}"
-        before = {j["uuid"] for j in sim.state.jobs["datananas"].values()}
         proc = await anyio.to_thread.run_sync(lambda: run_cli(*args[:-1], "--json", "--rows", spec, f, env=env))
         assert proc.returncode == 0, proc.stderr
-        new = [j for j in sim.state.jobs["datananas"].values() if j["uuid"] not in before]
-    accepted = [e for e in ev.decode_lines(proc.stdout.encode()) if isinstance(e, ev.JobAccepted)]
-    assert [j["total"] for j in new] == [10_000] and [e.total for e in accepted] == [10_000]
+        again = ev.decode_lines(proc.stdout.encode())
+        (job,) = [e for e in again if isinstance(e, ev.JobAccepted)]
+        landed = sim.state.jobs["datananas"][job.job_id]["total"]
+    assert [e.size for e in again if isinstance(e, ev.BatchSubmitted)] == [10_000]  # one chunk: the rows not sent
+    assert job.total == landed == 10_000
 
 
 async def test_a_quota_stop_says_which_rows_to_send_later(tmp_path: Path) -> None:
