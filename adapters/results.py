@@ -39,7 +39,7 @@ from adapters.submit import AcceptedJob, Plan, PlannedChunk, RejectedChunk, Subm
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError
 
-__all__ = ["ResultRow", "Results", "results_format"]
+__all__ = ["ChunkFates", "ResultRow", "Results", "results_format"]
 
 STATUSES = ("succeeded", "failed", "invalid", "rejected", "submitted", "unknown", "not_sent")
 
@@ -65,14 +65,33 @@ def results_format(path: str | Path) -> str:
     return kind
 
 
+class ChunkFates:
+    """What a submit's events say of each chunk: how many there are, which were sent, taken as which job, refused."""
+
+    def __init__(self) -> None:
+        self.count = 0  # chunks in the run (0 until one is sent)
+        self.sent: set[int] = set()  # chunk indexes
+        self.jobs: dict[int, str] = {}  # chunk index -> job id
+        self.refused: dict[int, str] = {}  # chunk index -> why
+
+    def __call__(self, event: ev.Event) -> None:
+        if isinstance(event, ev.BatchSubmitted):
+            self.count = event.chunk_count
+            self.sent.add(event.chunk_index)
+        elif isinstance(event, ev.JobAccepted) and event.chunk_index >= 0:
+            self.jobs[event.chunk_index] = event.job_id
+        elif isinstance(event, ev.SubmitRejected) and event.chunk_index >= 0:
+            self.refused.setdefault(event.chunk_index, event.reason)
+        elif isinstance(event, ev.QuotaExhausted) and ev.is_chunk_ref(event.job_id):  # refused, named by its ref
+            self.refused.setdefault(int(event.job_id.rpartition("#")[2]), event.reason)
+
+
 class Results:
     """A subscriber noting what the events say of each chunk and each contact; see the module's docstring."""
 
     def __init__(self, provider: str) -> None:
         self.provider = provider
-        self.sent: set[int] = set()  # chunk indexes
-        self.jobs: dict[int, str] = {}  # chunk index -> job id
-        self.refused: dict[int, str] = {}  # chunk index -> why
+        self.chunks = ChunkFates()
         self.items: dict[str, ev.ItemSucceeded | ev.ItemFailed] = {}  # item key -> the first report of it
 
     @staticmethod
@@ -91,14 +110,8 @@ class Results:
         if isinstance(event, ev.ItemSucceeded | ev.ItemFailed):
             if not (isinstance(event, ev.ItemFailed) and event.source == "submit" and event.code == "invalid"):
                 self.items.setdefault(event.key, event)  # the tracker lets one report of each item through
-        elif isinstance(event, ev.BatchSubmitted):
-            self.sent.add(event.chunk_index)
-        elif isinstance(event, ev.JobAccepted) and event.chunk_index >= 0:
-            self.jobs[event.chunk_index] = event.job_id
-        elif isinstance(event, ev.SubmitRejected) and event.chunk_index >= 0:
-            self.refused.setdefault(event.chunk_index, event.reason)
-        elif isinstance(event, ev.QuotaExhausted) and ev.is_chunk_ref(event.job_id):
-            self.refused.setdefault(int(event.job_id.rpartition("#")[2]), event.reason)
+        else:
+            self.chunks(event)
 
     def rows(
         self,
@@ -119,7 +132,7 @@ class Results:
         interrupted): a chunk nothing was heard of is then ``unknown``, never
         ``not_sent``, so that nothing taken is sent again on its word.
         """
-        jobs, refused, sent = dict(self.jobs), dict(self.refused), set(self.sent)
+        jobs, refused, sent = dict(self.chunks.jobs), dict(self.chunks.refused), set(self.chunks.sent)
         if isinstance(run, SubmitReport):
             for job in run.accepted:
                 jobs.setdefault(job.chunk_index, job.job_id)

@@ -293,7 +293,8 @@ def run(args: argparse.Namespace) -> int:
         return anyio.run(main)
     except KeyboardInterrupt:
         why, status = stop_reason()
-        print(f"eventbus submit: {why}. {record.summary()}{_unsent_rows(args, contacts, record.sent)}", file=sys.stderr)
+        rest = _unsent_rows(args, contacts, record.fates.sent)
+        print(f"eventbus submit: {why}. {record.summary()}{rest}", file=sys.stderr)
         _write_results(args, results, contacts, done[0] if done else None)
         return status
 
@@ -377,25 +378,13 @@ class _Record:
     """Passes events on to the bus, noting each chunk's fate first: what to say if the run is interrupted."""
 
     def __init__(self, results: Any = None) -> None:
-        self.bus: Any = None
-        self.results = results  # an adapters.results.Results, told every event first (nothing buffered to lose)
-        self.chunks = 0
-        self.sent: set[int] = set()
-        self.accepted: dict[int, str] = {}  # chunk -> its job id
-        self.rejected: set[int] = set()
+        from adapters.results import ChunkFates
 
-    def _note(self, event: ev.Event) -> None:
-        if self.results is not None:
-            self.results(event)
-        if isinstance(event, ev.BatchSubmitted):
-            self.chunks = event.chunk_count
-            self.sent.add(event.chunk_index)
-        elif isinstance(event, ev.JobAccepted) and event.chunk_index >= 0:
-            self.accepted[event.chunk_index] = event.job_id
-        elif isinstance(event, ev.SubmitRejected) and event.chunk_index >= 0:
-            self.rejected.add(event.chunk_index)
-        elif isinstance(event, ev.QuotaExhausted) and ev.is_chunk_ref(event.job_id):  # refused, named by its ref
-            self.rejected.add(int(event.job_id.rpartition("#")[2]))
+        self.bus: Any = None
+        # Told every event before the bus is (nothing buffered to lose): an adapters.results.Results when
+        # --results was asked for, whose chunk fates are then the record's, else the chunk fates alone.
+        self._note = results if results is not None else ChunkFates()
+        self.fates = results.chunks if results is not None else self._note
 
     async def publish(self, event: ev.Event) -> None:
         self._note(event)
@@ -407,14 +396,15 @@ class _Record:
 
     def summary(self) -> str:
         """Which chunks were taken, which may have been, which were not sent: so that nothing is sent twice."""
-        if not self.chunks:
+        fates = self.fates
+        if not fates.count:
             return "No chunk was sent."
-        jobs = ", ".join(f"{job} (chunk {i})" for i, job in sorted(self.accepted.items()))
-        open_ = sorted(self.sent - self.accepted.keys() - self.rejected)
-        unsent = self.chunks - len(self.sent)
-        parts = [f"{len(self.accepted)} of {self.chunks} chunks accepted" + (f": {jobs}" if jobs else "")]
-        if self.rejected:
-            parts.append(f"{len(self.rejected)} rejected")
+        jobs = ", ".join(f"{job} (chunk {i})" for i, job in sorted(fates.jobs.items()))
+        open_ = sorted(fates.sent - fates.jobs.keys() - fates.refused.keys())
+        unsent = fates.count - len(fates.sent)
+        parts = [f"{len(fates.jobs)} of {fates.count} chunks accepted" + (f": {jobs}" if jobs else "")]
+        if fates.refused:
+            parts.append(f"{len(fates.refused)} rejected")
         if open_:
             shown = ", ".join(map(str, open_))
             parts.append(
