@@ -293,9 +293,9 @@ def run(args: argparse.Namespace) -> int:
         return anyio.run(main)
     except KeyboardInterrupt:
         why, status = stop_reason()
-        rest = _unsent_rows(args, contacts, record.fates.sent)
-        print(f"eventbus submit: {why}. {record.summary()}{rest}", file=sys.stderr)
-        _write_results(args, results, contacts, done[0] if done else None)
+        planned = _plan_of(args, contacts)  # once, for both what to send again and the results file
+        print(f"eventbus submit: {why}. {record.summary()}{_unsent_rows(planned, record.fates.sent)}", file=sys.stderr)
+        _write_results(args, results, contacts, done[0] if done else planned)
         return status
 
 
@@ -311,14 +311,20 @@ def _read(args: argparse.Namespace) -> list:
     return contacts
 
 
-def _unsent_rows(args: argparse.Namespace, contacts: list, sent: set[int]) -> str:
-    """For an interrupted run: the rows of the chunks never sent, as --rows takes them (none: empty)."""
+def _plan_of(args: argparse.Namespace, contacts: list) -> Any:
+    """The run's chunks found again (the same contacts chunk the same way), for an interrupted run; None if not."""
     from adapters.submit import plan
     from eventbus.exceptions import EventBusError
 
     try:
-        planned = plan(args.provider, contacts, rows=args.numbers, **provider_options(args))
-    except EventBusError:  # the run could not have sent anything either; the report above says what was
+        return plan(args.provider, contacts, rows=args.numbers, **provider_options(args))
+    except EventBusError:  # the run could not have sent anything either; the report says what was
+        return None
+
+
+def _unsent_rows(planned: Any, sent: set[int]) -> str:
+    """For an interrupted run: the rows of the chunks never sent, as --rows takes them (none: empty)."""
+    if planned is None:
         return ""
     unsent = [row for chunk in planned.chunks if chunk.chunk_index not in sent for row in chunk.rows]
     return f" To send the rows not sent: --rows {rows_spec(unsent)}" if unsent else ""
