@@ -105,8 +105,10 @@ def _raw_lines(f: IO[bytes], p: Path) -> Iterator[list[bytes]]:
         yield [pending]
 
 
-def _line_ends(data: bytes) -> int:
-    """How many lines end in ``data``: at ``\r\n``, ``\n`` or a lone ``\r``, as with ``newline=""``."""
+def _line_ends(data: bytes | str) -> int:
+    """How many lines end in ``data`` (bytes read, or a decoded cell): at ``\r\n``, ``\n`` or a lone ``\r``."""
+    if isinstance(data, str):
+        return data.count("\n") + data.count("\r") - data.count("\r\n")
     return data.count(b"\n") + data.count(b"\r") - data.count(b"\r\n")
 
 
@@ -279,7 +281,7 @@ def _odd_rows(
     width = len(header)
     line = done
     for row in batch:
-        line += 1 + sum(_text_line_ends(cell) for cell in row)  # the line this row ends on, as csv counts
+        line += 1 + sum(map(_line_ends, row))  # the line this row ends on, as csv counts
         if not row:
             continue  # a blank line
         if len(row) > width:
@@ -296,11 +298,6 @@ def _odd_rows(
         if len(row) < width:
             contact.update(dict.fromkeys(header[len(row) :]))
         yield contact
-
-
-def _text_line_ends(text: str) -> int:
-    """Line ends inside a quoted cell: ``\r\n``, ``\n`` or a lone ``\r``."""
-    return text.count("\n") + text.count("\r") - text.count("\r\n") if "\n" in text or "\r" in text else 0
 
 
 def _jsonl(p: Path, encoding: str | None) -> Iterator[dict[str, Any]]:
