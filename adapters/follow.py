@@ -31,7 +31,7 @@ input from a provider ends its job with a typed event; the other jobs carry on.
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
@@ -47,7 +47,7 @@ from adapters.providers import datananas, insideview, mautic, pronto
 from adapters.providers.base import Provider, Request
 from adapters.providers.base import Response as ProviderResponse
 from adapters.serving import ServedApp
-from adapters.submit import AcceptedJob, SubmitReport, make_provider, submit
+from adapters.submit import AcceptedJob, SubmitReport, Tapped, make_provider, submit
 from adapters.webhooks import WebhookReceiver
 from adapters.websocket import Correlator, WebSocketSource
 from eventbus import events as ev
@@ -268,6 +268,7 @@ async def follow(
     concurrency: int = 4,
     strict: bool = False,
     rows: Sequence[int] | None = None,
+    on_submit_event: Callable[[ev.Event], object] | None = None,
     **options: Any,
 ) -> FollowResult:
     """Submit ``contacts`` to ``provider`` and publish the merged stream of every job until all have ended.
@@ -286,6 +287,9 @@ async def follow(
     must be finite and above 0 (:class:`ConfigError`, before anything is sent).
     ``rows`` are the contacts' row numbers in a larger input, as for
     :func:`~adapters.submit.submit`; item keys are those rows.
+    ``on_submit_event`` is called with each event of the submit step as it
+    is published, before any buffer (see :class:`~adapters.submit.Tapped`):
+    a caller interrupted mid-run then knows which chunks were sent.
     """
     check_numbers(
         "follow",
@@ -305,13 +309,14 @@ async def follow(
     # Expected jobs not yet finished: a board row never leaves a terminal state and only
     # changes on its own job's events, so each event checks one job, not all of them.
     remaining: set[str] = set()
+    submitted = False  # the submit has ended: no job can join ``remaining`` any more
     all_done = anyio.Event()
 
     def observe(event: ev.Event) -> None:
         board(event)
         if event.job_id in remaining and _finished(board, provider, event.job_id):
             remaining.discard(event.job_id)
-            if not remaining:
+            if submitted and not remaining:
                 all_done.set()
 
     watcher = bus.on(observe, name=f"follow-{provider}-{id(board)}", providers=provider, buffer=65_536)
@@ -360,46 +365,53 @@ async def follow(
                         raise ConfigError(f"cannot listen for webhooks on {where}: {reason}") from None
                     webhook_url = f"{served.url}/hooks/{provider}"
                 options.update(_webhook_option(provider, webhook_url))
-            report = await submit(
-                provider,
-                contacts,
-                sink,
-                settings=settings,
-                client=client,
-                concurrency=concurrency,
-                strict=strict,
-                rows=rows,
-                **options,
-            )
-            for job in report.accepted:
-                if provider != "insideview":  # InsideView's item keys are the contact ids themselves
-                    keyed.rows[job.job_id] = job.rows
-            if provider == "pronto":  # webhooks may have arrived (and been held) before the rows were known
-                for job in report.accepted:
-                    if not ev.is_chunk_ref(job.job_id):
-                        await counted.register(job.job_id, job.rows)
-                await counted.release()
-            result = FollowResult(report, board)
+            unfinished: list[str] = []  # jobs whose polls gave up
 
             async def watch(job: AcceptedJob, watching: Awaitable[PollOutcome | None]) -> None:
                 # A job whose polls gave up can no longer end here: stop waiting for it, report it unfinished.
                 if await watching is PollOutcome.GAVE_UP and not _finished(board, provider, job.job_id):
-                    result.unfinished.append(job.job_id)
+                    unfinished.append(job.job_id)
                     remaining.discard(job.job_id)
-                    if not remaining:
+                    if submitted and not remaining:
                         all_done.set()
 
-            pending = [j for j in report.accepted if not ev.is_chunk_ref(j.job_id)]
             async with anyio.create_task_group() as tg:
-                for job in pending:
-                    if provider == "datananas":
+
+                async def start_following(job: AcceptedJob) -> None:
+                    # At once, while later chunks are still being sent: a job's early events are held in
+                    # bounded buffers (the WebSocket's correlator, Pronto's held items) until it is known here.
+                    pending.append(job)
+                    if provider != "insideview":  # InsideView's item keys are the contact ids themselves
+                        keyed.rows[job.job_id] = job.rows
+                    if provider == "pronto":  # webhooks may have arrived (and been held) before the rows were known
+                        await counted.register(job.job_id, job.rows)
+                    elif provider == "datananas":
                         await source.bind(job.job_id, job.job_id)
                     elif watch_results:
                         ids = _submitted_ids(checked, contacts, job.rows)  # type: ignore[arg-type]
                         tg.start_soon(watch, job, _watch_insideview(http, job, ids, keyed, poll_initial, poll_cap))
                     elif provider == "mautic":
                         tg.start_soon(watch, job, _watch_mautic(http, job, keyed, poll_initial, poll_cap))
-                remaining.update(j.job_id for j in pending if not _finished(board, provider, j.job_id))
+                    if not _finished(board, provider, job.job_id):
+                        remaining.add(job.job_id)
+
+                pending: list[AcceptedJob] = []
+                report = await submit(
+                    provider,
+                    contacts,
+                    sink if on_submit_event is None else Tapped(sink, on_submit_event),
+                    settings=settings,
+                    client=client,
+                    concurrency=concurrency,
+                    strict=strict,
+                    rows=rows,
+                    on_accepted=start_following,
+                    **options,
+                )
+                if provider == "pronto":
+                    await counted.release()  # every job is known: what is still held is not this run's
+                result = FollowResult(report, board, unfinished=unfinished)
+                submitted = True
                 await bus.drain()
                 if not remaining:
                     all_done.set()
@@ -407,7 +419,7 @@ async def follow(
                     await all_done.wait()
                 if scope.cancelled_caught:
                     result.timed_out = True
-                    gave_up = set(result.unfinished)
+                    gave_up = set(unfinished)
                     result.unfinished = [
                         j.job_id for j in pending if j.job_id in gave_up or not _finished(board, provider, j.job_id)
                     ]

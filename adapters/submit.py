@@ -18,7 +18,7 @@ with one item event per contact and a ``JobCompleted``.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from itertools import count as count_from
 from typing import Any
@@ -41,7 +41,17 @@ from eventbus.exceptions import (
 )
 from eventbus.tracker import Publisher
 
-__all__ = ["AcceptedJob", "Plan", "PlannedChunk", "RejectedChunk", "SubmitReport", "plan", "prepare", "submit"]
+__all__ = [
+    "AcceptedJob",
+    "Plan",
+    "PlannedChunk",
+    "RejectedChunk",
+    "SubmitReport",
+    "Tapped",
+    "plan",
+    "prepare",
+    "submit",
+]
 
 
 @dataclass(frozen=True)
@@ -138,6 +148,30 @@ class Plan:
     def body_bytes(self) -> int:
         """The request bodies' size in all."""
         return sum(c.body_bytes for c in self.chunks)
+
+
+class Tapped:
+    """Publishes through to ``target``, handing each event to ``tap`` first.
+
+    The tap is called at once, never after waiting for room in a buffer, so
+    it has seen every event published up to the moment a run is interrupted
+    (Ctrl-C): which chunks were sent, taken, refused. Give it to
+    :func:`submit` as its bus.
+    """
+
+    __slots__ = ("tap", "target")
+
+    def __init__(self, target: Publisher, tap: Callable[[ev.Event], object]) -> None:
+        self.target = target
+        self.tap = tap
+
+    async def publish(self, event: ev.Event) -> None:
+        self.tap(event)
+        await self.target.publish(event)
+
+    def publish_nowait(self, event: ev.Event) -> None:
+        self.target.publish_nowait(event)  # first: an event refused (anyio.WouldBlock) is tapped when it goes
+        self.tap(event)
 
 
 def make_provider(provider: str | Provider, **options: Any) -> Provider:
@@ -288,6 +322,7 @@ async def submit(
     strict: bool = False,
     batch_id: str | None = None,
     rows: Sequence[int] | None = None,
+    on_accepted: Callable[[AcceptedJob], Awaitable[object]] | None = None,
     **options: Any,
 ) -> SubmitReport:
     """Submit ``contacts`` to ``provider``, publishing events on ``bus``; return the report.
@@ -297,6 +332,11 @@ async def submit(
     ``options`` go to the provider (``enrichment_type``, ``webhook_url``,
     ``list``, ``endpoint``, ...). ``rows`` are the contacts' row numbers in a
     larger input (see :func:`prepare`); events and the report use them.
+    ``on_accepted`` is awaited with each job the provider took to work on, as
+    soon as its ``JobAccepted`` is published, while the other chunks are
+    still being sent: the moment to start following it
+    (:func:`adapters.follow.follow` does). A chunk a synchronous endpoint
+    answered in full is a finished job already and is not passed.
     """
     if concurrency < 1:
         raise ConfigError("concurrency must be at least 1")
@@ -314,7 +354,7 @@ async def submit(
     limiter = anyio.CapacityLimiter(concurrency)
     async with ProviderClient(p, settings, client) as http, anyio.create_task_group() as tg:
         for chunk in chunks:
-            tg.start_soon(_send_chunk, p, http, chunk, len(chunks), batch, bus, report, stop, limiter)
+            tg.start_soon(_send_chunk, p, http, chunk, len(chunks), batch, bus, report, stop, limiter, on_accepted)
     return report
 
 
@@ -328,6 +368,7 @@ async def _send_chunk(
     report: SubmitReport,
     stop: anyio.Event,
     limiter: anyio.CapacityLimiter,
+    on_accepted: Callable[[AcceptedJob], Awaitable[object]] | None,
 ) -> None:
     ref = ev.chunk_ref(batch, chunk.index)
     common = {"provider": p.name, "job_id": ref, "source": "submit"}
@@ -384,6 +425,8 @@ async def _send_chunk(
                     chunk_index=chunk.index,
                 )
             )
+            if on_accepted is not None:
+                await on_accepted(job)
         case Items():
             await _publish_items(p, chunk, batch, outcome, bus, report)
         case Refused():

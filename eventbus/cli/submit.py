@@ -181,11 +181,11 @@ def _results_path(path: str) -> str:
     return path
 
 
-def _write_results(args: argparse.Namespace, results: Any, contacts: list, run: Any, all_seen: bool = True) -> None:
+def _write_results(args: argparse.Namespace, results: Any, contacts: list, run: Any) -> None:
     """Write --results (when asked) from the run's report, or from a plan of the contacts when interrupted.
 
-    ``all_seen=False``: the results subscriber may not have had every event (a bus subscriber, the run
-    interrupted), so a chunk nothing was heard of is written ``unknown``, not ``not_sent``.
+    ``results`` has seen every chunk's events as they were published (it is the run's tap, see ``_Record``),
+    so a chunk it never heard of was never sent.
     """
     if results is None:
         return
@@ -193,7 +193,7 @@ def _write_results(args: argparse.Namespace, results: Any, contacts: list, run: 
         from adapters.submit import plan
 
         run = plan(args.provider, contacts, rows=args.numbers, **provider_options(args))
-    counts = results.write(args.results, contacts, run, args.numbers, all_seen=all_seen)
+    counts = results.write(args.results, contacts, run, args.numbers)
     shown = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
     print(f"eventbus submit: results of {len(contacts)} rows in {args.results} ({shown})", file=sys.stderr)
 
@@ -214,7 +214,7 @@ def run(args: argparse.Namespace) -> int:
 
     from adapters.http import Settings
     from adapters.results import Results
-    from adapters.submit import submit
+    from adapters.submit import Tapped, submit
     from eventbus.bus import Bus
 
     if args.dry_run:
@@ -245,11 +245,10 @@ def run(args: argparse.Namespace) -> int:
         async with Bus() as bus:
             if args.json:
                 bus.on(guard_stdout(write_json), name="json-lines", buffer=65_536)
-            record.bus = bus
             report = await submit(
                 args.provider,
                 contacts,
-                record,
+                Tapped(bus, record.note),
                 settings=settings,
                 concurrency=args.concurrency,
                 strict=args.strict,
@@ -281,12 +280,7 @@ def run(args: argparse.Namespace) -> int:
                 )
             if len(refused) > 20:
                 print(f"  ... and {len(refused) - 20} more rejected chunks", file=sys.stderr)
-            if report.stopped:
-                unsent = [r for r in report.rejected if not r.sent]
-                print(f"  stopped ({len(unsent)} chunks not sent): {report.stopped}", file=sys.stderr)
-                if unsent:
-                    spec = rows_spec(row for r in unsent for row in r.rows)
-                    print(f"  to send them later: --rows {spec}", file=sys.stderr)
+            _print_stopped(report)
         return 0 if report.ok and not report.invalid else 1
 
     try:
@@ -297,6 +291,16 @@ def run(args: argparse.Namespace) -> int:
         print(f"eventbus submit: {why}. {record.summary()}{_unsent_rows(planned, record.fates.sent)}", file=sys.stderr)
         _write_results(args, results, contacts, done[0] if done else planned)
         return status
+
+
+def _print_stopped(report: Any) -> None:
+    """When an account-wide refusal stopped the run: why, and the rows of the chunks it kept from being sent."""
+    if not report.stopped:
+        return
+    unsent = [r for r in report.rejected if not r.sent]
+    print(f"  stopped ({len(unsent)} chunks not sent): {report.stopped}", file=sys.stderr)
+    if unsent:
+        print(f"  to send them later: --rows {rows_spec(row for r in unsent for row in r.rows)}", file=sys.stderr)
 
 
 def _read(args: argparse.Namespace) -> list:
@@ -381,24 +385,18 @@ def _size(n: int) -> str:
 
 
 class _Record:
-    """Passes events on to the bus, noting each chunk's fate first: what to say if the run is interrupted."""
+    """Each chunk's fate, noted from the submit step's events as they are published: what to say if interrupted.
+
+    ``note`` is the tap (see :class:`adapters.submit.Tapped`): an
+    :class:`adapters.results.Results` when --results was asked for, whose
+    chunk fates are then the record's, else the chunk fates alone.
+    """
 
     def __init__(self, results: Any = None) -> None:
         from adapters.results import ChunkFates
 
-        self.bus: Any = None
-        # Told every event before the bus is (nothing buffered to lose): an adapters.results.Results when
-        # --results was asked for, whose chunk fates are then the record's, else the chunk fates alone.
-        self._note = results if results is not None else ChunkFates()
-        self.fates = results.chunks if results is not None else self._note
-
-    async def publish(self, event: ev.Event) -> None:
-        self._note(event)
-        await self.bus.publish(event)
-
-    def publish_nowait(self, event: ev.Event) -> None:
-        self._note(event)
-        self.bus.publish_nowait(event)
+        self.note: Callable[[ev.Event], None] = results if results is not None else ChunkFates()
+        self.fates = results.chunks if results is not None else self.note
 
     def summary(self) -> str:
         """Which chunks were taken, which may have been, which were not sent: so that nothing is sent twice."""
@@ -462,6 +460,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
     board = JobBoard()  # every job's row, also for what to say if the run is interrupted
     view = ConsoleView(board, console, items=args.items)
     results = Results(args.provider) if args.results else None
+    record = _Record(results)  # the chunks' fates as they are published (the bus's subscribers may lag)
     done: list[Any] = []  # the report, once there is one
 
     async def main() -> int:
@@ -485,6 +484,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
                     concurrency=args.concurrency,
                     strict=args.strict,
                     rows=args.numbers,
+                    on_submit_event=record.note,
                     **options,
                 )
                 done.append(result.report)
@@ -510,6 +510,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
         if short:
             problems.append(f"{len(short)} completed jobs reported fewer contacts than they carried")
         print(f"eventbus submit: not everything completed: {'; '.join(problems)}", file=sys.stderr)
+        _print_stopped(result.report)
         return 1
 
     try:
@@ -519,8 +520,9 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
         if not stdout_closed():
             console.print(summary_table(board, title=f"{args.provider} jobs (interrupted)"))
         why, status = stop_reason()
-        print(f"eventbus submit: {why}. {_open_jobs(board)}", file=sys.stderr)
-        _write_results(args, results, contacts, done[0] if done else None, all_seen=False)
+        planned = _plan_of(args, contacts)
+        print(f"eventbus submit: {why}. {_open_jobs(board)}{_unsent_rows(planned, record.fates.sent)}", file=sys.stderr)
+        _write_results(args, results, contacts, done[0] if done else planned)
         return status
 
 

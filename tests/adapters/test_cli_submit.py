@@ -284,6 +284,44 @@ async def test_interrupted_follow_names_the_jobs_left_running(tmp_path: Path) ->
     assert sorted(line.split(": ", 1)[1].rstrip(".\n").split(", ")) == jobs
 
 
+async def test_interrupted_follow_says_which_rows_to_send_and_writes_their_results(tmp_path: Path) -> None:
+    """Ctrl-C during --follow while chunks are still being sent: `--rows SPEC` names the chunks never sent, and the
+    results file says `not_sent` for exactly those rows (the chunk in flight is `unknown`, for the user to check)."""
+    out = tmp_path / "out.csv"
+    config = SimulatorConfig(item_time=0.0001, faults=Faults(slow_response=3.0))
+    async with checked_simulator(config) as sim:
+        env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": sim.urls["datananas"]}
+        args = ["--provider", "datananas", "--list", "L", "--follow", "--concurrency", "1", "--results", str(out)]
+        seen, stderr, status = await interrupted(
+            [*args, thirty_thousand(tmp_path)],
+            env,
+            lambda seen: any(isinstance(e, ev.BatchSubmitted) and e.chunk_index == 1 for e in seen),
+        )
+    assert status == 130 and "Traceback" not in stderr, stderr
+    sent = {e.chunk_index for e in seen if isinstance(e, ev.BatchSubmitted)}
+    (unsent,) = set(range(3)) - sent
+    rows = range(unsent * 10_000, unsent * 10_000 + 10_000)
+    assert f"To send the rows not sent: --rows {rows.start}-{rows.stop - 1}" in stderr
+    with out.open(newline="") as f:
+        written = {int(r["row"]): r["status"] for r in csv.DictReader(f)}
+    assert [r for r, s in written.items() if s == "not_sent"] == list(rows)
+    assert "unknown" in {written[i * 10_000] for i in sent}  # chunk 1, sent and not yet answered
+
+
+async def test_a_quota_stop_during_follow_says_which_rows_to_send_later(tmp_path: Path) -> None:
+    """--follow stopped by a quota refusal ends with the same `to send them later: --rows SPEC` as a plain submit."""
+    config = SimulatorConfig(item_time=0, datananas_connect_quota=15_000)
+    f = tmp_path / "people.csv"
+    f.write_text("email,source\n" + "".join(f"p{i}@x.io,connect\n" for i in range(30_000)))
+    async with checked_simulator(config) as sim:
+        env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": sim.urls["datananas"]}
+        args = ["--provider", "datananas", "--list", "L", "--follow", "--concurrency", "1", "--timeout", "60", str(f)]
+        proc = await anyio.to_thread.run_sync(lambda: run_cli(*args, env=env))
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
+    assert "stopped (1 chunks not sent): contact_connect_quotas" in proc.stderr
+    assert "to send them later: --rows 20000-29999" in proc.stderr
+
+
 async def test_request_timeout_bounds_each_answer_and_the_chunk_is_not_sent_again(tmp_path: Path) -> None:
     """--request-timeout 0.5 against answers that take 2 s: the chunk is reported (may have been taken), sent once."""
     f = tmp_path / "people.csv"
@@ -325,13 +363,13 @@ def test_the_interrupt_report_counts_a_chunk_refused_for_quota_as_refused() -> N
     record = _Record()
     common = {"provider": "pronto", "source": "submit"}
     for i in range(3):
-        record._note(
+        record.note(
             ev.BatchSubmitted(
                 id=f"s{i}", job_id=f"b#{i}", batch_id="b", chunk_index=i, chunk_count=4, size=100, **common
             )
         )
-    record._note(ev.JobAccepted(id="a0", job_id="J0", batch_id="b", chunk_index=0, **common))
-    record._note(ev.QuotaExhausted(id="q1", job_id="b#1", status=422, reason="insufficient_credits", **common))
+    record.note(ev.JobAccepted(id="a0", job_id="J0", batch_id="b", chunk_index=0, **common))
+    record.note(ev.QuotaExhausted(id="q1", job_id="b#1", status=422, reason="insufficient_credits", **common))
     assert record.summary() == (
         "1 of 4 chunks accepted: J0 (chunk 0); 1 rejected; "
         "1 sent without an answer yet (chunk 2): may have been taken, check the provider before sending again; "

@@ -85,6 +85,31 @@ async def test_10000_contacts_end_with_exact_item_counts(simulator: Simulator, p
     assert sum(e.succeeded + e.failed for e in completed) == 10_000
 
 
+@pytest.mark.parametrize("provider", ["datananas", "pronto"])
+async def test_each_job_is_followed_from_its_acceptance_not_from_the_end_of_the_submit(provider: str) -> None:
+    """Three chunks sent half a second apart, each job running at once: every job completes, no event is lost.
+
+    A Datananas job sends two events per contact over the WebSocket; when they were held until the whole submit
+    had ended, the first job's 20,000 overflowed the buffer of early events and the job never completed.
+    """
+    n = 3 * {"datananas": 10_000, "pronto": 100}[provider]  # three full chunks
+    async with checked_simulator(SimulatorConfig(item_time=0)) as sim, Bus() as bus:
+        async with capture(bus, providers=provider) as events:
+            result = await follow(
+                provider,
+                contacts(provider, n),
+                bus,
+                settings=Settings(sim.urls[provider], CREDENTIALS[provider][0], rate_limit=2),
+                concurrency=1,
+                timeout=30,
+                **OPTIONS.get(provider, {}),
+            )
+    dropped = [e.reason for e in events if isinstance(e, ev.InvalidSignal)]
+    assert result.ok and not result.timed_out and not dropped, (result.unfinished, dropped[:3])
+    assert len(result.report.accepted) == 3
+    assert len({e.key for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)}) == n
+
+
 async def test_keys_are_input_rows(simulator: Simulator) -> None:
     """Item keys are the contact's row in the submitted input, across chunks (Pronto) and jobs."""
     rows = contacts("pronto", 250)

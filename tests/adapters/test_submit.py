@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import collections
 
+import anyio
 import httpx
+import msgspec
 import pytest
 from starlette.applications import Starlette
 from starlette.requests import Request as StarletteRequest
@@ -14,7 +16,7 @@ from starlette.routing import Route
 from adapters.http import Settings
 from adapters.serving import ServedApp
 from adapters.simulator import Faults, Simulator, SimulatorConfig, Throttle
-from adapters.submit import plan, submit
+from adapters.submit import Tapped, plan, submit
 from eventbus import events as ev
 from eventbus.bus import Bus
 from eventbus.exceptions import ConfigError, ContactError
@@ -408,3 +410,46 @@ async def test_a_redirect_is_not_followed_and_says_where_it_points(provider: str
     assert rejected.status == 301 and not report.accepted and len(posts) == 1
     assert rejected.reason.startswith(f"redirected (HTTP 301) to https://***@api.example.com{posts[0]}; ")
     assert "set the base URL to where it points" in rejected.reason and "pw" not in rejected.reason
+
+
+@pytest.mark.parametrize("endpoint, expected", [("new", 3), ("batch", 0)])
+async def test_on_accepted_is_told_each_job_as_it_is_taken(simulator: Simulator, endpoint: str, expected: int) -> None:
+    """on_accepted gets each job right after its JobAccepted, before submit returns; a chunk answered in full
+    (Mautic's synchronous batch endpoint) is a finished job and is not passed."""
+    told: list[tuple[str, bool]] = []
+    async with Bus() as bus, capture(bus) as events:
+
+        async def on_accepted(job) -> None:
+            await bus.drain()  # what was published before this call reaches the capture
+            told.append((job.job_id, job.job_id in {e.job_id for e in events if isinstance(e, ev.JobAccepted)}))
+
+        n = 3 * (10_000 if endpoint == "new" else 200)
+        report = await submit(
+            "mautic",
+            contacts_for("mautic", n),
+            bus,
+            settings=settings(simulator, "mautic"),
+            concurrency=1,
+            endpoint=endpoint,
+            on_accepted=on_accepted,
+        )
+    assert len(report.accepted) == 3
+    assert [job for job, _ in told] == [j.job_id for j in report.accepted][:expected]
+    assert all(published for _, published in told)  # its own JobAccepted was published first
+
+
+async def test_tapped_hands_each_event_to_the_tap_once() -> None:
+    """Tapped: the tap sees each event as it is published; one refused by a full buffer only when it goes."""
+    tapped: list[str] = []
+    event = ev.BatchSubmitted(
+        id="s0", provider="pronto", job_id="b#0", source="submit", batch_id="b", chunk_index=0, chunk_count=1, size=2
+    )
+    async with Bus() as bus, bus.subscribe("slow", buffer=1) as sub:
+        publisher = Tapped(bus, lambda e: tapped.append(e.id))
+        publisher.publish_nowait(event)
+        with pytest.raises(anyio.WouldBlock):
+            publisher.publish_nowait(msgspec.structs.replace(event, id="s1"))
+        assert tapped == ["s0"]
+        assert (await sub.__anext__()).id == "s0"
+        await publisher.publish(msgspec.structs.replace(event, id="s1"))
+        assert tapped == ["s0", "s1"]
