@@ -81,6 +81,30 @@ class JobBoard:
 
     def __call__(self, event: ev.Event) -> None:
         match event:
+            # The events of every contact first: a class pattern that misses costs about 0.2 us.
+            case ev.ItemSucceeded():
+                row = self._row(event)
+                row.succeeded += 1
+                if event.outcome == "created":
+                    row.created += 1
+                elif event.outcome == "updated":
+                    row.updated += 1
+                if not row.finished:
+                    row.state = "running"
+            case ev.JobProgress():
+                row = self._row(event)
+                row.done = max(row.done, event.done)
+                if event.total is not None:
+                    row.total = event.total
+                if not row.finished:
+                    row.state = "running"
+            case ev.ItemFailed():
+                row = self._row(event)
+                row.failed += 1
+                if event.job_id.endswith("#-1"):  # rows refused by validation, never sent
+                    row.state, row.reason, row.ended = "invalid", "failed validation, not sent", event.at
+                elif not row.finished:
+                    row.state = "running"
             case ev.SourceState():
                 self.source_states.append(event)
             case ev.InvalidSignal():
@@ -106,29 +130,6 @@ class JobBoard:
             case ev.QuotaExhausted():
                 row = self._row(event)
                 row.state, row.reason, row.ended = "rejected", f"{event.reason} ({event.status})", event.at
-            case ev.JobProgress():
-                row = self._row(event)
-                row.done = max(row.done, event.done)
-                if event.total is not None:
-                    row.total = event.total
-                if not row.finished:
-                    row.state = "running"
-            case ev.ItemSucceeded():
-                row = self._row(event)
-                row.succeeded += 1
-                if event.outcome == "created":
-                    row.created += 1
-                elif event.outcome == "updated":
-                    row.updated += 1
-                if not row.finished:
-                    row.state = "running"
-            case ev.ItemFailed():
-                row = self._row(event)
-                row.failed += 1
-                if event.job_id.endswith("#-1"):  # rows refused by validation, never sent
-                    row.state, row.reason, row.ended = "invalid", "failed validation, not sent", event.at
-                elif not row.finished:
-                    row.state = "running"
             case ev.JobCompleted():
                 row = self._row(event)
                 row.state, row.ended = "completed", event.at

@@ -27,6 +27,9 @@ _STATE_STYLE = {
 }
 
 
+_PER_CONTACT = frozenset({ev.ItemSucceeded, ev.ItemFailed, ev.JobProgress})
+
+
 def _short(job_id: str, width: int = 14) -> str:
     return job_id if len(job_id) <= width else job_id[: width - 1] + "…"
 
@@ -37,6 +40,8 @@ def describe(event: ev.Event, *, items: bool = False) -> str | None:
     Item and progress events are only described when ``items`` is true: a
     10,000-contact job would otherwise print 10,000 lines.
     """
+    if not items and type(event) in _PER_CONTACT:  # most events: answered before the match, case by case
+        return None
     match event:
         case ev.BatchSubmitted():
             return f"submitted chunk {event.chunk_index + 1}/{event.chunk_count} ({event.size} contacts)"
