@@ -28,7 +28,7 @@ import httpx
 
 from adapters.http import ProviderClient, Settings
 from adapters.providers import PROVIDERS
-from adapters.providers.base import Accepted, Chunk, Items, Problem, Provider, Refused
+from adapters.providers.base import NOT_FOUND, Accepted, Chunk, Items, Problem, Provider, Refused
 from eventbus import events as ev
 from eventbus.exceptions import (
     AmbiguousSubmit,
@@ -430,7 +430,7 @@ async def _send_chunk(
         case Items():
             await _publish_items(p, chunk, batch, outcome, bus, report)
         case Refused():
-            if outcome.account and outcome.code != "auth":
+            if outcome.account and outcome.code not in ("auth", NOT_FOUND):  # a quota, credits, consent
                 await bus.publish(
                     ev.QuotaExhausted(
                         id=ev.event_id(p.name, ref, "quota"),

@@ -223,6 +223,9 @@ class Items:
     notes: tuple[str, ...] = ()  # what the answer held that answers nothing we sent (published as InvalidSignal)
 
 
+NOT_FOUND: Final = "not_found"  # Refused.code of a 404: the base URL is wrong, not the chunk
+
+
 @dataclass(frozen=True)
 class Refused:
     """The provider refused the chunk. ``account`` means the reason applies to every later chunk too."""
@@ -510,11 +513,26 @@ class Provider:
         raise NotImplementedError
 
     def common_outcome(self, response: Response) -> Outcome | None:
-        """429 and 5xx read the same way for every provider; None for anything else."""
+        """429, 5xx and 404 read the same way for every provider; None for anything else.
+
+        A 404 to a submit is no such endpoint at the base URL: every chunk would
+        get it, so it stops the rest (``account``), and the chunk, certainly not
+        taken, may be sent again once the URL is right.
+        """
         if response.status == 429:
             return Throttle(retry_after_of(response.headers))
         if response.status >= 500:
             return ServerFailure(response.status, reason_of(response) or f"HTTP {response.status}")
+        if response.status == 404:
+            said = ev.excerpt(reason_of(response), 200)
+            return Refused(
+                404,
+                f"no such endpoint (HTTP 404{': ' + said if said else ''}): check the base URL "
+                f"(--base-url or {self.name.upper()}_BASE_URL)",
+                retriable=True,
+                account=True,
+                code=NOT_FOUND,
+            )
         return None
 
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 from eventbus.cli import integer, non_negative, port, redact_userinfo
 
@@ -40,6 +41,27 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     )
 
 
+def exports(sim: Any) -> list[str]:
+    """One shell ``export`` line per provider: its base URL on ``sim`` and the simulator's credentials."""
+    import shlex
+
+    c = sim.state.config.credentials
+    env = {
+        "insideview": {
+            "INSIDEVIEW_CLIENT_ID": c.insideview_client_id,
+            "INSIDEVIEW_CLIENT_SECRET": c.insideview_client_secret,
+        },
+        "mautic": {"MAUTIC_CLIENT_ID": c.mautic_client_id, "MAUTIC_CLIENT_SECRET": c.mautic_client_secret},
+        "datananas": {"DATANANAS_TOKEN": c.datananas_token},
+        "pronto": {"PRONTO_API_KEY": c.pronto_api_key},
+    }
+    return [
+        "export "
+        + " ".join(f"{k}={shlex.quote(v)}" for k, v in {f"{p.upper()}_BASE_URL": sim.urls[p], **names}.items())
+        for p, names in env.items()
+    ]
+
+
 def run(args: argparse.Namespace) -> int:
     import signal
     import threading
@@ -75,6 +97,7 @@ def run(args: argparse.Namespace) -> int:
         raise cannot_listen(exc) from None
     try:
         print(f"listening on {sim.base_url}", flush=True)
+        print("# to point eventbus submit at it, in a shell:", *exports(sim), sep="\n", flush=True)
         try:
             while not stop.wait(3600):
                 pass

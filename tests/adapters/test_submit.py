@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import collections
+import dataclasses
 
 import anyio
 import httpx
@@ -453,3 +454,27 @@ async def test_tapped_hands_each_event_to_the_tap_once() -> None:
         assert (await sub.__anext__()).id == "s0"
         await publisher.publish(msgspec.structs.replace(event, id="s1"))
         assert tapped == ["s0", "s1"]
+
+
+@pytest.mark.parametrize("provider", ["insideview", "mautic", "datananas", "pronto"])
+async def test_a_wrong_base_url_stops_at_the_first_404_and_says_so(simulator: Simulator, provider: str) -> None:
+    """A base URL missing its path answers 404: one chunk refused (may be sent again), the rest not sent."""
+    given = settings(simulator, provider, login_url=simulator.urls["insideview_login"])
+    wrong = dataclasses.replace(given, base_url=given.base_url.rsplit("/", 1)[0] + "/nowhere")
+    async with Bus() as bus, capture(bus) as events:
+        report = await submit(
+            provider,
+            contacts_for(provider, 25_000 if provider != "pronto" else 500),
+            bus,
+            settings=wrong,
+            concurrency=1,
+            **OPTIONS.get(provider, {}),
+        )
+    (refused,) = [r for r in report.rejected if r.sent]
+    assert refused.status == 404 and len(report.rejected) == report.chunks and not report.accepted
+    assert not [e for e in events if isinstance(e, ev.QuotaExhausted)]  # not a quota: a wrong URL
+    if provider == "mautic":  # its token endpoint is under the base URL: refused there first
+        assert "Mautic's token endpoint answered HTTP 404 (Not Found); check its URL" in refused.reason
+        return
+    assert refused.retriable and report.stopped.startswith("not_found: no such endpoint (HTTP 404")
+    assert f"check the base URL (--base-url or {provider.upper()}_BASE_URL)" in refused.reason

@@ -75,3 +75,39 @@ def test_simulate_refuses_a_webhook_secret_with_a_trailing_newline() -> None:
     proc = refused("--port", "0", env={"EVENTBUS_WEBHOOK_SECRET": "s3cret-value\n"})
     assert proc.returncode == 1 and "webhook secret begins or ends with a space or line break" in proc.stderr
     assert "s3cret-value" not in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_the_printed_exports_point_eventbus_submit_at_the_simulator(tmp_path) -> None:
+    """After 'listening on', one `export` line per provider: with them, `eventbus submit` works for all four."""
+    import shlex
+
+    files = {
+        "insideview": ("ids.txt", "".join(f"{1000 + i}\n" for i in range(30)), []),
+        "mautic": ("people.csv", "email\n" + "".join(f"p{i}@x.io\n" for i in range(30)), []),
+        "datananas": ("people.csv", "email\n" + "".join(f"p{i}@x.io\n" for i in range(30)), ["--list", "L"]),
+        "pronto": ("people.csv", "first_name,last_name,domain\n" + "A,B,acme.io\n" * 30, ["--follow"]),
+    }
+    with subprocess.Popen(
+        [sys.executable, "-m", "eventbus", "simulate", "--port", "0"], stdout=subprocess.PIPE, text=True
+    ) as proc:
+        try:
+            lines = [proc.stdout.readline() for _ in range(6)]
+            assert lines[0].startswith("listening on ") and lines[1].startswith("#"), lines
+            env = {k: v for line in lines[2:] for k, v in (w.split("=", 1) for w in shlex.split(line)[1:])}
+            assert {k for k in env if k.endswith("_BASE_URL")} == {f"{p.upper()}_BASE_URL" for p in files}
+            for provider, (name, text, options) in files.items():
+                f = tmp_path / name
+                f.write_text(text)
+                done = subprocess.run(
+                    [sys.executable, "-m", "eventbus", "submit", "--provider", provider, *options, str(f)],
+                    capture_output=True,
+                    text=True,
+                    timeout=60,
+                    env={**os.environ, **env},
+                )
+                assert done.returncode == 0, (provider, done.stdout, done.stderr)
+                said = "all 1 jobs completed" if "--follow" in options else "1 chunks, 1 accepted, 0 rejected"
+                assert said in done.stdout, done.stdout
+        finally:
+            proc.terminate()
+            proc.wait(timeout=20)
