@@ -444,7 +444,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
     import anyio
     from rich.console import Console
 
-    from adapters.follow import accounted, follow
+    from adapters.follow import follow
     from adapters.results import Results
     from eventbus.bus import Bus
     from eventbus.subscribers.board import JobBoard
@@ -496,19 +496,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
         if result.ok:
             console.print(f"all {len(result.report.accepted)} jobs completed")
             return 0
-        problems = []
-        if result.report.invalid:
-            problems.append(f"{result.report.invalid_rows} invalid rows")
-        if result.report.rejected_chunks:
-            problems.append(f"{result.report.rejected_chunks} chunks rejected")
-        if result.timed_out:
-            problems.append(f"{len(result.unfinished)} jobs still open after {args.timeout:g}s")
-        states = [r.state for r in result.board.rows.values() if r.state not in ("completed", "invalid", "rejected")]
-        if states:
-            problems.append("jobs ended " + ", ".join(sorted(set(states))))
-        short = [r.job_id for r in result.board.rows.values() if r.state == "completed" and not accounted(r)]
-        if short:
-            problems.append(f"{len(short)} completed jobs reported fewer contacts than they carried")
+        problems = _not_completed(result, args.provider, args.timeout)
         print(f"eventbus submit: not everything completed: {'; '.join(problems)}", file=sys.stderr)
         _print_stopped(result.report)
         return 1
@@ -524,6 +512,33 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
         print(f"eventbus submit: {why}. {_open_jobs(board)}{_unsent_rows(planned, record.fates.sent)}", file=sys.stderr)
         _write_results(args, results, contacts, done[0] if done else planned)
         return status
+
+
+def _not_completed(result: Any, provider: str, timeout: float) -> list[str]:
+    """What kept a followed run from completing, one phrase each (for the line on stderr)."""
+    from adapters.follow import accounted
+
+    problems = []
+    if result.report.invalid:
+        problems.append(f"{result.report.invalid_rows} invalid rows")
+    if result.report.rejected_chunks:
+        problems.append(f"{result.report.rejected_chunks} chunks rejected")
+    if result.timed_out:
+        problems.append(f"{len(result.unfinished)} jobs still open after {timeout:g}s ({', '.join(result.unfinished)})")
+        drops = sum(s.state == "disconnected" and s.source == "websocket" for s in result.board.source_states)
+        if drops:
+            problems.append(
+                f"the WebSocket was disconnected {drops} {'time' if drops == 1 else 'times'} and "
+                f"{provider} replays nothing: a job's last events may have been sent while it was down, "
+                "so check the jobs still open at the provider"
+            )
+    states = [r.state for r in result.board.rows.values() if r.state not in ("completed", "invalid", "rejected")]
+    if states:
+        problems.append("jobs ended " + ", ".join(sorted(set(states))))
+    short = [r.job_id for r in result.board.rows.values() if r.state == "completed" and not accounted(r)]
+    if short:
+        problems.append(f"{len(short)} completed jobs reported fewer contacts than they carried")
+    return problems
 
 
 def _open_jobs(board: JobBoard) -> str:

@@ -162,3 +162,33 @@ def test_submit_follow_10000_with_faults(tmp_path: Path, provider: str) -> None:
     assert len(items) == len({(e.job_id, e.key) for e in items})  # each reported at most once
     if provider != "datananas":  # Datananas replays nothing: what the dropped socket missed is only in _ending's counts
         assert len(items) == 10_000
+
+
+def test_a_run_that_timed_out_names_its_open_jobs_and_the_websocket_drops() -> None:
+    """Timed out with jobs open: the line names each in full and, when the WebSocket dropped, why they may be."""
+    from adapters.follow import FollowResult
+    from adapters.submit import AcceptedJob, SubmitReport
+    from eventbus import events as ev
+    from eventbus.cli.submit import _not_completed
+    from eventbus.subscribers.board import JobBoard
+
+    jobs = ["867e4f0c-aff0-4c55-9d0b-0c6a4b1f0f0e", "d3c55d81-a980-4e55-8a51-7b1d8b0e1c2f"]
+    report = SubmitReport("datananas", "b", contacts=4, chunks=2)
+    report.accepted = [AcceptedJob("datananas", j, "b", i, (2 * i, 2 * i + 1), 2) for i, j in enumerate(jobs)]
+    board = JobBoard()
+    common = {"provider": "datananas", "source": "websocket"}
+    for i, job in enumerate(jobs):
+        board(ev.JobAccepted(id=f"a{i}", job_id=job, total=2, **common))
+    result = FollowResult(report, board, timed_out=True, unfinished=list(jobs))
+    assert _not_completed(result, "datananas", 20) == [
+        f"2 jobs still open after 20s ({', '.join(jobs)})",
+        "jobs ended accepted",
+    ]
+    for n in range(2):
+        board(ev.SourceState(id=f"d{n}", job_id="", state="disconnected", detail="1011", **common))
+        board(ev.SourceState(id=f"c{n}", job_id="", state="connected", **common))
+    said = _not_completed(result, "datananas", 20)
+    assert said[1] == (
+        "the WebSocket was disconnected 2 times and datananas replays nothing: a job's last events may have been "
+        "sent while it was down, so check the jobs still open at the provider"
+    )
