@@ -11,12 +11,15 @@ writes one line per input row, in input order, as CSV or JSON Lines:
 status     meaning
 ========== ===================================================================
 succeeded  the provider reported the contact done (``outcome``: ``created``,
-           ``found``...; ``data``: what it returned, e.g. the email found)
+           ``found``...; ``data``: what it returned, e.g. the email found), or
+           its own report was lost and its job ended with every contact
+           done (``message`` says so: a dropped Datananas WebSocket)
 failed     the provider reported the contact failed (``outcome``: its code)
 invalid    not sent: it failed the checks before sending (``message``: why)
 rejected   its chunk was refused (``message``: the provider's reason)
 submitted  its chunk was accepted as ``job_id``; no result for it was seen
-           (the run did not follow the jobs, or ended first)
+           (the run did not follow the jobs, or ended first; when its job
+           ended, ``message`` gives the job's counts)
 unknown    its chunk was sent and no answer came: it may have been taken
 not_sent   its chunk was never sent (the run stopped or was interrupted)
 ========== ===================================================================
@@ -93,6 +96,7 @@ class Results:
         self.provider = provider
         self.chunks = ChunkFates()
         self.items: dict[str, ev.ItemSucceeded | ev.ItemFailed] = {}  # item key -> the first report of it
+        self.completed: dict[str, ev.JobCompleted] = {}  # job id -> its end, when it completed
 
     @staticmethod
     def check_writable(path: str | Path) -> None:
@@ -110,6 +114,8 @@ class Results:
         if isinstance(event, ev.ItemSucceeded | ev.ItemFailed):
             if not (isinstance(event, ev.ItemFailed) and event.source == "submit" and event.code == "invalid"):
                 self.items.setdefault(event.key, event)  # the tracker lets one report of each item through
+        elif isinstance(event, ev.JobCompleted):
+            self.completed.setdefault(event.job_id, event)
         else:
             self.chunks(event)
 
@@ -142,8 +148,10 @@ class Results:
             sent.update(j.chunk_index for j in run.accepted)
         numbered = list(zip(numbers, contacts, strict=True)) if numbers is not None else list(enumerate(contacts))
         chunk_of: dict[int, int] = {}
+        sizes: dict[int, int] = {}
         for chunk in _chunks(run):
             chunk_of.update(dict.fromkeys(chunk.rows, chunk.chunk_index))
+            sizes[chunk.chunk_index] = len(chunk.rows)
         problems: dict[int, list[str]] = {}
         for problem in run.invalid:
             problems.setdefault(problem.row, []).append(str(problem))
@@ -167,7 +175,7 @@ class Results:
             if index is None:
                 yield ResultRow(row, shown, "not_sent")
             elif index in jobs:
-                yield ResultRow(row, shown, "submitted", job_id=jobs[index])
+                yield self._unreported(row, shown, jobs[index], sizes[index])
             elif index in refused:  # (a chunk the run stopped before is reported refused too, with why)
                 yield ResultRow(row, shown, "rejected" if index in sent else "not_sent", message=refused[index])
             elif index in sent:
@@ -176,6 +184,33 @@ class Results:
                 yield ResultRow(row, shown, "unknown", message="the run ended before this chunk's fate was known")
             else:
                 yield ResultRow(row, shown, "not_sent")
+
+    def _unreported(self, row: int, contact: Mapping[str, Any], job_id: str, size: int) -> ResultRow:
+        """A row of an accepted job with no report of its own: succeeded if its job said all its contacts were.
+
+        Datananas reports no contact failed, and replays nothing after a dropped
+        WebSocket: a contact's own event can be lost while its job's end, which
+        counts every contact created or updated, still arrives.
+        """
+        end = self.completed.get(job_id)
+        if end is None:
+            return ResultRow(row, contact, "submitted", job_id=job_id)
+        if end.failed == 0 and end.succeeded == size:
+            return ResultRow(
+                row,
+                contact,
+                "succeeded",
+                job_id=job_id,
+                message=f"its job reported all {size} contacts done; this one's own report was not seen",
+            )
+        return ResultRow(
+            row,
+            contact,
+            "submitted",
+            job_id=job_id,
+            message=f"its job ended ({end.succeeded} done, {end.failed} failed of {size}); "
+            "no report for this contact was seen",
+        )
 
     def write(
         self,

@@ -255,3 +255,26 @@ def test_when_events_may_be_missing_a_chunk_heard_nothing_of_is_unknown() -> Non
     maybe = [r.status for r in results.rows(contacts, run, all_seen=False)]
     assert every == ["submitted"] * 10_000 + ["not_sent"] * 15_000
     assert maybe == ["submitted"] * 10_000 + ["unknown"] * 15_000
+
+
+def test_a_row_whose_report_was_lost_takes_its_completed_jobs_word() -> None:
+    """A Datananas job that ended with every contact created or updated: a row whose own event was lost (a dropped
+    WebSocket) is succeeded, saying so; a job that ended with failures leaves such a row submitted, with the counts."""
+    contacts = [{"email": f"p{i}@x.io"} for i in range(6)]
+    run = plan("datananas", contacts, list="L")
+    run.chunks[:] = [  # two chunks of three, as if the provider took three at a time
+        type(run.chunks[0])(i, "POST", "/contacts/bulk", (3 * i, 3 * i + 1, 3 * i + 2), 100) for i in range(2)
+    ]
+    results = Results("datananas")
+    common = {"provider": "datananas", "source": "websocket"}
+    for i, job in enumerate(["J0", "J1"]):
+        results(ev.JobAccepted(id=f"a{i}", job_id=job, source="submit", provider="datananas", chunk_index=i))
+    results(ev.ItemSucceeded(id="i0", job_id="J0", key="0", outcome="processed", **common))
+    results(ev.ItemSucceeded(id="i3", job_id="J1", key="3", outcome="processed", **common))
+    results(ev.JobCompleted(id="c0", job_id="J0", succeeded=3, failed=0, created=3, total=3, **common))
+    results(ev.JobCompleted(id="c1", job_id="J1", succeeded=2, failed=1, total=3, **common))
+    rows = list(results.rows(contacts, run))
+    assert [r.status for r in rows] == ["succeeded"] * 4 + ["submitted"] * 2
+    assert rows[0].outcome == "processed" and rows[0].message == ""  # its own report
+    assert rows[1].message == "its job reported all 3 contacts done; this one's own report was not seen"
+    assert rows[4].message == "its job ended (2 done, 1 failed of 3); no report for this contact was seen"
