@@ -19,7 +19,7 @@ invalid    not sent: it failed the checks before sending (``message``: why)
 rejected   its chunk was refused (``message``: the provider's reason)
 submitted  its chunk was accepted as ``job_id``; no result for it was seen
            (the run did not follow the jobs, or ended first; when its job
-           ended, ``message`` gives the job's counts)
+           ended, ``message`` says how: expired, failed, or its counts)
 unknown    its chunk was sent and no answer came: it may have been taken
 not_sent   its chunk was never sent (the run stopped or was interrupted)
 ========== ===================================================================
@@ -96,7 +96,8 @@ class Results:
         self.provider = provider
         self.chunks = ChunkFates()
         self.items: dict[str, ev.ItemSucceeded | ev.ItemFailed] = {}  # item key -> the first report of it
-        self.completed: dict[str, ev.JobCompleted] = {}  # job id -> its end, when it completed
+        # job id -> how it ended
+        self.ended: dict[str, ev.JobCompleted | ev.JobFailed | ev.JobCancelled | ev.JobExpired] = {}
 
     @staticmethod
     def check_writable(path: str | Path) -> None:
@@ -114,8 +115,8 @@ class Results:
         if isinstance(event, ev.ItemSucceeded | ev.ItemFailed):
             if not (isinstance(event, ev.ItemFailed) and event.source == "submit" and event.code == "invalid"):
                 self.items.setdefault(event.key, event)  # the tracker lets one report of each item through
-        elif isinstance(event, ev.JobCompleted):
-            self.completed.setdefault(event.job_id, event)
+        elif isinstance(event, ev.JobCompleted | ev.JobFailed | ev.JobCancelled | ev.JobExpired):
+            self.ended.setdefault(event.job_id, event)
         else:
             self.chunks(event)
 
@@ -192,9 +193,14 @@ class Results:
         WebSocket: a contact's own event can be lost while its job's end, which
         counts every contact created or updated, still arrives.
         """
-        end = self.completed.get(job_id)
+        end = self.ended.get(job_id)
         if end is None:
             return ResultRow(row, contact, "submitted", job_id=job_id)
+        if not isinstance(end, ev.JobCompleted):
+            why = f": {end.reason}" if end.reason else ""
+            state = {ev.JobFailed: "failed", ev.JobCancelled: "was cancelled", ev.JobExpired: "expired"}[type(end)]
+            message = f"its job {state}{why}; no report for this contact was seen"
+            return ResultRow(row, contact, "submitted", job_id=job_id, message=message)
         if end.failed == 0 and end.succeeded == size:
             return ResultRow(
                 row,

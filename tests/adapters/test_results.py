@@ -278,3 +278,14 @@ def test_a_row_whose_report_was_lost_takes_its_completed_jobs_word() -> None:
     assert rows[0].outcome == "processed" and rows[0].message == ""  # its own report
     assert rows[1].message == "its job reported all 3 contacts done; this one's own report was not seen"
     assert rows[4].message == "its job ended (2 done, 1 failed of 3); no report for this contact was seen"
+
+
+def test_a_row_of_a_job_that_expired_says_so() -> None:
+    """A Mautic job that expired before its details were read: its rows are submitted, the message says why."""
+    contacts = [{"email": f"p{i}@x.io"} for i in range(2)]
+    results = Results("mautic")
+    results(ev.JobAccepted(id="a", provider="mautic", job_id="J", source="submit", chunk_index=0))
+    results(ev.JobExpired(id="x", provider="mautic", job_id="J", source="poll", reason="gone (404)"))
+    rows = list(results.rows(contacts, plan("mautic", contacts)))
+    assert [(r.status, r.job_id) for r in rows] == [("submitted", "J")] * 2
+    assert rows[0].message == "its job expired: gone (404); no report for this contact was seen"
