@@ -277,7 +277,10 @@ async def follow(
     ``timeout`` seconds (then ``timed_out`` is set and ``unfinished`` lists the
     jobs still open). A job whose status polls gave up (``SourceState``
     ``gave_up``: too many failed polls in a row, refused credentials) is not
-    waited for: it is listed in ``unfinished`` at once. ``webhook_url`` is the URL the provider should call; when
+    waited for: it is listed in ``unfinished`` at once; so is a Datananas job
+    that goes silent for ``stuck_after`` seconds (``JobStuck``) after the
+    WebSocket dropped while it ran (what was sent meanwhile is lost: nothing
+    is replayed). ``webhook_url`` is the URL the provider should call; when
     not given, a receiver is started on ``webhook_host:webhook_port`` and its
     own URL is used (fine for the simulator; a real provider needs a public URL).
     For Datananas, the WebSocket must connect within ``connect_timeout``
@@ -311,13 +314,22 @@ async def follow(
     remaining: set[str] = set()
     submitted = False  # the submit has ended: no job can join ``remaining`` any more
     all_done = anyio.Event()
+    unfinished: list[str] = []  # jobs no longer waited for: their polls gave up, or their end was lost
+
+    def settle(job_id: str, *, ended: bool) -> None:
+        remaining.discard(job_id)
+        if not ended:
+            unfinished.append(job_id)
+        if submitted and not remaining:
+            all_done.set()
 
     def observe(event: ev.Event) -> None:
         board(event)
-        if event.job_id in remaining and _finished(board, provider, event.job_id):
-            remaining.discard(event.job_id)
-            if submitted and not remaining:
-                all_done.set()
+        if event.job_id in remaining:
+            if _finished(board, provider, event.job_id):
+                settle(event.job_id, ended=True)
+            elif isinstance(event, ev.JobStuck) and _dropped_since_it_started(board, provider, event.job_id):
+                settle(event.job_id, ended=False)  # its end was sent while the WebSocket was down, most likely
 
     watcher = bus.on(observe, name=f"follow-{provider}-{id(board)}", providers=provider, buffer=65_536)
     try:
@@ -365,15 +377,11 @@ async def follow(
                         raise ConfigError(f"cannot listen for webhooks on {where}: {reason}") from None
                     webhook_url = f"{served.url}/hooks/{provider}"
                 options.update(_webhook_option(provider, webhook_url))
-            unfinished: list[str] = []  # jobs whose polls gave up
 
             async def watch(job: AcceptedJob, watching: Awaitable[PollOutcome | None]) -> None:
                 # A job whose polls gave up can no longer end here: stop waiting for it, report it unfinished.
                 if await watching is PollOutcome.GAVE_UP and not _finished(board, provider, job.job_id):
-                    unfinished.append(job.job_id)
-                    remaining.discard(job.job_id)
-                    if submitted and not remaining:
-                        all_done.set()
+                    settle(job.job_id, ended=False)
 
             async with anyio.create_task_group() as tg:
 
@@ -453,6 +461,17 @@ def _polled(provider: str, job_id: str) -> dict[str, str]:
 def _job_failed(provider: str, job_id: str, reason: str) -> ev.JobFailed:
     """The ``JobFailed`` of a polled job (one per job: its id is derived from the job's)."""
     return ev.JobFailed(id=ev.event_id(provider, job_id, "failed"), **_polled(provider, job_id), reason=reason)
+
+
+def _dropped_since_it_started(board: JobBoard, provider: str, job_id: str) -> bool:
+    """The WebSocket was disconnected after the job's first event: Datananas replays nothing, so what it sent
+    meanwhile is lost, and a job silent since then will most likely never be heard of again."""
+    row = board.rows.get((provider, job_id))
+    started = row.started if row is not None else None
+    return any(
+        s.state == "disconnected" and s.source == "websocket" and (started is None or s.at >= started)
+        for s in board.source_states
+    )
 
 
 def _finished(board: JobBoard, provider: str, job_id: str) -> bool:

@@ -523,8 +523,12 @@ def _not_completed(result: Any, provider: str, timeout: float) -> list[str]:
         problems.append(f"{result.report.invalid_rows} invalid rows")
     if result.report.rejected_chunks:
         problems.append(f"{result.report.rejected_chunks} chunks rejected")
-    if result.timed_out:
-        problems.append(f"{len(result.unfinished)} jobs still open after {timeout:g}s ({', '.join(result.unfinished)})")
+    if result.unfinished:
+        ids = ", ".join(result.unfinished)
+        if result.timed_out:
+            problems.append(f"{len(result.unfinished)} jobs still open after {timeout:g}s ({ids})")
+        else:
+            problems.append(f"{len(result.unfinished)} jobs no longer followed, their end not seen ({ids})")
         drops = sum(s.state == "disconnected" and s.source == "websocket" for s in result.board.source_states)
         if drops:
             problems.append(

@@ -188,6 +188,8 @@ def test_a_run_that_timed_out_names_its_open_jobs_and_the_websocket_drops() -> N
         board(ev.SourceState(id=f"d{n}", job_id="", state="disconnected", detail="1011", **common))
         board(ev.SourceState(id=f"c{n}", job_id="", state="connected", **common))
     said = _not_completed(result, "datananas", 20)
+    given_up = _not_completed(FollowResult(report, board, unfinished=jobs[:1]), "datananas", 20)
+    assert given_up[0] == f"1 jobs no longer followed, their end not seen ({jobs[0]})" and given_up[1] == said[1]
     assert said[1] == (
         "the WebSocket was disconnected 2 times and datananas replays nothing: a job's last events may have been "
         "sent while it was down, so check the jobs still open at the provider"

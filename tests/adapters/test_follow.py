@@ -164,6 +164,29 @@ async def test_ws_dropped_after_n_frames_still_ends_exactly(sim_config: Simulato
     assert 0 < len(items) < 1500  # what the gap swallowed is not invented; the totals come from _ending
 
 
+async def test_a_job_silent_since_the_websocket_dropped_is_given_up_not_waited_for(sim_config: SimulatorConfig) -> None:
+    """The socket drops after 100 frames and the job ends before it is back (at least 0.25 s): Datananas replays
+    nothing, so the job's end is lost. Once it is silent for stuck_after, follow stops waiting for it (unfinished),
+    long before the timeout; a job with no drop is never given up on this way (see the other tests)."""
+    sim_config.faults = Faults(ws_drop_after=100)
+    sim_config.item_time = 0  # 1,000 contacts processed well within the shortest reconnect delay
+    async with checked_simulator(sim_config) as sim, Bus() as bus, capture(bus, providers="datananas") as events:
+        result = await follow(
+            "datananas",
+            contacts("datananas", 1000),
+            bus,
+            settings=settings(sim, "datananas"),
+            timeout=120,
+            stuck_after=1,
+            list="L1",
+        )
+    (job,) = result.report.accepted
+    assert not result.timed_out and result.unfinished == [job.job_id] and not result.ok
+    assert [e.job_id for e in events if isinstance(e, ev.JobStuck)] == [job.job_id]
+    assert not [e for e in events if isinstance(e, ev.JobCompleted)]
+    assert "disconnected" in [e.state for e in events if isinstance(e, ev.SourceState)]
+
+
 async def test_ws_accept_then_close_bounded_and_reported(sim_config: SimulatorConfig) -> None:
     """A server that accepts then closes costs a bounded number of attempts; the job is reported unfinished."""
     sim_config.faults = Faults(ws_accept_then_close=True)
