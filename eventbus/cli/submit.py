@@ -190,9 +190,10 @@ def _write_results(args: argparse.Namespace, results: Any, contacts: list, run: 
     if results is None:
         return
     if run is None:  # interrupted before the report: the same contacts chunk the same way
-        from adapters.submit import plan
-
-        run = plan(args.provider, contacts, rows=args.numbers, **provider_options(args))
+        run = _plan_of(args, contacts)
+    if run is None:
+        print(f"eventbus submit: {args.results} not written: the file's chunks could not be found", file=sys.stderr)
+        return
     counts = results.write(args.results, contacts, run, args.numbers)
     shown = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
     print(f"eventbus submit: results of {len(contacts)} rows in {args.results} ({shown})", file=sys.stderr)
@@ -320,8 +321,11 @@ def _plan_of(args: argparse.Namespace, contacts: list) -> Any:
     from adapters.submit import plan
     from eventbus.exceptions import EventBusError
 
+    options = provider_options(args)
+    if args.follow and args.provider == "pronto" and not options["webhook_url"]:
+        options["webhook_url"] = "http://placeholder.invalid/"  # --follow gave it its own; the chunks are the same
     try:
-        return plan(args.provider, contacts, rows=args.numbers, **provider_options(args))
+        return plan(args.provider, contacts, rows=args.numbers, **options)
     except EventBusError:  # the run could not have sent anything either; the report says what was
         return None
 

@@ -308,6 +308,27 @@ async def test_interrupted_follow_says_which_rows_to_send_and_writes_their_resul
     assert "unknown" in {written[i * 10_000] for i in sent}  # chunk 1, sent and not yet answered
 
 
+async def test_interrupted_pronto_follow_plans_its_chunks_without_a_webhook_url(tmp_path: Path) -> None:
+    """Pronto needs a webhook URL to build a request; --follow makes its own, so finding the chunks again after
+    Ctrl-C must not need one from the user (it failed, and the results file could not be written)."""
+    out = tmp_path / "out.csv"
+    f = tmp_path / "people.csv"
+    f.write_text("first_name,last_name,domain\n" + "".join(f"A{i},B,acme.io\n" for i in range(300)))  # 3 chunks
+    config = SimulatorConfig(item_time=0.01, faults=Faults(slow_response=3.0))
+    async with checked_simulator(config) as sim:
+        env = {"PRONTO_API_KEY": "demo-key", "PRONTO_BASE_URL": sim.urls["pronto"]}
+        args = ["--provider", "pronto", "--follow", "--concurrency", "1", "--results", str(out), str(f)]
+        seen, stderr, status = await interrupted(
+            args, env, lambda seen: any(isinstance(e, ev.BatchSubmitted) and e.chunk_index == 1 for e in seen)
+        )
+    assert status == 130 and "Traceback" not in stderr, stderr
+    (unsent,) = set(range(3)) - {e.chunk_index for e in seen if isinstance(e, ev.BatchSubmitted)}
+    assert f"To send the rows not sent: --rows {unsent * 100}-{unsent * 100 + 99}" in stderr
+    with out.open(newline="") as results:
+        not_sent = [int(r["row"]) for r in csv.DictReader(results) if r["status"] == "not_sent"]
+    assert not_sent == list(range(unsent * 100, unsent * 100 + 100))
+
+
 async def test_a_quota_stop_during_follow_says_which_rows_to_send_later(tmp_path: Path) -> None:
     """--follow stopped by a quota refusal ends with the same `to send them later: --rows SPEC` as a plain submit."""
     config = SimulatorConfig(item_time=0, datananas_connect_quota=15_000)
