@@ -27,6 +27,9 @@ ORDER = 20
 PROVIDERS = ("insideview", "mautic", "datananas", "pronto")
 
 
+_SHOWN = 20  # jobs, invalid rows, rejected chunks listed in the summary; the rest are counted
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
     parser.add_argument("file", metavar="FILE", help="contacts: .csv, .jsonl/.ndjson, or .txt (ids, one per line)")
@@ -265,22 +268,22 @@ def run(args: argparse.Namespace) -> int:
                 f"{args.provider}: {report.contacts} contacts, {_invalid(report)}{repeated}, "
                 f"{report.chunks} chunks, {len(report.accepted)} accepted, {report.rejected_chunks} rejected"
             )
-            for job in report.accepted:
+            accepted = sorted(report.accepted, key=lambda j: j.chunk_index)
+            for job in accepted[:_SHOWN]:
                 print(f"  job {job.job_id}: {len(job.rows)} contacts (chunk {job.chunk_index})")
-            for problem in report.invalid[:20]:
-                print(f"  invalid: {problem}", file=sys.stderr)
-            if len(report.invalid) > 20:
-                print(f"  ... and {len(report.invalid) - 20} more problems", file=sys.stderr)
+            if len(accepted) > _SHOWN:
+                print(f"  ... and {len(accepted) - _SHOWN} more jobs (each one in --json or --results)")
+            _print_invalid(report.invalid)
             refused = sorted((r for r in report.rejected if r.sent), key=lambda r: r.chunk_index)
-            for r in refused[:20]:
+            for r in refused[:_SHOWN]:
                 status = f"HTTP {r.status}, " if r.status is not None else ""
                 again = "may be sent again" if r.retriable else "do not send again as is"
                 print(
                     f"  rejected chunk {r.chunk_index} ({len(r.rows)} contacts; {status}{again}): {r.reason}",
                     file=sys.stderr,
                 )
-            if len(refused) > 20:
-                print(f"  ... and {len(refused) - 20} more rejected chunks", file=sys.stderr)
+            if len(refused) > _SHOWN:
+                print(f"  ... and {len(refused) - _SHOWN} more rejected chunks", file=sys.stderr)
             _print_stopped(report)
         return 0 if report.ok and not report.invalid else 1
 
@@ -292,6 +295,14 @@ def run(args: argparse.Namespace) -> int:
         print(f"eventbus submit: {why}. {record.summary()}{_unsent_rows(planned, record.fates.sent)}", file=sys.stderr)
         _write_results(args, results, contacts, done[0] if done else planned)
         return status
+
+
+def _print_invalid(problems: list) -> None:
+    """The first problems found before sending, one line each on stderr, and how many more there are."""
+    for problem in problems[:_SHOWN]:
+        print(f"  invalid: {problem}", file=sys.stderr)
+    if len(problems) > _SHOWN:
+        print(f"  ... and {len(problems) - _SHOWN} more problems", file=sys.stderr)
 
 
 def _print_stopped(report: Any) -> None:
@@ -358,23 +369,20 @@ def _dry_run(args: argparse.Namespace, contacts: list) -> int:
         f"{len(found.chunks)} chunks, {found.valid} contacts in {_size(found.body_bytes)} of request bodies",
         file=out,
     )
-    for chunk in found.chunks[:20]:
+    for chunk in found.chunks[:_SHOWN]:
         print(
             f"  chunk {chunk.chunk_index}: {chunk.method} {chunk.path}, {len(chunk.rows)} contacts "
             f"(rows {chunk.rows[0]}-{chunk.rows[-1]}), {_size(chunk.body_bytes)}",
             file=out,
         )
-    if len(found.chunks) > 20:
-        print(f"  ... and {len(found.chunks) - 20} more chunks", file=out)
+    if len(found.chunks) > _SHOWN:
+        print(f"  ... and {len(found.chunks) - _SHOWN} more chunks", file=out)
     if args.json:  # the ItemFailed events submit would publish, one JSON line each
         write_json = _json_lines()
         for event in invalid_rows(args.provider, "dry-run", found.invalid):  # (a closed stdout ends the run, 141)
             write_json(event)
     else:
-        for problem in found.invalid[:20]:
-            print(f"  invalid: {problem}", file=sys.stderr)
-        if len(found.invalid) > 20:
-            print(f"  ... and {len(found.invalid) - 20} more problems", file=sys.stderr)
+        _print_invalid(found.invalid)
     return 1 if found.invalid else 0
 
 

@@ -116,6 +116,24 @@ async def test_submit_summary_counts_repeated_ids(simulator: Simulator, tmp_path
     assert "contacts (chunk 0)" in proc.stdout and ": 3 contacts (chunk 0)" in proc.stdout
 
 
+async def test_the_summary_lists_twenty_jobs_in_chunk_order_and_counts_the_rest(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    """1,250 ids to Bulk Contact Fetch are 25 chunks answered at once: chunks 0-19 listed in order, 5 counted."""
+    f = tmp_path / "ids.txt"
+    f.write_text("".join(f"{1000 + i}\n" for i in range(1250)))
+    env = {
+        "INSIDEVIEW_CLIENT_ID": "demo",
+        "INSIDEVIEW_CLIENT_SECRET": "demo",
+        "INSIDEVIEW_BASE_URL": simulator.urls["insideview"],
+    }
+    args = ["--provider", "insideview", "--endpoint", "fetch", str(f)]
+    proc = await anyio.to_thread.run_sync(lambda: run_cli(*args, env=env))
+    listed = [line for line in proc.stdout.splitlines() if line.startswith("  job ")]
+    assert [line.rsplit("(chunk ", 1)[1] for line in listed] == [f"{i})" for i in range(20)]
+    assert proc.stdout.splitlines()[-1] == "  ... and 5 more jobs (each one in --json or --results)"
+
+
 @pytest.mark.parametrize(
     "args, env, message",
     [
