@@ -348,7 +348,11 @@ async def follow(
                     keyed,
                     provider="datananas",
                     token=settings.credential,
-                    correlator=Correlator(max_age=max(60.0, timeout)),
+                    # Room for every event of the chunks in flight: Datananas may answer as late as just
+                    # before _ending, two events per contact before it (ItemSucceeded, JobProgress).
+                    correlator=Correlator(
+                        max_events=concurrency * (2 * datananas.MAX_CONTACTS + 2), max_age=max(60.0, timeout)
+                    ),
                     healthy_after=5.0,
                 )
                 await stack.enter_async_context(source)

@@ -139,6 +139,9 @@ class SimulatorConfig:
     insideview_job_api_allowed: bool = True  # False: the key may not submit jobs (405 "not allowed for this key")
     datananas_connect_quota: int | None = None  # contacts per day from Connect; None: unlimited
     datananas_total_quota: int | None = None  # contacts in the account; None: unlimited
+    # Contacts processed (each a _running frame) before the bulk answer goes out; 0: only _starting precedes it.
+    # providers.md: "the HTTP response returns between _starting and _ending".
+    datananas_answer_after: int = 0
     pronto_credits: int | None = None  # None: unlimited
     pronto_gdpr_consent: bool = True
     pronto_sync_rate: int = 50  # synchronous single_enrich requests per second per API key
@@ -157,7 +160,7 @@ class SimulatorConfig:
                 secret_key(self.webhook_secret)
             except ValueError as exc:
                 raise ConfigError(f"simulator setting 'webhook_secret': {exc}") from None
-        for name in ("item_time", "token_ttl", "webhook_backoff"):
+        for name in ("item_time", "token_ttl", "webhook_backoff", "datananas_answer_after"):
             if getattr(self, name) < 0:
                 raise ConfigError(f"simulator setting {name!r} must not be negative")
         for name in ("tick", "mautic_page_size", "webhook_attempts", "webhook_concurrency", "max_body"):

@@ -132,7 +132,11 @@ class Datananas:
         self.jobs[job_uuid] = job
         self._broadcast(STARTING, {"listId": list_id, "uuid": job_uuid})
         answered = anyio.Event()
-        self.state.spawn(self._process, job, contacts, flags, answered)
+        ahead = min(config.datananas_answer_after, len(contacts))  # contacts processed before the answer
+        reached = anyio.Event()
+        self.state.spawn(self._process, job, contacts, flags, answered, ahead, reached)
+        if ahead:
+            await reached.wait()
 
         async def release() -> None:  # runs once the response has been sent
             # Events of this job broadcast before the answer went out (tests check it is only _starting).
@@ -143,11 +147,24 @@ class Datananas:
         return json_response(body, background=BackgroundTask(release))
 
     async def _process(
-        self, job: dict[str, Any], contacts: list[dict[str, Any]], flags: dict[str, bool], answered: anyio.Event
+        self,
+        job: dict[str, Any],
+        contacts: list[dict[str, Any]],
+        flags: dict[str, bool],
+        answered: anyio.Event,
+        ahead: int,
+        reached: anyio.Event,
     ) -> None:
+        """Create or update each contact, broadcasting its _running frame, then _ending.
+
+        With ``ahead`` (``datananas_answer_after``) the first contacts are
+        processed before the answer, which waits for ``reached``; else the job
+        starts once the answer went out.
+        """
         total = job["total"]
-        with anyio.move_on_after(_ANSWER_WAIT):  # a client that vanished before the answer still gets its job done
-            await answered.wait()
+        if not ahead:
+            with anyio.move_on_after(_ANSWER_WAIT):  # a client that vanished before the answer still gets its job
+                await answered.wait()
 
         def step(start: int, end: int) -> None:
             for i in range(start, end):
@@ -166,7 +183,14 @@ class Datananas:
                     job["updated"] += 1
                 self._broadcast(RUNNING, {"uuid": job["uuid"], "i": i, "total": total})
 
-        await pace(self.state, total, step)
+        if ahead:
+            await pace(self.state, ahead, step)
+            reached.set()
+            await pace(self.state, total - ahead, lambda start, end: step(ahead + start, ahead + end))
+            with anyio.move_on_after(_ANSWER_WAIT):  # the answer still comes before _ending
+                await answered.wait()
+        else:
+            await pace(self.state, total, step)
         job["ended"] = 1
         self._broadcast(ENDING, {"uuid": job["uuid"], "created": job["created"], "updated": job["updated"]})
 

@@ -110,6 +110,26 @@ async def test_each_job_is_followed_from_its_acceptance_not_from_the_end_of_the_
     assert len({e.key for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)}) == n
 
 
+async def test_a_whole_jobs_events_before_its_answer_are_held_not_dropped() -> None:
+    """Datananas answers "between _starting and _ending": here after every contact of two 10,000-contact chunks
+    in flight at once. The 40,004 events that precede the answers are held until the uuids are known (the buffer
+    held 10,000: the rest were dropped and neither job completed)."""
+    config = SimulatorConfig(item_time=0, datananas_answer_after=10_000)
+    async with checked_simulator(config) as sim, Bus() as bus, capture(bus, providers="datananas") as events:
+        result = await follow(
+            "datananas",
+            contacts("datananas", 20_000),
+            bus,
+            settings=settings(sim, "datananas"),
+            concurrency=2,
+            timeout=60,
+            list="L1",
+        )
+    dropped = [e.reason for e in events if isinstance(e, ev.InvalidSignal)]
+    assert result.ok and not dropped, dropped[:2]
+    assert len({e.key for e in events if isinstance(e, ev.ItemSucceeded)}) == 20_000
+
+
 async def test_keys_are_input_rows(simulator: Simulator) -> None:
     """Item keys are the contact's row in the submitted input, across chunks (Pronto) and jobs."""
     rows = contacts("pronto", 250)

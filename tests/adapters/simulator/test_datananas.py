@@ -237,6 +237,17 @@ async def test_http_answer_goes_out_after_starting_before_any_running(simulator:
     assert job["events_before_answer"] == 1
 
 
+@pytest.mark.parametrize("ahead", [30, 50, 80])
+async def test_answer_after_n_contacts_lets_running_frames_precede_it(ahead: int) -> None:
+    """datananas_answer_after=N: _starting and at least N _running frames (all 50 at most) go out before the
+    200, and never the _ending."""
+    async with checked_simulator(SimulatorConfig(item_time=0, datananas_answer_after=ahead)) as sim:
+        response, frames = await collect(sim, [{"email": f"h{i}@x.io"} for i in range(50)])
+        job = sim.state.extra["datananas"].jobs[response.json()["uuid"]]
+    assert 1 + min(ahead, 50) <= job["events_before_answer"] <= 51  # (51: _starting and every _running)
+    assert [f["event"] for f in frames][-1] == "contact_bulk_create_ending" and len(frames) == 52
+
+
 async def test_one_socket_receives_every_bulk_of_the_account(simulator: Simulator) -> None:
     """Two bulk requests are both reported on the one connection of the account."""
     posts = [
