@@ -51,7 +51,7 @@ from adapters.submit import AcceptedJob, SubmitReport, Tapped, make_provider, su
 from adapters.webhooks import WebhookReceiver
 from adapters.websocket import Correlator, WebSocketSource
 from eventbus import events as ev
-from eventbus._checks import SECONDS, check_numbers
+from eventbus._checks import COUNT, SECONDS, check_numbers
 from eventbus.bus import Bus
 from eventbus.exceptions import AuthError, ConfigError, ProviderError, TransportError, errors_of
 from eventbus.subscribers.board import JobBoard, JobRow
@@ -301,6 +301,7 @@ async def follow(
         poll_initial=(poll_initial, SECONDS),
         poll_cap=(poll_cap, SECONDS),
         connect_timeout=(connect_timeout, SECONDS),
+        concurrency=(concurrency, COUNT),  # (also sizes the WebSocket's correlator, before submit() would check it)
     )
     settings = settings or Settings.from_env(provider)
     checked = make_provider(provider, **{**options, **_webhook_option(provider, "http://placeholder.invalid/")})

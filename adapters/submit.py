@@ -30,6 +30,7 @@ from adapters.http import ProviderClient, Settings
 from adapters.providers import PROVIDERS
 from adapters.providers.base import NOT_FOUND, Accepted, Chunk, Items, Problem, Provider, Refused
 from eventbus import events as ev
+from eventbus._checks import COUNT, check_numbers
 from eventbus.exceptions import (
     AmbiguousSubmit,
     AuthError,
@@ -338,8 +339,7 @@ async def submit(
     (:func:`adapters.follow.follow` does). A chunk a synchronous endpoint
     answered in full is a finished job already and is not passed.
     """
-    if concurrency < 1:
-        raise ConfigError("concurrency must be at least 1")
+    check_numbers("submit", concurrency=(concurrency, COUNT))
     p = make_provider(provider, **options)
     settings = settings or Settings.from_env(p.name)
     batch = batch_id or uuid.uuid4().hex[:12]

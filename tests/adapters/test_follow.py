@@ -706,6 +706,19 @@ async def test_bad_durations_are_refused_before_sending(simulator: Simulator, op
     assert simulator.state.api_requests == 0
 
 
+@pytest.mark.parametrize("provider", ["datananas", "pronto"])
+@pytest.mark.parametrize("value", [0, -1, 1.5, True])
+async def test_a_bad_concurrency_is_refused_by_name_before_sending(simulator: Simulator, provider: str, value) -> None:
+    """concurrency also sizes the Datananas WebSocket's buffer: a bad one is named as itself, nothing is sent."""
+    async with Bus() as bus:
+        with pytest.raises(ConfigError, match=r"follow: concurrency must be a whole number, 1 or more, not "):
+            s = settings(simulator, provider)
+            await follow(
+                provider, contacts(provider, 3), bus, settings=s, concurrency=value, **OPTIONS.get(provider, {})
+            )
+    assert simulator.state.api_requests == 0
+
+
 async def test_unreachable_datananas_websocket_submits_nothing(simulator: Simulator) -> None:
     """The Datananas WebSocket cannot connect in time: TransportError naming it and the last failure; nothing sent."""
     port = await closed_port()
