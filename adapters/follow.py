@@ -472,11 +472,7 @@ def _dropped_since_it_started(board: JobBoard, provider: str, job_id: str) -> bo
     """The WebSocket was disconnected after the job's first event: Datananas replays nothing, so what it sent
     meanwhile is lost, and a job silent since then will most likely never be heard of again."""
     row = board.rows.get((provider, job_id))
-    started = row.started if row is not None else None
-    return any(
-        s.state == "disconnected" and s.source == "websocket" and (started is None or s.at >= started)
-        for s in board.source_states
-    )
+    return board.websocket_drops(since=row.started if row is not None else None) > 0
 
 
 def _finished(board: JobBoard, provider: str, job_id: str) -> bool:

@@ -541,7 +541,7 @@ def _not_completed(result: Any, provider: str, timeout: float) -> list[str]:
             problems.append(f"{len(result.unfinished)} jobs still open after {timeout:g}s ({ids})")
         else:
             problems.append(f"{len(result.unfinished)} jobs no longer followed, their end not seen ({ids})")
-        drops = sum(s.state == "disconnected" and s.source == "websocket" for s in result.board.source_states)
+        drops = result.board.websocket_drops()
         if drops:
             problems.append(
                 f"the WebSocket was disconnected {drops} {'time' if drops == 1 else 'times'} and "

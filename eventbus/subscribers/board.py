@@ -150,6 +150,13 @@ class JobBoard:
                 if not row.finished:
                     row.state = "stuck"
 
+    def websocket_drops(self, since: datetime | None = None) -> int:
+        """How many times a WebSocket source was disconnected (at or after ``since``, when given)."""
+        return sum(
+            s.state == "disconnected" and s.source == "websocket" and (since is None or s.at >= since)
+            for s in self.source_states
+        )
+
     def all_finished(self) -> bool:
         """True when every job and chunk on the board reached a terminal state."""
         return all(row.finished for row in self.rows.values())

@@ -100,3 +100,22 @@ def test_invalid_rows_are_a_finished_row() -> None:
     )
     row = board.rows[("pronto", "B#-1")]
     assert row.state == "invalid" and row.failed == 1 and board.all_finished()
+
+
+def test_websocket_drops_are_counted_since_a_time() -> None:
+    """websocket_drops counts a WebSocket's disconnections, all or those at or after a time; other states and
+    other sources are not drops."""
+    from datetime import UTC, datetime, timedelta
+
+    t0 = datetime(2026, 11, 23, 12, 0, tzinfo=UTC)
+    board = feed(
+        JobBoard(),
+        ev.SourceState(id="c", job_id="", state="connected", at=t0, **P),
+        ev.SourceState(id="d1", job_id="", state="disconnected", at=t0 + timedelta(seconds=1), **P),
+        ev.SourceState(id="r", job_id="", state="reconnecting", at=t0 + timedelta(seconds=2), **P),
+        ev.SourceState(id="d2", job_id="", state="disconnected", at=t0 + timedelta(seconds=3), **P),
+        ev.SourceState(id="p", job_id="", state="disconnected", provider="mautic", source="poll", at=t0),
+    )
+    assert board.websocket_drops() == 2
+    assert board.websocket_drops(since=t0 + timedelta(seconds=3)) == 1
+    assert board.websocket_drops(since=t0 + timedelta(seconds=4)) == 0
