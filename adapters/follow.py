@@ -31,10 +31,12 @@ input from a provider ends its job with a typed event; the other jobs carry on.
 
 from __future__ import annotations
 
+import ipaddress
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import urlsplit
 
 import anyio
 import httpx
@@ -280,9 +282,14 @@ async def follow(
     waited for: it is listed in ``unfinished`` at once; so is a Datananas job
     that goes silent for ``stuck_after`` seconds (``JobStuck``) after the
     WebSocket dropped while it ran (what was sent meanwhile is lost: nothing
-    is replayed). ``webhook_url`` is the URL the provider should call; when
-    not given, a receiver is started on ``webhook_host:webhook_port`` and its
-    own URL is used (fine for the simulator; a real provider needs a public URL).
+    is replayed). For Pronto and InsideView a webhook receiver is always
+    started on ``webhook_host:webhook_port``; ``webhook_url`` is the URL the
+    provider is told to call (a public URL that forwards there: then
+    ``webhook_port`` must be given). Without ``webhook_url`` the receiver's own
+    URL is used, which only a provider on this machine can reach (the
+    simulator): for a provider elsewhere, Pronto is refused with a
+    :class:`ConfigError` before anything is sent, and InsideView is given no
+    status webhook (its status polls carry everything).
     For Datananas, the WebSocket must connect within ``connect_timeout``
     seconds, or nothing is submitted (:class:`TransportError`, naming the last
     attempt's failure; at once when its source gives up first, as it does on
@@ -304,6 +311,24 @@ async def follow(
         concurrency=(concurrency, COUNT),  # (also sizes the WebSocket's correlator, before submit() would check it)
     )
     settings = settings or Settings.from_env(provider)
+    if provider in ("pronto", "insideview") and webhook_url is not None and not webhook_port:
+        raise ConfigError(
+            "webhook_url is the public URL the provider calls; the receiver of this run listens where it forwards "
+            "to: give that port (webhook_port, --webhook-listen HOST:PORT)"
+        )
+    # A provider elsewhere cannot call a receiver on this machine's loopback: Pronto's results would never arrive.
+    unreachable = (
+        provider in ("pronto", "insideview")
+        and webhook_url is None
+        and _local_only(webhook_host)
+        and not _local_only(urlsplit(settings.base_url).hostname or "")
+    )
+    if unreachable and provider == "pronto":
+        raise ConfigError(
+            f"Pronto sends each result to a webhook, and cannot reach a receiver on {redact_userinfo(webhook_host)} "
+            f"(this machine only): give webhook_url (--webhook-url), a public URL that forwards to the receiver's "
+            f"webhook_host:webhook_port (--webhook-listen HOST:PORT); nothing was submitted"
+        )
     checked = make_provider(provider, **{**options, **_webhook_option(provider, "http://placeholder.invalid/")})
     watch_results = provider == "insideview" and options.get("endpoint", "job") == "job"
     if watch_results and not isinstance(contacts, list | tuple):
@@ -372,16 +397,19 @@ async def follow(
             if provider in ("pronto", "insideview"):
                 parse = pronto.parse_webhook if provider == "pronto" else insideview.parse_webhook
                 receiver = WebhookReceiver(sink, {provider: parse}, secret=webhook_secret)
-                if webhook_url is None:
-                    served = ServedApp(receiver.app, host=webhook_host, port=webhook_port)
-                    try:
-                        await stack.enter_async_context(served)
-                    except (OSError, ConfigError) as exc:  # ConfigError: no host name at all (see bind_tcp)
-                        where = f"{redact_userinfo(webhook_host)}:{webhook_port}"
-                        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-                        raise ConfigError(f"cannot listen for webhooks on {where}: {reason}") from None
+                # Always served: it is the only way webhooks reach this run. ``webhook_url`` is only
+                # what the provider is told (a public URL that forwards to webhook_host:webhook_port).
+                served = ServedApp(receiver.app, host=webhook_host, port=webhook_port)
+                try:
+                    await stack.enter_async_context(served)
+                except (OSError, ConfigError) as exc:  # ConfigError: no host name at all (see bind_tcp)
+                    where = f"{redact_userinfo(webhook_host)}:{webhook_port}"
+                    reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+                    raise ConfigError(f"cannot listen for webhooks on {where}: {reason}") from None
+                if webhook_url is None and not unreachable:
                     webhook_url = f"{served.url}/hooks/{provider}"
-                options.update(_webhook_option(provider, webhook_url))
+                if webhook_url is not None:  # (InsideView's status webhooks are optional: its polls say it all)
+                    options.update(_webhook_option(provider, webhook_url))
 
             async def watch(job: AcceptedJob, watching: Awaitable[PollOutcome | None]) -> None:
                 # A job whose polls gave up can no longer end here: stop waiting for it, report it unfinished.
@@ -446,6 +474,18 @@ async def follow(
         watcher.close()
     await bus.drain()
     return result
+
+
+def _local_only(host: str) -> bool:
+    """True for a host only this machine can reach: loopback, or the any-address a server binds to."""
+    host = host.strip("[]").lower()
+    if host == "localhost" or host.endswith(".localhost"):
+        return True
+    try:
+        address = ipaddress.ip_address(host)
+    except ValueError:
+        return False
+    return address.is_loopback or address.is_unspecified
 
 
 def _webhook_option(provider: str, url: str) -> dict[str, str]:

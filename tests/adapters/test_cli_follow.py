@@ -89,6 +89,33 @@ async def test_submit_follow_reports_failure(simulator: Simulator, tmp_path: Pat
     assert "insufficient_credits" in proc.stdout
 
 
+async def test_the_readmes_public_webhook_url_example_listens_on_webhook_listen(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    """--follow --webhook-listen HOST:PORT --webhook-url URL (README): Pronto is told URL, the receiver listens on
+    HOST:PORT, and every job completes (the receiver was not started when a URL was given: results were lost)."""
+    f = tmp_path / "people.csv"
+    f.write_text("first_name,last_name,domain\n" + "".join(f"A{i},B{i},acme.io\n" for i in range(3)))
+    port = await closed_port()
+    env = {"PRONTO_API_KEY": "demo-key", "PRONTO_BASE_URL": simulator.urls["pronto"]}
+    listen, url = f"127.0.0.1:{port}", f"http://127.0.0.1:{port}/hooks/pronto"
+    args = ["--provider", "pronto", "--follow", "--webhook-listen", listen, "--webhook-url", url, str(f)]
+    proc = await anyio.to_thread.run_sync(lambda: submit_cli(*args, env=env))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "all 1 jobs completed" in proc.stdout
+
+
+async def test_pronto_elsewhere_without_a_webhook_url_is_refused_before_sending(tmp_path: Path) -> None:
+    """A Pronto that is not on this machine cannot call the receiver's loopback URL: exit 1, what to give."""
+    f = tmp_path / "people.csv"
+    f.write_text("first_name,last_name,domain\nA,B,acme.io\nC,D,acme.io\n")
+    env = {"PRONTO_API_KEY": "demo-key", "PRONTO_BASE_URL": "https://app.prontohq.invalid/api/v2"}
+    proc = await anyio.to_thread.run_sync(lambda: submit_cli("--provider", "pronto", "--follow", str(f), env=env))
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert "give webhook_url (--webhook-url), a public URL that forwards to" in proc.stderr
+    assert "nothing was submitted" in proc.stderr
+
+
 def test_webhook_listen_is_validated() -> None:
     """A malformed --webhook-listen is refused with a message saying the expected form."""
     env = {"PRONTO_API_KEY": "k", "PRONTO_BASE_URL": "http://127.0.0.1:9"}

@@ -426,6 +426,7 @@ class ScriptedInsideView:
         self.results = results
         self.fetched = fetched or []
         self.jobs: dict[str, list[str]] = {}
+        self.webhooks: list[str | None] = []  # each submit's webhook= query value
         self.refuse_status = False  # answer every status poll 401 (an expired token)
         self.lock = threading.Lock()
 
@@ -438,6 +439,7 @@ class ScriptedInsideView:
             with self.lock:
                 job_id = f"J{len(self.jobs) + 1}"
                 self.jobs[job_id] = ids
+                self.webhooks.append(request.query_params.get("webhook"))
             return JSONResponse({"jobId": job_id, "status": "accepted"})
 
         async def status(request: StarletteRequest) -> StarletteResponse:
@@ -478,7 +480,6 @@ async def follow_insideview(scripted: ScriptedInsideView, ids: list[str], **opti
                 ids,
                 bus,
                 settings=scripted_settings(served.url + "/api/v1"),
-                webhook_url="http://hooks.invalid/insideview",  # never called: the stand-in sends no webhooks
                 timeout=30,
                 poll_initial=0.01,
                 poll_cap=0.05,
@@ -779,3 +780,90 @@ async def test_item_positions_become_input_rows_but_submit_items_keep_theirs() -
         await keyed.publish(item("3", "poll"))  # past the job's rows: left as it is
         await bus.drain()
     assert [(e.key, e.source) for e in seen] == [("7", "poll"), ("9", "websocket"), ("1", "submit"), ("3", "poll")]
+
+
+async def test_pronto_with_a_public_webhook_url_is_followed_on_the_port_it_forwards_to(simulator: Simulator) -> None:
+    """webhook_url is what Pronto is told; the receiver listens on webhook_host:webhook_port all the same.
+
+    (It was started only without a webhook_url: given one, every result was refused and the run timed out.)
+    """
+    port = await closed_port()  # free a moment ago: the receiver takes it
+    url = f"http://127.0.0.1:{port}/hooks/pronto"  # as a public URL forwarded to the receiver would be
+    async with Bus() as bus:
+        result = await follow(
+            "pronto",
+            contacts("pronto", 5),
+            bus,
+            settings=settings(simulator, "pronto"),
+            webhook_url=url,
+            webhook_host="127.0.0.1",
+            webhook_port=port,
+            timeout=30,
+        )
+    assert result.ok and not result.timed_out, result.unfinished
+    assert result.board.rows[("pronto", result.report.accepted[0].job_id)].total == 5
+
+
+@pytest.mark.parametrize("provider", ["pronto", "insideview"])
+async def test_a_webhook_url_without_the_port_it_forwards_to_is_refused(provider: str) -> None:
+    """The receiver would listen on a free port nothing forwards to: refused before anything is sent."""
+    async with Bus() as bus:
+        with pytest.raises(ConfigError, match=r"give that port \(webhook_port, --webhook-listen HOST:PORT\)"):
+            await follow(
+                provider,
+                contacts(provider, 2),
+                bus,
+                settings=Settings("https://provider.invalid/api", "key", "secret"),
+                webhook_url="https://hooks.example.com/hooks/x",
+            )
+
+
+@pytest.mark.parametrize("host", ["127.0.0.1", "0.0.0.0", "::1", "localhost"])
+async def test_pronto_elsewhere_with_a_receiver_only_this_machine_reaches_is_refused(host: str) -> None:
+    """Pronto's results come only by webhook, and a provider elsewhere cannot call this machine's loopback."""
+    async with Bus() as bus, capture(bus) as events:
+        with pytest.raises(ConfigError, match=r"cannot reach a receiver on .*give webhook_url \(--webhook-url\)"):
+            await follow(
+                "pronto",
+                contacts("pronto", 2),
+                bus,
+                settings=Settings("https://app.prontohq.invalid/api/v2", "key"),
+                webhook_host=host,
+            )
+    assert events == []  # nothing was submitted
+
+
+async def test_insideview_elsewhere_is_given_no_webhook_its_receiver_cannot_be_reached() -> None:
+    """InsideView on another host is not told to call this machine's loopback: its status polls say it all.
+
+    The stand-in answers under a public-looking host name, in process (httpx's ASGI transport): a provider host
+    elsewhere is what cannot run here.
+    """
+    scripted = ScriptedInsideView(lambda job_id: csv_answer("11,found", "12,found"))
+    transport = httpx.ASGITransport(app=scripted.app())
+    async with httpx.AsyncClient(transport=transport) as client, Bus() as bus:
+        result = await follow(
+            "insideview",
+            ["11", "12"],
+            bus,
+            client=client,
+            settings=scripted_settings("https://api.insideview.example/api/v1"),
+            timeout=30,
+            poll_initial=0.01,
+            poll_cap=0.05,
+        )
+    assert result.ok, result.unfinished
+    assert scripted.webhooks == [None]
+
+
+async def test_insideview_on_this_machine_is_given_the_receivers_url() -> None:
+    """The other side of the rule above: a provider on this machine (the simulator) calls the receiver's own URL."""
+    scripted = ScriptedInsideView(lambda job_id: csv_answer("11,found"))
+    async with ServedApp(scripted.app()) as served, Bus() as bus:
+        result = await follow(
+            "insideview", ["11"], bus, settings=scripted_settings(served.url + "/api/v1"), timeout=30, poll_initial=0.01
+        )
+    assert result.ok, result.unfinished
+    assert len(scripted.webhooks) == 1
+    assert scripted.webhooks[0] is not None and scripted.webhooks[0].startswith("http://127.0.0.1:")
+    assert scripted.webhooks[0].endswith("/hooks/insideview")
