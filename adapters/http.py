@@ -400,8 +400,13 @@ class ProviderClient:
                 await self._credential(refresh=True)
                 continue
             if response.status == 401 and _authenticated:
+                name = self.provider.name
+                if name in _TOKEN_PROVIDERS:  # the client credentials were good enough for a token
+                    said = " even after a fresh token: check the account's API access"
+                else:  # a static token or key: nothing to refresh
+                    said = f": check {ENV[name][0]}" if name in ENV else ": check the credential"
                 raise AuthError(
-                    f"{self.provider.name} refused our credentials (HTTP 401) even after a fresh token",
+                    f"{name} refused our credentials (HTTP 401){said}",
                     status=401,
                     provider=self.provider.name,
                 )

@@ -77,6 +77,9 @@ class RejectedChunk:
     reason: str
     retriable: bool
     sent: bool  # False: not sent because the run stopped (see SubmitReport.stopped)
+    # Refused for a reason of the whole account (quota, credits, consent, credentials, certificate, no such
+    # endpoint): nothing of it was taken and the chunk itself may be fine; such a refusal stops the run.
+    account: bool = False
 
 
 @dataclass
@@ -112,6 +115,12 @@ class SubmitReport:
     def ok(self) -> bool:
         """True when every valid contact was accepted."""
         return not self.rejected
+
+    @property
+    def rows_to_send_later(self) -> list[int]:
+        """The rows of the chunks a stop kept from being taken: those not sent, and those refused for the reason
+        of the whole account that stopped the run (nothing of them was taken). Sorted; empty when not stopped."""
+        return sorted(row for r in self.rejected if not r.sent or r.account for row in r.rows)
 
 
 @dataclass(frozen=True)
@@ -404,7 +413,7 @@ async def _send_chunk(
             # Refused credentials (a token endpoint's 400/401, a 401 after a fresh token) fail every chunk alike.
             # Refused credentials and an untrusted certificate would fail every chunk alike: stop the rest.
             settled = isinstance(exc, AuthError | CertificateError)
-            await _reject(bus, report, chunk, batch, status, str(exc), retriable=not settled)
+            await _reject(bus, report, chunk, batch, status, str(exc), retriable=not settled, account=settled)
             if isinstance(exc, AuthError):
                 _stop(report, stop, f"credentials refused: {exc}")
             elif isinstance(exc, CertificateError):
@@ -441,10 +450,21 @@ async def _send_chunk(
                     )
                 )
                 report.rejected.append(
-                    RejectedChunk(chunk.index, chunk.rows, outcome.status, outcome.reason, outcome.retriable, True)
+                    RejectedChunk(
+                        chunk.index, chunk.rows, outcome.status, outcome.reason, outcome.retriable, True, account=True
+                    )
                 )
             else:
-                await _reject(bus, report, chunk, batch, outcome.status, outcome.reason, outcome.retriable)
+                await _reject(
+                    bus,
+                    report,
+                    chunk,
+                    batch,
+                    outcome.status,
+                    outcome.reason,
+                    outcome.retriable,
+                    account=outcome.account,
+                )
         case _:  # Throttle/ServerFailure are retried inside send(); anything else is a bug in a provider module
             await _reject(bus, report, chunk, batch, None, f"unexpected answer: {outcome!r}", retriable=False)
 
@@ -465,8 +485,9 @@ async def _reject(
     retriable: bool,
     *,
     sent: bool = True,
+    account: bool = False,
 ) -> None:
-    report.rejected.append(RejectedChunk(chunk.index, chunk.rows, status, reason, retriable, sent))
+    report.rejected.append(RejectedChunk(chunk.index, chunk.rows, status, reason, retriable, sent, account))
     ref = ev.chunk_ref(batch, chunk.index)
     await bus.publish(
         ev.SubmitRejected(

@@ -133,7 +133,9 @@ class Datananas(Provider):
             # Events carry code and reason as strings: a reason of another shape is told as its JSON.
             code = reason if isinstance(reason, str) else ""
             told = code or ("unknown quota" if reason in (None, "") else ev.excerpt(msgspec.json.encode(reason)))
-            return Refused(402, f"quota exhausted: {told}", account=True, code=code or "quota")
+            return Refused(
+                402, f"quota exhausted: {told}", retriable=True, account=True, code=code or "quota"
+            )  # none taken
         if response.status in (401, 403):
             return Refused(response.status, "the token was refused (DATANANAS_TOKEN)", account=True, code="auth")
         return Refused(response.status, reason_of(response))

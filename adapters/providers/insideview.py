@@ -213,7 +213,7 @@ class InsideView(Provider):
         reason = reason_of(response)
         lowered = reason.lower()
         if response.status == 400 and "quota" in lowered:
-            return Refused(400, reason, account=True, code="insufficient_transaction_quota")
+            return Refused(400, reason, retriable=True, account=True, code="insufficient_transaction_quota")
         if response.status == 400 and "too many jobs" in lowered:
             return Refused(400, reason, retriable=True, code="too_many_jobs")
         return Refused(response.status, reason)

@@ -149,7 +149,7 @@ class Pronto(Provider):
             # Events carry code and reason as strings: a value of another shape is told as its JSON.
             code = error if isinstance(error, str) and error else "unprocessable"
             told = next((value for value in (message, error) if value not in (None, "")), "unprocessable")
-            return Refused(422, text_of(told), account=True, code=code)
+            return Refused(422, text_of(told), retriable=True, account=True, code=code)  # nothing enqueued
         if response.status in (401, 403):
             return Refused(response.status, "the API key was refused (PRONTO_API_KEY)", account=True, code="auth")
         reason = reason_of(response)

@@ -309,10 +309,11 @@ def _print_stopped(report: Any) -> None:
     """When an account-wide refusal stopped the run: why, and the rows of the chunks it kept from being sent."""
     if not report.stopped:
         return
-    unsent = [r for r in report.rejected if not r.sent]
-    print(f"  stopped ({len(unsent)} chunks not sent): {report.stopped}", file=sys.stderr)
-    if unsent:
-        print(f"  to send them later: --rows {rows_spec(row for r in unsent for row in r.rows)}", file=sys.stderr)
+    unsent = sum(not r.sent for r in report.rejected)
+    print(f"  stopped ({unsent} chunks not sent): {report.stopped}", file=sys.stderr)
+    later = report.rows_to_send_later  # also the chunks refused for that reason: nothing of them was taken
+    if later:
+        print(f"  to send them later: --rows {rows_spec(later)}", file=sys.stderr)
 
 
 def _read(args: argparse.Namespace) -> list:

@@ -358,7 +358,7 @@ async def test_a_quota_stop_during_follow_says_which_rows_to_send_later(tmp_path
         proc = await anyio.to_thread.run_sync(lambda: run_cli(*args, env=env))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
     assert "stopped (1 chunks not sent): contact_connect_quotas" in proc.stderr
-    assert "to send them later: --rows 20000-29999" in proc.stderr
+    assert "to send them later: --rows 10000-29999" in proc.stderr  # the refused chunk too: nothing of it was created
 
 
 async def test_request_timeout_bounds_each_answer_and_the_chunk_is_not_sent_again(tmp_path: Path) -> None:
@@ -535,6 +535,8 @@ async def test_an_interrupted_run_says_which_rows_to_send_and_they_go_once(tmp_p
 
 
 async def test_a_quota_stop_says_which_rows_to_send_later(tmp_path: Path) -> None:
+    """The rows to send later are those of the chunk the quota refused (nothing of it was created) and of the chunk
+    never sent; each is in the results file with its status. (The refused chunk's rows were left out.)"""
     config = SimulatorConfig(item_time=0, datananas_connect_quota=15_000)  # counted as each job is accepted
     f = tmp_path / "people.csv"
     f.write_text("email,source\n" + "".join(f"p{i}@x.io,connect\n" for i in range(30_000)))
@@ -546,8 +548,40 @@ async def test_a_quota_stop_says_which_rows_to_send_later(tmp_path: Path) -> Non
     assert proc.returncode == 1
     spec = proc.stderr.split("to send them later: --rows ")[1].split()[0]
     with out.open(newline="") as f:
-        not_sent = [int(r["row"]) for r in csv.DictReader(f) if r["status"] == "not_sent"]
-    assert len(not_sent) == 10_000 and spec == rows_spec(not_sent)
+        statuses = {int(r["row"]): r["status"] for r in csv.DictReader(f)}
+    refused = [row for row, status in statuses.items() if status == "rejected"]
+    not_sent = [row for row, status in statuses.items() if status == "not_sent"]
+    assert len(refused) == len(not_sent) == 10_000 and len(sim.state.jobs["datananas"]) == 1
+    assert spec == rows_spec(sorted(refused + not_sent)) == "10000-29999"
+    assert "rejected chunk 1 (10000 contacts; HTTP 402, may be sent again): quota exhausted" in proc.stderr
+
+
+async def test_a_chunk_refused_for_credits_is_to_send_later(tmp_path: Path) -> None:
+    """Pronto chunks of 100, 99 and 2; 150 credits take the first and refuse the 99 (422, nothing enqueued): those
+    99 rows are to send later with the 2 never sent (only the 2 were named: a chunk refused was left out)."""
+    config = SimulatorConfig(item_time=0, pronto_credits=150)
+    f = tmp_path / "people.csv"
+    f.write_text("first_name,last_name,domain\n" + "".join(f"A{i},B,acme.io\n" for i in range(201)))
+    async with checked_simulator(config) as sim:
+        env = {"PRONTO_API_KEY": "demo-key", "PRONTO_BASE_URL": sim.urls["pronto"]}
+        args = ["--provider", "pronto", "--webhook-url", "http://127.0.0.1:9/h", "--concurrency", "1", str(f)]
+        proc = await anyio.to_thread.run_sync(lambda: run_cli(*args, env=env))
+    assert proc.returncode == 1, proc.stderr
+    assert "stopped (1 chunks not sent): insufficient_credits" in proc.stderr
+    assert "to send them later: --rows 100-200" in proc.stderr
+
+
+async def test_refused_credentials_say_which_variable_and_which_rows_to_send_later(tmp_path: Path) -> None:
+    """A static token refused (401): the message names DATANANAS_TOKEN, and every row is to send later."""
+    f = tmp_path / "people.csv"
+    f.write_text("email\n" + "".join(f"p{i}@x.io\n" for i in range(15_000)))
+    async with checked_simulator(SimulatorConfig(item_time=0)) as sim:
+        env = {"DATANANAS_TOKEN": "not-the-token", "DATANANAS_BASE_URL": sim.urls["datananas"]}
+        args = ["--provider", "datananas", "--list", "L", "--concurrency", "1", str(f)]
+        proc = await anyio.to_thread.run_sync(lambda: run_cli(*args, env=env))
+    assert proc.returncode == 1 and "not-the-token" not in proc.stderr + proc.stdout
+    assert "datananas refused our credentials (HTTP 401): check DATANANAS_TOKEN" in proc.stderr
+    assert "to send them later: --rows 0-14999" in proc.stderr
 
 
 async def test_rows_keep_their_numbers_in_events_and_results(simulator: Simulator, tmp_path: Path) -> None:

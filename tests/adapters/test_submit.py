@@ -362,6 +362,7 @@ async def test_refused_credentials_stop_the_rest(simulator: Simulator) -> None:
         rejected[0].reason,
     )
     assert [(r.sent, r.status) for r in rest] == [(False, None), (False, None)]
+    assert first.account and report.rows_to_send_later == list(range(600))  # refused credentials took nothing
 
 
 async def test_answer_entries_for_nothing_sent_are_published_as_invalid_signals() -> None:
