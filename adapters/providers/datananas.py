@@ -64,6 +64,7 @@ class Datananas(Provider):
         "jobtitle": "title",
         "zip": "zipcode",
         "postcode": "zipcode",
+        "vars": "vars",  # custom properties given as an object already: merged with the unknown fields
     }
 
     def __init__(
@@ -83,10 +84,16 @@ class Datananas(Provider):
 
     def place_custom(self, contact: Contact, custom: dict[str, Any]) -> Contact:
         if custom:
-            contact["vars"] = {**contact.get("vars", {}), **custom}
+            given = contact.get("vars", {})
+            contact["vars"] = {**given, **custom} if isinstance(given, dict) else given  # a non-object: validate
         return contact
 
     def validate(self, row: int, contact: Contact) -> list[Problem]:
+        if "vars" in contact and not isinstance(contact["vars"], dict):
+            given = type(contact["vars"]).__name__
+            return [
+                Problem(row, "vars", f"vars must be an object of custom properties, not {given} (rename the field)")
+            ]
         email = contact.get("email")
         if email is None and not contact.get("linkedinUrl"):
             return [Problem(row, "email", "an email or a linkedinUrl is required")]
@@ -94,6 +101,8 @@ class Datananas(Provider):
         return [] if problem is None else [problem]
 
     def valid_in_bulk(self, table: Table) -> bool:
+        if "vars" in table.names:  # an object to check (and merge with custom fields) contact by contact
+            return False
         if "email" in table.names:
             return all_emails(table.column("email"))
         return "linkedinUrl" in table.names and all(table.column("linkedinUrl"))  # msgspec.UNSET is falsy

@@ -114,6 +114,24 @@ def test_datananas_readings_and_custom_fields() -> None:
         Datananas()
 
 
+def test_datananas_vars_given_as_an_object_are_merged_with_the_unknown_fields() -> None:
+    """A contact's own vars object is Datananas's vars, with the unknown fields added (it was sent as vars.vars);
+    vars that are not an object are refused, naming the row and the field."""
+    d = Datananas(list="L1")
+    given = [
+        {"email": "a@b.c", "vars": {"plan": "gold"}, "score": 5},
+        {"email": "b@b.c", "vars": {"plan": "silver"}},
+        {"email": "c@b.c", "vars": "gold"},  # a CSV column named vars: text
+    ]
+    chunks, problems, _ = prepare(d, given)
+    assert [c for chunk in chunks for c in chunk.contacts] == [
+        {"email": "a@b.c", "vars": {"plan": "gold", "score": 5}},
+        {"email": "b@b.c", "vars": {"plan": "silver"}},
+    ]
+    assert [(p.row, p.field) for p in problems] == [(2, "vars")]
+    assert "vars must be an object of custom properties, not str" in problems[0].message
+
+
 def test_mautic_batch_items_and_token() -> None:
     """The batch endpoint answers per contact; the token answer is read into a grant; a bad one is AuthError."""
     m = Mautic(endpoint="batch")
