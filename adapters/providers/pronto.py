@@ -93,16 +93,24 @@ class Pronto(Provider):
         self.phone_country_codes = list(phone_country_codes) if phone_country_codes else None
 
     def validate(self, row: int, contact: Contact) -> list[Problem]:
+        # Required fields are text: a number, list or object (JSON Lines) would get the whole chunk refused.
         problems = [
-            Problem(row, name, f"{name} is required")
-            for name in ("firstname", "lastname")
-            if not str(contact.get(name, "")).strip()
+            _not_text(row, name, contact) or Problem(row, name, f"{name} is required")
+            for name in _NAMES
+            if not _is_text(contact.get(name))
         ]
         if self.enrichment_type == "email":
-            if not any(str(contact.get(f, "")).strip() for f in ("domain", "company_name")):
-                problems.append(Problem(row, "domain", "domain or company_name is required for email enrichment"))
-        elif not str(contact.get("linkedin_url", "")).strip():
-            problems.append(Problem(row, "linkedin_url", f"linkedin_url is required for {self.enrichment_type}"))
+            if not any(_is_text(contact.get(f)) for f in ("domain", "company_name")):
+                problems.append(
+                    _not_text(row, "domain", contact)
+                    or _not_text(row, "company_name", contact)
+                    or Problem(row, "domain", "domain or company_name is required for email enrichment")
+                )
+        elif not _is_text(contact.get("linkedin_url")):
+            problems.append(
+                _not_text(row, "linkedin_url", contact)
+                or Problem(row, "linkedin_url", f"linkedin_url is required for {self.enrichment_type}")
+            )
         return problems
 
     def chunk(self, rows: Sequence[int], contacts: Sequence[Contact]) -> list[Chunk]:
@@ -154,21 +162,40 @@ class Pronto(Provider):
             return Refused(response.status, "the API key was refused (PRONTO_API_KEY)", account=True, code="auth")
         reason = reason_of(response)
         if isinstance(data, dict) and isinstance(data.get("details"), list):
-            described = [text for text in map(_describe_detail, data["details"][:5]) if text]
+            described = [text for d in data["details"][:5] if (text := _describe_detail(d, chunk.rows))]
             if described:
                 reason += ": " + "; ".join(described)
         return Refused(response.status, reason)
 
 
-def _describe_detail(detail: Any) -> str:
-    """One entry of a refusal's ``details`` as short text, whatever its shape ("" when it holds nothing)."""
+_NAMES: Final = ("firstname", "lastname")
+
+
+def _is_text(value: Any) -> bool:
+    return isinstance(value, str) and bool(value.strip())
+
+
+def _not_text(row: int, name: str, contact: Contact) -> Problem | None:
+    """The problem with a field given as something other than text; None when it is text, blank or absent."""
+    value = contact.get(name)
+    if value is None or isinstance(value, str):
+        return None
+    return Problem(row, name, f"{name} must be text, not {type(value).__name__} ({ev.excerpt(repr(value), 40)})")
+
+
+def _describe_detail(detail: Any, rows: Sequence[int] = ()) -> str:
+    """One entry of a refusal's ``details`` as short text, whatever its shape ("" when it holds nothing).
+
+    An ``index`` into the chunk's contacts is told as the input row it came from, when it is one."""
     if detail is None:
         return ""
     if not isinstance(detail, dict):
         return text_of(detail)
     index, field, message = detail.get("index"), detail.get("field"), detail.get("message")
     where = []
-    if index is not None:
+    if type(index) is int and 0 <= index < len(rows):
+        where.append(f"row {rows[index]}")
+    elif index is not None:
         where.append(f"contact {text_of(index)}")
     if field is not None:
         where.append(text_of(field))

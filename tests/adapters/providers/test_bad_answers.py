@@ -40,7 +40,7 @@ def pronto_chunk() -> tuple[Pronto, Chunk]:
         ({"message": "bad", "details": ["x", "y"]}, "bad: x; y"),
         ({"message": "bad", "details": [None]}, "bad"),
         ({"message": "bad", "details": [7, {"field": "lastname"}]}, "bad: 7; lastname"),
-        ({"message": "bad", "details": [{"index": 0, "field": "lastname", "message": "required"}]}, "bad: contact 0"),
+        ({"message": "bad", "details": [{"index": 0, "field": "lastname", "message": "required"}]}, "bad: row 0"),
         ([None], "[null]"),
         ([{"index": 1}], '[{"index":1}]'),
     ],

@@ -65,6 +65,26 @@ def test_pronto_required_fields_per_enrichment_type(kind: str, contact: dict, fi
     assert [(p.row, p.field) for p in problems] == [(0, field)]
 
 
+@pytest.mark.parametrize(
+    "kind, contact, field, message",
+    [
+        ("email", {"firstname": 0, "lastname": "b", "domain": "d.io"}, "firstname", "firstname must be text, not int"),
+        ("email", {"firstname": "a", "lastname": False, "domain": "d.io"}, "lastname", "must be text, not bool"),
+        ("email", {"firstname": "a", "lastname": "b", "domain": ["d.io"]}, "domain", "domain must be text, not list"),
+        ("email", {"firstname": "a", "lastname": "b", "company_name": {"n": 1}}, "company_name", "not dict"),
+        ("phone", {"firstname": "a", "lastname": "b", "linkedin_url": 7}, "linkedin_url", "must be text, not int"),
+        ("email", {"firstname": "a", "lastname": "  ", "domain": "d.io"}, "lastname", "lastname is required"),
+    ],
+)
+def test_pronto_required_fields_must_be_text(kind: str, contact: dict, field: str, message: str) -> None:
+    """A number, boolean, list or object in a required field is that row's problem, not the whole chunk's refusal
+    (Pronto refuses a batch with one such contact: up to 100 rows); the other rows still go."""
+    good = {"firstname": "a", "lastname": "b", "domain": "d.io", "linkedin_url": "https://linkedin.com/in/a"}
+    chunks, problems, _ = prepare(Pronto(enrichment_type=kind, webhook_url="http://h/x"), [good, contact, good])
+    assert [(p.row, p.field) for p in problems] == [(1, field)] and message in problems[0].message
+    assert [chunk.rows for chunk in chunks] == [(0, 2)]
+
+
 def test_pronto_options_are_checked() -> None:
     """Unknown enrichment types, non-ISO country codes and non-URL webhooks are refused up front."""
     with pytest.raises(ConfigError, match="enrichment_type"):
@@ -99,7 +119,10 @@ def test_pronto_readings() -> None:
             400, {"error": "validation_failed", "details": [{"index": 1, "field": "lastname", "message": "required"}]}
         ),
     )
-    assert isinstance(bad, Refused) and "contact 1 lastname: required" in bad.reason and not bad.account
+    assert isinstance(bad, Refused) and "row 1 lastname: required" in bad.reason and not bad.account
+    rows = prepare(p, [{"x": 1}] + [{"firstname": "a", "lastname": "b", "domain": "d"}] * 2)[0][0]  # rows 1 and 2
+    bad = p.read_submit(rows, resp(400, {"details": [{"index": 1, "field": "domain"}, {"index": 5, "field": "x"}]}))
+    assert isinstance(bad, Refused) and "row 2 domain; contact 5 x" in bad.reason  # 5: no contact of this chunk
 
 
 def test_datananas_readings_and_custom_fields() -> None:
