@@ -525,6 +525,11 @@ def _submitted_ids(p: Provider, contacts: Sequence[Mapping[str, Any] | str], row
     return tuple(p.map_fields({"id": c} if isinstance(c, str) else c)["id"] for c in (contacts[r] for r in rows))
 
 
+# A 5xx blip of a few seconds (a deploy, a load balancer) must not end the following of a job that cannot
+# be followed again: failed status polls give up only after this many seconds of failing (and max_errors).
+POLL_ERROR_GRACE = 120.0
+
+
 async def _watch_insideview(
     http: ProviderClient, job: AcceptedJob, ids: tuple[str, ...], bus: Publisher, initial: float, cap: float
 ) -> PollOutcome | None:
@@ -549,7 +554,15 @@ async def _watch_insideview(
         return events, changed, status.status in insideview.TERMINAL_STATUSES
 
     outcome = await Poller(
-        fetch, interpret, bus, provider="insideview", job_id=job.job_id, known=True, initial=initial, cap=cap
+        fetch,
+        interpret,
+        bus,
+        provider="insideview",
+        job_id=job.job_id,
+        known=True,
+        initial=initial,
+        cap=cap,
+        error_grace=POLL_ERROR_GRACE,
     ).run()
     if outcome is not PollOutcome.TERMINAL or last.get("status") != "finished":
         return outcome
@@ -675,7 +688,15 @@ async def _watch_mautic(
         return [], changed, status == "completed"
 
     outcome = await Poller(
-        fetch, interpret, bus, provider="mautic", job_id=job.job_id, known=True, initial=initial, cap=cap
+        fetch,
+        interpret,
+        bus,
+        provider="mautic",
+        job_id=job.job_id,
+        known=True,
+        initial=initial,
+        cap=cap,
+        error_grace=POLL_ERROR_GRACE,
     ).run()
     if outcome is not PollOutcome.TERMINAL:
         return outcome  # expired (JobExpired published) or gave up (SourceState published)

@@ -16,8 +16,11 @@ response's ``status_code`` by the poller itself):
   ``InvalidSignal`` and stops.
 * transient failures (5xx, an ``httpx.RequestError``, a ``TransportError`` or
   ``ProviderError`` from :mod:`eventbus.exceptions` such as a ProviderClient's
-  retries running out, an unusable body): retried on the growing interval, at
-  most ``max_errors`` in a row. An ``AuthError`` (refused credentials) or a
+  retries running out, an unusable body): retried on the growing interval,
+  giving up after more than ``max_errors`` in a row once they have also lasted
+  ``error_grace`` seconds (0 by default; ``follow()`` gives its polls 120 s, so
+  that a provider's short outage does not end the following of a job that
+  cannot be picked up again). An ``AuthError`` (refused credentials) or a
   TLS certificate that fails verification (``CertificateError``) gives up at
   once.
 
@@ -120,9 +123,12 @@ class Poller(Generic[R]):
         max_polls: int = 10_000,
         max_time: float = 24 * 3600.0,
         max_errors: int = 5,
+        error_grace: float = 0.0,
     ) -> None:
         if not 0 <= initial <= cap or factor < 1 or max_polls < 1 or max_time <= 0 or max_errors < 0:
             raise ConfigError("Poller needs 0 <= initial <= cap, factor >= 1, max_polls >= 1, max_time > 0")
+        if not 0 <= error_grace < float("inf"):
+            raise ConfigError(f"Poller's error_grace must be a finite number of seconds >= 0, not {error_grace!r}")
         self._fetch = fetch
         self._interpret = interpret
         self._bus = bus
@@ -135,6 +141,7 @@ class Poller(Generic[R]):
         self._max_polls = max_polls
         self._max_time = max_time
         self._max_errors = max_errors
+        self._error_grace = error_grace  # failed polls give up only once they have lasted this long too
         self.polls = 0
         self.delays: deque[float] = deque(maxlen=256)  # the last waits chosen, for inspection
 
@@ -143,6 +150,7 @@ class Poller(Generic[R]):
         deadline = anyio.current_time() + self._max_time
         interval = self._initial
         errors = 0
+        first_error = 0.0
         last_error = ""
         while True:
             if self.polls >= self._max_polls or anyio.current_time() >= deadline:
@@ -169,8 +177,12 @@ class Poller(Generic[R]):
             except _Transient as exc:
                 errors += 1
                 last_error = str(exc)
-                if errors > self._max_errors:
-                    return await self._give_up(f"{errors} failed polls in a row; last: {last_error}")
+                if errors == 1:
+                    first_error = anyio.current_time()
+                lasted = anyio.current_time() - first_error
+                if errors > self._max_errors and lasted >= self._error_grace:
+                    over = f" over {lasted:.1f}s" if self._error_grace else ""
+                    return await self._give_up(f"{errors} failed polls in a row{over}; last: {last_error}")
                 await self._sleep(interval, deadline)
                 interval = min(self._cap, interval * self._factor)
                 continue

@@ -549,7 +549,9 @@ def _not_completed(result: Any, provider: str, timeout: float) -> list[str]:
                 f"{provider} replays nothing: a job's last events may have been sent while it was down, "
                 "so check the jobs still open at the provider"
             )
-    states = [r.state for r in result.board.rows.values() if r.state not in ("completed", "invalid", "rejected")]
+    told = set(result.unfinished)  # named above: their state is not how they ended
+    ended = ("completed", "invalid", "rejected")
+    states = [r.state for r in result.board.rows.values() if r.state not in ended and r.job_id not in told]
     if states:
         problems.append("jobs ended " + ", ".join(sorted(set(states))))
     short = [r.job_id for r in result.board.rows.values() if r.state == "completed" and not accounted(r)]

@@ -292,6 +292,7 @@ class ScriptedMautic:
         self.details = details
         self.sizes: dict[str, int] = {}
         self.requests: list[tuple[str, bytes]] = []
+        self.status_failures = 0  # answer this many status polls 503 first (an outage)
         self.lock = threading.Lock()
 
     def app(self) -> Starlette:
@@ -311,6 +312,10 @@ class ScriptedMautic:
             with self.lock:
                 self.requests.append((request.url.path, request.scope["query_string"]))
             if "details" not in request.query_params:
+                with self.lock:
+                    failing, self.status_failures = self.status_failures > 0, max(0, self.status_failures - 1)
+                if failing:
+                    return JSONResponse({"message": "down for a deploy"}, status_code=503)
                 return JSONResponse({"status": "completed"})
             page = int(request.query_params.get("page", "1"))
             return self.details(job_id, page, self.sizes[job_id], request)
@@ -401,6 +406,25 @@ async def test_next_page_query_is_sent_as_given() -> None:
     assert result.ok
     assert ("/api/contacts/job/J1", query.encode()) in mautic.requests
     assert mautic.requests[-1][1] == query.encode()
+
+
+async def test_a_short_outage_of_the_status_polls_does_not_end_the_following() -> None:
+    """12 status polls answered 503 in a row (twice max_errors, over well under a second here): the job is still
+    followed and completes. (Six failures in a row gave up on it for good: some 2.6 s of outage by default.)"""
+    mautic = ScriptedMautic(lambda job_id, page, size, request: details_page(0, size))
+    mautic.status_failures = 12
+    async with ServedApp(mautic.app()) as served, Bus() as bus, capture(bus, types={ev.SourceState}) as states:
+        result = await follow(
+            "mautic",
+            contacts("mautic", 3),
+            bus,
+            settings=scripted_settings(served.url),
+            timeout=30,
+            poll_initial=0.01,
+            poll_cap=0.05,
+        )
+    assert result.ok and mautic.status_failures == 0, (result.unfinished, states)
+    assert not [s for s in states if s.state == "gave_up"]
 
 
 async def test_next_page_with_a_repeated_query_key_is_sent_as_given() -> None:

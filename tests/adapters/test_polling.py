@@ -32,6 +32,7 @@ from adapters.serving import ServedApp
 from adapters.simulator import Faults, Simulator, SimulatorConfig
 from eventbus import events as ev
 from eventbus.bus import Bus
+from eventbus.exceptions import ConfigError
 from eventbus.testing import capture
 
 pytestmark = pytest.mark.anyio
@@ -269,6 +270,36 @@ async def test_too_many_errors_in_a_row_gives_up(client: httpx.AsyncClient) -> N
         await bus.drain(timeout=5)
     assert [(e.state, "3 failed polls" in e.detail) for e in events] == [("gave_up", True)]  # type: ignore[attr-defined]
     assert SCRIPT.status_requests == 3
+
+
+async def test_failures_within_error_grace_do_not_give_up(client: httpx.AsyncClient) -> None:
+    """With error_grace, eight 503s in a row (four times max_errors) are an outage ridden out: the job completes."""
+    for _ in range(8):
+        raw(503)
+    status("finished", 10)
+    async with Bus() as bus, capture(bus) as events:
+        with anyio.fail_after(10):
+            assert await poller(client, bus, max_errors=2, error_grace=30).run() is PollOutcome.TERMINAL
+        await bus.drain(timeout=5)
+    assert kinds(events) == [10, "job_completed"] and SCRIPT.status_requests == 9
+
+
+async def test_failures_give_up_once_they_outlast_error_grace(client: httpx.AsyncClient) -> None:
+    """Failures go on past max_errors until they have lasted error_grace seconds, then the run gives up."""
+    async with Bus() as bus, capture(bus, types={ev.SourceState}) as events:
+        started = anyio.current_time()
+        with anyio.fail_after(10):  # the script is empty: every status poll is a 500
+            assert await poller(client, bus, max_errors=2, error_grace=0.2).run() is PollOutcome.GAVE_UP
+        lasted = anyio.current_time() - started
+        await bus.drain(timeout=5)
+    assert lasted >= 0.2 and SCRIPT.status_requests > 3
+    assert f"{SCRIPT.status_requests} failed polls in a row over 0." in events[0].detail  # type: ignore[attr-defined]
+
+
+@pytest.mark.parametrize("grace", [-1.0, float("inf"), float("nan")])
+def test_error_grace_must_be_finite_seconds(grace: float) -> None:
+    with pytest.raises(ConfigError, match="error_grace must be a finite number of seconds"):
+        Poller(lambda: None, interpreter(), None, provider="acme", job_id="j1", error_grace=grace)  # type: ignore[arg-type]
 
 
 async def test_max_polls_bounds_a_job_that_never_ends(client: httpx.AsyncClient) -> None:

@@ -304,7 +304,7 @@ def test_emails_are_trimmed_and_one_address_each(kind: str) -> None:
     alike = [{"email": f"p{i}@x.com"} for i in range(50)]
     fine = ("p7@x.com ", "pé7@x.com")  # trimmed; not ASCII (the bulk check scans such text another way)
     for email in (*fine, "p7 @x.com", "p7@x.com;q@x.com", "p7\u00a0@x.com", "pé7\u2003@x.com", "pé7@x.com<"):
-        rows = alike[:7] + [{"email": email}] + alike[8:]
+        rows = [*alike[:7], {"email": email}, *alike[8:]]
         chunks, problems, _ = prepare(make(), rows)
         sent = sum(len(chunk.rows) for chunk in chunks)
         assert (sent, [p.row for p in problems]) == ((50, []) if email in fine else (49, [7])), email
