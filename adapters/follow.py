@@ -131,6 +131,58 @@ class _RowKeys:
         self.target.publish_nowait(self._map(event))
 
 
+class _HeldUntilAccepted:
+    """Publishes a source's events through to ``target`` once their job was accepted in this run; holds them before.
+
+    An InsideView status callback can arrive before the submit's answer. Taken
+    first, it would stand for the job's acceptance in the tracker, and the
+    submit's own ``JobAccepted``, the one that links the job to its chunk,
+    would be dropped as a duplicate: the chunk then looked never answered. At
+    most ``max_held`` events are held (past that they pass at once); once
+    every chunk has been answered (:meth:`release`), what is still held (jobs
+    this run did not submit) passes too.
+    """
+
+    def __init__(self, target: Publisher, *, max_held: int = 4096) -> None:
+        self.target = target
+        self.max_held = max_held
+        self.accepted: set[str] = set()
+        self.held: dict[str, list[ev.Event]] = {}
+        self.held_count = 0
+        self.released = False
+
+    async def accept(self, job_id: str) -> None:
+        """``job_id`` was accepted (its JobAccepted is published): publish what was held for it."""
+        self.accepted.add(job_id)
+        held = self.held.pop(job_id, [])
+        self.held_count -= len(held)
+        for event in held:
+            await self.target.publish(event)
+
+    async def release(self) -> None:
+        """Every chunk has been answered: publish what is still held, and hold nothing from now on."""
+        self.released = True
+        held, self.held, self.held_count = self.held, {}, 0
+        for events in held.values():
+            for event in events:
+                await self.target.publish(event)
+
+    def _hold(self, event: ev.Event) -> bool:
+        if self.released or not event.job_id or event.job_id in self.accepted or self.held_count >= self.max_held:
+            return False
+        self.held.setdefault(event.job_id, []).append(event)
+        self.held_count += 1
+        return True
+
+    async def publish(self, event: ev.Event) -> None:
+        if not self._hold(event):
+            await self.target.publish(event)
+
+    def publish_nowait(self, event: ev.Event) -> None:
+        if not self._hold(event):
+            self.target.publish_nowait(event)
+
+
 class _CompleteByCount:
     """Publishes through to the tracker, checking each item against its job's rows; completes a job once all reported.
 
@@ -367,6 +419,9 @@ async def follow(
             keyed = _RowKeys(merged)
             counted = _CompleteByCount(merged, tracker, provider)
             sink: Publisher = counted if provider == "pronto" else keyed
+            # InsideView's status callbacks wait for their job's acceptance (Pronto's items wait in ``counted``).
+            early = _HeldUntilAccepted(sink)
+            callbacks: Publisher = early if provider == "insideview" else sink
             if provider == "datananas":
                 source = WebSocketSource(
                     ws_url or _datananas_ws_url(settings.base_url),
@@ -396,7 +451,7 @@ async def follow(
                     )
             if provider in ("pronto", "insideview"):
                 parse = pronto.parse_webhook if provider == "pronto" else insideview.parse_webhook
-                receiver = WebhookReceiver(sink, {provider: parse}, secret=webhook_secret)
+                receiver = WebhookReceiver(callbacks, {provider: parse}, secret=webhook_secret)
                 # Always served: it is the only way webhooks reach this run. ``webhook_url`` is only
                 # what the provider is told (a public URL that forwards to webhook_host:webhook_port).
                 served = ServedApp(receiver.app, host=webhook_host, port=webhook_port)
@@ -420,8 +475,10 @@ async def follow(
 
                 async def start_following(job: AcceptedJob) -> None:
                     # At once, while later chunks are still being sent: a job's early events are held in
-                    # bounded buffers (the WebSocket's correlator, Pronto's held items) until it is known here.
+                    # bounded buffers (the WebSocket's correlator, Pronto's held items, InsideView's held
+                    # callbacks) until it is known here.
                     pending.append(job)
+                    await early.accept(job.job_id)
                     if provider != "insideview":  # InsideView's item keys are the contact ids themselves
                         keyed.rows[job.job_id] = job.rows
                     if provider == "pronto":  # webhooks may have arrived (and been held) before the rows were known
@@ -451,6 +508,7 @@ async def follow(
                 )
                 if provider == "pronto":
                     await counted.release()  # every job is known: what is still held is not this run's
+                await early.release()
                 result = FollowResult(report, board, unfinished=unfinished)
                 submitted = True
                 await bus.drain()

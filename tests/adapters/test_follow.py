@@ -451,6 +451,8 @@ class ScriptedInsideView:
         self.fetched = fetched or []
         self.jobs: dict[str, list[str]] = {}
         self.webhooks: list[str | None] = []  # each submit's webhook= query value
+        self.callback_first = False  # POST the "processing" callback (and see it taken) before answering the submit
+        self.callbacks_taken: list[int] = []  # the receiver's status for each callback POSTed
         self.refuse_status = False  # answer every status poll 401 (an expired token)
         self.lock = threading.Lock()
 
@@ -464,6 +466,12 @@ class ScriptedInsideView:
                 job_id = f"J{len(self.jobs) + 1}"
                 self.jobs[job_id] = ids
                 self.webhooks.append(request.query_params.get("webhook"))
+            hook = request.query_params.get("webhook")
+            if self.callback_first and hook:
+                async with httpx.AsyncClient() as client:
+                    callback = {"jobId": job_id, "status": "processing", "type": "targetContactDetails"}
+                    taken = await client.post(hook, json=callback)
+                self.callbacks_taken.append(taken.status_code)
             return JSONResponse({"jobId": job_id, "status": "accepted"})
 
         async def status(request: StarletteRequest) -> StarletteResponse:
@@ -891,3 +899,19 @@ async def test_insideview_on_this_machine_is_given_the_receivers_url() -> None:
     assert len(scripted.webhooks) == 1
     assert scripted.webhooks[0] is not None and scripted.webhooks[0].startswith("http://127.0.0.1:")
     assert scripted.webhooks[0].endswith("/hooks/insideview")
+
+
+async def test_an_insideview_callback_before_the_submit_answer_waits_for_it() -> None:
+    """The "processing" callback is taken before the submit is answered: the job's acceptance is still the
+    submit's own, linking it to its chunk (the callback stood for it, and the chunk row stayed "submitted")."""
+    scripted = ScriptedInsideView(lambda job_id: csv_answer("11,found", "12,found"))
+    scripted.callback_first = True
+    async with ServedApp(scripted.app()) as served, Bus() as bus, capture(bus, providers="insideview") as events:
+        result = await follow(
+            "insideview", ["11", "12"], bus, settings=scripted_settings(served.url + "/api/v1"), timeout=30
+        )
+    assert result.ok, result.unfinished
+    (accepted,) = [e for e in events if isinstance(e, ev.JobAccepted)]
+    assert (accepted.job_id, accepted.source, accepted.chunk_index) == ("J1", "submit", 0)
+    assert scripted.callbacks_taken == [200]
+    assert {row.job_id: row.state for row in result.board.rows.values()} == {"J1": "completed"}
