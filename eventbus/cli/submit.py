@@ -262,29 +262,32 @@ def run(args: argparse.Namespace) -> int:
             done.append(report)
             await bus.drain()
         _write_results(args, results, contacts, report)
+        # With --json, stdout holds the events only: the summary goes to stderr (the jobs are in the events).
+        out = sys.stderr if args.json else sys.stdout
+        repeated = f", {report.repeated} repeated (each sent once)" if report.repeated else ""
+        print(
+            f"{args.provider}: {report.contacts} contacts, {_invalid(report)}{repeated}, "
+            f"{report.chunks} chunks, {len(report.accepted)} accepted, {report.rejected_chunks} rejected",
+            file=out,
+        )
+        accepted = sorted(report.accepted, key=lambda j: j.chunk_index)
         if not args.json:
-            repeated = f", {report.repeated} repeated (each sent once)" if report.repeated else ""
-            print(
-                f"{args.provider}: {report.contacts} contacts, {_invalid(report)}{repeated}, "
-                f"{report.chunks} chunks, {len(report.accepted)} accepted, {report.rejected_chunks} rejected"
-            )
-            accepted = sorted(report.accepted, key=lambda j: j.chunk_index)
             for job in accepted[:_SHOWN]:
                 print(f"  job {job.job_id}: {len(job.rows)} contacts (chunk {job.chunk_index})")
             if len(accepted) > _SHOWN:
                 print(f"  ... and {len(accepted) - _SHOWN} more jobs (each one in --json or --results)")
-            _print_invalid(report.invalid)
-            refused = sorted((r for r in report.rejected if r.sent), key=lambda r: r.chunk_index)
-            for r in refused[:_SHOWN]:
-                status = f"HTTP {r.status}, " if r.status is not None else ""
-                again = "may be sent again" if r.retriable else "do not send again as is"
-                print(
-                    f"  rejected chunk {r.chunk_index} ({len(r.rows)} contacts; {status}{again}): {r.reason}",
-                    file=sys.stderr,
-                )
-            if len(refused) > _SHOWN:
-                print(f"  ... and {len(refused) - _SHOWN} more rejected chunks", file=sys.stderr)
-            _print_stopped(report)
+        _print_invalid(report.invalid)
+        refused = sorted((r for r in report.rejected if r.sent), key=lambda r: r.chunk_index)
+        for r in refused[:_SHOWN]:
+            status = f"HTTP {r.status}, " if r.status is not None else ""
+            again = "may be sent again" if r.retriable else "do not send again as is"
+            print(
+                f"  rejected chunk {r.chunk_index} ({len(r.rows)} contacts; {status}{again}): {r.reason}",
+                file=sys.stderr,
+            )
+        if len(refused) > _SHOWN:
+            print(f"  ... and {len(refused) - _SHOWN} more rejected chunks", file=sys.stderr)
+        _print_stopped(report)
         return 0 if report.ok and not report.invalid else 1
 
     try:

@@ -556,6 +556,24 @@ async def test_a_quota_stop_says_which_rows_to_send_later(tmp_path: Path) -> Non
     assert "rejected chunk 1 (10000 contacts; HTTP 402, may be sent again): quota exhausted" in proc.stderr
 
 
+async def test_json_keeps_stdout_for_events_and_says_on_stderr_what_went_wrong(tmp_path: Path) -> None:
+    """--json: stdout is JSON lines only; the summary, the refused chunk and the rows to send later are on stderr
+    (a run that failed exited 1 with nothing on stderr)."""
+    config = SimulatorConfig(item_time=0, datananas_total_quota=15_000)
+    f = tmp_path / "people.csv"
+    f.write_text("email\n" + "".join(f"p{i}@x.io\n" for i in range(30_000)))
+    async with checked_simulator(config) as sim:
+        env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": sim.urls["datananas"]}
+        args = ["--provider", "datananas", "--list", "L", "--concurrency", "1", "--json", str(f)]
+        proc = await anyio.to_thread.run_sync(lambda: run_cli(*args, env=env))
+    assert proc.returncode == 1
+    events = ev.decode_lines(proc.stdout.encode())  # every line an event
+    assert sum(isinstance(e, ev.JobAccepted) for e in events) == 1
+    assert "datananas: 30000 contacts, 0 invalid, 3 chunks, 1 accepted, 2 rejected" in proc.stderr
+    assert "rejected chunk 1 (10000 contacts; HTTP 402, may be sent again)" in proc.stderr
+    assert "to send them later: --rows 10000-29999" in proc.stderr
+
+
 async def test_a_chunk_refused_for_credits_is_to_send_later(tmp_path: Path) -> None:
     """Pronto chunks of 100, 99 and 2; 150 credits take the first and refuse the 99 (422, nothing enqueued): those
     99 rows are to send later with the 2 never sent (only the 2 were named: a chunk refused was left out)."""
