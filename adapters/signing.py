@@ -112,7 +112,7 @@ def verify(
     current = time.time() if now is None else now
     if not abs(current - ts) <= tolerance:  # written so that a NaN tolerance refuses instead of accepting all
         raise SignatureError(
-            f"{HEADER_TIMESTAMP} is {current - ts:+.0f}s away from now (tolerance {tolerance:.0f}s): "
+            f"{HEADER_TIMESTAMP} is {ts - current:+.0f}s from now (tolerance {tolerance:.0f}s): "
             "stale or replayed request, or the clocks disagree"
         )
     expected = sign(secret, msg_id, ts, body).encode()

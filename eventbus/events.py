@@ -111,7 +111,10 @@ EXCERPT_LIMIT: Final = 200
 def excerpt(raw: bytes | str, limit: int = EXCERPT_LIMIT) -> str:
     """A short, printable excerpt of raw input for ``InvalidSignal.excerpt``."""
     if isinstance(raw, bytes | bytearray | memoryview):
-        raw = bytes(raw[: limit * 4]).decode("utf-8", "replace")
+        text = bytes(raw[: limit * 4]).decode("utf-8", "replace")  # (limit characters take at most 4 bytes each)
+        if len(raw) > limit * 4 or len(text) > limit:
+            return text[:limit] + f"… ({len(raw)} bytes)"  # the size of the whole input, not of what was decoded
+        return text
     if len(raw) > limit:
         return raw[:limit] + f"… ({len(raw)} chars)"
     return raw

@@ -148,6 +148,22 @@ def stdout_closed() -> bool:
     return _stopped is not None and _stopped[1] == 141
 
 
+def stdout_console(**kwargs: Any) -> Any:
+    """A rich ``Console`` whose write to a closed stdout raises ``BrokenPipeError`` (for :func:`guard_stdout`).
+
+    rich's own ``on_broken_pipe`` raises ``SystemExit(1)`` from inside the bus's handler task, which
+    escapes the guard and the task group as a traceback, skips the interrupted-run report and exits 1.
+    """
+    from rich.console import Console
+
+    class _Console(Console):
+        def on_broken_pipe(self) -> None:
+            self.quiet = True  # nothing more is written; the guard silences stdout and stops the run
+            raise BrokenPipeError(32, "Broken pipe")
+
+    return _Console(**kwargs)
+
+
 def guard_stdout(handler: Callable[[Any], object]) -> Callable[[Any], object]:
     """``handler``, a subscriber writing to stdout, made to end the run when stdout's reader has gone away."""
 

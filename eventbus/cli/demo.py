@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from eventbus.cli import count, guard_stdout, integer, non_negative
+from eventbus.cli import count, guard_stdout, integer, non_negative, stdout_console
 
 NAME = "demo"
 HELP = "run the whole flow against the built-in provider simulator (no credentials needed)"
@@ -60,7 +60,6 @@ def demo_contacts(provider: str, n: int) -> list:
 
 def run(args: argparse.Namespace) -> int:
     import anyio
-    from rich.console import Console
 
     from adapters.follow import follow
     from adapters.http import Settings
@@ -72,7 +71,7 @@ def run(args: argparse.Namespace) -> int:
     from eventbus.subscribers.log import EventLogger
 
     loopback_direct()  # the simulator and the receiver are on loopback, which no proxy in the environment reaches
-    console = Console() if sys.stdout.isatty() else Console(width=120)  # a log file or CI: room for the tables
+    console = stdout_console() if sys.stdout.isatty() else stdout_console(width=120)  # a file or CI: room for tables
     # A touch of real-world mess: some webhooks are delivered twice; the tracker merges them away.
     config = SimulatorConfig(seed=args.seed, item_time=args.item_time, faults=Faults(duplicate_webhooks=0.05))
     log_file = None if args.log == "-" else open(args.log, "w", encoding="utf-8")

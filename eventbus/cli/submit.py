@@ -12,7 +12,16 @@ import sys
 from typing import TYPE_CHECKING, Any
 
 from eventbus import events as ev
-from eventbus.cli import count, guard_stdout, positive, redact_userinfo, stdout_closed, stop_on_sigterm, stop_reason
+from eventbus.cli import (
+    count,
+    guard_stdout,
+    positive,
+    redact_userinfo,
+    stdout_closed,
+    stdout_console,
+    stop_on_sigterm,
+    stop_reason,
+)
 
 if TYPE_CHECKING:
     from collections.abc import Callable, Iterable
@@ -458,7 +467,6 @@ def _listen(value: str) -> tuple[str, int]:
 def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen: tuple[str, int]) -> int:
     """Submit and watch every job; readable lines (or JSON lines), a summary table, a clear exit status."""
     import anyio
-    from rich.console import Console
 
     from adapters.follow import follow
     from adapters.results import Results
@@ -470,7 +478,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
     options = provider_options(args)
     options.pop("webhook_url", None)
     options.pop("webhook", None)
-    console = Console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
+    console = stdout_console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
     write_json = _json_lines()
 
     board = JobBoard()  # every job's row, also for what to say if the run is interrupted

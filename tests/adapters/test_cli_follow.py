@@ -59,6 +59,38 @@ def test_demo_runs_end_to_end(tmp_path: Path, proxy: bool) -> None:
     assert {"job_accepted", "item_succeeded", "job_completed"} <= {e["event"] for e in entries}
 
 
+def test_demo_into_a_closed_pipe_ends_quietly_with_141() -> None:
+    """`eventbus demo | head -1`: exit 141, no traceback (rich turned the broken pipe into SystemExit(1), which
+    escaped the stdout guard as a 60-line traceback and exit 1)."""
+    command = [sys.executable, "-m", "eventbus", "demo", "--contacts", "200", "--log", "-"]
+    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline()  # the run has started writing; it goes on for seconds more
+        proc.stdout.close()
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 141, err.decode()[-2000:]
+    assert b"Traceback" not in err and b"SystemExit" not in err
+
+
+def test_a_console_whose_reader_went_away_raises_broken_pipe_for_the_guard() -> None:
+    """stdout_console(): a write to a closed pipe is a BrokenPipeError (which guard_stdout turns into the end of
+    the run), not rich's SystemExit(1)."""
+    from eventbus.cli import stdout_console
+
+    class Closed:
+        def write(self, text: str) -> int:
+            raise BrokenPipeError(32, "Broken pipe")
+
+        def flush(self) -> None:
+            raise BrokenPipeError(32, "Broken pipe")
+
+    console = stdout_console(file=Closed())
+    with pytest.raises(BrokenPipeError):
+        console.print("a line")
+    assert console.quiet  # nothing more is tried
+
+
 async def test_submit_follow_json(simulator: Simulator, tmp_path: Path) -> None:
     """submit --follow --json streams the merged events and exits 0 when every job completed."""
     f = tmp_path / "people.csv"

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import base64
+import re
 
 import pytest
 
@@ -87,6 +88,14 @@ def test_nan_tolerance_does_not_turn_off_the_replay_check() -> None:
     headers = signature_headers("s3cret", "msg_1", BODY, timestamp=1_700_000_000)
     with pytest.raises(SignatureError, match="tolerance"):
         verify("s3cret", headers, BODY, tolerance=float("nan"), now=1_700_000_000 + 10**9)
+
+
+@pytest.mark.parametrize("offset, said", [(-1000, "is -1000s from now"), (1000, "is +1000s from now")])
+def test_a_timestamp_out_of_tolerance_says_which_way(offset: int, said: str) -> None:
+    """A stale timestamp is in the past (-), one from a clock running ahead in the future (+) (signs were swapped)."""
+    headers = signature_headers("s3cret", "msg_1", BODY, timestamp=1_700_000_000 + offset)
+    with pytest.raises(SignatureError, match=re.escape(f"webhook-timestamp {said} (tolerance 300s)")):
+        verify("s3cret", headers, BODY, now=1_700_000_000)
 
 
 @pytest.mark.parametrize("secret", ["", b"", "whsec_"], ids=["empty-text", "empty-bytes", "empty-whsec"])

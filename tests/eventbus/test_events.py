@@ -155,6 +155,14 @@ def test_excerpt_is_bounded(raw: bytes | str) -> None:
     assert len(out) <= ev.EXCERPT_LIMIT + 30
 
 
+@pytest.mark.parametrize("size", [801, 5000, 200_000])
+def test_an_excerpt_of_bytes_gives_the_size_of_the_whole_input(size: int) -> None:
+    """A body's excerpt says how many bytes it had (it said 800, the part decoded, for any body over 800)."""
+    out = ev.excerpt(b"[" * size)
+    assert out == "[" * ev.EXCERPT_LIMIT + f"… ({size} bytes)"
+    assert ev.excerpt(b"x" * ev.EXCERPT_LIMIT) == "x" * ev.EXCERPT_LIMIT  # short enough: as it is
+
+
 def test_public_all_is_sorted_and_importable() -> None:
     """eventbus.__all__ is sorted and every name in it exists."""
     assert eventbus.__all__ == sorted(eventbus.__all__)
