@@ -31,6 +31,40 @@ _SECRET_KEY = re.compile(
     re.IGNORECASE,
 )
 _SECRET_VALUE = re.compile(r"(?i)\b(bearer\s+[A-Za-z0-9._~+/=-]{8,}|whsec_[A-Za-z0-9+/=]{8,})")
+# Secrets inside free text: a URL's user:password@, ?token=... in a query, "api_key": "..." in a JSON
+# excerpt, X-API-KEY: ... or password=... in a message. The name is kept, the value replaced. A name is
+# matched from the start of a word only (linear time); ``https://`` is a scheme, not a name and a value.
+_NAME = r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]*?(?:token|secret|passw(?:or)?d|api[-_]?key|authorization|signature|cookie)"
+_SECRET_IN_TEXT = re.compile(
+    rf"(?i)(?P<userinfo>(?<=://)[^/@\s]+(?=@))"
+    rf'|(?P<jpre>"{_NAME}[A-Za-z0-9_-]*"\s*:\s*")(?:[^"\\]|\\.)*'
+    rf"|(?P<pre>{_NAME}[A-Za-z0-9_-]*\s*(?:=|:(?!//)\s*))[^\s&\"',;}}]+"
+)
+
+
+def _in_text(match: re.Match[str]) -> str:
+    if match["userinfo"] is not None:
+        return "***"
+    return (match["jpre"] or match["pre"]) + REDACTED
+
+
+def _redact_text(text: str) -> str:
+    text = _SECRET_VALUE.sub(REDACTED, text)
+    # What any text holding such a secret holds: most texts hold none, and are spared the search (a search
+    # costs some 0.4 us per character; this check 0.5 us in all, written out as the fastest way measured).
+    low = text.lower()
+    if (
+        "token" in low
+        or "secret" in low
+        or "passw" in low
+        or "key" in low
+        or "authoriz" in low
+        or "signature" in low
+        or "cookie" in low
+        or "://" in low
+    ):
+        return _SECRET_IN_TEXT.sub(_in_text, text)
+    return text
 
 
 # Events repeat the same few keys, so the regex runs once per key; bounded, since keys of
@@ -56,7 +90,7 @@ def redact(value: Any, key: str = "") -> Any:
     if key and _is_secret_key(key):
         return REDACTED
     if isinstance(value, str):
-        return _SECRET_VALUE.sub(REDACTED, value)
+        return _redact_text(value)
     if isinstance(value, Mapping):
         return {k: redact(v, str(k)) for k, v in value.items()}
     if isinstance(value, list | tuple):

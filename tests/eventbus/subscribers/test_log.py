@@ -67,3 +67,36 @@ def test_redact_leaves_ordinary_values() -> None:
     """Ordinary values pass through unchanged, lists included."""
     assert redact({"a": [1, "x"], "b": None}) == {"a": [1, "x"], "b": None}
     assert redact("whsec_QUJDREVGR0hJSktM") == REDACTED
+
+
+def test_secrets_in_free_text_are_redacted_keeping_their_names() -> None:
+    """A token in a URL's query, a password in a URL, "api_key": "..." in a body excerpt and X-API-KEY: ... in a
+    message are redacted where they stand (only values under secret-named keys and bearer tokens were)."""
+    out = io.StringIO()
+    log = EventLogger(out, json=True)
+    log(ev.SourceState(id="s", state="connected", detail="wss://api.x.com/ws?token=QTOKEN123&x=1", **P))
+    log(ev.InvalidSignal(id="i", reason="bad", excerpt='{"api_key":"BODYKEY789","crm_token": "T9X"}', **P))
+    message = "failed calling https://u:PASS@h/x?api_key=QK2 with X-API-KEY: HK3 and password=PW4"
+    log(ev.ItemFailed(id="f", key="0", code="x", message=message, details={"url": "https://h/?access_token=AT5"}, **P))
+    text = out.getvalue()
+    for secret in ("QTOKEN123", "BODYKEY789", "T9X", "PASS", "QK2", "HK3", "PW4", "AT5"):
+        assert secret not in text, secret
+    lines = [msgspec.json.decode(line) for line in text.splitlines()]
+    assert lines[0]["detail"] == f"wss://api.x.com/ws?token={REDACTED}&x=1"
+    assert lines[1]["excerpt"] == f'{{"api_key":"{REDACTED}","crm_token": "{REDACTED}"}}'
+    assert lines[2]["message"] == (
+        f"failed calling https://***@h/x?api_key={REDACTED} with X-API-KEY: {REDACTED} and password={REDACTED}"
+    )
+
+
+def test_free_text_without_secrets_is_left_as_it_is() -> None:
+    """Words that name a secret without giving one, and URLs without credentials, are not touched."""
+    for text in (
+        "token expired, refreshing",
+        "signature check failed: wrong secret",
+        "the token was refused (DATANANAS_TOKEN)",
+        "url https://example.com/a?b=1&page=2",
+        "time: 12:30, key 7",
+        "a" * 5000 + "token" + "b" * 5000,
+    ):
+        assert redact(text) == text
