@@ -441,7 +441,8 @@ async def follow(
                     await keyed.settled.wait()  # Datananas replays nothing: be connected before submitting
                 if keyed.gave_up is not None:
                     raise TransportError(
-                        f"could not connect to the Datananas WebSocket: {keyed.gave_up}; nothing was submitted"
+                        f"could not connect to the Datananas WebSocket: {keyed.gave_up} (the token is "
+                        "DATANANAS_TOKEN, the WebSocket is under DATANANAS_BASE_URL); nothing was submitted"
                     )
                 if waiting.cancelled_caught:
                     last = f" (last attempt: {source.last_failure})" if source.last_failure else ""

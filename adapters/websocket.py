@@ -15,7 +15,8 @@ Around that:
   publishes ``SourceState(state="gave_up")`` and stops. A TLS certificate
   that fails verification gives up at once: the same certificate would come
   back on every attempt (trust a private CA with ``ssl_context``, or
-  ``SSL_CERT_FILE``).
+  ``SSL_CERT_FILE``). So does a handshake answered 401 or 403 (the credential
+  was refused), or 404 before any connection succeeded (a wrong URL).
 * **Keepalive**: a ping every ``ping_interval``; no pong within
   ``ping_timeout`` closes the connection (then the reconnect policy applies).
 * **Frame size limit** ``max_size``: a larger message closes the connection
@@ -83,6 +84,15 @@ def _redact(url: str, token_param: str) -> str:
     parts = urlsplit(redact_userinfo(url))
     query = urlencode([(k, "***" if k == token_param else v) for k, v in parse_qsl(parts.query, True)], safe="*")
     return urlunsplit((parts.scheme, parts.netloc, parts.path, query, ""))
+
+
+def _refused_status(exc: BaseException, *, ever_connected: bool) -> int | None:
+    """The status of a handshake answer that retrying cannot change: 401 or 403 (the credential), and 404 (the
+    URL) before any connection ever succeeded (later, a 404 may be a server restarting behind its proxy)."""
+    if not isinstance(exc, websockets.exceptions.InvalidStatus):
+        return None
+    status = exc.response.status_code
+    return status if status in (401, 403) or (status == 404 and not ever_connected) else None
 
 
 def _describe_close(exc: websockets.exceptions.ConnectionClosed) -> str:
@@ -254,6 +264,7 @@ class WebSocketSource:
             connected_at: float | None = None
             reason = ""
             untrusted: str | None = None
+            refused: int | None = None
             with anyio.CancelScope() as self._scope:
                 try:
                     ws = await WsConnection.open(self._url, headers=self._headers, **self._connect_options)
@@ -274,6 +285,7 @@ class WebSocketSource:
                 except (OSError, TimeoutError, websockets.exceptions.WebSocketException) as exc:
                     reason = f"{type(exc).__name__}: {exc}"
                     untrusted = certificate_refusal(exc)
+                    refused = _refused_status(exc, ever_connected=self.connections > 0)
                 finally:
                     self._ws = None
             if self._stop.is_set():
@@ -289,6 +301,12 @@ class WebSocketSource:
                     f"the TLS certificate of {self._shown_url} is not trusted ({untrusted}); behind a proxy or a "
                     "private CA, point SSL_CERT_FILE at its CA bundle (or pass ssl_context=)"
                 )
+                await self._state("gave_up", detail, self.backoff.attempt)
+                return
+            if refused is not None:  # not retried: the same answer would come back every time
+                self.state = "gave_up"
+                why = "no such WebSocket endpoint: check the URL" if refused == 404 else "the credential was refused"
+                detail = f"{self._shown_url} answered the handshake with HTTP {refused}: {why}"
                 await self._state("gave_up", detail, self.backoff.attempt)
                 return
             if self.backoff.exhausted:

@@ -752,6 +752,19 @@ async def test_a_bad_concurrency_is_refused_by_name_before_sending(simulator: Si
     assert simulator.state.api_requests == 0
 
 
+async def test_a_refused_datananas_token_says_so_at_once_and_submits_nothing(simulator: Simulator) -> None:
+    """A wrong token is refused at the WebSocket handshake: follow() says which variable at the first refusal (it
+    reconnected for the whole connect_timeout, then named only the status); nothing is sent."""
+    wrong = Settings(simulator.urls["datananas"], "not-the-token", backoff_base=0.02, backoff_cap=0.5)
+    async with Bus() as bus:
+        with anyio.fail_after(20), pytest.raises(TransportError) as caught:
+            await follow("datananas", contacts("datananas", 3), bus, settings=wrong, connect_timeout=60, list="L1")
+    said = str(caught.value)
+    assert "answered the handshake with HTTP 40" in said and "the credential was refused" in said
+    assert "DATANANAS_TOKEN" in said and "nothing was submitted" in said and "not-the-token" not in said
+    assert simulator.state.api_requests == 0
+
+
 async def test_unreachable_datananas_websocket_submits_nothing(simulator: Simulator) -> None:
     """The Datananas WebSocket cannot connect in time: TransportError naming it and the last failure; nothing sent."""
     port = await closed_port()

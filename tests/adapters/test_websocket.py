@@ -534,16 +534,38 @@ async def test_server_pings_are_answered_and_stop_closes_with_1000() -> None:
     assert close_codes == [1000]
 
 
-async def test_a_refused_handshake_is_a_failed_attempt_with_the_status() -> None:
-    """A server answering 403 instead of 101 never counts as connected; the detail names the status."""
+async def test_a_handshake_answered_503_is_a_failed_attempt_with_the_status() -> None:
+    """A server answering 503 instead of 101 never counts as connected; it is retried; the detail names the status."""
 
     def refuse(_conn: object, _request: object) -> Response:
-        return Response(403, "Forbidden", Headers(), b"no")
+        return Response(503, "Service Unavailable", Headers(), b"busy")
 
     with WsServer(stay_open, process_request=refuse) as server:
         events, source = await until_given_up(server.url, 2, backoff=quick_backoff(1))
     assert shape(events) == [("reconnecting", 1), ("gave_up", 1)]
-    assert "403" in events[0].detail  # type: ignore[attr-defined]
+    assert "503" in events[0].detail  # type: ignore[attr-defined]
+    assert source.connections == 0
+
+
+@pytest.mark.parametrize(
+    "status, why",
+    [
+        (401, "the credential was refused"),
+        (403, "the credential was refused"),
+        (404, "no such WebSocket endpoint: check the URL"),
+    ],
+)
+async def test_a_handshake_refused_for_good_gives_up_at_once(status: int, why: str) -> None:
+    """401/403 (the credential) and a 404 before ever connecting (the URL) come back on every attempt: the source
+    gives up at the first, saying so (it retried for its whole budget, 30 s in follow(), then said only 403)."""
+
+    def refuse(_conn: object, _request: object) -> Response:
+        return Response(status, "No", Headers(), b"no")
+
+    with WsServer(stay_open, process_request=refuse) as server:
+        events, source = await until_given_up(server.url, 1, backoff=quick_backoff(8))
+    assert shape(events) == [("gave_up", 0)]
+    assert f"answered the handshake with HTTP {status}: {why}" in events[0].detail  # type: ignore[attr-defined]
     assert source.connections == 0
 
 
