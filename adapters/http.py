@@ -67,6 +67,10 @@ ENV: dict[str, tuple[str, str | None]] = {
     "pronto": ("PRONTO_API_KEY", None),
 }
 _TOKEN_PROVIDERS = ("insideview", "mautic")
+_TOKEN_URL_HINT = {
+    "mautic": "; MAUTIC_BASE_URL (--base-url) is the instance's root, such as https://example.mautic.net",
+    "insideview": "; INSIDEVIEW_LOGIN_URL, if set, is the login host, such as https://login.insideview.com",
+}
 _IDEMPOTENT = frozenset({"GET", "HEAD", "DELETE", "PUT", "OPTIONS"})
 
 
@@ -248,7 +252,18 @@ class ProviderClient:
                 # Asking for a token is safe to repeat: 429, 5xx and broken connections are retried as for
                 # any request, and what is left (refused or malformed) is read as an AuthError.
                 response = await self.send(request, _authenticated=False)
-                grant = self.provider.read_token(response)  # type: ignore[attr-defined]
+                try:
+                    grant = self.provider.read_token(response)  # type: ignore[attr-defined]
+                except AuthError as exc:
+                    if exc.status in (None, 400, 401, 403):
+                        raise  # the credentials refused, or a malformed answer: said as it is
+                    # Not the credentials' fault: a wrong URL, most often. Say which, and what it should be.
+                    where = redact_userinfo(self._url(request))
+                    raise AuthError(
+                        f"{exc} ({where}{_TOKEN_URL_HINT.get(self.provider.name, '')})",
+                        status=exc.status,
+                        provider=self.provider.name,
+                    ) from None
                 token = self._token = grant.token
                 lifetime = max(grant.expires_in, 1.0)
                 # Renewed a minute ahead, or halfway through a token that lives less than two minutes.

@@ -415,7 +415,8 @@ async def _send_chunk(
             settled = isinstance(exc, AuthError | CertificateError)
             await _reject(bus, report, chunk, batch, status, str(exc), retriable=not settled, account=settled)
             if isinstance(exc, AuthError):
-                _stop(report, stop, f"credentials refused: {exc}")
+                refused = exc.status in (None, 400, 401, 403)  # else a token endpoint that is not one: the URL
+                _stop(report, stop, f"{'credentials refused' if refused else 'no token'}: {exc}")
             elif isinstance(exc, CertificateError):
                 _stop(report, stop, str(exc))
             return

@@ -217,9 +217,13 @@ async def test_token_endpoint_not_found_points_at_the_url(scripted: tuple[Script
     provider, url = scripted
     provider.token_answers = [(404, {}, b"Not Found")]
     async with ProviderClient(Mautic(), quick(url)) as http:
-        with pytest.raises(AuthError, match=r"Mautic's token endpoint answered HTTP 404 \(Not Found\); check its URL"):
+        with pytest.raises(
+            AuthError, match=r"Mautic's token endpoint answered HTTP 404 \(Not Found\); check its URL"
+        ) as e:
             await http.send(SUBMIT)
     assert provider.submits == []
+    # which URL was asked, and what the base URL should be (the URL was not shown)
+    assert f"({url}/oauth/v2/token; MAUTIC_BASE_URL (--base-url) is the instance's root" in str(e.value)
 
 
 async def test_token_endpoint_failing_for_good_is_a_server_error(scripted: tuple[Scripted, str]) -> None:

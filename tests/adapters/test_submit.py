@@ -476,6 +476,7 @@ async def test_a_wrong_base_url_stops_at_the_first_404_and_says_so(simulator: Si
     assert not [e for e in events if isinstance(e, ev.QuotaExhausted)]  # not a quota: a wrong URL
     if provider == "mautic":  # its token endpoint is under the base URL: refused there first
         assert "Mautic's token endpoint answered HTTP 404 (Not Found); check its URL" in refused.reason
+        assert report.stopped.startswith("no token: ") and report.rows_to_send_later == list(range(25_000))
         return
     assert refused.retriable and report.stopped.startswith("not_found: no such endpoint (HTTP 404")
     assert f"check the base URL (--base-url or {provider.upper()}_BASE_URL)" in refused.reason
