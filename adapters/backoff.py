@@ -47,6 +47,19 @@ def certificate_refusal(exc: BaseException) -> str | None:
     return None
 
 
+def not_tls(exc: BaseException) -> bool:
+    """True when ``exc`` (followed through its causes) says the server answered a TLS handshake with something
+    else, as a plain-HTTP port does when given ``https://``: it would answer the same on every attempt."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, ssl.SSLError) and current.reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST"):
+            return True
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return False
+
+
 def retry_after_of(
     headers: Mapping[str, str], *, cap: float = math.inf, now: Callable[[], float] = time.time
 ) -> float | None:

@@ -35,7 +35,7 @@ from urllib.parse import urlsplit
 import anyio
 import httpx
 
-from adapters.backoff import Backoff, certificate_refusal
+from adapters.backoff import Backoff, certificate_refusal, not_tls
 from adapters.providers.base import Provider, Request, Response, ServerFailure, Throttle, declares_more_than
 from eventbus._checks import COUNT, NOT_NEGATIVE, POSITIVE, POSITIVE_OR_NONE, SECONDS, check_numbers
 from eventbus.exceptions import (
@@ -334,8 +334,13 @@ class ProviderClient:
                     "behind a proxy or a private CA, point SSL_CERT_FILE at its CA bundle (or pass an "
                     "httpx.AsyncClient built with verify=)"
                 ) from exc
-            shown, cause = self._quoted(exc)
             where = redact_userinfo(self._base(request))
+            if not_tls(exc):  # https:// to a plain-HTTP port: every attempt would get the same
+                raise CertificateError(
+                    f"{self.provider.name} at {where} does not speak TLS on that port (its answer to the TLS "
+                    "handshake was not TLS): use http:// there, or the port that serves https"
+                ) from exc
+            shown, cause = self._quoted(exc)
             raise _NotSent(f"could not connect to {self.provider.name} at {where}: {shown}") from cause
         except httpx.TimeoutException as exc:
             raise _MaybeSent(f"{self.provider.name} did not answer within {self.settings.timeout:g}s") from exc

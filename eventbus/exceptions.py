@@ -136,7 +136,8 @@ class TransportError(EventBusError):
 
 
 class CertificateError(TransportError):
-    """The peer's TLS certificate failed verification (unknown CA, wrong host name, expired).
+    """TLS cannot be set up with the peer: its certificate failed verification (unknown CA, wrong host name,
+    expired), or it does not speak TLS on that port at all (``https://`` given for a plain-HTTP port).
 
     Not retried: the same certificate comes back on every attempt. Behind a
     proxy or a private CA, point ``SSL_CERT_FILE`` (or ``SSL_CERT_DIR``) at

@@ -25,6 +25,7 @@ from adapters.polling import Interpretation, Poller, PollOutcome
 from adapters.providers import Datananas
 from adapters.providers.base import Request as ProviderRequest
 from adapters.serving import ServedApp
+from adapters.simulator import Simulator
 from adapters.simulator.app import build_app
 from adapters.simulator.common import SimState
 from adapters.submit import prepare, submit
@@ -103,6 +104,25 @@ async def test_a_certificate_for_another_host_is_refused_the_same_way(tmp_path: 
                 report = await submit("datananas", contacts(3), bus, settings=settings, client=client, list="L1")
         assert not report.accepted and "mismatch" in report.stopped and "not trusted" in report.stopped
         assert sim.state.api_requests == 0
+
+
+async def test_https_to_a_plain_http_port_is_said_at_once(simulator: Simulator) -> None:
+    """https:// given for the simulator's plain-HTTP port: no retry for the whole budget (21 s, then a raw
+    WRONG_VERSION_NUMBER); a CertificateError saying the port does not speak TLS, at the first attempt."""
+    plain = simulator.urls["datananas"]
+    settings = slow_retries("https" + plain.removeprefix("http"))
+    chunk = prepare(Datananas(list="L1"), contacts(1))[0][0]
+    retries: list[str] = []
+
+    async def on_retry(reason: str, delay: float, attempt: int) -> None:
+        retries.append(reason)
+
+    with anyio.fail_after(20):
+        async with ProviderClient(Datananas(list="L1"), settings) as http:
+            with pytest.raises(CertificateError, match="does not speak TLS on that port") as info:
+                await http.send(Datananas(list="L1").build_submit(chunk), on_retry=on_retry)
+    assert "use http:// there" in str(info.value) and retries == []
+    assert simulator.state.api_requests == 0
 
 
 async def test_submit_stops_every_chunk_after_an_untrusted_certificate(tls: TlsSimulator) -> None:
