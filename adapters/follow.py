@@ -494,6 +494,18 @@ async def follow(
                     if not _finished(board, provider, job.job_id):
                         remaining.add(job.job_id)
 
+                async def websocket_up() -> str | None:
+                    # A Datananas chunk sent while the WebSocket is down is followed blind: nothing is replayed.
+                    if source.state == "connected":
+                        return None
+                    with anyio.move_on_after(connect_timeout):
+                        if await source.wait_connected():
+                            return None
+                    return (
+                        f"the Datananas WebSocket did not reconnect within {connect_timeout:g}s (last: "
+                        f"{source.last_failure}); chunks sent now could not be followed"
+                    )
+
                 pending: list[AcceptedJob] = []
                 report = await submit(
                     provider,
@@ -505,6 +517,7 @@ async def follow(
                     strict=strict,
                     rows=rows,
                     on_accepted=start_following,
+                    before_send=websocket_up if provider == "datananas" else None,
                     **options,
                 )
                 if provider == "pronto":

@@ -333,6 +333,7 @@ async def submit(
     batch_id: str | None = None,
     rows: Sequence[int] | None = None,
     on_accepted: Callable[[AcceptedJob], Awaitable[object]] | None = None,
+    before_send: Callable[[], Awaitable[str | None]] | None = None,
     **options: Any,
 ) -> SubmitReport:
     """Submit ``contacts`` to ``provider``, publishing events on ``bus``; return the report.
@@ -347,6 +348,10 @@ async def submit(
     still being sent: the moment to start following it
     (:func:`adapters.follow.follow` does). A chunk a synchronous endpoint
     answered in full is a finished job already and is not passed.
+    ``before_send`` is awaited before each chunk is sent: None lets it go; a
+    reason stops the run there (that chunk and the rest are not sent, as after
+    an account-wide refusal). ``follow()`` uses it to send no Datananas chunk
+    while the WebSocket that reports its progress is down.
     """
     check_numbers("submit", concurrency=(concurrency, COUNT))
     p = make_provider(provider, **options)
@@ -359,29 +364,37 @@ async def submit(
         await bus.publish(event)
     if not chunks:
         return report
-    stop = anyio.Event()
-    limiter = anyio.CapacityLimiter(concurrency)
     async with ProviderClient(p, settings, client) as http, anyio.create_task_group() as tg:
+        limiter = anyio.CapacityLimiter(concurrency)
+        run = _Run(p, http, len(chunks), batch, bus, report, anyio.Event(), limiter, on_accepted, before_send)
         for chunk in chunks:
-            tg.start_soon(_send_chunk, p, http, chunk, len(chunks), batch, bus, report, stop, limiter, on_accepted)
+            tg.start_soon(_send_chunk, run, chunk)
     return report
 
 
-async def _send_chunk(
-    p: Provider,
-    http: ProviderClient,
-    chunk: Chunk,
-    chunk_count: int,
-    batch: str,
-    bus: Publisher,
-    report: SubmitReport,
-    stop: anyio.Event,
-    limiter: anyio.CapacityLimiter,
-    on_accepted: Callable[[AcceptedJob], Awaitable[object]] | None,
-) -> None:
+@dataclass
+class _Run:
+    """What every chunk of one submit shares."""
+
+    p: Provider
+    http: ProviderClient
+    chunk_count: int
+    batch: str
+    bus: Publisher
+    report: SubmitReport
+    stop: anyio.Event
+    limiter: anyio.CapacityLimiter
+    on_accepted: Callable[[AcceptedJob], Awaitable[object]] | None = None
+    before_send: Callable[[], Awaitable[str | None]] | None = None
+
+
+async def _send_chunk(run: _Run, chunk: Chunk) -> None:
+    p, http, batch, bus, report, stop = run.p, run.http, run.batch, run.bus, run.report, run.stop
     ref = ev.chunk_ref(batch, chunk.index)
     common = {"provider": p.name, "job_id": ref, "source": "submit"}
-    async with limiter:
+    async with run.limiter:
+        if not stop.is_set() and run.before_send is not None and (why := await run.before_send()) is not None:
+            _stop(report, stop, why)
         if stop.is_set():
             await _reject(bus, report, chunk, batch, None, f"not sent: {report.stopped}", retriable=True, sent=False)
             return
@@ -390,7 +403,7 @@ async def _send_chunk(
                 id=ev.event_id(p.name, ref, "submitted"),
                 batch_id=batch,
                 chunk_index=chunk.index,
-                chunk_count=chunk_count,
+                chunk_count=run.chunk_count,
                 size=len(chunk.rows),
                 **common,
             )
@@ -435,8 +448,8 @@ async def _send_chunk(
                     chunk_index=chunk.index,
                 )
             )
-            if on_accepted is not None:
-                await on_accepted(job)
+            if run.on_accepted is not None:
+                await run.on_accepted(job)
         case Items():
             await _publish_items(p, chunk, batch, outcome, bus, report)
         case Refused():

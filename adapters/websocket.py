@@ -190,6 +190,7 @@ class WebSocketSource:
         self.invalid = 0
         self.connections = 0
         self.last_failure = ""  # why the latest connection ended or could not be made
+        self._changed: anyio.Event | None = None  # set (and replaced) at each published state change
 
     # -- lifecycle ---------------------------------------------------------
 
@@ -242,6 +243,7 @@ class WebSocketSource:
                 with anyio.CancelScope(shield=True), anyio.move_on_after(self._close_timeout):
                     if self.state != "gave_up":
                         self.state = "stopped"
+                        self._wake()
                         if detail:
                             await self._state("stopped", detail)
                 tg.cancel_scope.cancel()
@@ -400,7 +402,21 @@ class WebSocketSource:
 
     # -- publishing helpers ------------------------------------------------
 
+    async def wait_connected(self) -> bool:
+        """Return once the source is connected (True), or has given up or stopped (False). Bound it yourself."""
+        while self.state not in ("connected", "gave_up", "stopped"):
+            if self._changed is None:
+                self._changed = anyio.Event()
+            await self._changed.wait()
+        return self.state == "connected"
+
+    def _wake(self) -> None:
+        changed, self._changed = self._changed, None
+        if changed is not None:
+            changed.set()
+
     async def _state(self, state: str, detail: str, attempt: int = 0) -> None:
+        self._wake()
         await self._bus.publish(
             ev.SourceState(
                 id=ev.new_id(),

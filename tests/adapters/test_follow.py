@@ -765,6 +765,57 @@ async def test_a_refused_datananas_token_says_so_at_once_and_submits_nothing(sim
     assert simulator.state.api_requests == 0
 
 
+async def test_no_datananas_chunk_is_sent_while_the_websocket_is_down() -> None:
+    """The WebSocket drops once a chunk is on its way and never comes back: the other two are not sent (their
+    progress could not be followed: Datananas replays nothing); the run stops saying why, their rows to send later.
+    (They were sent, and followed blind until the timeout.)"""
+    import asyncio
+
+    import websockets.asyncio.server
+    from websockets.datastructures import Headers
+    from websockets.http11 import Response
+
+    from tests.adapters.test_websocket import WsServer
+
+    sent_first = threading.Event()
+
+    async def until_a_chunk_is_sent(ws: websockets.asyncio.server.ServerConnection) -> None:
+        await asyncio.get_running_loop().run_in_executor(None, sent_first.wait, 30)
+        await ws.close(1011, "going away")
+
+    def refuse_after_the_first(connection: object, request: object) -> Response | None:
+        if server.connections >= 1:
+            return Response(503, "Service Unavailable", Headers(), b"down")
+        return None
+
+    def note(event: ev.Event) -> None:
+        if isinstance(event, ev.BatchSubmitted):
+            sent_first.set()
+
+    config = SimulatorConfig(item_time=0, faults=Faults(slow_response=1.0))  # the first answer: after the drop
+    with WsServer(until_a_chunk_is_sent, process_request=refuse_after_the_first) as server:
+        async with checked_simulator(config) as sim, Bus() as bus:
+            result = await follow(
+                "datananas",
+                contacts("datananas", 25_000),
+                bus,
+                settings=Settings(sim.urls["datananas"], "demo-token", backoff_base=0.02, backoff_cap=0.1),
+                ws_url=server.url,
+                connect_timeout=1.0,
+                concurrency=1,
+                timeout=5,
+                stuck_after=1,
+                list="L1",
+                on_submit_event=note,
+            )
+    report = result.report
+    (first,) = report.accepted  # whichever chunk took the limiter first (trio schedules in any order)
+    assert report.stopped.startswith("the Datananas WebSocket did not reconnect within 1s (last: ")
+    assert sorted(r.chunk_index for r in report.rejected if not r.sent) == sorted({0, 1, 2} - {first.chunk_index})
+    assert report.rows_to_send_later == sorted(set(range(25_000)) - set(first.rows))
+    assert len(sim.state.jobs["datananas"]) == 1  # nothing else reached the provider
+
+
 async def test_unreachable_datananas_websocket_submits_nothing(simulator: Simulator) -> None:
     """The Datananas WebSocket cannot connect in time: TransportError naming it and the last failure; nothing sent."""
     port = await closed_port()
