@@ -118,9 +118,10 @@ class SubmitReport:
 
     @property
     def rows_to_send_later(self) -> list[int]:
-        """The rows of the chunks a stop kept from being taken: those not sent, and those refused for the reason
-        of the whole account that stopped the run (nothing of them was taken). Sorted; empty when not stopped."""
-        return sorted(row for r in self.rejected if not r.sent or r.account for row in r.rows)
+        """The rows of the chunks not taken that may be sent again as they are: those not sent, those refused for
+        a reason of the whole account (quota, credentials, ...), and those refused for a passing one (throttled or
+        failing past the retry budget, too many jobs queued). Nothing of them was taken. Sorted."""
+        return sorted(row for r in self.rejected if not r.sent or r.account or r.retriable for row in r.rows)
 
 
 @dataclass(frozen=True)

@@ -318,12 +318,11 @@ def _print_invalid(problems: list) -> None:
 
 
 def _print_stopped(report: Any) -> None:
-    """When an account-wide refusal stopped the run: why, and the rows of the chunks it kept from being sent."""
-    if not report.stopped:
-        return
-    unsent = sum(not r.sent for r in report.rejected)
-    print(f"  stopped ({unsent} chunks not sent): {report.stopped}", file=sys.stderr)
-    later = report.rows_to_send_later  # also the chunks refused for that reason: nothing of them was taken
+    """Why the run stopped, if it did, and the rows of the chunks not taken that may be sent again as they are."""
+    if report.stopped:
+        unsent = sum(not r.sent for r in report.rejected)
+        print(f"  stopped ({unsent} chunks not sent): {report.stopped}", file=sys.stderr)
+    later = report.rows_to_send_later  # also chunks refused for the account's or a passing reason: none taken
     if later:
         print(f"  to send them later: --rows {rows_spec(later)}", file=sys.stderr)
 

@@ -574,6 +574,27 @@ async def test_json_keeps_stdout_for_events_and_says_on_stderr_what_went_wrong(t
     assert "to send them later: --rows 10000-29999" in proc.stderr
 
 
+async def test_chunks_refused_for_a_passing_reason_are_to_send_later(tmp_path: Path) -> None:
+    """InsideView refuses jobs past its queue ("too many jobs", 400, nothing taken): no stop, the other chunks go
+    on, and the refused chunks' rows are to send later (no line was printed for them)."""
+    config = SimulatorConfig(item_time=0.01, insideview_max_queued_jobs=1)  # the first job is still queued
+    f = tmp_path / "ids.txt"
+    f.write_text("".join(f"{1000 + i}\n" for i in range(25_001)))
+    async with checked_simulator(config) as sim:
+        env = {
+            "INSIDEVIEW_CLIENT_ID": "demo",
+            "INSIDEVIEW_CLIENT_SECRET": "demo",
+            "INSIDEVIEW_BASE_URL": sim.urls["insideview"],
+            "INSIDEVIEW_LOGIN_URL": sim.urls["insideview_login"],
+        }
+        proc = await anyio.to_thread.run_sync(
+            lambda: run_cli("--provider", "insideview", "--concurrency", "1", str(f), env=env)
+        )
+    assert proc.returncode == 1 and "stopped" not in proc.stderr
+    assert proc.stderr.count("HTTP 400, may be sent again): too many jobs") == 2
+    assert "to send them later: --rows 10000-25000" in proc.stderr
+
+
 async def test_a_chunk_refused_for_credits_is_to_send_later(tmp_path: Path) -> None:
     """Pronto chunks of 100, 99 and 2; 150 credits take the first and refuse the 99 (422, nothing enqueued): those
     99 rows are to send later with the 2 never sent (only the 2 were named: a chunk refused was left out)."""
