@@ -53,7 +53,8 @@ async def main() -> None:
         )
         await bus.drain()
     print(
-        f"{len(report.accepted)} chunks accepted, {report.rejected_chunks} not; stopped: {report.stopped}",
+        f"{len(report.accepted)} of {report.chunks} chunks accepted, {report.rejected_chunks} not; "
+        f"stopped: {report.stopped}",
         file=sys.stderr,
     )
 

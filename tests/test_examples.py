@@ -43,7 +43,7 @@ def test_logs_and_alerts(tmp_path: Path) -> None:
     assert {e["event"] for e in entries} >= {"batch_submitted", "job_accepted", "quota_exhausted"}
     assert [e["level"] for e in entries if e["event"] == "quota_exhausted"] == ["warning"]
     assert "ALERT pronto: out of quota (HTTP 422): insufficient_credits" in proc.stderr
-    assert "1 chunks accepted, 2 not; stopped: insufficient_credits" in proc.stderr
+    assert "1 of 3 chunks accepted, 2 not; stopped: insufficient_credits" in proc.stderr
 
 
 def test_webhooks_in_your_app(tmp_path: Path) -> None:

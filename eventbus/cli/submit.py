@@ -208,7 +208,7 @@ def _write_results(args: argparse.Namespace, results: Any, contacts: list, run: 
         return
     counts = results.write(args.results, contacts, run, args.numbers)
     shown = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
-    print(f"eventbus submit: results of {len(contacts)} rows in {args.results} ({shown})", file=sys.stderr)
+    print(f"eventbus submit: results of {_n(len(contacts), 'row')} in {args.results} ({shown})", file=sys.stderr)
 
 
 def _encoding(name: str) -> str:
@@ -275,14 +275,14 @@ def run(args: argparse.Namespace) -> int:
         out = sys.stderr if args.json else sys.stdout
         repeated = f", {report.repeated} repeated (each sent once)" if report.repeated else ""
         print(
-            f"{args.provider}: {report.contacts} contacts, {_invalid(report)}{repeated}, "
-            f"{report.chunks} chunks, {len(report.accepted)} accepted, {report.rejected_chunks} rejected",
+            f"{args.provider}: {_n(report.contacts, 'contact')}, {_invalid(report)}{repeated}, "
+            f"{_n(report.chunks, 'chunk')}, {len(report.accepted)} accepted, {report.rejected_chunks} rejected",
             file=out,
         )
         accepted = sorted(report.accepted, key=lambda j: j.chunk_index)
         if not args.json:
             for job in accepted[:_SHOWN]:
-                print(f"  job {job.job_id}: {len(job.rows)} contacts (chunk {job.chunk_index})")
+                print(f"  job {job.job_id}: {_n(len(job.rows), 'contact')} (chunk {job.chunk_index})")
             if len(accepted) > _SHOWN:
                 print(f"  ... and {len(accepted) - _SHOWN} more jobs (each one in --json or --results)")
         _print_invalid(report.invalid)
@@ -291,7 +291,7 @@ def run(args: argparse.Namespace) -> int:
             status = f"HTTP {r.status}, " if r.status is not None else ""
             again = "may be sent again" if r.retriable else "do not send again as is"
             print(
-                f"  rejected chunk {r.chunk_index} ({len(r.rows)} contacts; {status}{again}): {r.reason}",
+                f"  rejected chunk {r.chunk_index} ({_n(len(r.rows), 'contact')}; {status}{again}): {r.reason}",
                 file=sys.stderr,
             )
         if len(refused) > _SHOWN:
@@ -309,6 +309,11 @@ def run(args: argparse.Namespace) -> int:
         return status
 
 
+def _n(count: int, word: str) -> str:
+    """``count`` and ``word``, the word plural unless the count is one: "1 chunk", "2 chunks"."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
 def _print_invalid(problems: list) -> None:
     """The first problems found before sending, one line each on stderr, and how many more there are."""
     for problem in problems[:_SHOWN]:
@@ -321,7 +326,7 @@ def _print_stopped(report: Any) -> None:
     """Why the run stopped, if it did, and the rows of the chunks not taken that may be sent again as they are."""
     if report.stopped:
         unsent = sum(not r.sent for r in report.rejected)
-        print(f"  stopped ({unsent} chunks not sent): {report.stopped}", file=sys.stderr)
+        print(f"  stopped ({_n(unsent, 'chunk')} not sent): {report.stopped}", file=sys.stderr)
     later = report.rows_to_send_later  # also chunks refused for the account's or a passing reason: none taken
     if later:
         print(f"  to send them later: --rows {rows_spec(later)}", file=sys.stderr)
@@ -377,14 +382,15 @@ def _dry_run(args: argparse.Namespace, contacts: list) -> int:
     out = sys.stderr if args.json else sys.stdout
     repeated = f", {found.repeated} repeated (each sent once)" if found.repeated else ""
     print(
-        f"{args.provider} (dry run, nothing sent): {found.contacts} contacts, {_invalid(found)}{repeated}, "
-        f"{len(found.chunks)} chunks, {found.valid} contacts in {_size(found.body_bytes)} of request bodies",
+        f"{args.provider} (dry run, nothing sent): {_n(found.contacts, 'contact')}, {_invalid(found)}{repeated}, "
+        f"{_n(len(found.chunks), 'chunk')}, {_n(found.valid, 'contact')} in {_size(found.body_bytes)} "
+        "of request bodies",
         file=out,
     )
     for chunk in found.chunks[:_SHOWN]:
         print(
-            f"  chunk {chunk.chunk_index}: {chunk.method} {chunk.path}, {len(chunk.rows)} contacts "
-            f"(rows {chunk.rows[0]}-{chunk.rows[-1]}), {_size(chunk.body_bytes)}",
+            f"  chunk {chunk.chunk_index}: {chunk.method} {chunk.path}, {_n(len(chunk.rows), 'contact')} "
+            f"(rows {rows_spec(chunk.rows)}), {_size(chunk.body_bytes)}",
             file=out,
         )
     if len(found.chunks) > _SHOWN:
@@ -430,7 +436,7 @@ class _Record:
         jobs = ", ".join(f"{job} (chunk {i})" for i, job in sorted(fates.jobs.items()))
         open_ = sorted(fates.sent - fates.jobs.keys() - fates.refused.keys())
         unsent = fates.count - len(fates.sent)
-        parts = [f"{len(fates.jobs)} of {fates.count} chunks accepted" + (f": {jobs}" if jobs else "")]
+        parts = [f"{len(fates.jobs)} of {_n(fates.count, 'chunk')} accepted" + (f": {jobs}" if jobs else "")]
         if fates.refused:
             parts.append(f"{len(fates.refused)} rejected")
         if open_:
@@ -517,7 +523,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
         _write_results(args, results, contacts, result.report)
         console.print(summary_table(result.board, title=f"{args.provider} jobs"))
         if result.ok:
-            console.print(f"all {len(result.report.accepted)} jobs completed")
+            console.print(f"all {_n(len(result.report.accepted), 'job')} completed")
             return 0
         problems = _not_completed(result, args.provider, args.timeout)
         print(f"eventbus submit: not everything completed: {'; '.join(problems)}", file=sys.stderr)
@@ -543,15 +549,15 @@ def _not_completed(result: Any, provider: str, timeout: float) -> list[str]:
 
     problems = []
     if result.report.invalid:
-        problems.append(f"{result.report.invalid_rows} invalid rows")
+        problems.append(f"{result.report.invalid_rows} invalid {'row' if result.report.invalid_rows == 1 else 'rows'}")
     if result.report.rejected_chunks:
-        problems.append(f"{result.report.rejected_chunks} chunks rejected")
+        problems.append(f"{_n(result.report.rejected_chunks, 'chunk')} rejected")
     if result.unfinished:
         ids = ", ".join(result.unfinished)
         if result.timed_out:
-            problems.append(f"{len(result.unfinished)} jobs still open after {timeout:g}s ({ids})")
+            problems.append(f"{_n(len(result.unfinished), 'job')} still open after {timeout:g}s ({ids})")
         else:
-            problems.append(f"{len(result.unfinished)} jobs no longer followed, their end not seen ({ids})")
+            problems.append(f"{_n(len(result.unfinished), 'job')} no longer followed, their end not seen ({ids})")
         drops = result.board.websocket_drops()
         if drops:
             problems.append(
@@ -566,7 +572,7 @@ def _not_completed(result: Any, provider: str, timeout: float) -> list[str]:
         problems.append("jobs ended " + ", ".join(sorted(set(states))))
     short = [r.job_id for r in result.board.rows.values() if r.state == "completed" and not accounted(r)]
     if short:
-        problems.append(f"{len(short)} completed jobs reported fewer contacts than they carried")
+        problems.append(f"{_n(len(short), 'completed job')} reported fewer contacts than they carried")
     return problems
 
 

@@ -62,7 +62,7 @@ async def test_submit_summary_and_invalid_rows(simulator: Simulator, tmp_path: P
         lambda: run_cli("--provider", "pronto", "--webhook-url", "http://127.0.0.1:9/h", str(f), env=env)
     )
     assert proc.returncode == 1
-    assert "3 contacts, 1 invalid, 1 chunks, 1 accepted, 0 rejected" in proc.stdout
+    assert "3 contacts, 1 invalid, 1 chunk, 1 accepted, 0 rejected" in proc.stdout
     assert "row 1: field 'lastname': lastname is required" in proc.stderr
 
 
@@ -73,7 +73,7 @@ async def test_two_columns_for_one_field_hold_back_rows_where_they_differ(simula
     env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": simulator.urls["datananas"]}
     proc = await anyio.to_thread.run_sync(lambda: run_cli("--provider", "datananas", "--list", "L", str(f), env=env))
     assert proc.returncode == 1
-    assert "3 contacts, 1 invalid, 1 chunks, 1 accepted, 0 rejected" in proc.stdout
+    assert "3 contacts, 1 invalid, 1 chunk, 1 accepted, 0 rejected" in proc.stdout
     assert "row 0: field 'firstname': 'First Name' and 'first_name' both give it" in proc.stderr
     (job,) = simulator.state.jobs["datananas"].values()
     assert job["total"] == 2  # the two rows that say one first name
@@ -112,7 +112,7 @@ async def test_submit_summary_counts_repeated_ids(simulator: Simulator, tmp_path
         "INSIDEVIEW_BASE_URL": simulator.urls["insideview"],
     }
     proc = await anyio.to_thread.run_sync(lambda: run_cli("--provider", "insideview", str(f), env=env))
-    assert "6 contacts, 1 invalid, 2 repeated (each sent once), 1 chunks, 1 accepted, 0 rejected" in proc.stdout
+    assert "6 contacts, 1 invalid, 2 repeated (each sent once), 1 chunk, 1 accepted, 0 rejected" in proc.stdout
     assert "contacts (chunk 0)" in proc.stdout and ": 3 contacts (chunk 0)" in proc.stdout
 
 
@@ -357,7 +357,7 @@ async def test_a_quota_stop_during_follow_says_which_rows_to_send_later(tmp_path
         args = ["--provider", "datananas", "--list", "L", "--follow", "--concurrency", "1", "--timeout", "60", str(f)]
         proc = await anyio.to_thread.run_sync(lambda: run_cli(*args, env=env))
     assert proc.returncode == 1 and "Traceback" not in proc.stderr, proc.stderr
-    assert "stopped (1 chunks not sent): contact_connect_quotas" in proc.stderr
+    assert "stopped (1 chunk not sent): contact_connect_quotas" in proc.stderr
     assert "to send them later: --rows 10000-29999" in proc.stderr  # the refused chunk too: nothing of it was created
 
 
@@ -449,8 +449,8 @@ async def test_dry_run_json_prints_the_invalid_rows_as_events(tmp_path: Path) ->
         "row 1: field 'lastname': lastname is required; "
         "row 1: field 'domain': domain or company_name is required for email enrichment"
     )
-    assert proc.stderr.startswith("pronto (dry run, nothing sent): 3 contacts, 1 invalid (2 problems), 1 chunks, ")
-    assert "chunk 0: POST /contacts/bulk_enrich, 2 contacts (rows 0-2)" in proc.stderr
+    assert proc.stderr.startswith("pronto (dry run, nothing sent): 3 contacts, 1 invalid (2 problems), 1 chunk, ")
+    assert "chunk 0: POST /contacts/bulk_enrich, 2 contacts (rows 0,2)" in proc.stderr
 
 
 @pytest.mark.parametrize(
@@ -606,7 +606,7 @@ async def test_a_chunk_refused_for_credits_is_to_send_later(tmp_path: Path) -> N
         args = ["--provider", "pronto", "--webhook-url", "http://127.0.0.1:9/h", "--concurrency", "1", str(f)]
         proc = await anyio.to_thread.run_sync(lambda: run_cli(*args, env=env))
     assert proc.returncode == 1, proc.stderr
-    assert "stopped (1 chunks not sent): insufficient_credits" in proc.stderr
+    assert "stopped (1 chunk not sent): insufficient_credits" in proc.stderr
     assert "to send them later: --rows 100-200" in proc.stderr
 
 

@@ -106,7 +106,7 @@ def test_the_printed_exports_point_eventbus_submit_at_the_simulator(tmp_path) ->
                     env={**os.environ, **env},
                 )
                 assert done.returncode == 0, (provider, done.stdout, done.stderr)
-                said = "all 1 jobs completed" if "--follow" in options else "1 chunks, 1 accepted, 0 rejected"
+                said = "all 1 job completed" if "--follow" in options else "1 chunk, 1 accepted, 0 rejected"
                 assert said in done.stdout, done.stdout
         finally:
             proc.terminate()
