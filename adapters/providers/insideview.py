@@ -42,6 +42,7 @@ __all__ = ["MAX_FETCH_IDS", "MAX_JOB_IDS", "NO_ANSWER", "InsideView", "parse_job
 
 MAX_JOB_IDS: Final = 10_000
 MAX_FETCH_IDS: Final = 50
+MAX_ID_DIGITS: Final = 19  # contactId is an integer; the largest 64-bit one has 19 digits
 TOKEN_HEADER: Final = "accessToken"
 LOGIN_PATH: Final = "/Auth/login/v1/token.json"
 ID_FIELDS: Final = ("newcontactid", "contactid", "id")
@@ -160,6 +161,8 @@ class InsideView(Provider):
             return [Problem(row, "id", "a new-contact id is required")]
         if not (contact_id.isascii() and contact_id.isdigit()):
             return [Problem(row, "id", f"contact id must be numeric, not {contact_id[:40]!r}")]
+        if len(contact_id) > MAX_ID_DIGITS:  # contactId is an integer (a 64-bit one: 19 digits at most)
+            return [Problem(row, "id", f"contact id {contact_id[:40]!r} has {len(contact_id)} digits; at most 19")]
         return []
 
     def chunk(self, rows: Sequence[int], contacts: Sequence[Contact]) -> list[Chunk]:

@@ -308,3 +308,11 @@ def test_emails_are_trimmed_and_one_address_each(kind: str) -> None:
         chunks, problems, _ = prepare(make(), rows)
         sent = sum(len(chunk.rows) for chunk in chunks)
         assert (sent, [p.row for p in problems]) == ((50, []) if email in fine else (49, [7])), email
+
+
+def test_insideview_ids_longer_than_an_integer_are_invalid() -> None:
+    """An id of 20 digits or more cannot be an InsideView contactId (an integer): the row's problem, not a job
+    that fails at the provider; 19 digits go."""
+    chunks, problems, _ = prepare(InsideView(), ["9" * 19, "1" * 20, "12"])
+    assert [c["id"] for chunk in chunks for c in chunk.contacts] == ["9" * 19, "12"]
+    assert [(p.row, p.field) for p in problems] == [(1, "id")] and "has 20 digits; at most 19" in problems[0].message
