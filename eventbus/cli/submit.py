@@ -335,8 +335,12 @@ def _print_stopped(report: Any) -> None:
 def _read(args: argparse.Namespace) -> list:
     """FILE's contacts, or only those --rows names; ``args.numbers`` holds their row numbers (None: all)."""
     from adapters.contacts import read_contacts
+    from eventbus.exceptions import ConfigError
 
     contacts = list(read_contacts(args.file, kind=args.format, encoding=args.encoding))
+    if not contacts:  # a wrong file, or a pipe that brought nothing: say so rather than "0 contacts", exit 0
+        where = "standard input" if str(args.file) == "-" else redact_userinfo(str(args.file))
+        raise ConfigError(f"{where} holds no contacts (no rows after the header, or no lines): nothing to send")
     args.numbers = None
     if args.rows is not None:
         args.numbers = _selected(args.rows, len(contacts))

@@ -470,6 +470,26 @@ def test_dry_run_refuses_what_submit_would(tmp_path: Path, args: list[str], stat
     assert proc.returncode == status and message in proc.stderr and "Traceback" not in proc.stderr
 
 
+@pytest.mark.parametrize(
+    "name, text, args",
+    [
+        ("ids.txt", "", ["--provider", "insideview"]),
+        ("ids.txt", "\n\n", ["--provider", "insideview"]),
+        ("people.csv", "email\n", ["--provider", "datananas", "--list", "L"]),
+        ("people.jsonl", "", ["--provider", "mautic"]),
+    ],
+)
+def test_a_file_without_contacts_is_an_error_not_a_run_of_nothing(
+    tmp_path: Path, name: str, text: str, args: list[str]
+) -> None:
+    """An empty file (or a header alone) says so and exits 1 (it printed "0 contacts, 0 chunks" and exited 0)."""
+    f = tmp_path / name
+    f.write_text(text)
+    proc = run_cli(*args, "--dry-run", str(f), env={})
+    assert proc.returncode == 1 and proc.stdout == ""
+    assert f"{f} holds no contacts (no rows after the header, or no lines): nothing to send" in proc.stderr
+
+
 def test_dry_run_into_a_closed_pipe_ends_quietly(tmp_path: Path) -> None:
     """`--dry-run --json | head -1` on a file of bad rows: exit 141, no traceback (a plain write hit the pipe)."""
     f = tmp_path / "people.csv"
