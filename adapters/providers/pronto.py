@@ -239,8 +239,11 @@ def parse_webhook(body: bytes, headers: Any = None) -> list[ev.Event]:
     key = r.contact.get(KEY_FIELD)
     if type(key) is int:
         key = str(key)
-    if not isinstance(key, str) or not key:
+    if key is None or key == "":
         raise ValueError(f"the contact has no {KEY_FIELD}: it was not submitted by eventbus")
+    if not isinstance(key, str):
+        shown = ev.excerpt(msgspec.json.encode(key), 40)
+        raise ValueError(f"{KEY_FIELD} {shown} is not a row number: it was not submitted by eventbus")
     if not (key.isascii() and key.isdigit()):
         raise ValueError(f"{KEY_FIELD} {ev.excerpt(key, 40)!r} is not a row number: it was not submitted by eventbus")
     common = {

@@ -382,9 +382,12 @@ def pronto_webhook(enrichment_id: object = "e", key: object = "1") -> bytes:
         (pronto_webhook(enrichment_id=""), "enrichment_id is empty"),
         (pronto_webhook(key="zz"), "'zz' is not a row number"),
         (pronto_webhook(key="-1"), "'-1' is not a row number"),
-        (pronto_webhook(key=True), "no eventbus_key"),
+        (pronto_webhook(key=True), "eventbus_key true is not a row number"),  # it said "no eventbus_key"
+        (pronto_webhook(key=[1]), r"eventbus_key \[1\] is not a row number"),
+        (pronto_webhook(key=None), "the contact has no eventbus_key"),
+        (pronto_webhook(key=""), "the contact has no eventbus_key"),
     ],
-    ids=["empty-enrichment-id", "word-key", "negative-key", "bool-key"],
+    ids=["empty-enrichment-id", "word-key", "negative-key", "bool-key", "list-key", "null-key", "empty-key"],
 )
 def test_pronto_webhook_without_a_job_or_row_is_malformed(body: bytes, match: str) -> None:
     """A webhook naming no enrichment, or a key that is no row number, is a ValueError, not an item of job ''."""
