@@ -227,8 +227,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         status = int(args._run(args) or 0)
         return _stopped[1] if _stopped else status  # a command that ended gracefully once stopped
-    except KeyboardInterrupt:
-        return stop_reason()[1]
+    except KeyboardInterrupt:  # a command with more to say (submit) says it itself and returns
+        why, status = stop_reason()
+        if status != 141:  # (a closed stdout has no reader to tell)
+            print(f"eventbus {args.command}: {why}", file=sys.stderr)
+        return status
     except BrokenPipeError:
         if not _stdout_gone():
             raise  # some other pipe or socket: not ours to explain away

@@ -73,6 +73,21 @@ def test_demo_into_a_closed_pipe_ends_quietly_with_141() -> None:
     assert b"Traceback" not in err and b"SystemExit" not in err
 
 
+def test_an_interrupted_demo_says_so() -> None:
+    """Ctrl-C during `eventbus demo`: exit 130 with one line saying it was interrupted (it said nothing)."""
+    import signal
+
+    command = [sys.executable, "-m", "eventbus", "demo", "--contacts", "2000", "--log", "-"]
+    env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
+    with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
+        assert proc.stdout is not None
+        assert proc.stdout.readline()  # running
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err.decode()[-2000:]
+    assert err.decode().strip().endswith("eventbus demo: interrupted") and b"Traceback" not in err
+
+
 def test_a_console_whose_reader_went_away_raises_broken_pipe_for_the_guard() -> None:
     """stdout_console(): a write to a closed pipe is a BrokenPipeError (which guard_stdout turns into the end of
     the run), not rich's SystemExit(1)."""
