@@ -53,7 +53,7 @@ from adapters.submit import AcceptedJob, SubmitReport, Tapped, make_provider, su
 from adapters.webhooks import WebhookReceiver
 from adapters.websocket import Correlator, WebSocketSource
 from eventbus import events as ev
-from eventbus._checks import COUNT, SECONDS, check_numbers
+from eventbus._checks import COUNT, NOT_NEGATIVE, SECONDS, check_numbers
 from eventbus.bus import Bus
 from eventbus.exceptions import AuthError, ConfigError, ProviderError, TransportError, errors_of
 from eventbus.subscribers.board import JobBoard, JobRow
@@ -319,6 +319,7 @@ async def follow(
     poll_initial: float = 0.2,
     poll_cap: float = 5.0,
     connect_timeout: float = 30.0,
+    poll_error_grace: float = 120.0,
     concurrency: int = 4,
     strict: bool = False,
     rows: Sequence[int] | None = None,
@@ -347,6 +348,10 @@ async def follow(
     attempt's failure; at once when its source gives up first, as it does on
     a TLS certificate that cannot be trusted). The durations
     must be finite and above 0 (:class:`ConfigError`, before anything is sent).
+    InsideView and Mautic status polls that fail (5xx, no connection, a token
+    that cannot be renewed) are retried for ``poll_error_grace`` seconds (120;
+    0 or more) before the job is given up: a short outage must not end the
+    following of a job, which cannot be picked up again.
     ``rows`` are the contacts' row numbers in a larger input, as for
     :func:`~adapters.submit.submit`; item keys are those rows.
     ``on_submit_event`` is called with each event of the submit step as it
@@ -360,6 +365,7 @@ async def follow(
         poll_initial=(poll_initial, SECONDS),
         poll_cap=(poll_cap, SECONDS),
         connect_timeout=(connect_timeout, SECONDS),
+        poll_error_grace=(poll_error_grace, NOT_NEGATIVE),
         concurrency=(concurrency, COUNT),  # (also sizes the WebSocket's correlator, before submit() would check it)
     )
     settings = settings or Settings.from_env(provider)
@@ -488,9 +494,15 @@ async def follow(
                         await source.bind(job.job_id, job.job_id)
                     elif watch_results:
                         ids = _submitted_ids(checked, contacts, job.rows)  # type: ignore[arg-type]
-                        tg.start_soon(watch, job, _watch_insideview(http, job, ids, keyed, poll_initial, poll_cap))
+                        tg.start_soon(
+                            watch,
+                            job,
+                            _watch_insideview(http, job, ids, keyed, poll_initial, poll_cap, poll_error_grace),
+                        )
                     elif provider == "mautic":
-                        tg.start_soon(watch, job, _watch_mautic(http, job, keyed, poll_initial, poll_cap))
+                        tg.start_soon(
+                            watch, job, _watch_mautic(http, job, keyed, poll_initial, poll_cap, poll_error_grace)
+                        )
                     if not _finished(board, provider, job.job_id):
                         remaining.add(job.job_id)
 
@@ -597,13 +609,14 @@ def _submitted_ids(p: Provider, contacts: Sequence[Mapping[str, Any] | str], row
     return tuple(p.map_fields({"id": c} if isinstance(c, str) else c)["id"] for c in (contacts[r] for r in rows))
 
 
-# A 5xx blip of a few seconds (a deploy, a load balancer) must not end the following of a job that cannot
-# be followed again: failed status polls give up only after this many seconds of failing (and max_errors).
-POLL_ERROR_GRACE = 120.0
-
-
 async def _watch_insideview(
-    http: ProviderClient, job: AcceptedJob, ids: tuple[str, ...], bus: Publisher, initial: float, cap: float
+    http: ProviderClient,
+    job: AcceptedJob,
+    ids: tuple[str, ...],
+    bus: Publisher,
+    initial: float,
+    cap: float,
+    grace: float,
 ) -> PollOutcome | None:
     """Poll the job's status; once finished, stream its CSV results, then complete it (the poll's outcome if not).
 
@@ -634,7 +647,7 @@ async def _watch_insideview(
         known=True,
         initial=initial,
         cap=cap,
-        error_grace=POLL_ERROR_GRACE,
+        error_grace=grace,
     ).run()
     if outcome is not PollOutcome.TERMINAL or last.get("status") != "finished":
         return outcome
@@ -744,7 +757,7 @@ async def _watch_insideview(
 
 
 async def _watch_mautic(
-    http: ProviderClient, job: AcceptedJob, bus: Publisher, initial: float, cap: float
+    http: ProviderClient, job: AcceptedJob, bus: Publisher, initial: float, cap: float, grace: float
 ) -> PollOutcome | None:
     """Poll the job's status; once completed, follow the details pages, then complete it (the poll's outcome if not)."""
     last: dict[str, str] = {}
@@ -768,7 +781,7 @@ async def _watch_mautic(
         known=True,
         initial=initial,
         cap=cap,
-        error_grace=POLL_ERROR_GRACE,
+        error_grace=grace,
     ).run()
     if outcome is not PollOutcome.TERMINAL:
         return outcome  # expired (JobExpired published) or gave up (SourceState published)

@@ -722,10 +722,27 @@ async def test_token_that_cannot_be_renewed_while_polling_ends_the_watch() -> No
         async with Bus() as bus, capture(bus, types={ev.SourceState}) as states:
             with anyio.fail_after(20):
                 result = await follow(
-                    "insideview", ["11"], bus, settings=settings, timeout=60, poll_initial=0.01, poll_cap=0.02
+                    "insideview",
+                    ["11"],
+                    bus,
+                    settings=settings,
+                    timeout=60,
+                    poll_initial=0.01,
+                    poll_cap=0.02,
+                    poll_error_grace=0.2,  # (120 s by default: an outage is ridden out)
                 )
     assert result.unfinished == ["J1"] and not result.timed_out and not result.ok
     assert [s.state for s in states] == ["gave_up"] and "could not connect" in states[0].detail
+
+
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), -1])
+async def test_a_bad_poll_error_grace_is_refused_before_sending(simulator: Simulator, value: float) -> None:
+    async with Bus() as bus:
+        with pytest.raises(ConfigError, match="poll_error_grace must be a finite number, 0 or more"):
+            await follow(
+                "mautic", contacts("mautic", 3), bus, settings=settings(simulator, "mautic"), poll_error_grace=value
+            )
+    assert simulator.state.api_requests == 0
 
 
 @pytest.mark.parametrize("option", ["timeout", "stuck_after", "poll_initial", "poll_cap", "connect_timeout"])
