@@ -300,19 +300,32 @@ def _leave_out_empty(values: Sequence[Any]) -> list[Any]:
     return [UNSET if v is None or v == "" else v for v in values]
 
 
-# Never in one plain address: white space, or the separators of a list of them. (A provider refuses a whole
-# chunk for one bad address, so the row is refused here instead.)
-_NOT_IN_AN_ADDRESS = re.compile(r"[\s,;<>]")
-_ASCII_NOT_IN_AN_ADDRESS: Final = tuple(c for c in map(chr, range(128)) if _NOT_IN_AN_ADDRESS.match(c))
+# Never in one plain address: white space or any other character that does not print, or the separators
+# of a list of addresses. (A provider refuses a whole chunk for one bad address, so the row is refused here.)
+def _one_address(email: str) -> bool:
+    # Written out: a generator over the separators costs three times as much, for every contact.
+    return (
+        email.isprintable()
+        and " " not in email
+        and "," not in email
+        and ";" not in email
+        and "<" not in email
+        and ">" not in email
+    )
 
 
 def email_problem(row: int, email: Any) -> Problem | None:
-    """The problem with a given email value, if it is not one plain address: a string with an ``@`` and no white
-    space, comma, semicolon or angle bracket (see :func:`trim_email` for white space around it)."""
+    """The problem with a given email value, if it is not one plain address: a string with an ``@``, no white
+    space nor any character that does not print, no comma, semicolon or angle bracket (see :func:`trim_email`
+    for white space around it)."""
     if not (isinstance(email, str) and "@" in email):
         return Problem(row, "email", f"not an email address: {str(email)[:60]!r}")
-    if _NOT_IN_AN_ADDRESS.search(email):
-        return Problem(row, "email", f"not one email address: {email[:60]!r} holds white space or one of , ; < >")
+    if not _one_address(email):
+        return Problem(
+            row,
+            "email",
+            f"not one email address: {email[:60]!r} holds white space, an unprintable character or one of , ; < >",
+        )
     return None
 
 
@@ -320,10 +333,7 @@ def all_emails(values: Sequence[Any]) -> bool:
     """:func:`email_problem` finds nothing in any of the values, checked a whole column at once."""
     if not (set(map(type, values)) <= {str} and all(map(contains, values, repeat("@")))):
         return False
-    joined = "\0".join(values)  # NUL: not white space, and no part of what is looked for
-    if joined.isascii():  # one scan per character sought is 40 times faster than the regex
-        return not any(c in joined for c in _ASCII_NOT_IN_AN_ADDRESS)
-    return _NOT_IN_AN_ADDRESS.search(joined) is None
+    return _one_address("".join(values))  # what is sought is single characters: one pass over them all
 
 
 def trim_email(contact: Contact) -> None:
