@@ -513,6 +513,10 @@ async def follow(
                     with anyio.move_on_after(connect_timeout):
                         if await source.wait_connected():
                             return None
+                        return (
+                            f"the Datananas WebSocket gave up reconnecting (last: {source.last_failure}); "
+                            "chunks sent now could not be followed"
+                        )
                     return (
                         f"the Datananas WebSocket did not reconnect within {connect_timeout:g}s (last: "
                         f"{source.last_failure}); chunks sent now could not be followed"

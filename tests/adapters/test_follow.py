@@ -782,7 +782,14 @@ async def test_a_refused_datananas_token_says_so_at_once_and_submits_nothing(sim
     assert simulator.state.api_requests == 0
 
 
-async def test_no_datananas_chunk_is_sent_while_the_websocket_is_down() -> None:
+@pytest.mark.parametrize(
+    "status, said",
+    [
+        (503, "the Datananas WebSocket did not reconnect within 1s (last: "),  # retried until connect_timeout
+        (403, "the Datananas WebSocket gave up reconnecting (last: "),  # given up at once
+    ],
+)
+async def test_no_datananas_chunk_is_sent_while_the_websocket_is_down(status: int, said: str) -> None:
     """The WebSocket drops once a chunk is on its way and never comes back: the other two are not sent (their
     progress could not be followed: Datananas replays nothing); the run stops saying why, their rows to send later.
     (They were sent, and followed blind until the timeout.)"""
@@ -802,7 +809,7 @@ async def test_no_datananas_chunk_is_sent_while_the_websocket_is_down() -> None:
 
     def refuse_after_the_first(connection: object, request: object) -> Response | None:
         if server.connections >= 1:
-            return Response(503, "Service Unavailable", Headers(), b"down")
+            return Response(status, "No", Headers(), b"down")
         return None
 
     def note(event: ev.Event) -> None:
@@ -827,7 +834,7 @@ async def test_no_datananas_chunk_is_sent_while_the_websocket_is_down() -> None:
             )
     report = result.report
     (first,) = report.accepted  # whichever chunk took the limiter first (trio schedules in any order)
-    assert report.stopped.startswith("the Datananas WebSocket did not reconnect within 1s (last: ")
+    assert report.stopped.startswith(said)
     assert sorted(r.chunk_index for r in report.rejected if not r.sent) == sorted({0, 1, 2} - {first.chunk_index})
     assert report.rows_to_send_later == sorted(set(range(25_000)) - set(first.rows))
     assert len(sim.state.jobs["datananas"]) == 1  # nothing else reached the provider

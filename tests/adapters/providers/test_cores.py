@@ -300,7 +300,10 @@ def test_emails_are_trimmed_and_one_address_each(kind: str) -> None:
     chunks, problems, _ = prepare(make(), [{"email": e} for e in given])
     assert [c["email"] for chunk in chunks for c in chunk.contacts] == ["a@x.com", "h@x.com"]
     assert [p.row for p in problems] == [1, 2, 3, 4, 6]
-    assert "not one email address: 'b@x.com;c@x.com' holds white space, an unprintable character or one of , ; < >" in problems[0].message
+    assert (
+        "not one email address: 'b@x.com;c@x.com' holds white space, an unprintable character "
+        "or one of , ; < >" in problems[0].message
+    )
     alike = [{"email": f"p{i}@x.com"} for i in range(50)]
     fine = ("p7@x.com ", "pé7@x.com")  # trimmed; not ASCII (the bulk check scans such text another way)
     for email in (*fine, "p7 @x.com", "p7@x.com;q@x.com", "p7\u00a0@x.com", "pé7\u2003@x.com", "pé7@x.com<"):
