@@ -131,7 +131,40 @@ class _RowKeys:
         self.target.publish_nowait(self._map(event))
 
 
-class _HeldUntilAccepted:
+class _Holding:
+    """Events held per job, at most ``max_held`` in all, until the job is known here; then published to ``target``."""
+
+    def __init__(self, target: Publisher, max_held: int) -> None:
+        self.target = target
+        self.max_held = max_held
+        self.held: dict[str, list[ev.Event]] = {}
+        self.held_count = 0
+        self.released = False  # every job is known: events of unknown jobs pass through
+
+    def _keep(self, event: ev.Event) -> bool:
+        """Hold ``event`` (True), if there is room."""
+        if self.held_count >= self.max_held:
+            return False
+        self.held.setdefault(event.job_id, []).append(event)
+        self.held_count += 1
+        return True
+
+    def _take(self, job_id: str) -> list[ev.Event]:
+        """What was held for ``job_id``, no longer held."""
+        held = self.held.pop(job_id, [])
+        self.held_count -= len(held)
+        return held
+
+    async def release(self) -> None:
+        """Every job is known: publish what is still held (events of jobs this run did not submit), hold no more."""
+        self.released = True
+        held, self.held, self.held_count = self.held, {}, 0
+        for events in held.values():
+            for event in events:
+                await self.target.publish(event)
+
+
+class _HeldUntilAccepted(_Holding):
     """Publishes a source's events through to ``target`` once their job was accepted in this run; holds them before.
 
     An InsideView status callback can arrive before the submit's answer. Taken
@@ -144,35 +177,19 @@ class _HeldUntilAccepted:
     """
 
     def __init__(self, target: Publisher, *, max_held: int = 4096) -> None:
-        self.target = target
-        self.max_held = max_held
+        super().__init__(target, max_held)
         self.accepted: set[str] = set()
-        self.held: dict[str, list[ev.Event]] = {}
-        self.held_count = 0
-        self.released = False
 
     async def accept(self, job_id: str) -> None:
         """``job_id`` was accepted (its JobAccepted is published): publish what was held for it."""
         self.accepted.add(job_id)
-        held = self.held.pop(job_id, [])
-        self.held_count -= len(held)
-        for event in held:
+        for event in self._take(job_id):
             await self.target.publish(event)
 
-    async def release(self) -> None:
-        """Every chunk has been answered: publish what is still held, and hold nothing from now on."""
-        self.released = True
-        held, self.held, self.held_count = self.held, {}, 0
-        for events in held.values():
-            for event in events:
-                await self.target.publish(event)
-
     def _hold(self, event: ev.Event) -> bool:
-        if self.released or not event.job_id or event.job_id in self.accepted or self.held_count >= self.max_held:
+        if self.released or not event.job_id or event.job_id in self.accepted:
             return False
-        self.held.setdefault(event.job_id, []).append(event)
-        self.held_count += 1
-        return True
+        return self._keep(event)
 
     async def publish(self, event: ev.Event) -> None:
         if not self._hold(event):
@@ -183,7 +200,7 @@ class _HeldUntilAccepted:
             self.target.publish_nowait(event)
 
 
-class _CompleteByCount:
+class _CompleteByCount(_Holding):
     """Publishes through to the tracker, checking each item against its job's rows; completes a job once all reported.
 
     Pronto sends no "done" callback: a job is complete when every row it
@@ -196,16 +213,12 @@ class _CompleteByCount:
     """
 
     def __init__(self, target: Publisher, tracker: JobTracker, provider: str, *, max_held: int = 65_536) -> None:
-        self.target = target
+        super().__init__(target, max_held)
         self.tracker = tracker
         self.provider = provider
-        self.max_held = max_held
         self.rows: dict[str, frozenset[str]] = {}  # job -> its rows' keys, until it completes
         self.seen: dict[str, set[str]] = {}  # job -> its rows that reported
-        self.held: dict[str, list[ev.ItemSucceeded | ev.ItemFailed]] = {}
-        self.held_count = 0
         self.unchecked: dict[str, set[str]] = {}  # keys passed on before their job was known (held was full)
-        self.released = False  # every job is registered: items of unknown jobs pass through
 
     async def register(self, job_id: str, rows: Iterable[int]) -> None:
         """Learn the rows of ``job_id``; publish what was held for it, and its completion if all are in."""
@@ -216,19 +229,9 @@ class _CompleteByCount:
                 seen.add(key)
             else:
                 await self.target.publish(self._stray(job_id, key, "was passed on before the job's rows were known"))
-        held = self.held.pop(job_id, [])
-        self.held_count -= len(held)
-        for event in held:
+        for event in self._take(job_id):
             await self.publish(event)
         await self._complete(job_id)
-
-    async def release(self) -> None:
-        """Every job is registered: publish what is still held (items of jobs this run did not submit)."""
-        self.released = True
-        held, self.held, self.held_count = self.held, {}, 0
-        for events in held.values():
-            for event in events:
-                await self.target.publish(event)
 
     def _hold(self, event: ev.Event) -> bool:
         """Hold an item of a job whose rows are not known yet (True), if it is one and there is room."""
@@ -242,11 +245,9 @@ class _CompleteByCount:
         view = self.tracker.job(self.provider, event.job_id)
         if view is not None and view.terminal is not None:
             return False  # a straggler of a job already complete: the tracker drops it as late
-        if self.held_count >= self.max_held:
+        if not self._keep(event):  # no room: passed on now, checked once the job's rows are known
             self.unchecked.setdefault(event.job_id, set()).add(event.key)
             return False
-        self.held.setdefault(event.job_id, []).append(event)
-        self.held_count += 1
         return True
 
     def _stray(self, job_id: str, key: str, what: str) -> ev.InvalidSignal:
