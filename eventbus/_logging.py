@@ -33,8 +33,30 @@ def _to_record(_logger: Any, _method: str, event_dict: MutableMapping[str, Any])
     return {"msg": message, "extra": {**extra, "event": event}, **kwargs}
 
 
+class _Redacting(logging.Filter):
+    """Secrets out of the record's message and traceback text, as :func:`eventbus.subscribers.log.redact` finds
+    them: an exception raised by a user's handler may carry a token in its text (``boom token=...``).
+
+    The traceback is formatted here into ``exc_text``, which the standard :class:`logging.Formatter` prints as it
+    is; ``exc_info`` stays for handlers that want the exception itself.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from eventbus.subscribers.log import redact  # (that module imports the event model; this one is imported early)
+
+        record.msg, record.args = redact(record.getMessage()), ()
+        if record.exc_info and not record.exc_text:
+            record.exc_text = redact(_FORMATTER.formatException(record.exc_info))
+        return True
+
+
+_FORMATTER = logging.Formatter()
+_REDACTING = _Redacting()
+
+
 def get_logger(name: str) -> Any:
     """A structlog logger for ``name`` whose entries become records of the standard logger ``name``."""
-    return structlog.wrap_logger(
-        logging.getLogger(name), processors=[_to_record], wrapper_class=structlog.stdlib.BoundLogger
-    )
+    logger = logging.getLogger(name)
+    if _REDACTING not in logger.filters:
+        logger.addFilter(_REDACTING)
+    return structlog.wrap_logger(logger, processors=[_to_record], wrapper_class=structlog.stdlib.BoundLogger)

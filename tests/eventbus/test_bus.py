@@ -499,7 +499,8 @@ async def test_handler_failure_log_carries_the_exception(caplog: pytest.LogCaptu
 
 
 def test_library_diagnostics_never_go_to_stdout_nor_show_locals(tmp_path: Path) -> None:
-    """Nothing configured: a failing subscriber is reported on stderr, stdout stays the program's, no locals shown."""
+    """Nothing configured: a failing subscriber is reported on stderr, stdout stays the program's, no locals or
+    secrets shown."""
     script = tmp_path / "fails.py"
     script.write_text(
         "import anyio\n"
@@ -508,7 +509,7 @@ def test_library_diagnostics_never_go_to_stdout_nor_show_locals(tmp_path: Path) 
         "    async with Bus() as bus:\n"
         "        def broken(event):\n"
         "            token = 'tok-s3cret'\n"
-        "            raise RuntimeError('boom')\n"
+        "            raise RuntimeError('boom calling https://u:pw-s3cret@h/?api_key=key-s3cret')\n"
         "        bus.on(broken, name='broken')\n"
         "        await bus.publish(JobProgress(id='x', provider='p', job_id='j', source='poll', done=1))\n"
         "        await bus.drain()\n"
@@ -517,8 +518,11 @@ def test_library_diagnostics_never_go_to_stdout_nor_show_locals(tmp_path: Path) 
     )
     proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=60)
     assert proc.returncode == 0 and proc.stdout == "program output\n"
-    assert "subscriber_failed subscriber='broken'" in proc.stderr and "RuntimeError: boom" in proc.stderr
+    assert "subscriber_failed subscriber='broken'" in proc.stderr and "RuntimeError: boom calling" in proc.stderr
     assert "tok-s3cret" not in proc.stderr
+    # a secret in the exception's own text is redacted in the traceback printed (it was printed as it was)
+    assert "https://***@h/?api_key=[redacted]" in proc.stderr
+    assert "pw-s3cret" not in proc.stderr and "key-s3cret" not in proc.stderr
 
 
 async def test_drop_oldest_counts_evictions_while_async_handler_waits() -> None:
