@@ -394,7 +394,7 @@ def _dry_run(args: argparse.Namespace, contacts: list) -> int:
     for chunk in found.chunks[:_SHOWN]:
         print(
             f"  chunk {chunk.chunk_index}: {chunk.method} {chunk.path}, {_n(len(chunk.rows), 'contact')} "
-            f"(rows {rows_spec(chunk.rows)}), {_size(chunk.body_bytes)}",
+            f"(rows {ev.excerpt(rows_spec(chunk.rows), 60)}), {_size(chunk.body_bytes)}",
             file=out,
         )
     if len(found.chunks) > _SHOWN:
