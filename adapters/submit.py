@@ -424,8 +424,8 @@ async def _send_chunk(run: _Run, chunk: Chunk) -> None:
             return
         except (ProviderError, TransportError) as exc:
             status = getattr(exc, "status", None)
-            # Refused credentials (a token endpoint's 400/401, a 401 after a fresh token) fail every chunk alike.
-            # Refused credentials and an untrusted certificate would fail every chunk alike: stop the rest.
+            # Refused credentials (a token endpoint's 400/401, a 401 after a fresh token), a token endpoint that
+            # is not one, and an untrusted certificate would fail every chunk alike: stop the rest.
             settled = isinstance(exc, AuthError | CertificateError)
             await _reject(bus, report, chunk, batch, status, str(exc), retriable=not settled, account=settled)
             if isinstance(exc, AuthError):
