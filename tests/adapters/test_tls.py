@@ -72,9 +72,9 @@ def slow_retries(base_url: str) -> Settings:
     return Settings(base_url, "demo-token", max_attempts=8, backoff_base=60, backoff_cap=60)
 
 
-async def test_an_untrusted_certificate_is_a_certificate_error_at_once(tls: TlsSimulator) -> None:
-    """Unknown CA: CertificateError naming the provider, the host and SSL_CERT_FILE; no retry, nothing received."""
-    settings = slow_retries(tls.datananas)
+async def send_one_chunk_refused(base_url: str) -> tuple[CertificateError, list[str]]:
+    """Send one Datananas chunk to ``base_url`` with retries a minute apart; the CertificateError it must raise
+    within 20 s, and the retries made before it (none, for a refusal that would come back every time)."""
     chunk = prepare(Datananas(list="L1"), contacts(1))[0][0]
     retries: list[str] = []
 
@@ -82,10 +82,16 @@ async def test_an_untrusted_certificate_is_a_certificate_error_at_once(tls: TlsS
         retries.append(reason)
 
     with anyio.fail_after(20):
-        async with ProviderClient(Datananas(list="L1"), settings) as http:
+        async with ProviderClient(Datananas(list="L1"), slow_retries(base_url)) as http:
             with pytest.raises(CertificateError) as info:
                 await http.send(Datananas(list="L1").build_submit(chunk), on_retry=on_retry)
-    message = str(info.value)
+    return info.value, retries
+
+
+async def test_an_untrusted_certificate_is_a_certificate_error_at_once(tls: TlsSimulator) -> None:
+    """Unknown CA: CertificateError naming the provider, the host and SSL_CERT_FILE; no retry, nothing received."""
+    error, retries = await send_one_chunk_refused(tls.datananas)
+    message = str(error)
     host = tls.datananas.split("/")[2]
     assert f"the TLS certificate of datananas at {host} is not trusted" in message
     assert "certificate verify failed" in message.lower() or "unable to get local issuer" in message
@@ -110,18 +116,9 @@ async def test_https_to_a_plain_http_port_is_said_at_once(simulator: Simulator) 
     """https:// given for the simulator's plain-HTTP port: no retry for the whole budget (21 s, then a raw
     WRONG_VERSION_NUMBER); a CertificateError saying the port does not speak TLS, at the first attempt."""
     plain = simulator.urls["datananas"]
-    settings = slow_retries("https" + plain.removeprefix("http"))
-    chunk = prepare(Datananas(list="L1"), contacts(1))[0][0]
-    retries: list[str] = []
-
-    async def on_retry(reason: str, delay: float, attempt: int) -> None:
-        retries.append(reason)
-
-    with anyio.fail_after(20):
-        async with ProviderClient(Datananas(list="L1"), settings) as http:
-            with pytest.raises(CertificateError, match="does not speak TLS on that port") as info:
-                await http.send(Datananas(list="L1").build_submit(chunk), on_retry=on_retry)
-    assert "use http:// there" in str(info.value) and retries == []
+    error, retries = await send_one_chunk_refused("https" + plain.removeprefix("http"))
+    assert "does not speak TLS on that port" in str(error)
+    assert "use http:// there" in str(error) and retries == []
     assert simulator.state.api_requests == 0
 
 
