@@ -553,7 +553,7 @@ def _not_completed(result: Any, provider: str, timeout: float) -> list[str]:
 
     problems = []
     if result.report.invalid:
-        problems.append(f"{result.report.invalid_rows} invalid {'row' if result.report.invalid_rows == 1 else 'rows'}")
+        problems.append(_n(result.report.invalid_rows, "invalid row"))
     if result.report.rejected_chunks:
         problems.append(f"{_n(result.report.rejected_chunks, 'chunk')} rejected")
     if result.unfinished:
@@ -565,7 +565,7 @@ def _not_completed(result: Any, provider: str, timeout: float) -> list[str]:
         drops = result.board.websocket_drops()
         if drops:
             problems.append(
-                f"the WebSocket was disconnected {drops} {'time' if drops == 1 else 'times'} and "
+                f"the WebSocket was disconnected {_n(drops, 'time')} and "
                 f"{provider} replays nothing: a job's last events may have been sent while it was down, "
                 "so check the jobs still open at the provider"
             )
@@ -585,11 +585,10 @@ def _open_jobs(board: JobBoard) -> str:
     open_ = [r for r in board.rows.values() if not r.finished]
     running = [r.job_id for r in open_ if not ev.is_chunk_ref(r.job_id)]
     unanswered = [r.job_id for r in open_ if ev.is_chunk_ref(r.job_id)]
-    jobs = "job" if len(running) == 1 else "jobs"
-    parts = [f"{len(running)} {jobs} still open at the provider" + (f": {', '.join(running)}" if running else "")]
+    parts = [f"{_n(len(running), 'job')} still open at the provider" + (f": {', '.join(running)}" if running else "")]
     if unanswered:
         parts.append(
-            f"{len(unanswered)} {'chunk' if len(unanswered) == 1 else 'chunks'} sent without an answer yet "
+            f"{_n(len(unanswered), 'chunk')} sent without an answer yet "
             f"({', '.join(unanswered)}): may have been taken, "
             "check the provider before sending again"
         )
