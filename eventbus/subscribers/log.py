@@ -26,15 +26,14 @@ __all__ = ["REDACTED", "EventLogger", "redact", "redact_userinfo"]
 
 REDACTED = "[redacted]"
 
-_SECRET_KEY = re.compile(
-    r"(token|secret|password|passwd|api[-_]?key|authorization|access[-_]?token|client[-_]?secret|signature|cookie)",
-    re.IGNORECASE,
-)
+# The words that make a name a secret's (access_token and client_secret hold token and secret).
+_SECRET_WORDS = r"(?:token|secret|password|passwd|api[-_]?key|authorization|signature|cookie)"
+_SECRET_KEY = re.compile(_SECRET_WORDS, re.IGNORECASE)
 _SECRET_VALUE = re.compile(r"(?i)\b(bearer\s+[A-Za-z0-9._~+/=-]{8,}|whsec_[A-Za-z0-9+/=]{8,})")
 # Secrets inside free text: a URL's user:password@, ?token=... in a query, "api_key": "..." in a JSON
 # excerpt, X-API-KEY: ... or password=... in a message. The name is kept, the value replaced. A name is
 # matched from the start of a word only (linear time); ``https://`` is a scheme, not a name and a value.
-_NAME = r"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]*?(?:token|secret|passw(?:or)?d|api[-_]?key|authorization|signature|cookie)"
+_NAME = rf"(?<![A-Za-z0-9_-])[A-Za-z0-9_-]*?{_SECRET_WORDS}"
 _SECRET_IN_TEXT = re.compile(
     rf"(?i)(?P<userinfo>(?<=://)[^/@\s]+(?=@))"
     rf'|(?P<jpre>"{_NAME}[A-Za-z0-9_-]*"\s*:\s*")(?:[^"\\]|\\.)*'
