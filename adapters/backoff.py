@@ -18,7 +18,7 @@ import math
 import random
 import ssl
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC
 from email.utils import parsedate_to_datetime
@@ -30,6 +30,16 @@ __all__ = ["Backoff", "certificate_refusal", "retry_after_of"]
 _UNIX_TIME_FROM: float = 1e9
 
 
+def _causes(exc: BaseException) -> Iterator[BaseException]:
+    """``exc``, then what caused it (``__cause__``, else ``__context__``), and so on, each once."""
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        yield current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+
+
 def certificate_refusal(exc: BaseException) -> str | None:
     """Why a TLS certificate was refused, when that is behind ``exc`` (followed through its causes); else None.
 
@@ -37,27 +47,19 @@ def certificate_refusal(exc: BaseException) -> str | None:
     host's name, expired) in a ``ConnectError``; the same certificate would
     come back on every attempt.
     """
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLCertVerificationError):
-            return f"certificate verify failed: {current.verify_message}" if current.verify_message else str(current)
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
+    for cause in _causes(exc):
+        if isinstance(cause, ssl.SSLCertVerificationError):
+            return f"certificate verify failed: {cause.verify_message}" if cause.verify_message else str(cause)
     return None
 
 
 def not_tls(exc: BaseException) -> bool:
     """True when ``exc`` (followed through its causes) says the server answered a TLS handshake with something
     else, as a plain-HTTP port does when given ``https://``: it would answer the same on every attempt."""
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, ssl.SSLError) and current.reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST"):
-            return True
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return False
+    return any(
+        isinstance(cause, ssl.SSLError) and cause.reason in ("WRONG_VERSION_NUMBER", "HTTP_REQUEST")
+        for cause in _causes(exc)
+    )
 
 
 def retry_after_of(
