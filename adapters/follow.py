@@ -108,16 +108,8 @@ class _RowKeys:
     def __init__(self, target: Publisher) -> None:
         self.target = target
         self.rows: dict[str, tuple[int, ...]] = {}
-        self.settled = anyio.Event()  # the WebSocket connected, or its source gave up first
-        self.gave_up: str | None = None  # why the source gave up before ever connecting
 
     def _map(self, event: ev.Event) -> ev.Event:
-        if isinstance(event, ev.SourceState) and not self.settled.is_set():
-            if event.state == "connected":
-                self.settled.set()
-            elif event.state == "gave_up":
-                self.gave_up = event.detail
-                self.settled.set()
         if isinstance(event, ev.ItemSucceeded | ev.ItemFailed) and event.source != "submit":
             rows = self.rows.get(event.job_id)
             if rows is not None and event.key.isascii() and event.key.isdigit() and int(event.key) < len(rows):
@@ -444,11 +436,12 @@ async def follow(
                     healthy_after=5.0,
                 )
                 await stack.enter_async_context(source)
+                connected = False
                 with anyio.move_on_after(connect_timeout) as waiting:
-                    await keyed.settled.wait()  # Datananas replays nothing: be connected before submitting
-                if keyed.gave_up is not None:
+                    connected = await source.wait_connected()  # Datananas replays nothing: connect, then submit
+                if not waiting.cancelled_caught and not connected:
                     raise TransportError(
-                        f"could not connect to the Datananas WebSocket: {keyed.gave_up} (the token is "
+                        f"could not connect to the Datananas WebSocket: {source.gave_up_detail} (the token is "
                         "DATANANAS_TOKEN, the WebSocket is under DATANANAS_BASE_URL); nothing was submitted"
                     )
                 if waiting.cancelled_caught:

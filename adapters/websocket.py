@@ -190,6 +190,7 @@ class WebSocketSource:
         self.invalid = 0
         self.connections = 0
         self.last_failure = ""  # why the latest connection ended or could not be made
+        self.gave_up_detail = ""  # why the source gave up, once it has (the detail of its gave_up SourceState)
         self._changed: anyio.Event | None = None  # set (and replaced) at each published state change
 
     # -- lifecycle ---------------------------------------------------------
@@ -297,24 +298,20 @@ class WebSocketSource:
                     self.backoff.reset()  # it proved healthy: the next failure starts from the shortest delay
                 await self._state("disconnected", reason, self.backoff.attempt)
             self.last_failure = reason or "closed"
+            given_up: str | None = None
             if untrusted is not None:  # not retried: the same certificate would come back every time
-                self.state = "gave_up"
-                detail = (
+                given_up = (
                     f"the TLS certificate of {self._shown_url} is not trusted ({untrusted}); behind a proxy or a "
                     "private CA, point SSL_CERT_FILE at its CA bundle (or pass ssl_context=)"
                 )
-                await self._state("gave_up", detail, self.backoff.attempt)
-                return
-            if refused is not None:  # not retried: the same answer would come back every time
-                self.state = "gave_up"
+            elif refused is not None:  # not retried: the same answer would come back every time
                 why = "no such WebSocket endpoint: check the URL" if refused == 404 else "the credential was refused"
-                detail = f"{self._shown_url} answered the handshake with HTTP {refused}: {why}"
-                await self._state("gave_up", detail, self.backoff.attempt)
-                return
-            if self.backoff.exhausted:
-                self.state = "gave_up"
-                detail = f"{self.backoff.attempt} attempts in a row failed; last: {self.last_failure}"
-                await self._state("gave_up", detail, self.backoff.attempt)
+                given_up = f"{self._shown_url} answered the handshake with HTTP {refused}: {why}"
+            elif self.backoff.exhausted:
+                given_up = f"{self.backoff.attempt} attempts in a row failed; last: {self.last_failure}"
+            if given_up is not None:
+                self.state, self.gave_up_detail = "gave_up", given_up
+                await self._state("gave_up", given_up, self.backoff.attempt)
                 return
             delay = self.backoff.next_delay()
             self.state = "waiting"
