@@ -585,6 +585,34 @@ def _polled(provider: str, job_id: str) -> dict[str, str]:
     return {"provider": provider, "job_id": job_id, "source": "poll"}
 
 
+def _retry_reporters(
+    bus: Publisher, provider: str, job_id: str, what: str
+) -> tuple[Callable[[float, int], Awaitable[None]], Callable[[str, float, int], Awaitable[None]]]:
+    """``on_throttle`` and ``on_retry`` for a job's reads after its status polls (Mautic's details, InsideView's
+    results): a 429 is a ``Throttled`` of the job, any other retried failure a ``SourceState`` "reconnecting", so
+    that a console says why nothing moves while they are retried."""
+
+    async def throttled(delay: float, attempt: int) -> None:
+        await bus.publish(
+            ev.Throttled(id=ev.new_id(), **_polled(provider, job_id), retry_after=round(delay, 3), attempt=attempt)
+        )
+
+    async def retrying(why: str, delay: float, attempt: int) -> None:
+        await bus.publish(
+            ev.SourceState(
+                id=ev.new_id(),
+                provider=provider,
+                job_id="",
+                source="poll",
+                state="reconnecting",
+                attempt=attempt,
+                detail=f"{what} of job {job_id}: {why}; trying again in {delay:.1f}s",
+            )
+        )
+
+    return throttled, retrying
+
+
 def _job_failed(provider: str, job_id: str, reason: str) -> ev.JobFailed:
     """The ``JobFailed`` of a polled job (one per job: its id is derived from the job's)."""
     return ev.JobFailed(id=ev.event_id(provider, job_id, "failed"), **_polled(provider, job_id), reason=reason)
@@ -669,6 +697,7 @@ async def _watch_insideview(
 
     request = Request("GET", f"/target/contact/job/{job.job_id}/results")
     backoff = Backoff(base=initial, cap=cap, max_attempts=8)
+    throttled, retrying = _retry_reporters(bus, "insideview", job.job_id, "downloading the results")
     while True:
         in_this_file: set[str] = set()
         try:
@@ -722,7 +751,9 @@ async def _watch_insideview(
                     )
                 )
                 return
-            await anyio.sleep(backoff.next_delay())
+            delay = backoff.next_delay()
+            await retrying(f"{type(exc).__name__}: {exc}", delay, backoff.attempt)
+            await anyio.sleep(delay)
             continue
         retriable = status == 429 or status >= 500
         if status == 404 or not retriable or backoff.exhausted:
@@ -738,7 +769,11 @@ async def _watch_insideview(
             )
             await bus.publish(end)
             return
-        await anyio.sleep(backoff.next_delay(at_least=retry_after_of(headers, cap=RETRY_AFTER_CAP) or 0.0))
+        delay = backoff.next_delay(at_least=retry_after_of(headers, cap=RETRY_AFTER_CAP) or 0.0)
+        await (
+            throttled(delay, backoff.attempt) if status == 429 else retrying(f"HTTP {status}", delay, backoff.attempt)
+        )
+        await anyio.sleep(delay)
     for key in ids:
         if key not in reported:  # InsideView finished the job without a word about this contact
             failed += 1
@@ -786,8 +821,12 @@ async def _watch_mautic(
 
     base = http.settings.base_url
 
+    throttled, retrying = _retry_reporters(bus, "mautic", job.job_id, "reading the details")
+
     async def fetch_page(page_url: str) -> tuple[list[mautic.DetailEntry], str | None]:
-        response = await http.send(Request("GET", _details_path(page_url, base)))
+        response = await http.send(
+            Request("GET", _details_path(page_url, base)), on_throttle=throttled, on_retry=retrying
+        )
         if response.status == 404:
             raise _Expired
         if response.status != 200:

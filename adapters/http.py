@@ -405,7 +405,10 @@ class ProviderClient:
             except _MaybeSent as exc:
                 if request.method in _IDEMPOTENT or not _authenticated:  # safe to repeat
                     if not backoff.exhausted:
-                        await anyio.sleep(backoff.next_delay())
+                        delay = backoff.next_delay()
+                        if on_retry is not None:
+                            await on_retry(str(exc), delay, backoff.attempt)
+                        await anyio.sleep(delay)
                         continue
                     doing = "asking for a token; " if not _authenticated else ""
                     raise TransportError(

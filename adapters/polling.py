@@ -20,9 +20,12 @@ response's ``status_code`` by the poller itself):
   giving up after more than ``max_errors`` in a row once they have also lasted
   ``error_grace`` seconds (0 by default; ``follow()`` gives its polls 120 s, so
   that a provider's short outage does not end the following of a job that
-  cannot be picked up again). An ``AuthError`` (refused credentials) or a
-  TLS certificate that fails verification (``CertificateError``) gives up at
-  once.
+  cannot be picked up again). Each failed poll publishes
+  ``SourceState(state="reconnecting")`` (``attempt`` counts them, ``detail``
+  says why and when the next poll is), and the first good poll after them
+  ``SourceState(state="connected")``, so that an outage is seen while it lasts.
+  An ``AuthError`` (refused credentials) or a TLS certificate that fails
+  verification (``CertificateError``) gives up at once.
 
 Every run is bounded by ``max_polls`` and ``max_time``; running out publishes
 ``SourceState(state="gave_up")``. :meth:`Poller.run` returns a
@@ -41,7 +44,7 @@ from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from enum import StrEnum
 from types import TracebackType
-from typing import Final, Generic, NamedTuple, TypeVar
+from typing import Final, Generic, Literal, NamedTuple, TypeVar
 
 import anyio
 import httpx
@@ -183,9 +186,13 @@ class Poller(Generic[R]):
                 if errors > self._max_errors and lasted >= self._error_grace:
                     over = f" over {lasted:.1f}s" if self._error_grace else ""
                     return await self._give_up(f"{errors} failed polls in a row{over}; last: {last_error}")
+                # Said at each failure, so that a console is not silent through a provider's outage.
+                await self._state("reconnecting", f"{last_error}; polling again in {interval:.1f}s", errors)
                 await self._sleep(interval, deadline)
                 interval = min(self._cap, interval * self._factor)
                 continue
+            if errors:
+                await self._state("connected", f"answered again after {errors} failed poll(s)")
             errors = 0
             self.known = True
             for event in events:
@@ -244,13 +251,22 @@ class Poller(Generic[R]):
         return PollOutcome.NOT_FOUND
 
     async def _give_up(self, why: str) -> PollOutcome:
+        await self._state("gave_up", why)
+        return PollOutcome.GAVE_UP
+
+    async def _state(self, state: Literal["connected", "reconnecting", "gave_up"], why: str, attempt: int = 0) -> None:
         detail = f"polling job {self.job_id}: {why}"
         await self._bus.publish(
             ev.SourceState(
-                id=ev.new_id(), provider=self.provider, job_id="", source="poll", state="gave_up", detail=detail
+                id=ev.new_id(),
+                provider=self.provider,
+                job_id="",
+                source="poll",
+                state=state,
+                detail=detail,
+                attempt=attempt,
             )
         )
-        return PollOutcome.GAVE_UP
 
     def _invalid(self, reason: str, raw: bytes, status: int | None) -> ev.InvalidSignal:
         return ev.InvalidSignal(

@@ -425,6 +425,29 @@ async def test_a_short_outage_of_the_status_polls_does_not_end_the_following() -
         )
     assert result.ok and mautic.status_failures == 0, (result.unfinished, states)
     assert not [s for s in states if s.state == "gave_up"]
+    # The outage was said while it lasted (a console printed nothing for two minutes), and its end.
+    outage = [s for s in states if s.source == "poll"]
+    assert [s.state for s in outage] == ["reconnecting"] * 12 + ["connected"]
+    assert all("polling job J1: HTTP 503 from the provider" in s.detail for s in outage[:-1])
+
+
+async def test_retried_details_pages_are_said_while_they_are_retried() -> None:
+    """A details page answered 503 then 429 is read on the third try; each retry is an event naming the job."""
+    answers = [StarletteResponse(b"busy", status_code=503), JSONResponse({}, status_code=429)]
+
+    def details(job_id: str, page: int, size: int, request: StarletteRequest) -> StarletteResponse:
+        return answers.pop(0) if answers else details_page(0, size)
+
+    mautic = ScriptedMautic(details)
+    async with ServedApp(mautic.app()) as served, Bus() as bus, capture(bus, providers="mautic") as events:
+        result = await follow("mautic", contacts("mautic", 3), bus, settings=scripted_settings(served.url), timeout=30)
+    assert result.ok and answers == []
+    retries = [e for e in events if isinstance(e, ev.SourceState | ev.Throttled)]
+    assert [type(e).__name__ for e in retries] == ["SourceState", "Throttled"]
+    state, throttled = retries
+    assert state.state == "reconnecting" and state.attempt == 1  # type: ignore[union-attr]
+    assert state.detail.startswith("reading the details of job J1: HTTP 503; trying again in ")  # type: ignore[union-attr]
+    assert (throttled.job_id, throttled.source, throttled.attempt) == ("J1", "poll", 2)
 
 
 async def test_next_page_with_a_repeated_query_key_is_sent_as_given() -> None:
@@ -678,6 +701,21 @@ async def test_results_download_cut_mid_stream_is_downloaded_again() -> None:
     items = [e.key for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)]
     assert sorted(items) == ["11", "12", "13"] and result.ok
     assert not any(isinstance(e, ev.InvalidSignal) for e in events)
+    retries = [e for e in events if isinstance(e, ev.SourceState)]  # each download started again is said
+    assert [(e.state, e.attempt) for e in retries] == [("reconnecting", 1), ("reconnecting", 2)]
+    assert all(e.detail.startswith("downloading the results of job J1: ") for e in retries)
+
+
+async def test_results_download_answered_503_then_429_is_said_and_retried() -> None:
+    """A results download answered 503, then 429, is tried again; each retry is an event naming the job."""
+    answers = [StarletteResponse(b"busy", status_code=503), StarletteResponse(b"slow down", status_code=429)]
+    scripted = ScriptedInsideView(lambda job_id: answers.pop(0) if answers else csv_answer("11,found", "12,found"))
+    result, events = await follow_insideview(scripted, ["11", "12"])
+    assert result.ok and answers == []
+    retries = [e for e in events if isinstance(e, ev.SourceState | ev.Throttled)]
+    assert [type(e).__name__ for e in retries] == ["SourceState", "Throttled"]
+    assert retries[0].detail.startswith("downloading the results of job J1: HTTP 503; trying again in ")  # type: ignore[union-attr]
+    assert (retries[1].job_id, retries[1].attempt) == ("J1", 2)
 
 
 async def test_malformed_results_line_is_reported_once_across_downloads() -> None:
@@ -732,7 +770,11 @@ async def test_token_that_cannot_be_renewed_while_polling_ends_the_watch() -> No
                     poll_error_grace=0.2,  # (120 s by default: an outage is ridden out)
                 )
     assert result.unfinished == ["J1"] and not result.timed_out and not result.ok
-    assert [s.state for s in states] == ["gave_up"] and "could not connect" in states[0].detail
+    # Each failed poll was said while the grace lasted (attempts counted), then the watch gave up.
+    assert [s.state for s in states[:-1]] == ["reconnecting"] * (len(states) - 1) and len(states) > 1
+    assert [s.attempt for s in states[:-1]] == list(range(1, len(states)))
+    assert states[-1].state == "gave_up" and "could not connect" in states[-1].detail
+    assert all(s.detail.startswith("polling job J1: ") for s in states)
 
 
 @pytest.mark.parametrize("value", [float("nan"), float("inf"), -1])

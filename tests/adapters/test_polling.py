@@ -142,6 +142,8 @@ def kinds(events: list[ev.Event]) -> list[object]:
         match e:
             case ev.JobProgress():
                 out.append(e.done)
+            case ev.SourceState():
+                out.append(f"{e.state} {e.attempt}" if e.attempt else e.state)
             case _:
                 out.append(ev.tag_of(type(e)))
     return out
@@ -237,7 +239,7 @@ async def test_job_gone_signal_from_interpret_is_honoured(client: httpx.AsyncCli
 
 
 async def test_5xx_is_retried_then_recovers(client: httpx.AsyncClient) -> None:
-    """Server errors are retried on the growing interval; the job still completes."""
+    """Server errors are retried on the growing interval, each said as it happens; the job still completes."""
     raw(503)
     raw(500)
     status("finished", 10)
@@ -245,7 +247,12 @@ async def test_5xx_is_retried_then_recovers(client: httpx.AsyncClient) -> None:
         with anyio.fail_after(10):
             assert await poller(client, bus).run() is PollOutcome.TERMINAL
         await bus.drain(timeout=5)
-    assert kinds(events) == [10, "job_completed"]
+    assert kinds(events) == ["reconnecting 1", "reconnecting 2", "connected", 10, "job_completed"]
+    first, second, back = events[:3]
+    assert first.detail.startswith("polling job j1: HTTP 503 from the provider; polling again in ")  # type: ignore[attr-defined]
+    assert "HTTP 500" in second.detail  # type: ignore[attr-defined]
+    assert back.detail == "polling job j1: answered again after 2 failed poll(s)"  # type: ignore[attr-defined]
+    assert {e.source for e in events[:3]} == {"poll"} and {e.job_id for e in events[:3]} == {""}
 
 
 async def test_unusable_body_is_an_invalid_signal_and_polling_goes_on(client: httpx.AsyncClient) -> None:
@@ -256,7 +263,7 @@ async def test_unusable_body_is_an_invalid_signal_and_polling_goes_on(client: ht
         with anyio.fail_after(10):
             assert await poller(client, bus).run() is PollOutcome.TERMINAL
         await bus.drain(timeout=5)
-    assert kinds(events) == ["invalid_signal", 10, "job_completed"]
+    assert kinds(events) == ["invalid_signal", "reconnecting 1", "connected", 10, "job_completed"]
     assert events[0].excerpt == "<html>maintenance</html>"  # type: ignore[attr-defined]
 
 
@@ -268,7 +275,8 @@ async def test_too_many_errors_in_a_row_gives_up(client: httpx.AsyncClient) -> N
         with anyio.fail_after(10):
             assert await poller(client, bus, max_errors=2).run() is PollOutcome.GAVE_UP
         await bus.drain(timeout=5)
-    assert [(e.state, "3 failed polls" in e.detail) for e in events] == [("gave_up", True)]  # type: ignore[attr-defined]
+    said = [(e.state, e.attempt, "3 failed polls" in e.detail) for e in events]  # type: ignore[attr-defined]
+    assert said == [("reconnecting", 1, False), ("reconnecting", 2, False), ("gave_up", 0, True)]
     assert SCRIPT.status_requests == 3
 
 
@@ -281,7 +289,8 @@ async def test_failures_within_error_grace_do_not_give_up(client: httpx.AsyncCli
         with anyio.fail_after(10):
             assert await poller(client, bus, max_errors=2, error_grace=30).run() is PollOutcome.TERMINAL
         await bus.drain(timeout=5)
-    assert kinds(events) == [10, "job_completed"] and SCRIPT.status_requests == 9
+    outage = [f"reconnecting {n}" for n in range(1, 9)]
+    assert kinds(events) == [*outage, "connected", 10, "job_completed"] and SCRIPT.status_requests == 9
 
 
 async def test_failures_give_up_once_they_outlast_error_grace(client: httpx.AsyncClient) -> None:
@@ -293,7 +302,8 @@ async def test_failures_give_up_once_they_outlast_error_grace(client: httpx.Asyn
         lasted = anyio.current_time() - started
         await bus.drain(timeout=5)
     assert lasted >= 0.2 and SCRIPT.status_requests > 3
-    assert f"{SCRIPT.status_requests} failed polls in a row over 0." in events[0].detail  # type: ignore[attr-defined]
+    assert [e.state for e in events] == ["reconnecting"] * (SCRIPT.status_requests - 1) + ["gave_up"]  # type: ignore[attr-defined]
+    assert f"{SCRIPT.status_requests} failed polls in a row over 0." in events[-1].detail  # type: ignore[attr-defined]
 
 
 @pytest.mark.parametrize("grace", [-1.0, float("inf"), float("nan")])
