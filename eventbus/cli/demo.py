@@ -60,6 +60,7 @@ def demo_contacts(provider: str, n: int) -> list:
 
 def run(args: argparse.Namespace) -> int:
     import anyio
+    from rich.markup import escape
 
     from adapters.follow import follow
     from adapters.http import Settings
@@ -122,7 +123,7 @@ def run(args: argparse.Namespace) -> int:
         invalid = sum(len(r.report.invalid) for r in results.values())
         console.print(
             f"{completed} of {len(jobs)} jobs completed; {items} contacts reported by the providers, "
-            f"{invalid} refused before sending" + (f"; events in {args.log}" if log_file is not None else "")
+            f"{invalid} refused before sending" + (f"; events in {escape(args.log)}" if log_file is not None else "")
         )
         return 0 if completed == len(jobs) and jobs else 1
 

@@ -9,8 +9,10 @@ on a terminal, keeps a progress bar per job; :func:`summary_table` renders a
 from __future__ import annotations
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
+from rich.text import Text
 
 from eventbus import events as ev
 from eventbus.subscribers.board import JobBoard
@@ -117,8 +119,11 @@ class ConsoleView:
         self.board(event)
         line = describe(event, items=self.items)
         if line is not None:
+            # What providers write (reasons, messages, job ids) is printed as it is: "[/x]" in an error
+            # message made rich raise MarkupError (the line was lost), "[bold]" was taken as a style.
             job = f" {_short(event.job_id):<14}" if event.job_id else ""
-            self.console.print(f"[dim]{event.at:%H:%M:%S}[/] {event.provider:<10}{job} {line}", highlight=False)
+            text = escape(f"{event.provider:<10}{job} {line}")
+            self.console.print(f"[dim]{event.at:%H:%M:%S}[/] {text}", highlight=False)
         if self._progress is not None and event.job_id:
             self._update_bar(event)
 
@@ -131,7 +136,7 @@ class ConsoleView:
         task = self._bars.get(key)
         if task is None:
             task = self._bars[key] = self._progress.add_task(
-                f"{row.provider:<10} {_short(row.job_id)}", total=row.total, state=row.state
+                escape(f"{row.provider:<10} {_short(row.job_id)}"), total=row.total, state=row.state
             )
         self._progress.update(task, completed=row.progress, total=row.total, state=row.state)
 
@@ -161,16 +166,16 @@ def summary_table(board: JobBoard, title: str = "Jobs") -> Table:
     for row in board.rows.values():
         style = _STATE_STYLE.get(row.state, "")
         table.add_row(
-            row.provider,
-            _short(row.job_id, 22),
-            f"[{style}]{row.state}[/]" if style else row.state,
+            Text(row.provider),
+            Text(_short(row.job_id, 22)),
+            Text(row.state, style=style),
             "" if row.total is None else str(row.total),
             str(row.succeeded),
             str(row.failed),
             str(row.created),
             str(row.updated),
             "" if row.seconds is None else f"{row.seconds:.1f}",
-            row.reason,
+            Text(row.reason),  # the provider's words, never read as markup
         )
     return table
 
@@ -188,6 +193,12 @@ def provider_table(board: JobBoard, title: str = "By provider") -> Table:
         failed = sum(r.failed for r in jobs)
         style = "green" if done == len(jobs) else "yellow"
         table.add_row(
-            provider, str(len(jobs)), f"[{style}]{done}[/]", str(ok + failed), str(ok), str(failed), str(refused)
+            Text(provider),
+            str(len(jobs)),
+            Text(str(done), style=style),
+            str(ok + failed),
+            str(ok),
+            str(failed),
+            str(refused),
         )
     return table

@@ -61,3 +61,22 @@ def test_provider_table_separates_refused_rows() -> None:
     Console(file=out, width=200).print(provider_table(board))
     line = next(line for line in out.getvalue().splitlines() if "pronto" in line)
     assert [cell.strip() for cell in line.split("│")[1:-1]] == ["pronto", "1", "1", "2", "1", "1", "1"]
+
+
+def test_provider_words_are_printed_as_written_not_read_as_markup() -> None:
+    """A reason, message or job id with square brackets is printed literally: "[/x]" made rich raise MarkupError
+    (the line was lost, the handler counted a failure) and "[bold]" was taken as a style."""
+    out = io.StringIO()
+    board = JobBoard()
+    view = ConsoleView(board, Console(file=out, width=300, force_terminal=True, color_system=None), items=True)
+    odd = {"provider": "mautic", "source": "poll", "job_id": "[j/1]"}
+    view(ev.JobAccepted(id="a", total=1, **odd))
+    view(ev.ItemFailed(id="i", key="0", code="[400]", message="field [email] is [bold]bad[/bold] [/x]", **odd))
+    view(ev.JobFailed(id="f", reason="closed [/] early [link=http://x]", **odd))
+    view.stop()
+    text = out.getvalue()
+    assert "item 0 failed: [400] field [email] is [bold]bad[/bold] [/x]" in text
+    assert "FAILED: closed [/] early [link=http://x]" in text and "[j/1]" in text
+    table_out = io.StringIO()
+    Console(file=table_out, width=300, color_system=None).print(summary_table(board))
+    assert "closed [/] early [link=http://x]" in table_out.getvalue() and "[j/1]" in table_out.getvalue()
