@@ -61,6 +61,7 @@ __all__ = [
     "excerpt",
     "new_id",
     "now",
+    "printable",
     "tag_of",
 ]
 
@@ -118,6 +119,20 @@ def excerpt(raw: bytes | str, limit: int = EXCERPT_LIMIT) -> str:
     if len(raw) > limit:
         return raw[:limit] + f"… ({len(raw)} chars)"
     return raw
+
+
+def printable(text: str) -> str:
+    """``text`` with every character that is not printable shown as its escape (``\\x1b``, ``\\n``, ``\\u202e``).
+
+    For text from outside (a provider's error message, a webhook body, a
+    contact file) about to reach a terminal: an ESC could recolour, move the
+    cursor or rewrite the title, a CR or newline fake a line of our own.
+    Printable text (nearly always) is returned as it is, at the cost of one
+    ``str.isprintable`` call.
+    """
+    if text.isprintable():
+        return text
+    return "".join(c if c.isprintable() else c.encode("unicode_escape").decode("ascii") for c in text)
 
 
 class Event(

@@ -217,6 +217,18 @@ def stop_on_sigterm() -> None:
     signal.signal(signal.SIGTERM, lambda _signum, _frame: _stop_as_ctrl_c("stopped: terminated (SIGTERM)", 143))
 
 
+def say(text: str, file: Any = None) -> None:
+    """Print one line for a person (stderr unless ``file`` is given), with no terminal escapes in it.
+
+    Messages carry text from outside (a provider's reason, a job id, a value
+    of the input file): its unprintable characters are shown escaped (see
+    :func:`eventbus.events.printable`).
+    """
+    from eventbus.events import printable
+
+    print(printable(text), file=sys.stderr if file is None else file)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``eventbus`` console script; returns the exit status."""
     parser = build_parser()
@@ -230,7 +242,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:  # a command with more to say (submit) says it itself and returns
         why, status = stop_reason()
         if status != 141:  # (a closed stdout has no reader to tell)
-            print(f"eventbus {args.command}: {why}", file=sys.stderr)
+            say(f"eventbus {args.command}: {why}")
         return status
     except BrokenPipeError:
         if not _stdout_gone():
@@ -238,7 +250,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         _silence_stdout()  # a plain print found stdout's reader gone (`eventbus ... | head`): end quietly
         return 141
     except EventBusError as exc:
-        print(f"eventbus {args.command}: error: {exc}", file=sys.stderr)
+        say(f"eventbus {args.command}: error: {exc}")
         return 1
     except BaseExceptionGroup as group:
         # A ConfigError raised inside the bus's or a source's task group arrives wrapped;
@@ -247,7 +259,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         if not errors:
             raise
         for message in dict.fromkeys(str(e) for e in errors):
-            print(f"eventbus {args.command}: error: {message}", file=sys.stderr)
+            say(f"eventbus {args.command}: error: {message}")
         return 1
 
 

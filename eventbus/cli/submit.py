@@ -17,6 +17,7 @@ from eventbus.cli import (
     guard_stdout,
     positive,
     redact_userinfo,
+    say,
     stdout_closed,
     stdout_console,
     stop_on_sigterm,
@@ -204,11 +205,11 @@ def _write_results(args: argparse.Namespace, results: Any, contacts: list, run: 
     if run is None:  # interrupted before the report: the same contacts chunk the same way
         run = _plan_of(args, contacts)
     if run is None:
-        print(f"eventbus submit: {args.results} not written: the file's chunks could not be found", file=sys.stderr)
+        say(f"eventbus submit: {args.results} not written: the file's chunks could not be found")
         return
     counts = results.write(args.results, contacts, run, args.numbers)
     shown = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
-    print(f"eventbus submit: results of {_n(len(contacts), 'row')} in {args.results} ({shown})", file=sys.stderr)
+    say(f"eventbus submit: results of {_n(len(contacts), 'row')} in {args.results} ({shown})")
 
 
 def _encoding(name: str) -> str:
@@ -274,28 +275,25 @@ def run(args: argparse.Namespace) -> int:
         # With --json, stdout holds the events only: the summary goes to stderr (the jobs are in the events).
         out = sys.stderr if args.json else sys.stdout
         repeated = f", {report.repeated} repeated (each sent once)" if report.repeated else ""
-        print(
+        say(
             f"{args.provider}: {_n(report.contacts, 'contact')}, {_invalid(report)}{repeated}, "
             f"{_n(report.chunks, 'chunk')}, {len(report.accepted)} accepted, {report.rejected_chunks} rejected",
-            file=out,
+            out,
         )
         accepted = sorted(report.accepted, key=lambda j: j.chunk_index)
         if not args.json:
             for job in accepted[:_SHOWN]:
-                print(f"  job {job.job_id}: {_n(len(job.rows), 'contact')} (chunk {job.chunk_index})")
+                say(f"  job {job.job_id}: {_n(len(job.rows), 'contact')} (chunk {job.chunk_index})", sys.stdout)
             if len(accepted) > _SHOWN:
-                print(f"  ... and {len(accepted) - _SHOWN} more jobs (each one in --json or --results)")
+                say(f"  ... and {len(accepted) - _SHOWN} more jobs (each one in --json or --results)", sys.stdout)
         _print_invalid(report.invalid)
         refused = sorted((r for r in report.rejected if r.sent), key=lambda r: r.chunk_index)
         for r in refused[:_SHOWN]:
             status = f"HTTP {r.status}, " if r.status is not None else ""
             again = "may be sent again" if r.retriable else "do not send again as is"
-            print(
-                f"  rejected chunk {r.chunk_index} ({_n(len(r.rows), 'contact')}; {status}{again}): {r.reason}",
-                file=sys.stderr,
-            )
+            say(f"  rejected chunk {r.chunk_index} ({_n(len(r.rows), 'contact')}; {status}{again}): {r.reason}")
         if len(refused) > _SHOWN:
-            print(f"  ... and {len(refused) - _SHOWN} more rejected chunks", file=sys.stderr)
+            say(f"  ... and {len(refused) - _SHOWN} more rejected chunks")
         _print_stopped(report)
         return 0 if report.ok and not report.invalid else 1
 
@@ -304,7 +302,7 @@ def run(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         why, status = stop_reason()
         planned = _plan_of(args, contacts)  # once, for both what to send again and the results file
-        print(f"eventbus submit: {why}. {record.summary()}{_unsent_rows(planned, record.fates.sent)}", file=sys.stderr)
+        say(f"eventbus submit: {why}. {record.summary()}{_unsent_rows(planned, record.fates.sent)}")
         _write_results(args, results, contacts, done[0] if done else planned)
         return status
 
@@ -317,19 +315,19 @@ def _n(count: int, word: str) -> str:
 def _print_invalid(problems: list) -> None:
     """The first problems found before sending, one line each on stderr, and how many more there are."""
     for problem in problems[:_SHOWN]:
-        print(f"  invalid: {problem}", file=sys.stderr)
+        say(f"  invalid: {problem}")
     if len(problems) > _SHOWN:
-        print(f"  ... and {len(problems) - _SHOWN} more problems", file=sys.stderr)
+        say(f"  ... and {len(problems) - _SHOWN} more problems")
 
 
 def _print_stopped(report: Any) -> None:
     """Why the run stopped, if it did, and the rows of the chunks not taken that may be sent again as they are."""
     if report.stopped:
         unsent = sum(not r.sent for r in report.rejected)
-        print(f"  stopped ({_n(unsent, 'chunk')} not sent): {report.stopped}", file=sys.stderr)
+        say(f"  stopped ({_n(unsent, 'chunk')} not sent): {report.stopped}")
     later = report.rows_to_send_later  # also chunks refused for the account's or a passing reason: none taken
     if later:
-        print(f"  to send them later: --rows {rows_spec(later)}", file=sys.stderr)
+        say(f"  to send them later: --rows {rows_spec(later)}")
 
 
 def _read(args: argparse.Namespace) -> list:
@@ -385,20 +383,20 @@ def _dry_run(args: argparse.Namespace, contacts: list) -> int:
         _write_results(args, Results(args.provider), contacts, found)
     out = sys.stderr if args.json else sys.stdout
     repeated = f", {found.repeated} repeated (each sent once)" if found.repeated else ""
-    print(
+    say(
         f"{args.provider} (dry run, nothing sent): {_n(found.contacts, 'contact')}, {_invalid(found)}{repeated}, "
         f"{_n(len(found.chunks), 'chunk')}, {_n(found.valid, 'contact')} in {_size(found.body_bytes)} "
         "of request bodies",
-        file=out,
+        out,
     )
     for chunk in found.chunks[:_SHOWN]:
-        print(
+        say(
             f"  chunk {chunk.chunk_index}: {chunk.method} {chunk.path}, {_n(len(chunk.rows), 'contact')} "
             f"(rows {ev.excerpt(rows_spec(chunk.rows), 60)}), {_size(chunk.body_bytes)}",
-            file=out,
+            out,
         )
     if len(found.chunks) > _SHOWN:
-        print(f"  ... and {len(found.chunks) - _SHOWN} more chunks", file=out)
+        say(f"  ... and {len(found.chunks) - _SHOWN} more chunks", out)
     if args.json:  # the ItemFailed events submit would publish, one JSON line each
         write_json = _json_lines()
         for event in invalid_rows(args.provider, "dry-run", found.invalid):  # (a closed stdout ends the run, 141)
@@ -530,7 +528,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
             console.print(f"all {_n(len(result.report.accepted), 'job')} completed")
             return 0
         problems = _not_completed(result, args.provider, args.timeout)
-        print(f"eventbus submit: not everything completed: {'; '.join(problems)}", file=sys.stderr)
+        say(f"eventbus submit: not everything completed: {'; '.join(problems)}")
         _print_stopped(result.report)
         return 1
 
@@ -542,7 +540,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
             console.print(summary_table(board, title=f"{args.provider} jobs (interrupted)"))
         why, status = stop_reason()
         planned = _plan_of(args, contacts)
-        print(f"eventbus submit: {why}. {_open_jobs(board)}{_unsent_rows(planned, record.fates.sent)}", file=sys.stderr)
+        say(f"eventbus submit: {why}. {_open_jobs(board)}{_unsent_rows(planned, record.fates.sent)}")
         _write_results(args, results, contacts, done[0] if done else planned)
         return status
 

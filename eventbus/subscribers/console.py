@@ -120,9 +120,10 @@ class ConsoleView:
         line = describe(event, items=self.items)
         if line is not None:
             # What providers write (reasons, messages, job ids) is printed as it is: "[/x]" in an error
-            # message made rich raise MarkupError (the line was lost), "[bold]" was taken as a style.
+            # message made rich raise MarkupError (the line was lost), "[bold]" was taken as a style;
+            # an ESC in it reached the terminal (colours, cursor moves), a newline faked a line.
             job = f" {_short(event.job_id):<14}" if event.job_id else ""
-            text = escape(f"{event.provider:<10}{job} {line}")
+            text = escape(ev.printable(f"{event.provider:<10}{job} {line}"))
             self.console.print(f"[dim]{event.at:%H:%M:%S}[/] {text}", highlight=False)
         if self._progress is not None and event.job_id:
             self._update_bar(event)
@@ -136,7 +137,7 @@ class ConsoleView:
         task = self._bars.get(key)
         if task is None:
             task = self._bars[key] = self._progress.add_task(
-                escape(f"{row.provider:<10} {_short(row.job_id)}"), total=row.total, state=row.state
+                escape(ev.printable(f"{row.provider:<10} {_short(row.job_id)}")), total=row.total, state=row.state
             )
         self._progress.update(task, completed=row.progress, total=row.total, state=row.state)
 
@@ -167,7 +168,7 @@ def summary_table(board: JobBoard, title: str = "Jobs") -> Table:
         style = _STATE_STYLE.get(row.state, "")
         table.add_row(
             Text(row.provider),
-            Text(_short(row.job_id, 22)),
+            Text(ev.printable(_short(row.job_id, 22))),
             Text(row.state, style=style),
             "" if row.total is None else str(row.total),
             str(row.succeeded),
@@ -175,7 +176,7 @@ def summary_table(board: JobBoard, title: str = "Jobs") -> Table:
             str(row.created),
             str(row.updated),
             "" if row.seconds is None else f"{row.seconds:.1f}",
-            Text(row.reason),  # the provider's words, never read as markup
+            Text(ev.printable(row.reason)),  # the provider's words: never read as markup, no terminal escapes
         )
     return table
 

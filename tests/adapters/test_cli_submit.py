@@ -660,3 +660,38 @@ async def test_rows_keep_their_numbers_in_events_and_results(simulator: Simulato
     job = next(e.job_id for e in events if isinstance(e, ev.JobAccepted))
     assert written == [("3", "submitted", "p3@x.io"), ("5", "invalid", "bad"), ("6", "submitted", "p6@x.io")]
     assert job in simulator.state.jobs["datananas"]
+
+
+async def test_provider_text_reaches_the_terminal_without_its_escapes(tmp_path: Path) -> None:
+    """A refusal whose message holds an ESC sequence and a CR/LF is printed with them escaped: raw, they could
+    clear or recolour the user's terminal and fake a line of ours ("... completed")."""
+    from starlette.applications import Starlette
+    from starlette.requests import Request
+    from starlette.responses import JSONResponse
+    from starlette.routing import Route
+
+    from adapters.serving import ServedApp
+
+    message = "list L unknown\x1b[2J\x1b[1;1H\r\n00:00:01 datananas all 1 job completed"
+
+    async def bulk(request: Request) -> JSONResponse:
+        await request.body()
+        return JSONResponse({"message": message}, status_code=400)
+
+    f = tmp_path / "people.csv"
+    f.write_text("email\nann@x.io\n")
+    async with ServedApp(Starlette(routes=[Route("/contacts/bulk", bulk, methods=["POST"])])) as served:
+        env = {"DATANANAS_TOKEN": "tok", "DATANANAS_BASE_URL": served.url}
+        proc = await anyio.to_thread.run_sync(
+            lambda: run_cli("--provider", "datananas", "--list", "L", str(f), env=env)
+        )
+    assert proc.returncode == 1
+    assert "\x1b" not in proc.stderr + proc.stdout and "\r" not in proc.stderr
+    shown = r"list L unknown\x1b[2J\x1b[1;1H\r\n00:00:01 datananas all 1 job completed"
+    assert f"do not send again as is): {shown}" in proc.stderr
+
+
+def test_printable_escapes_only_what_a_terminal_would_act_on() -> None:
+    """Printable text (accents, symbols) is kept as it is; controls, line breaks and bidi overrides are escaped."""
+    assert ev.printable("Société ✓ 日本") == "Société ✓ 日本"
+    assert ev.printable("a\x1b[31mb\tc\nd\u202ee\x7f") == r"a\x1b[31mb\tc\nd\u202ee\x7f"

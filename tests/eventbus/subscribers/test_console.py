@@ -73,10 +73,12 @@ def test_provider_words_are_printed_as_written_not_read_as_markup() -> None:
     view(ev.JobAccepted(id="a", total=1, **odd))
     view(ev.ItemFailed(id="i", key="0", code="[400]", message="field [email] is [bold]bad[/bold] [/x]", **odd))
     view(ev.JobFailed(id="f", reason="closed [/] early [link=http://x]", **odd))
+    view(ev.InvalidSignal(id="s", reason="frame\x1b[2J\r\nfake line", **odd))
     view.stop()
     text = out.getvalue()
     assert "item 0 failed: [400] field [email] is [bold]bad[/bold] [/x]" in text
     assert "FAILED: closed [/] early [link=http://x]" in text and "[j/1]" in text
+    assert r"frame\x1b[2J\r\nfake line" in text and "\x1b[2J" not in text  # no terminal escape from outside
     table_out = io.StringIO()
     Console(file=table_out, width=300, color_system=None).print(summary_table(board))
     assert "closed [/] early [link=http://x]" in table_out.getvalue() and "[j/1]" in table_out.getvalue()
