@@ -15,14 +15,14 @@ import functools
 import re
 import sys
 from collections.abc import Mapping
-from typing import IO, Any
+from typing import IO, Any, Final
 
 import msgspec
 import structlog
 
 from eventbus import events as ev
 
-__all__ = ["REDACTED", "EventLogger", "redact", "redact_userinfo"]
+__all__ = ["REDACTED", "EventLogger", "level_of", "redact", "redact_userinfo"]
 
 REDACTED = "[redacted]"
 
@@ -101,6 +101,26 @@ def _redact_processor(_logger: Any, _name: str, event_dict: dict[str, Any]) -> d
     return {k: (v if k == "event" else redact(v, k)) for k, v in event_dict.items()}
 
 
+_WARNINGS: Final = frozenset(
+    {ev.InvalidSignal, ev.JobFailed, ev.QuotaExhausted, ev.SubmitRejected, ev.JobExpired, ev.JobStuck}
+)
+_SOURCE_TROUBLE: Final = frozenset({"disconnected", "reconnecting", "gave_up"})
+
+
+def level_of(event: ev.Event) -> str:
+    """``"warning"`` for an event that says something went wrong, else ``"info"``.
+
+    Warnings: ``InvalidSignal``, ``JobFailed``, ``QuotaExhausted``,
+    ``SubmitRejected``, ``JobExpired``, ``JobStuck``, and a ``SourceState``
+    that lost its connection, is retrying (a failed poll) or gave up. A
+    contact's own failure (``ItemFailed``) is an outcome, logged as info.
+    """
+    kind = type(event)
+    if kind in _WARNINGS or (kind is ev.SourceState and event.state in _SOURCE_TROUBLE):  # type: ignore[attr-defined]
+        return "warning"
+    return "info"
+
+
 class EventLogger:
     """Logs every event it is called with as one structured entry.
 
@@ -127,6 +147,6 @@ class EventLogger:
     def __call__(self, event: ev.Event) -> None:
         fields = msgspec.structs.asdict(event)
         fields["at"] = event.at.isoformat()
-        level = "warning" if isinstance(event, ev.InvalidSignal | ev.JobFailed | ev.QuotaExhausted) else "info"
+        level = level_of(event)
         fields["level"] = level
         getattr(self._log, level)(ev.tag_of(type(event)), **fields)

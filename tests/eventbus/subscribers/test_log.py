@@ -25,10 +25,28 @@ def test_json_lines_carry_every_field() -> None:
 
 
 def test_warnings_for_problems() -> None:
-    """InvalidSignal, JobFailed and QuotaExhausted are logged at warning level."""
+    """Events that say something went wrong are logged at warning level, the rest (a contact's failure too) info."""
     out = io.StringIO()
-    EventLogger(out, json=True)(ev.InvalidSignal(id="i", reason="bad json", **P))
-    assert msgspec.json.decode(out.getvalue())["level"] == "warning"
+    log = EventLogger(out, json=True)
+    warned = [
+        ev.InvalidSignal(id="i", reason="bad json", **P),
+        ev.JobFailed(id="f", reason="r", **P),
+        ev.QuotaExhausted(id="q", reason="credits", status=402, **P),
+        ev.SubmitRejected(id="r", status=400, reason="bad", retriable=False, **P),
+        ev.JobExpired(id="e", **P),
+        ev.JobStuck(id="s", silent_for=300, **P),
+        *(ev.SourceState(id=s, state=s, **P) for s in ("disconnected", "reconnecting", "gave_up")),  # type: ignore[arg-type]
+    ]
+    told = [
+        ev.ItemFailed(id="x", key="1", code="400", message="m", **P),
+        ev.JobCompleted(id="c", **P),
+        ev.Throttled(id="t", retry_after=1, **P),
+        *(ev.SourceState(id=s, state=s, **P) for s in ("connected", "stopped")),  # type: ignore[arg-type]
+    ]
+    for event in warned + told:
+        log(event)
+    levels = [msgspec.json.decode(line)["level"] for line in out.getvalue().splitlines()]
+    assert levels == ["warning"] * len(warned) + ["info"] * len(told)
 
 
 def test_console_mode_is_key_value() -> None:
