@@ -413,8 +413,23 @@ async def _send_chunk(run: _Run, chunk: Chunk) -> None:
         async def throttled(delay: float, attempt: int) -> None:
             await bus.publish(ev.Throttled(id=ev.new_id(), retry_after=round(delay, 3), attempt=attempt, **common))
 
+        async def retrying(why: str, delay: float, attempt: int) -> None:
+            # A 5xx or a refused connection (the chunk certainly not taken) is sent again: said as it happens,
+            # so that a console is not silent through the retries (some 16 s by default for a host that is down).
+            await bus.publish(
+                ev.SourceState(
+                    id=ev.new_id(),
+                    provider=p.name,
+                    job_id="",
+                    source="submit",
+                    state="reconnecting",
+                    attempt=attempt,
+                    detail=f"sending chunk {chunk.index} ({ref}): {why}; trying again in {delay:.1f}s",
+                )
+            )
+
         try:
-            response = await http.send(p.build_submit(chunk), on_throttle=throttled)
+            response = await http.send(p.build_submit(chunk), on_throttle=throttled, on_retry=retrying)
             outcome = p.read_submit(chunk, response)
             if isinstance(outcome, Refused) and outcome.account:
                 # Stop the rest before the next chunk can take the limiter (publishing below waits).

@@ -302,12 +302,23 @@ async def test_5xx_bursts_are_retried_and_land_once(sim_config: SimulatorConfig)
     sim_config.faults = Faults(error_every=3, error_burst=2)  # two of every three requests fail
     # Concurrent chunks share the simulator's request counter, so one chunk may draw several 503s in a row:
     # a budget of 40 attempts makes running out ((2/3)**40 per chunk) practically impossible.
-    async with checked_simulator(sim_config) as sim, Bus() as bus, capture(bus, types={ev.SubmitRejected}) as rejected:
+    async with (
+        checked_simulator(sim_config) as sim,
+        Bus() as bus,
+        capture(bus, types={ev.SubmitRejected, ev.SourceState}) as said,
+    ):
         s = settings(sim, "pronto", max_attempts=40)
         report = await submit("pronto", contacts_for("pronto", 1_000), bus, settings=s, **OPTIONS["pronto"])
         await bus.drain()
+    rejected = [e for e in said if isinstance(e, ev.SubmitRejected)]
     assert report.ok and len(report.accepted) == 10, [e.reason for e in rejected]
     assert landed(sim, "pronto") == [100] * 10
+    # Every 503 was said as it was retried: one SourceState per request beyond the ten that landed.
+    retries = [e for e in said if isinstance(e, ev.SourceState)]
+    sent = sum(n for path, n in sim.state.requests_by_path.items() if path.endswith("/contacts/bulk_enrich"))
+    assert len(retries) == sent - 10 > 0
+    assert all(e.state == "reconnecting" and e.source == "submit" and "HTTP 503" in e.detail for e in retries)
+    assert all(e.detail.startswith("sending chunk ") and "trying again in" in e.detail for e in retries)
 
 
 async def test_timeout_after_sending_is_not_resent(sim_config: SimulatorConfig) -> None:
