@@ -76,7 +76,10 @@ def describe(event: ev.Event, *, items: bool = False) -> str | None:
         case ev.SourceState():
             detail = f": {event.detail}" if event.detail else ""
             attempt = f" (attempt {event.attempt})" if event.attempt else ""
-            return f"{event.source} {event.state}{attempt}{detail}"
+            state = event.state
+            if event.source != "websocket":  # an HTTP request tried again, not a connection
+                state = {"reconnecting": "retrying", "connected": "ok"}.get(state, state)
+            return f"{event.source} {state}{attempt}{detail}"
         case ev.InvalidSignal():
             status = f" [{event.status}]" if event.status else ""
             return f"invalid {event.source} signal{status}: {event.reason}"

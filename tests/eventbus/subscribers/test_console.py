@@ -82,3 +82,16 @@ def test_provider_words_are_printed_as_written_not_read_as_markup() -> None:
     table_out = io.StringIO()
     Console(file=table_out, width=300, color_system=None).print(summary_table(board))
     assert "closed [/] early [link=http://x]" in table_out.getvalue() and "[j/1]" in table_out.getvalue()
+
+
+def test_source_lines_say_retrying_for_requests_and_reconnecting_for_connections() -> None:
+    """A failed poll or submit is "retrying"; a WebSocket "reconnecting"; each with its attempt and detail."""
+    common = {"provider": "mautic", "job_id": ""}
+    poll = ev.SourceState(
+        id="p", source="poll", state="reconnecting", attempt=2, detail="polling job J: HTTP 503", **common
+    )
+    back = ev.SourceState(id="b", source="poll", state="connected", detail="polling job J: answered again", **common)
+    ws = ev.SourceState(id="w", source="websocket", state="reconnecting", attempt=1, **common)
+    assert describe(poll) == "poll retrying (attempt 2): polling job J: HTTP 503"
+    assert describe(back) == "poll ok: polling job J: answered again"
+    assert describe(ws) == "websocket reconnecting (attempt 1)"
