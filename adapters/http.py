@@ -67,6 +67,7 @@ ENV: dict[str, tuple[str, str | None]] = {
     "pronto": ("PRONTO_API_KEY", None),
 }
 _TOKEN_PROVIDERS = ("insideview", "mautic")
+_ASSUMED_TOKEN_LIFETIME = 3600.0  # seconds (providers.md: tokens live an hour) for a token expired on arrival
 _TOKEN_URL_HINT = {
     "mautic": "; MAUTIC_BASE_URL (--base-url) is the instance's root, such as https://example.mautic.net",
     "insideview": "; INSIDEVIEW_LOGIN_URL, if set, is the login host, such as https://login.insideview.com",
@@ -265,7 +266,10 @@ class ProviderClient:
                         provider=self.provider.name,
                     ) from None
                 token = self._token = grant.token
-                lifetime = max(grant.expires_in, 1.0)
+                # A token already expired on arrival by our clock (InsideView's expirationTime is a time: a clock
+                # ahead of the provider's, or a local time without its zone) is not renewed before every request:
+                # it is given the hour tokens live, and a 401 renews it if the provider disagrees.
+                lifetime = max(grant.expires_in, 1.0) if grant.expires_in > 0 else _ASSUMED_TOKEN_LIFETIME
                 # Renewed a minute ahead, or halfway through a token that lives less than two minutes.
                 self._token_renew_at = self._clock() + lifetime - min(60.0, lifetime / 2)
             return token

@@ -250,6 +250,23 @@ async def test_short_lived_token_is_reused_until_halfway(scripted: tuple[Scripte
     assert [h["authorization"] for h in provider.submits] == ["Bearer tok-1", "Bearer tok-1", "Bearer tok-2"]
 
 
+@pytest.mark.parametrize("expires_in", [0, -7200])
+async def test_token_expired_on_arrival_is_not_renewed_before_every_request(
+    scripted: tuple[Scripted, str], expires_in: int
+) -> None:
+    """A grant that expired on arrival by our clock (clocks that disagree, a local time without its zone) is
+    kept for the hour tokens live; a 401 would renew it. (It was renewed before every request.)"""
+    provider, url = scripted
+    provider.expires_in = expires_in
+    clock = Clock()
+    async with ProviderClient(Mautic(), quick(url), clock=clock) as http:
+        for _ in range(3):
+            await http.send(SUBMIT)
+            clock.now += 60
+    assert provider.tokens_issued == 1
+    assert [h["authorization"] for h in provider.submits] == ["Bearer tok-1"] * 3
+
+
 async def test_unreachable_token_endpoint_is_a_transport_error_for_pollers() -> None:
     """request() (the pollers' call) gets a TransportError when no token can be had, not an internal type."""
     port = await closed_port()
