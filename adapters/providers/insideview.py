@@ -80,6 +80,7 @@ def parse_job_status(response: Response) -> JobStatus:
     status = _read_xml_status(body) if body.startswith(b"<") else _read_json_status(body)
     if not status.jobId.strip():
         raise ValueError("BulkJobStatus jobId is empty: it names no job")
+    status.status = status.status.strip().lower()  # "Finished" is finished: compared below and by the watcher
     if status.processed is not None and status.total is not None and status.processed > status.total:
         raise ValueError(f"BulkJobStatus processed {status.processed} is more than the total {status.total}")
     return status

@@ -240,6 +240,7 @@ def _decode(body: bytes, shape: type[T]) -> T:
 def read_status(body: bytes) -> JobStatus:
     """A job status answer. Raises ValueError for an unknown status or a malformed body."""
     status = _decode(body, JobStatus)
+    status.status = status.status.strip().lower()  # "Completed" is completed
     if status.status not in STATUSES:
         raise ValueError(f"unknown Mautic job status {status.status!r}")
     return status

@@ -212,7 +212,7 @@ class _Result(msgspec.Struct):
     enrichment_id: str | int  # a number is read as its text (the job id the submit answer gave)
     status: str
     contact: dict[str, Any] = {}
-    result: dict[str, Any] = {}
+    result: dict[str, Any] | None = None  # null for a contact with nothing found is read as no result
 
 
 _result = msgspec.json.Decoder(_Result)
@@ -234,7 +234,8 @@ def parse_webhook(body: bytes, headers: Any = None) -> list[ev.Event]:
     job_id = str(r.enrichment_id)
     if not job_id.strip():
         raise ValueError("the webhook's enrichment_id is empty: it names no job")
-    if r.status not in STATUSES:
+    status = r.status if r.status in STATUSES else r.status.strip().lower()  # "Found" is found
+    if status not in STATUSES:
         raise ValueError(f"unknown Pronto status {r.status!r}; expected one of {', '.join(STATUSES)}")
     key = r.contact.get(KEY_FIELD)
     if type(key) is int:
@@ -253,7 +254,7 @@ def parse_webhook(body: bytes, headers: Any = None) -> list[ev.Event]:
         "source": "webhook",
         "key": key,
     }
-    if r.status == "found":
-        return [ev.ItemSucceeded(outcome="found", data=r.result, **common)]
-    message = "no match found" if r.status == "not_found" else "Pronto could not enrich this contact"
-    return [ev.ItemFailed(code=r.status, message=message, details={"contact": r.contact}, **common)]
+    if status == "found":
+        return [ev.ItemSucceeded(outcome="found", data=r.result or {}, **common)]
+    message = "no match found" if status == "not_found" else "Pronto could not enrich this contact"
+    return [ev.ItemFailed(code=status, message=message, details={"contact": r.contact}, **common)]

@@ -401,6 +401,29 @@ def test_pronto_webhook_key_echoed_as_a_number_is_read() -> None:
     assert (event.job_id, event.key) == ("e", "3")
 
 
+@pytest.mark.parametrize("status, result", [("not_found", None), ("found", None), ("Found", {"email": "a@x.io"})])
+def test_pronto_webhook_with_a_null_result_or_a_capitalised_status_is_read(status: str, result: object) -> None:
+    """`"result": null` (nothing found) and "Found" are read, not refused with a 400: refused, the webhook was
+    retried then dropped by Pronto, and the contact never reported (its job never completed)."""
+    body = {"enrichment_id": "e", "status": status, "contact": {"eventbus_key": "1"}, "result": result}
+    (event,) = pronto.parse_webhook(msgspec.json.encode(body))
+    assert event.key == "1"
+    if status == "not_found":
+        assert isinstance(event, ev.ItemFailed) and event.code == "not_found"
+    else:
+        assert isinstance(event, ev.ItemSucceeded) and event.data == (result or {})
+
+
+def test_job_statuses_are_read_whatever_their_case() -> None:
+    """InsideView's "Finished" ends the job as "finished" does (it was polled until the timeout); Mautic's
+    "Completed" is completed (it was an unknown status)."""
+    status = insideview.parse_job_status(resp(200, {"jobId": "j", "status": " Finished", "type": "t"}))
+    assert status.status == "finished" and status.status in insideview.TERMINAL_STATUSES
+    (event,) = insideview.parse_webhook(msgspec.json.encode({"jobId": "j", "status": "FAILED"}))
+    assert isinstance(event, ev.JobFailed)
+    assert mautic.read_status(b'{"status": "Completed"}').status == "completed"
+
+
 def test_pronto_numeric_enrichment_id_is_read_as_text_in_both_places() -> None:
     """A job id Pronto gives as a JSON number names the same job in its submit answer and in its webhooks."""
     p, chunk = pronto_chunk()
