@@ -155,6 +155,7 @@ class Datananas(Provider):
 # --- progress over the WebSocket ------------------------------------------------------------
 
 Count = Annotated[int, msgspec.Meta(ge=0)]  # a negative count is a malformed frame, not a number to add up
+BULK_CREATE: Final = "contact_bulk_create_"
 STARTING: Final = "contact_bulk_create_starting"
 RUNNING: Final = "contact_bulk_create_running"
 ENDING: Final = "contact_bulk_create_ending"
@@ -192,7 +193,9 @@ def parse_frame(frame: str | bytes) -> list[ev.Event]:
     ``_running`` (``i`` is the 0-based index of the contact in the request)
     reports the contact processed and the progress ``i + 1`` of ``total``;
     ``_ending`` completes the job with the provider's created/updated counts.
-    Raises ``ValueError`` for a frame that is not one of the three events.
+    A frame of another event (the account's WebSocket may carry more than bulk
+    creation) gives no events; an unknown ``contact_bulk_create_*`` event, or
+    a frame that is not an event at all, raises ``ValueError``.
     """
     try:
         return _frame_events(frame)
@@ -246,7 +249,9 @@ def _frame_events(frame: str | bytes) -> list[ev.Event]:
                 total=e.created + e.updated,
             )
         ]
-    raise ValueError(f"unknown Datananas event {f.event!r}")
+    if f.event.startswith(BULK_CREATE):  # one of ours we do not know: said, it may matter (a failure?)
+        raise ValueError(f"unknown Datananas event {f.event!r}")
+    return []  # the account's WebSocket may carry other events than bulk creation: not ours, not malformed
 
 
 def _check_uuid(uuid: str) -> None:

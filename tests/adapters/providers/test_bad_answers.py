@@ -183,6 +183,16 @@ def test_datananas_ending_with_a_negative_count_is_malformed(frame: dict) -> Non
         datananas.parse_frame(msgspec.json.encode(frame))
 
 
+def test_datananas_frames_of_other_events_are_not_ours_but_unknown_bulk_events_are_said() -> None:
+    """The account's WebSocket may carry events other than bulk creation: no events, no InvalidSignal (a busy
+    account flooded the log with warnings). An unknown contact_bulk_create_* event is still a ValueError."""
+    assert datananas.parse_frame(b'{"event": "contact_updated", "data": {"id": 7}}') == []
+    with pytest.raises(ValueError, match="unknown Datananas event 'contact_bulk_create_failed'"):
+        datananas.parse_frame(b'{"event": "contact_bulk_create_failed", "data": {"uuid": "u"}}')
+    with pytest.raises(ValueError):
+        datananas.parse_frame(b'{"data": {"uuid": "u"}}')  # no event name at all
+
+
 @pytest.mark.parametrize("total", [-1, "3", True, 1.5])
 def test_datananas_unusable_total_falls_back_to_the_rows_sent(total: object) -> None:
     """An accepted answer with a uuid but a negative or non-integer total is accepted with the count sent."""
