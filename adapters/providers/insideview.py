@@ -333,7 +333,10 @@ def parse_webhook(body: bytes, headers: Any = None) -> list[ev.Event]:
 
 def result_row_events(job_id: str, fields: Mapping[str, str]) -> list[ev.Event]:
     """One row of the results CSV → one item event keyed by ``newContactId``. Raises ValueError if unusable."""
-    key = fields.get("newContactId", "").strip()
+    # Columns are read whatever their case ("NewContactID"): a header written another way made every row
+    # "without newContactId", and the whole job's contacts "not in results".
+    named = {name.strip().lower(): value for name, value in fields.items()}
+    key = named.get("newcontactid", "").strip()
     if not key:
         raise ValueError("a results row without newContactId")
     common = {
@@ -343,15 +346,18 @@ def result_row_events(job_id: str, fields: Mapping[str, str]) -> list[ev.Event]:
         "source": "poll",
         "key": key,
     }
-    status = fields.get("status", "")
+    status = named.get("status", "").strip().lower()
     if status == "found":
-        data = {k: v for k, v in fields.items() if v and k not in ("status", "errorCode", "errorMessage")}
+        data = {k: v for k, v in fields.items() if v and k.strip().lower() not in _NOT_DATA}
         return [ev.ItemSucceeded(outcome="found", data=data, **common)]
     if status == "error":
         return [
-            ev.ItemFailed(code=fields.get("errorCode") or "error", message=fields.get("errorMessage") or "", **common)
+            ev.ItemFailed(code=named.get("errorcode") or "error", message=named.get("errormessage") or "", **common)
         ]
     raise ValueError(f"results row {key}: unknown status {status!r}")
+
+
+_NOT_DATA: Final = frozenset({"status", "errorcode", "errormessage"})
 
 
 def completed_event(job_id: str, succeeded: int, failed: int) -> ev.JobCompleted:

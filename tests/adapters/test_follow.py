@@ -543,6 +543,18 @@ async def follow_insideview(scripted: ScriptedInsideView, ids: list[str], **opti
     return result, events
 
 
+async def test_insideview_results_columns_and_statuses_are_read_whatever_their_case() -> None:
+    """A results file headed "NewContactID,Status,ErrorCode" with "Found"/"ERROR" reports each id as written:
+    every row was "without newContactId" and the whole job's contacts "not in results"."""
+    body = "NewContactID,Email,Status,ErrorCode\n11,a@x.io,Found,\n12,,ERROR,400-110\n"
+    scripted = ScriptedInsideView(lambda job_id: StarletteResponse(body, media_type="text/csv"))
+    result, events = await follow_insideview(scripted, ["11", "12"])
+    items = {e.key: e for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)}
+    assert result.ok and not [e for e in events if isinstance(e, ev.InvalidSignal)]
+    assert isinstance(items["11"], ev.ItemSucceeded) and items["11"].data == {"NewContactID": "11", "Email": "a@x.io"}
+    assert isinstance(items["12"], ev.ItemFailed) and items["12"].code == "400-110"
+
+
 async def test_insideview_row_missing_from_results_is_an_item_failed() -> None:
     """A submitted id the results file never mentions is ItemFailed; the job's total is the ids submitted."""
     scripted = ScriptedInsideView(lambda job_id: csv_answer("11,found", "12,found"))
