@@ -571,6 +571,11 @@ class Provider:
         return None
 
 
+# A submit answered with any of these and a job id was taken, whichever one the provider documents: read as
+# refused, a job that exists would be reported rejected and not followed.
+TAKEN: Final = (200, 201, 202)
+
+
 def reason_of(response: Response) -> str:
     """A short human reason from an error body, whatever its shape; for a redirect, where it points."""
     if 300 <= response.status < 400:

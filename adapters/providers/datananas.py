@@ -14,6 +14,7 @@ from typing import Annotated, Any, ClassVar, Final
 import msgspec
 
 from adapters.providers.base import (
+    TAKEN,
     Accepted,
     Chunk,
     Contact,
@@ -124,13 +125,13 @@ class Datananas(Provider):
         )
 
     def read_submit(self, chunk: Chunk, response: Response) -> Outcome:
-        if response.status == 200:
+        if response.status in TAKEN:  # 200 is documented
             try:
                 accepted = msgspec.json.decode(response.body, type=_Accepted)
             except (msgspec.MsgspecError, RecursionError):  # RecursionError: JSON nested too deeply
-                return Refused(200, "accepted, but the answer had no uuid")
+                return Refused(response.status, "accepted, but the answer had no uuid")
             if not accepted.uuid.strip():
-                return Refused(200, "accepted, but the answer's uuid is empty: the job cannot be followed")
+                return Refused(response.status, "accepted, but the answer's uuid is empty: the job cannot be followed")
             # The uuid names a job Datananas took; a total that is no count (negative, not an integer)
             # must not reach the events, so the job counts the contacts sent, as when total is absent.
             total = accepted.total if type(accepted.total) is int and accepted.total >= 0 else len(chunk.rows)

@@ -19,6 +19,7 @@ from typing import Annotated, Any, ClassVar, Final
 import msgspec
 
 from adapters.providers.base import (
+    TAKEN,
     Accepted,
     Chunk,
     Contact,
@@ -209,7 +210,7 @@ class InsideView(Provider):
         )
 
     def read_submit(self, chunk: Chunk, response: Response) -> Outcome:
-        if response.status == 200:
+        if response.status in TAKEN:  # 200 is documented ("not 202")
             return self._read_fetch(chunk, response) if self.endpoint == "fetch" else self._read_job(chunk, response)
         common = self.common_outcome(response)
         if common is not None:
@@ -226,7 +227,7 @@ class InsideView(Provider):
         try:
             status = parse_job_status(response)
         except ValueError as exc:
-            return Refused(200, f"answer not understood: {exc}")
+            return Refused(response.status, f"answer not understood: {exc}")
         return Accepted(status.jobId, total=len(chunk.rows))
 
     def _read_fetch(self, chunk: Chunk, response: Response) -> Outcome:
@@ -234,7 +235,7 @@ class InsideView(Provider):
         try:
             entries = msgspec.convert(data, list[_Fetched])
         except msgspec.ValidationError as exc:
-            return Refused(200, f"Bulk Contact Fetch answer not understood: {exc}")
+            return Refused(response.status, f"Bulk Contact Fetch answer not understood: {exc}")
         # One outcome per id sent, in request order: an id answered twice is read once (the first
         # answer), an id not asked for is no row of ours, and an id left out fails saying so.
         answers: dict[str, _Fetched] = {}

@@ -17,6 +17,7 @@ from urllib.parse import urlencode
 import msgspec
 
 from adapters.providers.base import (
+    TAKEN,
     Accepted,
     Chunk,
     Contact,
@@ -155,15 +156,17 @@ class Mautic(Provider):
         )
 
     def read_submit(self, chunk: Chunk, response: Response) -> Outcome:
-        if self.endpoint == "batch" and response.status == 201:
+        if self.endpoint == "batch" and response.status in TAKEN:  # 201 is documented
             return self._read_batch(chunk, response)
-        if response.status == 202:
+        if response.status in TAKEN:  # 202 is documented
             try:
                 job_id = str(msgspec.json.decode(response.body, type=_Job).id)
             except (msgspec.MsgspecError, RecursionError):  # RecursionError: JSON nested too deeply
-                return Refused(202, "accepted, but the answer had no job id")
+                return Refused(response.status, "accepted, but the answer had no job id")
             if not job_id.strip():
-                return Refused(202, "accepted, but the answer's job id is empty: the job cannot be followed")
+                return Refused(
+                    response.status, "accepted, but the answer's job id is empty: the job cannot be followed"
+                )
             return Accepted(job_id, total=len(chunk.rows))
         common = self.common_outcome(response)
         if common is not None:

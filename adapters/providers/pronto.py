@@ -19,6 +19,7 @@ import msgspec
 
 from adapters.iso3166 import is_alpha2
 from adapters.providers.base import (
+    TAKEN,
     Accepted,
     Chunk,
     Contact,
@@ -137,7 +138,7 @@ class Pronto(Provider):
         return Request("POST", path, headers={"Content-Type": "application/json"}, content=msgspec.json.encode(body))
 
     def read_submit(self, chunk: Chunk, response: Response) -> Outcome:
-        if response.status in (200, 201, 202):
+        if response.status in TAKEN:  # 202 is documented
             try:
                 accepted = msgspec.json.decode(response.body, type=_Accepted)
                 named = accepted.enrichment_id if accepted.enrichment_id not in (None, "") else accepted.id

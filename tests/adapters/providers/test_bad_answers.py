@@ -508,3 +508,24 @@ def test_datananas_frame_with_an_empty_uuid_is_malformed(frame: dict) -> None:
 def test_declared_content_length_against_a_limit(value: str | None, over: bool) -> None:
     """A Content-Length is over the limit only when it is ASCII digits declaring more, however many digits."""
     assert declares_more_than(value, 1000) is over
+
+
+@pytest.mark.parametrize("status", [200, 201, 202])
+@pytest.mark.parametrize(
+    "provider, contacts, answer",
+    [
+        (InsideView(), ["11", "12"], {"jobId": "J", "status": "accepted", "type": "t"}),
+        (Mautic(), [{"email": "a@b.c"}], {"id": "J"}),
+        (Datananas(list="L"), [{"email": "a@b.c"}], {"uuid": "J", "listId": "L", "total": 1}),
+        (Pronto(webhook_url="http://h/x"), [{"firstname": "a", "lastname": "b", "domain": "d"}] * 2, {"id": "J"}),
+    ],
+    ids=["insideview", "mautic", "datananas", "pronto"],
+)
+def test_a_job_id_in_any_taken_answer_is_a_job_accepted(
+    provider: Provider, contacts: list, answer: dict, status: int
+) -> None:
+    """Whichever of 200, 201 and 202 a provider answers with a job id, the job is accepted: read as refused, a job
+    that exists was reported rejected ("do not send again") and never followed."""
+    chunk = prepare(provider, contacts)[0][0]
+    outcome = provider.read_submit(chunk, resp(status, answer))
+    assert outcome == Accepted("J", total=len(contacts))
