@@ -662,6 +662,17 @@ async def _watch_insideview(
         changed = (status.status, status.processed) != (last.get("status"), last.get("processed"))
         last.update(status=status.status, processed=status.processed)
         events = insideview.status_events(status, "poll")
+        if changed and status.status not in insideview.STATUSES:  # said once per new status, not at every poll
+            known = ", ".join(insideview.STATUSES)
+            events.append(
+                ev.InvalidSignal(
+                    id=ev.new_id(),
+                    **_polled("insideview", job.job_id),
+                    reason=f"InsideView job status {ev.excerpt(status.status, 40)!r} is none of {known}: "
+                    "the job is still watched, and ends at a terminal status or the timeout",
+                    excerpt=ev.excerpt(response.content),
+                )
+            )
         return events, changed, status.status in insideview.TERMINAL_STATUSES
 
     outcome = await Poller(

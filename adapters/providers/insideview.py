@@ -292,6 +292,7 @@ def _seconds_until(expiration: str | int | float | None, now: datetime) -> float
 # --- watching a job: status webhooks, status polls, CSV results ---------------------------------
 
 TERMINAL_STATUSES: Final = ("finished", "failed", "aborted")
+STATUSES: Final = ("accepted", "processing", *TERMINAL_STATUSES)
 CSV_COLUMNS: Final = (
     "newContactId", "contactId", "firstName", "lastName", "email", "emailValidationStatus",
     "companyId", "companyName", "status", "errorCode", "errorMessage",

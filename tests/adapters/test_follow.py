@@ -477,6 +477,7 @@ class ScriptedInsideView:
         self.callback_first = False  # POST the "processing" callback (and see it taken) before answering the submit
         self.callbacks_taken: list[int] = []  # the receiver's status for each callback POSTed
         self.refuse_status = False  # answer every status poll 401 (an expired token)
+        self.statuses: list[str] = []  # the statuses of the first polls, one each, before "finished"
         self.lock = threading.Lock()
 
     def app(self) -> Starlette:
@@ -502,7 +503,9 @@ class ScriptedInsideView:
             if self.refuse_status:
                 return JSONResponse({"message": "token expired"}, status_code=401)
             n = len(self.jobs[job_id])
-            return JSONResponse({"jobId": job_id, "status": "finished", "processed": n, "total": n})
+            with self.lock:
+                said = self.statuses.pop(0) if self.statuses else "finished"
+            return JSONResponse({"jobId": job_id, "status": said, "processed": n, "total": n})
 
         async def results(request: StarletteRequest) -> StarletteResponse:
             return self.results(request.path_params["job_id"])
@@ -553,6 +556,18 @@ async def test_insideview_results_columns_and_statuses_are_read_whatever_their_c
     assert result.ok and not [e for e in events if isinstance(e, ev.InvalidSignal)]
     assert isinstance(items["11"], ev.ItemSucceeded) and items["11"].data == {"NewContactID": "11", "Email": "a@x.io"}
     assert isinstance(items["12"], ev.ItemFailed) and items["12"].code == "400-110"
+
+
+async def test_an_unknown_insideview_status_is_said_once_and_the_job_still_followed() -> None:
+    """A status none of InsideView's ("done", three polls running) is one InvalidSignal naming it, not one per poll,
+    nor silence until the timeout; the job goes on to finish."""
+    scripted = ScriptedInsideView(lambda job_id: csv_answer("11,found", "12,found"))
+    scripted.statuses = ["done", "done", "done", "processing"]
+    result, events = await follow_insideview(scripted, ["11", "12"])
+    invalid = [e for e in events if isinstance(e, ev.InvalidSignal)]
+    assert result.ok and scripted.statuses == []
+    assert len(invalid) == 1 and invalid[0].job_id == "J1"
+    assert invalid[0].reason.startswith("InsideView job status 'done' is none of accepted, processing, finished")
 
 
 async def test_insideview_row_missing_from_results_is_an_item_failed() -> None:
