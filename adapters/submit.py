@@ -144,6 +144,9 @@ class Plan:
     invalid: list[Problem]
     repeated: int  # valid contacts that would go once with an earlier one (InsideView ids given twice)
     chunks: list[PlannedChunk]
+    # Where each input field goes: (name, path in the contact sent or None when not sent, custom field);
+    # see Provider.field_targets. In the order the names first appear.
+    fields: list[tuple[str, str | None, bool]] = field(default_factory=list)
 
     @property
     def invalid_rows(self) -> int:
@@ -314,12 +317,14 @@ def plan(
     :func:`prepare`. ``eventbus submit --dry-run`` prints it.
     """
     p = make_provider(provider, **options)
+    contacts = contacts if isinstance(contacts, Sequence) else list(contacts)
     chunks, problems, count = prepare(p, contacts, strict=strict, rows=rows)
     planned = []
     for chunk in chunks:
         request = p.build_submit(chunk)
         planned.append(PlannedChunk(chunk.index, request.method, request.path, chunk.rows, len(request.content or b"")))
-    return Plan(p.name, count, problems, _repeated(count, problems, chunks), planned)
+    names = dict.fromkeys(name for c in contacts if isinstance(c, Mapping) for name in c)
+    return Plan(p.name, count, problems, _repeated(count, problems, chunks), planned, p.field_targets(names))
 
 
 async def submit(

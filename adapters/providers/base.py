@@ -9,7 +9,7 @@ The I/O layers (``adapters.http``, ``adapters.submit``) move the bytes.
 from __future__ import annotations
 
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from functools import lru_cache
 from itertools import repeat
@@ -451,6 +451,24 @@ class Provider:
             self._plans[keys] = plan
         return plan
 
+    def field_targets(self, names: Iterable[Any]) -> list[tuple[str, str | None, bool]]:
+        """Where each input field name goes in a request: ``(name, path in the contact, custom)``.
+
+        The path is the provider's field (``firstname``), or for a custom field
+        where :meth:`place_custom` puts it (``vars.Prénom`` for Datananas);
+        None when the field is not sent at all. Worked out by mapping a
+        one-field contact, so it is what :meth:`map_fields` does. For
+        ``--dry-run``: a column meant as a known field but sent as a custom
+        one is seen before anything is sent.
+        """
+        out = []
+        for name in names:
+            marker = _Marker()
+            path = _path_to(self.map_fields({name: marker}), marker)
+            custom = path is not None and normalise_key(str(name)) not in self.aliases
+            out.append((str(name), path, custom))
+        return out
+
     def place_custom(self, contact: Contact, custom: dict[str, Any]) -> Contact:
         """Where unknown fields go; by default they are sent as they are."""
         contact.update(custom)
@@ -569,6 +587,22 @@ class Provider:
                 code=NOT_FOUND,
             )
         return None
+
+
+class _Marker:
+    """A value found again by identity (see :meth:`Provider.field_targets`)."""
+
+
+def _path_to(value: Any, marker: _Marker, prefix: str = "") -> str | None:
+    """The dotted path of ``marker`` in nested dicts, or None."""
+    if isinstance(value, dict):
+        for key, item in value.items():
+            if item is marker:
+                return f"{prefix}{key}"
+            found = _path_to(item, marker, f"{prefix}{key}.")
+            if found is not None:
+                return found
+    return None
 
 
 # A submit answered with any of these and a job id was taken, whichever one the provider documents: read as

@@ -12,7 +12,7 @@ Item keys are the new-contact ids themselves.
 from __future__ import annotations
 
 import xml.etree.ElementTree as ET
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from datetime import UTC, datetime
 from typing import Annotated, Any, ClassVar, Final
 
@@ -156,6 +156,10 @@ class InsideView(Provider):
             if str(name).lower().replace("_", "") in ID_FIELDS and value not in (None, ""):
                 return {"id": str(value).strip()}
         return {}
+
+    def field_targets(self, names: Iterable[Any]) -> list[tuple[str, str | None, bool]]:
+        # An id column gives the id sent (the first of them filled in, row by row); nothing else is sent.
+        return [(str(n), "id" if str(n).lower().replace("_", "") in ID_FIELDS else None, False) for n in names]
 
     def validate(self, row: int, contact: Contact) -> list[Problem]:
         contact_id = contact.get("id")

@@ -389,6 +389,8 @@ def _dry_run(args: argparse.Namespace, contacts: list) -> int:
         "of request bodies",
         out,
     )
+    if found.fields:
+        say(f"  fields: {_fields(found.fields)}", out)
     for chunk in found.chunks[:_SHOWN]:
         say(
             f"  chunk {chunk.chunk_index}: {chunk.method} {chunk.path}, {_n(len(chunk.rows), 'contact')} "
@@ -404,6 +406,17 @@ def _dry_run(args: argparse.Namespace, contacts: list) -> int:
     else:
         _print_invalid(found.invalid)
     return 1 if found.invalid else 0
+
+
+def _fields(targets: list[tuple[str, str | None, bool]], shown: int = 40) -> str:
+    """Where each input field goes, for a dry run: "First Name -> firstname, Prénom -> vars.Prénom (custom)"."""
+    said = [
+        f"{ev.excerpt(name, 40)} -> "
+        + ("not sent" if path is None else ev.excerpt(path, 60) + (" (custom)" if custom else ""))
+        for name, path, custom in targets[:shown]
+    ]
+    more = f", ... and {len(targets) - shown} more" if len(targets) > shown else ""
+    return ", ".join(said) + more
 
 
 def _invalid(report: Any) -> str:

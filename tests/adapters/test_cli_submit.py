@@ -419,7 +419,7 @@ def test_the_interrupt_report_counts_a_chunk_refused_for_quota_as_refused() -> N
 async def test_dry_run_says_what_would_be_sent_and_sends_nothing(simulator: Simulator, tmp_path: Path) -> None:
     """--dry-run: no credentials needed, the chunks and invalid rows printed, exit 1 for invalid rows, nothing sent."""
     f = tmp_path / "people.csv"
-    f.write_text("email,first_name\n" + "".join(f"p{i}@x.io,P{i}\n" for i in range(12_000)) + "bad,Bad\n")
+    f.write_text("E-mail,first_name,Prénom\n" + "".join(f"p{i}@x.io,P{i},\n" for i in range(12_000)) + "bad,Bad,\n")
     env = {"DATANANAS_BASE_URL": simulator.urls["datananas"]}  # and no DATANANAS_TOKEN
     proc = await anyio.to_thread.run_sync(
         lambda: run_cli("--provider", "datananas", "--list", "L", "--dry-run", str(f), env=env)
@@ -429,8 +429,10 @@ async def test_dry_run_says_what_would_be_sent_and_sends_nothing(simulator: Simu
     assert lines[0].startswith(
         "datananas (dry run, nothing sent): 12001 contacts, 1 invalid, 2 chunks, 12000 contacts in "
     )
-    assert lines[1].startswith("  chunk 0: POST /contacts/bulk, 10000 contacts (rows 0-9999), ")
-    assert lines[2].startswith("  chunk 1: POST /contacts/bulk, 2000 contacts (rows 10000-11999), ")
+    # Where each column goes, so that a column meant as a known field but sent as a custom one is seen first.
+    assert lines[1] == "  fields: E-mail -> email, first_name -> firstname, Prénom -> vars.Prénom (custom)"
+    assert lines[2].startswith("  chunk 0: POST /contacts/bulk, 10000 contacts (rows 0-9999), ")
+    assert lines[3].startswith("  chunk 1: POST /contacts/bulk, 2000 contacts (rows 10000-11999), ")
     assert "invalid: row 12000: field 'email': not an email address: 'bad'" in proc.stderr
     assert simulator.state.requests_by_path == {}
 

@@ -529,3 +529,33 @@ def test_a_job_id_in_any_taken_answer_is_a_job_accepted(
     chunk = prepare(provider, contacts)[0][0]
     outcome = provider.read_submit(chunk, resp(status, answer))
     assert outcome == Accepted("J", total=len(contacts))
+
+
+@pytest.mark.parametrize(
+    "provider, expected",
+    [
+        (
+            Datananas(list="L"),
+            [("E-mail", "email", False), ("Prénom", "vars.Prénom", True), ("First Name", "firstname", False)],
+        ),
+        (
+            Pronto(webhook_url="http://h/x"),
+            [("E-mail", "E-mail", True), ("Prénom", "Prénom", True), ("First Name", "firstname", False)],
+        ),
+        (Mautic(), [("E-mail", "email", False), ("Prénom", "Prénom", True), ("First Name", "firstname", False)]),
+        (InsideView(), [("E-mail", None, False), ("Prénom", None, False), ("First Name", None, False)]),
+    ],
+    ids=["datananas", "pronto", "mautic", "insideview"],
+)
+def test_field_targets_say_where_each_input_field_goes(provider: Provider, expected: list) -> None:
+    """Each input name's place in what is sent, as map_fields puts it: a known field, a custom one, or nothing."""
+    assert provider.field_targets(["E-mail", "Prénom", "First Name"]) == expected
+
+
+def test_insideview_field_targets_send_the_id_columns_only() -> None:
+    """Every id column may give the id sent (the first filled in, row by row); nothing else is sent."""
+    assert InsideView().field_targets(["contact_id", "name", "newContactId"]) == [
+        ("contact_id", "id", False),
+        ("name", None, False),
+        ("newContactId", "id", False),
+    ]
