@@ -195,6 +195,21 @@ class Settings:
         return DEFAULT_LOGIN_URL
 
 
+_OnRetry = Callable[[str, float, int], Awaitable[None]]
+
+
+def _prefixed(on_retry: _OnRetry | None, prefix: str) -> _OnRetry | None:
+    """``on_retry`` with ``prefix`` before each reason it is given (None stays None)."""
+    if on_retry is None:
+        return None
+    told = on_retry
+
+    async def prefixed(why: str, delay: float, attempt: int) -> None:
+        await told(prefix + why, delay, attempt)
+
+    return prefixed
+
+
 class ProviderClient:
     """Sends a provider's requests with auth, retries and rate limiting; an async context manager."""
 
@@ -239,7 +254,7 @@ class ProviderClient:
 
     # --- auth ------------------------------------------------------------------------
 
-    async def _credential(self, *, refresh: bool = False) -> str:
+    async def _credential(self, *, refresh: bool = False, on_retry: _OnRetry | None = None) -> str:
         if self.provider.name not in _TOKEN_PROVIDERS:
             return self.settings.credential
         # A fresh token needs no lock; while another task holds it (it may be refreshing after
@@ -252,7 +267,9 @@ class ProviderClient:
                 request = self.provider.token_request(self.settings.credential, self.settings.secret or "")  # type: ignore[attr-defined]
                 # Asking for a token is safe to repeat: 429, 5xx and broken connections are retried as for
                 # any request, and what is left (refused or malformed) is read as an AuthError.
-                response = await self.send(request, _authenticated=False)
+                # The request waiting for this token says its retries too.
+                told = _prefixed(on_retry, "asking for a token: ")
+                response = await self.send(request, on_retry=told, _authenticated=False)
                 try:
                     grant = self.provider.read_token(response)  # type: ignore[attr-defined]
                 except AuthError as exc:
@@ -396,7 +413,8 @@ class ProviderClient:
         refreshed = not _authenticated
         while True:
             try:
-                headers = self.provider.auth_headers(await self._credential()) if _authenticated else None  # type: ignore[attr-defined]
+                credential = await self._credential(on_retry=on_retry) if _authenticated else None
+                headers = self.provider.auth_headers(credential) if credential is not None else None  # type: ignore[attr-defined]
                 response = await self._raw(request, headers)
             except _NotSent as exc:
                 if backoff.exhausted:
@@ -424,7 +442,7 @@ class ProviderClient:
                 ) from exc.__cause__
             if response.status == 401 and self.provider.name in _TOKEN_PROVIDERS and not refreshed:
                 refreshed = True
-                await self._credential(refresh=True)
+                await self._credential(refresh=True, on_retry=on_retry)
                 continue
             if response.status == 401 and _authenticated:
                 name = self.provider.name

@@ -212,6 +212,22 @@ async def test_token_endpoint_throttled_or_failing_is_retried(scripted: tuple[Sc
     assert response.status == 202 and provider.tokens_issued == 1 and len(provider.submits) == 1
 
 
+async def test_token_request_retries_are_told_to_the_request_waiting_for_it(scripted: tuple[Scripted, str]) -> None:
+    """A token endpoint's 503s are said through the waiting request's on_retry ("asking for a token: ..."): a
+    submit said nothing while the token was retried."""
+    provider, url = scripted
+    provider.token_answers = [(503, {}, b"maintenance"), (503, {}, b"maintenance")]
+    told: list[tuple[str, int]] = []
+
+    async def on_retry(why: str, delay: float, attempt: int) -> None:
+        told.append((why, attempt))
+
+    async with ProviderClient(Mautic(), quick(url)) as http:
+        response = await http.send(SUBMIT, on_retry=on_retry)
+    assert response.status == 202 and provider.tokens_issued == 1
+    assert told == [("asking for a token: HTTP 503", 1), ("asking for a token: HTTP 503", 2)]
+
+
 async def test_token_endpoint_not_found_points_at_the_url(scripted: tuple[Scripted, str]) -> None:
     """A 404 from the token endpoint (a wrong URL) says to check the URL, not that credentials were refused."""
     provider, url = scripted
