@@ -9,6 +9,7 @@ reference, so nothing submitted is missing from the board.
 
 from __future__ import annotations
 
+from collections import deque
 from dataclasses import dataclass, field
 from datetime import datetime
 
@@ -69,7 +70,10 @@ class JobBoard:
         self._chunk_to_job: dict[tuple[str, str], str] = {}
         self.throttled = 0
         self.invalid = 0
-        self.source_states: list[ev.SourceState] = []
+        # The last source states (a poll or a submit retried says one each time: bounded), and the time of
+        # every WebSocket drop, which decides whether a job's end may have been missed (websocket_drops).
+        self.source_states: deque[ev.SourceState] = deque(maxlen=1024)
+        self._websocket_drops: list[datetime] = []
 
     def _row(self, event: ev.Event) -> JobRow:
         key = (event.provider, event.job_id)
@@ -107,6 +111,8 @@ class JobBoard:
                     row.state = "running"
             case ev.SourceState():
                 self.source_states.append(event)
+                if event.state == "disconnected" and event.source == "websocket":
+                    self._websocket_drops.append(event.at)
             case ev.InvalidSignal():
                 self.invalid += 1
             case ev.Throttled():
@@ -152,10 +158,7 @@ class JobBoard:
 
     def websocket_drops(self, since: datetime | None = None) -> int:
         """How many times a WebSocket source was disconnected (at or after ``since``, when given)."""
-        return sum(
-            s.state == "disconnected" and s.source == "websocket" and (since is None or s.at >= since)
-            for s in self.source_states
-        )
+        return sum(since is None or at >= since for at in self._websocket_drops)
 
     def all_finished(self) -> bool:
         """True when every job and chunk on the board reached a terminal state."""

@@ -119,3 +119,15 @@ def test_websocket_drops_are_counted_since_a_time() -> None:
     assert board.websocket_drops() == 2
     assert board.websocket_drops(since=t0 + timedelta(seconds=3)) == 1
     assert board.websocket_drops(since=t0 + timedelta(seconds=4)) == 0
+
+
+def test_source_states_are_bounded_and_websocket_drops_all_counted() -> None:
+    """Failed polls say a SourceState each: the board keeps the last 1,024, but counts every WebSocket drop."""
+    board = JobBoard()
+    common = {"provider": "datananas", "job_id": ""}
+    for i in range(3):
+        board(ev.SourceState(id=f"d{i}", source="websocket", state="disconnected", **common))
+    for i in range(5000):
+        board(ev.SourceState(id=f"p{i}", source="poll", state="reconnecting", attempt=i + 1, **common))
+    assert len(board.source_states) == 1024 and board.source_states[-1].attempt == 5000
+    assert board.websocket_drops() == 3
