@@ -32,6 +32,7 @@ input from a provider ends its job with a typed event; the other jobs carry on.
 from __future__ import annotations
 
 import ipaddress
+import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -60,7 +61,16 @@ from eventbus.subscribers.board import JobBoard, JobRow
 from eventbus.subscribers.log import redact_userinfo
 from eventbus.tracker import JobTracker, Publisher
 
-__all__ = ["FollowResult", "accounted", "follow"]
+__all__ = [
+    "RESUMABLE",
+    "FollowResult",
+    "JobsResult",
+    "accounted",
+    "check_job_ids",
+    "check_resumable",
+    "follow",
+    "follow_jobs",
+]
 
 
 @dataclass
@@ -491,11 +501,15 @@ async def follow(
                         tg.start_soon(
                             watch,
                             job,
-                            _watch_insideview(http, job, ids, keyed, poll_initial, poll_cap, poll_error_grace),
+                            _watch_insideview(http, job.job_id, ids, keyed, poll_initial, poll_cap, poll_error_grace),
                         )
                     elif provider == "mautic":
                         tg.start_soon(
-                            watch, job, _watch_mautic(http, job, keyed, poll_initial, poll_cap, poll_error_grace)
+                            watch,
+                            job,
+                            _watch_mautic(
+                                http, job.job_id, len(job.rows), keyed, poll_initial, poll_cap, poll_error_grace
+                            ),
                         )
                     if not _finished(board, provider, job.job_id):
                         remaining.add(job.job_id)
@@ -556,6 +570,158 @@ async def follow(
         watcher.close()
     await bus.drain()
     return result
+
+
+RESUMABLE = ("insideview", "mautic")
+"""The providers whose jobs :func:`follow_jobs` can pick up by id: they answer status polls."""
+
+_NOT_RESUMABLE = {
+    "datananas": "a Datananas job reports progress only on the account's WebSocket while it runs, and nothing is "
+    "replayed: a job submitted earlier cannot be followed by its id (follow it as it is submitted: "
+    "eventbus submit --follow)",
+    "pronto": "Pronto posts each contact's result to the webhook URL given when the job was submitted, and has no "
+    "job to poll: receive them with eventbus serve at that URL (or submit with --follow)",
+}
+
+
+def check_resumable(provider: str) -> None:
+    """A :class:`ConfigError` saying why, unless :func:`follow_jobs` can follow ``provider``'s jobs by id."""
+    if provider not in RESUMABLE:
+        raise ConfigError(
+            _NOT_RESUMABLE.get(provider) or f"unknown provider {provider!r}; choose one of: {', '.join(RESUMABLE)}"
+        )
+
+
+MAX_JOB_ID = 200  # characters; provider job ids are 20 (InsideView) to 36 (a Mautic uuid)
+
+
+def check_job_ids(provider: str, job_ids: Iterable[str]) -> list[str]:
+    """``job_ids`` as :func:`follow_jobs` takes them: each once, in order; a :class:`ConfigError` naming the first
+    that cannot be one (empty, too long, or with characters no job id has: it goes into the URL's path)."""
+    ids: dict[str, None] = {}
+    for job_id in job_ids:
+        if not isinstance(job_id, str):
+            raise ConfigError(f"a job id is text, not {type(job_id).__name__}")
+        shown = ev.excerpt(job_id, 60)
+        if ev.is_chunk_ref(job_id):
+            raise ConfigError(
+                f"{shown!r} is a chunk reference, not a job id: the provider never answered for that chunk, so it "
+                f"may or may not have become a job; look for it at {provider}"
+            )
+        if not 0 < len(job_id) <= MAX_JOB_ID or not _JOB_ID.fullmatch(job_id) or job_id in (".", ".."):
+            raise ConfigError(
+                f"{shown!r} is not a job id: expected letters, digits, '-', '_', '.' or '~' "
+                f"(at most {MAX_JOB_ID}), as submit printed them"
+            )
+        ids[job_id] = None
+    if not ids:
+        raise ConfigError("no job id given: name the jobs to follow (submit prints them)")
+    return list(ids)
+
+
+_JOB_ID = re.compile(r"[A-Za-z0-9._~-]+")
+
+
+@dataclass
+class JobsResult:
+    """What :func:`follow_jobs` saw: the jobs asked for, the per-job board, and whether all completed."""
+
+    provider: str
+    job_ids: list[str]
+    board: JobBoard
+    timed_out: bool = False
+    unfinished: list[str] = field(default_factory=list)
+    not_found: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """True when every job completed and its results cover its total."""
+        rows = [self.board.rows.get((self.provider, j)) for j in self.job_ids]
+        return not self.timed_out and all(
+            row is not None and row.state == "completed" and accounted(row) for row in rows
+        )
+
+
+async def follow_jobs(
+    provider: str,
+    job_ids: Iterable[str],
+    bus: Bus,
+    *,
+    settings: Settings | None = None,
+    client: httpx.AsyncClient | None = None,
+    timeout: float = 600.0,
+    stuck_after: float = 120.0,
+    poll_initial: float = 0.2,
+    poll_cap: float = 5.0,
+    poll_error_grace: float = 120.0,
+) -> JobsResult:
+    """Follow jobs submitted earlier (by another run, or one that was interrupted) to their end, by their ids.
+
+    InsideView and Mautic only (:data:`RESUMABLE`): each job's status is
+    polled, and once it has ended its results (InsideView's CSV, Mautic's
+    details pages) are read and published as items, as :func:`follow` does,
+    through a :class:`~eventbus.tracker.JobTracker`. The input rows are not
+    known here, so item keys are InsideView's contact ids and, for Mautic, the
+    contact's position in its job (0-based, the order it was sent in); and
+    nothing can say that a contact is missing from a job's results, except
+    InsideView's own total. Each job is announced by a ``JobAccepted``
+    (``source="poll"``, no ``batch_id``) at its first status; a job id the
+    provider answers 404 for at once is unknown to it (a typo, or a Mautic job
+    older than 48 hours): an ``InvalidSignal`` says so, and the job is listed
+    in ``not_found`` and ``unfinished``; jobs whose polls gave up are in
+    ``unfinished``. Returns when every job
+    has ended or after ``timeout`` seconds (``timed_out``). A
+    :class:`ConfigError` is raised, before any request, for another provider
+    or a malformed job id (see :func:`check_job_ids`).
+    """
+    check_resumable(provider)
+    check_numbers(
+        "follow_jobs",
+        timeout=(timeout, SECONDS),
+        stuck_after=(stuck_after, SECONDS),
+        poll_initial=(poll_initial, SECONDS),
+        poll_cap=(poll_cap, SECONDS),
+        poll_error_grace=(poll_error_grace, NOT_NEGATIVE),
+    )
+    ids = check_job_ids(provider, job_ids)
+    settings = settings or Settings.from_env(provider)
+    board = JobBoard()
+    result = JobsResult(provider, ids, board)
+    watcher = bus.on(board, name=f"follow-jobs-{provider}-{id(board)}", providers=provider, buffer=65_536)
+    try:
+        async with (
+            JobTracker(stuck_after=stuck_after).attach(bus, check_every=min(5.0, stuck_after)) as merged,
+            ProviderClient(make_provider(provider), settings, client) as http,
+        ):
+
+            async def watch(job_id: str) -> None:
+                poll = _watch_insideview if provider == "insideview" else _watch_mautic
+                outcome = await poll(
+                    http, job_id, None, merged, poll_initial, poll_cap, poll_error_grace, discovered=True
+                )
+                if outcome is PollOutcome.NOT_FOUND:
+                    result.not_found.append(job_id)
+
+            with anyio.move_on_after(timeout) as scope:
+                async with anyio.create_task_group() as tg:
+                    for job_id in ids:
+                        tg.start_soon(watch, job_id)
+            result.timed_out = scope.cancelled_caught
+        await bus.drain()
+    except BaseExceptionGroup as group:
+        errors = errors_of(group)
+        if errors is None or len(errors) != 1:
+            raise
+        raise errors[0] from None
+    finally:
+        watcher.close()
+    result.unfinished = [j for j in ids if not _finished(board, provider, j)]
+    return result
+
+
+def _discovered(provider: str, job_id: str, total: int | None = None) -> ev.JobAccepted:
+    """The ``JobAccepted`` of a job submitted elsewhere, at its first status (see :func:`follow_jobs`)."""
+    return ev.JobAccepted(id=ev.event_id(provider, job_id, "accepted"), **_polled(provider, job_id), total=total)
 
 
 def _local_only(host: str) -> bool:
@@ -637,37 +803,45 @@ def _submitted_ids(p: Provider, contacts: Sequence[Mapping[str, Any] | str], row
 
 async def _watch_insideview(
     http: ProviderClient,
-    job: AcceptedJob,
-    ids: tuple[str, ...],
+    job_id: str,
+    ids: tuple[str, ...] | None,
     bus: Publisher,
     initial: float,
     cap: float,
     grace: float,
+    *,
+    discovered: bool = False,
 ) -> PollOutcome | None:
     """Poll the job's status; once finished, stream its CSV results, then complete it (the poll's outcome if not).
 
     Each id of ``ids`` (the contacts submitted in the job) is reported exactly
     once: a results row for another id, or a second row for one, is an
     InvalidSignal; an id the results file never mentions is an ItemFailed.
+    ``ids`` is None for a job submitted elsewhere (``discovered``): every id of
+    the results file is then reported once, and the job is announced by a
+    ``JobAccepted`` at its first status (a 404 then means an unknown job id).
     """
     last: dict[str, Any] = {}
 
     async def fetch() -> httpx.Response:
         return await http.request(
-            Request("GET", f"/target/contact/job/{job.job_id}", headers={"Accept": "application/json"})
+            Request("GET", f"/target/contact/job/{job_id}", headers={"Accept": "application/json"})
         )
 
     def interpret(response: httpx.Response) -> tuple[list[ev.Event], bool, bool]:
         status = insideview.parse_job_status(ProviderResponse(response.status_code, {}, response.content))
         changed = (status.status, status.processed) != (last.get("status"), last.get("processed"))
+        first = not last
         last.update(status=status.status, processed=status.processed)
         events = insideview.status_events(status, "poll")
+        if discovered and first:
+            events.insert(0, _discovered("insideview", job_id, status.total))
         if changed and status.status not in insideview.STATUSES:  # said once per new status, not at every poll
             known = ", ".join(insideview.STATUSES)
             events.append(
                 ev.InvalidSignal(
                     id=ev.new_id(),
-                    **_polled("insideview", job.job_id),
+                    **_polled("insideview", job_id),
                     reason=f"InsideView job status {ev.excerpt(status.status, 40)!r} is none of {known}: "
                     "the job is still watched, and ends at a terminal status or the timeout",
                     excerpt=ev.excerpt(response.content),
@@ -680,8 +854,8 @@ async def _watch_insideview(
         interpret,
         bus,
         provider="insideview",
-        job_id=job.job_id,
-        known=True,
+        job_id=job_id,
+        known=not discovered,
         initial=initial,
         cap=cap,
         error_grace=grace,
@@ -689,7 +863,7 @@ async def _watch_insideview(
     if outcome is not PollOutcome.TERMINAL or last.get("status") != "finished":
         return outcome
     succeeded = failed = 0
-    submitted = set(ids)
+    submitted = None if ids is None else set(ids)
     reported: set[str] = set()
     flagged: set[int] = set()  # lines already reported as invalid (a retried download reads them again)
 
@@ -700,32 +874,30 @@ async def _watch_insideview(
         await bus.publish(
             ev.InvalidSignal(
                 id=ev.new_id(),
-                **_polled("insideview", job.job_id),
+                **_polled("insideview", job_id),
                 reason=reason,
                 excerpt=ev.excerpt(raw),
             )
         )
 
-    request = Request("GET", f"/target/contact/job/{job.job_id}/results")
+    request = Request("GET", f"/target/contact/job/{job_id}/results")
     backoff = Backoff(base=initial, cap=cap, max_attempts=8)
-    throttled, retrying = _retry_reporters(bus, "insideview", job.job_id, "downloading the results")
+    throttled, retrying = _retry_reporters(bus, "insideview", job_id, "downloading the results")
     while True:
         in_this_file: set[str] = set()
         try:
             async with http.stream(request) as response:
                 if response.status_code == 200:
-                    async with CsvRows(
-                        response, bus, provider="insideview", job_id=job.job_id, flagged=flagged
-                    ) as rows:
+                    async with CsvRows(response, bus, provider="insideview", job_id=job_id, flagged=flagged) as rows:
                         async for row in rows:
                             try:
-                                events = insideview.result_row_events(job.job_id, row.fields)
+                                events = insideview.result_row_events(job_id, row.fields)
                             except ValueError as exc:
                                 await invalid(row.line, f"results line {row.line}: {exc}")
                                 continue
                             for event in events:
                                 key = getattr(event, "key", "")
-                                if key not in submitted:
+                                if submitted is not None and key not in submitted:
                                     why = f"newContactId {key[:40]!r} was not submitted in this job; row ignored"
                                 elif key in in_this_file:
                                     why = f"newContactId {key!r} appears again in the results file; the first is kept"
@@ -756,9 +928,9 @@ async def _watch_insideview(
                 await bus.publish(
                     _job_failed(
                         "insideview",
-                        job.job_id,
-                        f"the results download failed ({type(exc).__name__}: {exc}); {len(reported)} of "
-                        f"{len(ids)} contacts were read and are kept",
+                        job_id,
+                        f"the results download failed ({type(exc).__name__}: {exc}); {len(reported)}"
+                        f"{'' if ids is None else f' of {len(ids)}'} contacts were read and are kept",
                     )
                 )
                 return
@@ -771,12 +943,12 @@ async def _watch_insideview(
             reason = f"results download answered HTTP {status}: {body[:200].decode('utf-8', 'replace')}"
             end: ev.Event = (
                 ev.JobExpired(
-                    id=ev.event_id("insideview", job.job_id, "expired"),
-                    **_polled("insideview", job.job_id),
+                    id=ev.event_id("insideview", job_id, "expired"),
+                    **_polled("insideview", job_id),
                     reason=reason,
                 )
                 if status == 404
-                else _job_failed("insideview", job.job_id, reason)
+                else _job_failed("insideview", job_id, reason)
             )
             await bus.publish(end)
             return
@@ -785,27 +957,42 @@ async def _watch_insideview(
             throttled(delay, backoff.attempt) if status == 429 else retrying(f"HTTP {status}", delay, backoff.attempt)
         )
         await anyio.sleep(delay)
-    for key in ids:
+    for key in ids or ():
         if key not in reported:  # InsideView finished the job without a word about this contact
             failed += 1
             await bus.publish(
                 ev.ItemFailed(
-                    id=ev.event_id("insideview", job.job_id, "item", key),
-                    **_polled("insideview", job.job_id),
+                    id=ev.event_id("insideview", job_id, "item", key),
+                    **_polled("insideview", job_id),
                     key=key,
                     code="not_in_results",
                     message="not in InsideView's results file: the job finished without reporting this contact",
                 )
             )
-    await bus.publish(insideview.completed_event(job.job_id, succeeded, failed))
+    await bus.publish(insideview.completed_event(job_id, succeeded, failed))
 
 
 async def _watch_mautic(
-    http: ProviderClient, job: AcceptedJob, bus: Publisher, initial: float, cap: float, grace: float
+    http: ProviderClient,
+    job_id: str,
+    size: int | None,
+    bus: Publisher,
+    initial: float,
+    cap: float,
+    grace: float,
+    *,
+    discovered: bool = False,
 ) -> PollOutcome | None:
-    """Poll the job's status; once completed, follow the details pages, then complete it (the poll's outcome if not)."""
+    """Poll the job's status; once completed, follow the details pages, then complete it (the poll's outcome if not).
+
+    ``size`` is the number of contacts submitted in the job: entries past it
+    are ignored, and those the details never reach are ItemFailed. It is None
+    for a job submitted elsewhere (``discovered``): every entry is then
+    reported, keyed by its position in the job, and the job is announced by a
+    ``JobAccepted`` at its first status (a 404 then means an unknown job id).
+    """
     last: dict[str, str] = {}
-    url = f"/api/contacts/job/{job.job_id}"
+    url = f"/api/contacts/job/{job_id}"
 
     async def fetch() -> httpx.Response:
         return await http.request(Request("GET", url))
@@ -813,16 +1000,17 @@ async def _watch_mautic(
     def interpret(response: httpx.Response) -> tuple[list[ev.Event], bool, bool]:
         status = mautic.read_status(response.content).status
         changed = status != last.get("status")
+        events: list[ev.Event] = [_discovered("mautic", job_id)] if discovered and not last else []
         last["status"] = status
-        return [], changed, status == "completed"
+        return events, changed, status == "completed"
 
     outcome = await Poller(
         fetch,
         interpret,
         bus,
         provider="mautic",
-        job_id=job.job_id,
-        known=True,
+        job_id=job_id,
+        known=not discovered,
         initial=initial,
         cap=cap,
         error_grace=grace,
@@ -832,7 +1020,7 @@ async def _watch_mautic(
 
     base = http.settings.base_url
 
-    throttled, retrying = _retry_reporters(bus, "mautic", job.job_id, "reading the details")
+    throttled, retrying = _retry_reporters(bus, "mautic", job_id, "reading the details")
 
     async def fetch_page(page_url: str) -> tuple[list[mautic.DetailEntry], str | None]:
         response = await http.send(
@@ -848,21 +1036,22 @@ async def _watch_mautic(
             raise _BadPage(f"a details page is not a Mautic details page: {exc}", response.body, 200) from exc
 
     position = succeeded = failed = created = updated = 0
-    size = len(job.rows)
     try:
         async for entries, _next in follow_pages(fetch_page, f"{url}?details=1", lambda page: page[1]):
-            if position + len(entries) > size:  # only the job's own contacts count: keys past them map to no row
+            if (
+                size is not None and position + len(entries) > size
+            ):  # only the job's own contacts count: keys past them map to no row
                 extra = position + len(entries) - size
                 entries = entries[: max(size - position, 0)]
                 await bus.publish(
                     ev.InvalidSignal(
                         id=ev.new_id(),
-                        **_polled("mautic", job.job_id),
+                        **_polled("mautic", job_id),
                         reason=f"mautic details list {extra} more contact(s) than the {size} submitted in the job; "
                         "the extra entries are ignored",
                     )
                 )
-            for event in mautic.detail_events(job.job_id, entries, position):
+            for event in mautic.detail_events(job_id, entries, position):
                 if isinstance(event, ev.ItemSucceeded):
                     succeeded += 1
                     created += event.outcome == "created"
@@ -874,8 +1063,8 @@ async def _watch_mautic(
     except _Expired:
         await bus.publish(
             ev.JobExpired(
-                id=ev.event_id("mautic", job.job_id, "expired"),
-                **_polled("mautic", job.job_id),
+                id=ev.event_id("mautic", job_id, "expired"),
+                **_polled("mautic", job_id),
                 reason="the job expired while its details were being read",
             )
         )
@@ -886,7 +1075,7 @@ async def _watch_mautic(
             await bus.publish(
                 ev.InvalidSignal(
                     id=ev.new_id(),
-                    **_polled("mautic", job.job_id),
+                    **_polled("mautic", job_id),
                     reason=f"mautic details: {exc}",
                     excerpt=ev.excerpt(exc.raw),
                     status=exc.status,
@@ -895,18 +1084,19 @@ async def _watch_mautic(
         await bus.publish(
             _job_failed(
                 "mautic",
-                job.job_id,
-                f"Mautic completed the job but its details could not be read after {position} of "
-                f"{len(job.rows)} contacts: {exc}. The contacts reported before are kept; check the job in Mautic",
+                job_id,
+                f"Mautic completed the job but its details could not be read after {position}"
+                f"{'' if size is None else f' of {size}'} contacts: {exc}. The contacts reported before are kept; "
+                "check the job in Mautic",
             )
         )
         return
-    for key in range(position, size):  # Mautic's details ended before listing these contacts
+    for key in range(position, position if size is None else size):  # the details ended before these contacts
         failed += 1
         await bus.publish(
             ev.ItemFailed(
-                id=ev.event_id("mautic", job.job_id, "item", key),
-                **_polled("mautic", job.job_id),
+                id=ev.event_id("mautic", job_id, "item", key),
+                **_polled("mautic", job_id),
                 key=str(key),
                 code="not_in_details",
                 message="not in Mautic's job details: the job completed without reporting this contact",
@@ -914,13 +1104,13 @@ async def _watch_mautic(
         )
     await bus.publish(
         ev.JobCompleted(
-            id=ev.event_id("mautic", job.job_id, "completed"),
-            **_polled("mautic", job.job_id),
+            id=ev.event_id("mautic", job_id, "completed"),
+            **_polled("mautic", job_id),
             succeeded=succeeded,
             failed=failed,
             created=created,
             updated=updated,
-            total=size,
+            total=position if size is None else size,
         )
     )
 

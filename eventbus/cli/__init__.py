@@ -40,9 +40,11 @@ __all__ = [
     "count",
     "guard_stdout",
     "integer",
+    "json_lines",
     "main",
     "non_negative",
     "number",
+    "plural",
     "port",
     "positive",
     "redact_userinfo",
@@ -227,6 +229,24 @@ def say(text: str, file: Any = None) -> None:
     from eventbus.events import printable
 
     print(printable(text), file=sys.stderr if file is None else file)
+
+
+def plural(count: int, word: str) -> str:
+    """``count`` and ``word``, the word plural unless the count is one: "1 chunk", "2 chunks"."""
+    return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def json_lines() -> Callable[[Any], None]:
+    """A subscriber that writes each event to stdout as one JSON line, flushed at once (for ``--json``)."""
+    from eventbus.events import encode
+
+    out = sys.stdout.buffer
+
+    def write_json(event: Any) -> None:
+        out.write(encode(event) + b"\n")
+        out.flush()
+
+    return write_json
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -15,6 +15,8 @@ from eventbus import events as ev
 from eventbus.cli import (
     count,
     guard_stdout,
+    json_lines,
+    plural,
     positive,
     redact_userinfo,
     say,
@@ -209,7 +211,7 @@ def _write_results(args: argparse.Namespace, results: Any, contacts: list, run: 
         return
     counts = results.write(args.results, contacts, run, args.numbers)
     shown = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items())
-    say(f"eventbus submit: results of {_n(len(contacts), 'row')} in {args.results} ({shown})")
+    say(f"eventbus submit: results of {plural(len(contacts), 'row')} in {args.results} ({shown})")
 
 
 def _encoding(name: str) -> str:
@@ -250,7 +252,7 @@ def run(args: argparse.Namespace) -> int:
         Results.check_writable(args.results)  # before anything is sent, not after
     if listen is not None:
         return _follow(args, settings, contacts, listen)
-    write_json = _json_lines()
+    write_json = json_lines()
     results = Results(args.provider) if args.results else None
     record = _Record(results)
     done: list[Any] = []  # the report, once there is one
@@ -276,22 +278,26 @@ def run(args: argparse.Namespace) -> int:
         out = sys.stderr if args.json else sys.stdout
         repeated = f", {report.repeated} repeated (each sent once)" if report.repeated else ""
         say(
-            f"{args.provider}: {_n(report.contacts, 'contact')}, {_invalid(report)}{repeated}, "
-            f"{_n(report.chunks, 'chunk')}, {len(report.accepted)} accepted, {report.rejected_chunks} rejected",
+            f"{args.provider}: {plural(report.contacts, 'contact')}, {_invalid(report)}{repeated}, "
+            f"{plural(report.chunks, 'chunk')}, {len(report.accepted)} accepted, {report.rejected_chunks} rejected",
             out,
         )
         accepted = sorted(report.accepted, key=lambda j: j.chunk_index)
         if not args.json:
             for job in accepted[:_SHOWN]:
-                say(f"  job {job.job_id}: {_n(len(job.rows), 'contact')} (chunk {job.chunk_index})", sys.stdout)
+                say(f"  job {job.job_id}: {plural(len(job.rows), 'contact')} (chunk {job.chunk_index})", sys.stdout)
             if len(accepted) > _SHOWN:
                 say(f"  ... and {len(accepted) - _SHOWN} more jobs (each one in --json or --results)", sys.stdout)
+            polled = [job.job_id for job in accepted if not ev.is_chunk_ref(job.job_id)]  # (not synchronous answers)
+            hint = resume_hint(args.provider, polled, again=False)
+            if hint and len(accepted) <= _SHOWN:
+                say(f"  {hint}", sys.stdout)
         _print_invalid(report.invalid)
         refused = sorted((r for r in report.rejected if r.sent), key=lambda r: r.chunk_index)
         for r in refused[:_SHOWN]:
             status = f"HTTP {r.status}, " if r.status is not None else ""
             again = "may be sent again" if r.retriable else "do not send again as is"
-            say(f"  rejected chunk {r.chunk_index} ({_n(len(r.rows), 'contact')}; {status}{again}): {r.reason}")
+            say(f"  rejected chunk {r.chunk_index} ({plural(len(r.rows), 'contact')}; {status}{again}): {r.reason}")
         if len(refused) > _SHOWN:
             say(f"  ... and {len(refused) - _SHOWN} more rejected chunks")
         _print_stopped(report)
@@ -307,11 +313,6 @@ def run(args: argparse.Namespace) -> int:
         return status
 
 
-def _n(count: int, word: str) -> str:
-    """``count`` and ``word``, the word plural unless the count is one: "1 chunk", "2 chunks"."""
-    return f"{count} {word}" if count == 1 else f"{count} {word}s"
-
-
 def _print_invalid(problems: list) -> None:
     """The first problems found before sending, one line each on stderr, and how many more there are."""
     for problem in problems[:_SHOWN]:
@@ -324,7 +325,7 @@ def _print_stopped(report: Any) -> None:
     """Why the run stopped, if it did, and the rows of the chunks not taken that may be sent again as they are."""
     if report.stopped:
         unsent = sum(not r.sent for r in report.rejected)
-        say(f"  stopped ({_n(unsent, 'chunk')} not sent): {report.stopped}")
+        say(f"  stopped ({plural(unsent, 'chunk')} not sent): {report.stopped}")
     later = report.rows_to_send_later  # also chunks refused for the account's or a passing reason: none taken
     if later:
         say(f"  to send them later: --rows {rows_spec(later)}")
@@ -384,8 +385,8 @@ def _dry_run(args: argparse.Namespace, contacts: list) -> int:
     out = sys.stderr if args.json else sys.stdout
     repeated = f", {found.repeated} repeated (each sent once)" if found.repeated else ""
     say(
-        f"{args.provider} (dry run, nothing sent): {_n(found.contacts, 'contact')}, {_invalid(found)}{repeated}, "
-        f"{_n(len(found.chunks), 'chunk')}, {_n(found.valid, 'contact')} in {_size(found.body_bytes)} "
+        f"{args.provider} (dry run, nothing sent): {plural(found.contacts, 'contact')}, {_invalid(found)}{repeated}, "
+        f"{plural(len(found.chunks), 'chunk')}, {plural(found.valid, 'contact')} in {_size(found.body_bytes)} "
         "of request bodies",
         out,
     )
@@ -393,14 +394,14 @@ def _dry_run(args: argparse.Namespace, contacts: list) -> int:
         say(f"  fields: {_fields(found.fields)}", out)
     for chunk in found.chunks[:_SHOWN]:
         say(
-            f"  chunk {chunk.chunk_index}: {chunk.method} {chunk.path}, {_n(len(chunk.rows), 'contact')} "
+            f"  chunk {chunk.chunk_index}: {chunk.method} {chunk.path}, {plural(len(chunk.rows), 'contact')} "
             f"(rows {ev.excerpt(rows_spec(chunk.rows), 60)}), {_size(chunk.body_bytes)}",
             out,
         )
     if len(found.chunks) > _SHOWN:
         say(f"  ... and {len(found.chunks) - _SHOWN} more chunks", out)
     if args.json:  # the ItemFailed events submit would publish, one JSON line each
-        write_json = _json_lines()
+        write_json = json_lines()
         for event in invalid_rows(args.provider, "dry-run", found.invalid):  # (a closed stdout ends the run, 141)
             write_json(event)
     else:
@@ -451,7 +452,7 @@ class _Record:
         jobs = ", ".join(f"{job} (chunk {i})" for i, job in sorted(fates.jobs.items()))
         open_ = sorted(fates.sent - fates.jobs.keys() - fates.refused.keys())
         unsent = fates.count - len(fates.sent)
-        parts = [f"{len(fates.jobs)} of {_n(fates.count, 'chunk')} accepted" + (f": {jobs}" if jobs else "")]
+        parts = [f"{len(fates.jobs)} of {plural(fates.count, 'chunk')} accepted" + (f": {jobs}" if jobs else "")]
         if fates.refused:
             parts.append(f"{len(fates.refused)} rejected")
         if open_:
@@ -462,17 +463,6 @@ class _Record:
             )
         parts.append(f"{unsent} not sent")
         return "; ".join(parts) + "."
-
-
-def _json_lines() -> Callable[[ev.Event], None]:
-    """A subscriber that writes each event to stdout as one JSON line, flushed at once."""
-    out = sys.stdout.buffer
-
-    def write_json(event: ev.Event) -> None:
-        out.write(ev.encode(event) + b"\n")
-        out.flush()
-
-    return write_json
 
 
 def _listen(value: str) -> tuple[str, int]:
@@ -499,7 +489,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
     options.pop("webhook_url", None)
     options.pop("webhook", None)
     console = stdout_console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
-    write_json = _json_lines()
+    write_json = json_lines()
 
     board = JobBoard()  # every job's row, also for what to say if the run is interrupted
     view = ConsoleView(board, console, items=args.items)
@@ -538,7 +528,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
         _write_results(args, results, contacts, result.report)
         console.print(summary_table(result.board, title=f"{args.provider} jobs"))
         if result.ok:
-            console.print(f"all {_n(len(result.report.accepted), 'job')} completed")
+            console.print(f"all {plural(len(result.report.accepted), 'job')} completed")
             return 0
         problems = _not_completed(result, args.provider, args.timeout)
         say(f"eventbus submit: not everything completed: {'; '.join(problems)}")
@@ -564,19 +554,22 @@ def _not_completed(result: Any, provider: str, timeout: float) -> list[str]:
 
     problems = []
     if result.report.invalid:
-        problems.append(_n(result.report.invalid_rows, "invalid row"))
+        problems.append(plural(result.report.invalid_rows, "invalid row"))
     if result.report.rejected_chunks:
-        problems.append(f"{_n(result.report.rejected_chunks, 'chunk')} rejected")
+        problems.append(f"{plural(result.report.rejected_chunks, 'chunk')} rejected")
     if result.unfinished:
         ids = ", ".join(result.unfinished)
         if result.timed_out:
-            problems.append(f"{_n(len(result.unfinished), 'job')} still open after {timeout:g}s ({ids})")
+            problems.append(f"{plural(len(result.unfinished), 'job')} still open after {timeout:g}s ({ids})")
         else:
-            problems.append(f"{_n(len(result.unfinished), 'job')} no longer followed, their end not seen ({ids})")
+            problems.append(f"{plural(len(result.unfinished), 'job')} no longer followed, their end not seen ({ids})")
+        again = resume_hint(provider, result.unfinished)
+        if again:
+            problems.append(again)
         drops = result.board.websocket_drops()
         if drops:
             problems.append(
-                f"the WebSocket was disconnected {_n(drops, 'time')} and "
+                f"the WebSocket was disconnected {plural(drops, 'time')} and "
                 f"{provider} replays nothing: a job's last events may have been sent while it was down, "
                 "so check the jobs still open at the provider"
             )
@@ -587,7 +580,7 @@ def _not_completed(result: Any, provider: str, timeout: float) -> list[str]:
         problems.append("jobs ended " + ", ".join(sorted(set(states))))
     short = [r.job_id for r in result.board.rows.values() if r.state == "completed" and not accounted(r)]
     if short:
-        problems.append(f"{_n(len(short), 'completed job')} reported fewer contacts than they carried")
+        problems.append(f"{plural(len(short), 'completed job')} reported fewer contacts than they carried")
     return problems
 
 
@@ -596,11 +589,24 @@ def _open_jobs(board: JobBoard) -> str:
     open_ = [r for r in board.rows.values() if not r.finished]
     running = [r.job_id for r in open_ if not ev.is_chunk_ref(r.job_id)]
     unanswered = [r.job_id for r in open_ if ev.is_chunk_ref(r.job_id)]
-    parts = [f"{_n(len(running), 'job')} still open at the provider" + (f": {', '.join(running)}" if running else "")]
+    shown = f": {', '.join(running)}" if running else ""
+    parts = [f"{plural(len(running), 'job')} still open at the provider{shown}"]
+    again = resume_hint(open_[0].provider, running) if running else ""
+    if again:
+        parts.append(again)
     if unanswered:
         parts.append(
-            f"{_n(len(unanswered), 'chunk')} sent without an answer yet "
+            f"{plural(len(unanswered), 'chunk')} sent without an answer yet "
             f"({', '.join(unanswered)}): may have been taken, "
             "check the provider before sending again"
         )
     return "; ".join(parts) + "."
+
+
+def resume_hint(provider: str, job_ids: list[str], *, again: bool = True) -> str:
+    """The command that follows ``job_ids`` (again), for the providers whose jobs can be followed by id; else ""."""
+    from adapters.follow import RESUMABLE
+
+    if provider not in RESUMABLE or not job_ids:
+        return ""
+    return f"to follow them{' again' if again else ''}: eventbus follow --provider {provider} {' '.join(job_ids)}"

@@ -1,0 +1,175 @@
+"""`eventbus follow`: InsideView and Mautic jobs submitted earlier, followed by id, as users run it (subprocesses)."""
+
+from __future__ import annotations
+
+import shlex
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import anyio
+import pytest
+from anyio.streams.buffered import BufferedByteReceiveStream
+
+from adapters.simulator import Simulator, SimulatorConfig
+from eventbus import events as ev
+from tests.adapters.conftest import checked_simulator
+from tests.adapters.test_cli_submit import cli_env, interrupted
+
+pytestmark = pytest.mark.anyio
+
+
+def env_for(sim: Simulator, provider: str) -> dict[str, str]:
+    name = provider.upper()
+    return {f"{name}_CLIENT_ID": "demo", f"{name}_CLIENT_SECRET": "demo", f"{name}_BASE_URL": sim.urls[provider]}
+
+
+def cli(*args: str, env: dict[str, str], timeout: float = 120) -> subprocess.CompletedProcess[str]:
+    """`eventbus ARGS` in a subprocess (the environment's provider credentials replaced by ``env``)."""
+    return subprocess.run(
+        [sys.executable, "-m", "eventbus", *args], capture_output=True, text=True, env=cli_env(env), timeout=timeout
+    )
+
+
+def ids_file(tmp_path: Path, n: int, first: int = 1000) -> str:
+    f = tmp_path / "ids.txt"
+    f.write_text("".join(f"{first + i}\n" for i in range(n)))
+    return str(f)
+
+
+def mautic_file(tmp_path: Path, n: int) -> str:
+    f = tmp_path / "people.csv"
+    f.write_text("email,firstname\n" + "".join(f"p{i}@x.io,A{i}\n" for i in range(n)))
+    return str(f)
+
+
+@pytest.mark.parametrize("provider", ["insideview", "mautic"])
+async def test_the_command_submit_prints_follows_the_jobs_to_their_end(
+    simulator: Simulator, tmp_path: Path, provider: str
+) -> None:
+    """`eventbus submit` (without --follow) prints the `eventbus follow` command for its jobs; run as printed, it
+    shows each job completing and the summary table, and exits 0."""
+    env = env_for(simulator, provider)
+    file = ids_file(tmp_path, 10_500) if provider == "insideview" else mautic_file(tmp_path, 10_500)
+    submitted = await anyio.to_thread.run_sync(lambda: cli("submit", "--provider", provider, file, env=env))
+    assert submitted.returncode == 0, submitted.stderr
+    (hint,) = [line for line in submitted.stdout.splitlines() if "eventbus follow" in line]
+    command = shlex.split(hint.split(": ", 1)[1])
+    assert command[:4] == ["eventbus", "follow", "--provider", provider] and len(command) == 6  # two jobs
+    proc = await anyio.to_thread.run_sync(lambda: cli(*command[1:], env=env))
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert "all 2 jobs completed" in proc.stdout and f"{provider} jobs" in proc.stdout
+    for job_id in command[4:]:
+        assert job_id[:20] in proc.stdout  # (the summary table shortens Mautic's 36-character ids)
+
+
+async def test_json_lines_carry_each_contacts_results(simulator: Simulator, tmp_path: Path) -> None:
+    """--json: every event one decodable line on stdout; each contact of the job once, with InsideView's data."""
+    env = env_for(simulator, "insideview")
+    submitted = await anyio.to_thread.run_sync(
+        lambda: cli("submit", "--provider", "insideview", "--json", ids_file(tmp_path, 200), env=env)
+    )
+    (job_id,) = [e.job_id for e in map(ev.decode, submitted.stdout.splitlines()) if isinstance(e, ev.JobAccepted)]
+    proc = await anyio.to_thread.run_sync(lambda: cli("follow", "--provider", "insideview", "--json", job_id, env=env))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    events = [ev.decode(line) for line in proc.stdout.splitlines()]
+    items = [e for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)]
+    assert sorted(int(e.key) for e in items) == list(range(1000, 1200))
+    found = [e for e in items if isinstance(e, ev.ItemSucceeded)]
+    assert found and all(e.data.get("email") for e in found)
+    of_job = [e for e in events if e.job_id == job_id]
+    assert isinstance(of_job[0], ev.JobAccepted) and isinstance(of_job[-1], ev.JobCompleted)
+    assert of_job[-1].total == 200
+    assert "all 1 job completed" in proc.stderr  # the summary goes to stderr: stdout holds the events only
+
+
+async def test_an_unknown_job_exits_1_saying_so(simulator: Simulator) -> None:
+    env = env_for(simulator, "mautic")
+    proc = await anyio.to_thread.run_sync(lambda: cli("follow", "--provider", "mautic", "no-such-job", env=env))
+    assert proc.returncode == 1
+    assert (
+        "eventbus follow: not everything completed: 1 job unknown to mautic (404 at the first poll: check the id; "
+        "Mautic forgets a job 48 hours after it ran): no-such-job"
+    ) in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+async def test_a_job_still_running_at_the_timeout_exits_1_naming_it(tmp_path: Path) -> None:
+    async with checked_simulator(SimulatorConfig(item_time=0.5, tick=0.05)) as sim:
+        env = env_for(sim, "insideview")
+        submitted = await anyio.to_thread.run_sync(
+            lambda: cli("submit", "--provider", "insideview", "--json", ids_file(tmp_path, 500), env=env)
+        )
+        (job_id,) = [e.job_id for e in map(ev.decode, submitted.stdout.splitlines()) if isinstance(e, ev.JobAccepted)]
+        proc = await anyio.to_thread.run_sync(
+            lambda: cli("follow", "--provider", "insideview", "--timeout", "1", job_id, env=env)
+        )
+    assert proc.returncode == 1
+    assert f"not everything completed: 1 job still open after 1s: {job_id}" in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("args", "said"),
+    [
+        (["--provider", "datananas", "j1"], "nothing is replayed"),
+        (["--provider", "pronto", "j1"], "eventbus serve"),
+        (["--provider", "mautic", "../../oauth/v2/token"], "is not a job id"),
+        (["--provider", "mautic", "abc123#4"], "is a chunk reference, not a job id"),
+        (["--provider", "mautic", "--timeout", "nan", "j1"], "expected a finite number greater than 0"),
+        (["--provider", "mautic"], "the following arguments are required: JOB_ID"),
+        (["--provider", "hubspot", "j1"], "invalid choice: 'hubspot'"),
+    ],
+)
+def test_usage_errors_exit_2_before_anything_is_sent(args: list[str], said: str) -> None:
+    """Nothing listens at the base URL: a request would be a connection error, not this message."""
+    env = {"MAUTIC_CLIENT_ID": "id", "MAUTIC_CLIENT_SECRET": "s", "MAUTIC_BASE_URL": "http://127.0.0.1:9"}
+    proc = cli("follow", *args, env=env)
+    assert proc.returncode == 2 and said in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_missing_credentials_are_named() -> None:
+    proc = cli("follow", "--provider", "insideview", "job1", env={})
+    assert proc.returncode == 1
+    assert "insideview needs the environment variable(s) INSIDEVIEW_CLIENT_ID, INSIDEVIEW_CLIENT_SECRET" in proc.stderr
+
+
+async def test_an_interrupted_submit_follow_is_picked_up_by_the_command_it_prints(tmp_path: Path) -> None:
+    """Ctrl-C during `submit --follow` of an InsideView job: the line on stderr names `eventbus follow` with the job;
+    that command, run next, follows the job to its end (its results are all read), and exits 0."""
+    async with checked_simulator(SimulatorConfig(item_time=0.01, tick=0.02)) as sim:  # 300 ids: 3 s of work
+        env = env_for(sim, "insideview")
+        args = ["--provider", "insideview", "--follow", ids_file(tmp_path, 300)]
+        seen, stderr, status = await interrupted(
+            args, env, lambda seen: any(isinstance(e, ev.JobAccepted) for e in seen)
+        )
+        (job_id,) = {e.job_id for e in seen if isinstance(e, ev.JobAccepted)}
+        assert status == 130 and "Traceback" not in stderr, stderr
+        assert f"to follow them again: eventbus follow --provider insideview {job_id}" in stderr
+        command = ["follow", "--provider", "insideview", "--json", job_id]
+        proc = await anyio.to_thread.run_sync(lambda: cli(*command, env=env))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    items = [e for e in map(ev.decode, proc.stdout.splitlines()) if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)]
+    assert len({e.key for e in items}) == len(items) == 300
+
+
+async def test_ctrl_c_names_the_jobs_not_seen_to_end(tmp_path: Path) -> None:
+    """Ctrl-C during `eventbus follow`: exit 130, the jobs not seen to end named, and how to follow them again."""
+    async with checked_simulator(SimulatorConfig(item_time=0.5, tick=0.05)) as sim:
+        env = env_for(sim, "mautic")
+        submitted = await anyio.to_thread.run_sync(
+            lambda: cli("submit", "--provider", "mautic", "--json", mautic_file(tmp_path, 200), env=env)
+        )
+        (job_id,) = [e.job_id for e in map(ev.decode, submitted.stdout.splitlines()) if isinstance(e, ev.JobAccepted)]
+        command = [sys.executable, "-m", "eventbus", "follow", "--provider", "mautic", "--json", job_id]
+        async with await anyio.open_process(command, env=cli_env(env)) as proc:
+            assert proc.stdout is not None and proc.stderr is not None
+            with anyio.fail_after(60):
+                first = ev.decode(await BufferedByteReceiveStream(proc.stdout).receive_until(b"\n", 1 << 20))
+                proc.send_signal(signal.SIGINT)
+                stderr = (b"".join([chunk async for chunk in proc.stderr])).decode()
+                await proc.wait()
+    assert isinstance(first, ev.JobAccepted) and first.job_id == job_id
+    assert proc.returncode == 130 and "Traceback" not in stderr
+    assert f"eventbus follow: interrupted. 1 job not seen to end: {job_id} (they go on at mautic" in stderr
