@@ -310,6 +310,14 @@ def _jsonl(p: Path, encoding: str | None) -> Iterator[dict[str, Any]]:
                 yield from _json_objects(p, [lines], True)
 
 
+def _check_utf8(p: Path, number: int, line: bytes, given: bool) -> None:
+    """Raise the error naming line ``number``'s first byte that is not UTF-8, if there is one."""
+    try:
+        line.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise _not_text(p, number, "utf-8", exc, given) from None
+
+
 def _json_objects(p: Path, blocks: Iterable[Iterable[bytes | str]], given: bool) -> Iterator[dict[str, Any]]:
     """The lines' JSON objects; ``blocks`` holds the lines in groups (as read), in order."""
     decode = msgspec.json.Decoder(dict[str, Any]).decode
@@ -322,8 +330,10 @@ def _json_objects(p: Path, blocks: Iterable[Iterable[bytes | str]], given: bool)
             except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
                 if not line.strip():
                     continue  # a blank line
+                if isinstance(line, bytes):  # msgspec 0.23 says "Invalid UTF-8 encoded string": name the byte
+                    _check_utf8(p, number, line, given)
                 raise ConfigError(f"{p}:{number}: not a JSON object: {exc}") from None
-            except UnicodeDecodeError as exc:  # bytes that are not UTF-8
+            except UnicodeDecodeError as exc:  # bytes that are not UTF-8 (msgspec before 0.23)
                 raise _not_text(p, number, "utf-8", exc, given) from None
             yield contact
 
