@@ -42,7 +42,7 @@ from adapters.submit import AcceptedJob, Plan, PlannedChunk, RejectedChunk, Subm
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError
 
-__all__ = ["ChunkFates", "ResultRow", "Results", "results_format"]
+__all__ = ["ChunkFates", "ItemResults", "ResultRow", "Results", "results_format"]
 
 STATUSES = ("succeeded", "failed", "invalid", "rejected", "submitted", "unknown", "not_sent")
 
@@ -233,17 +233,78 @@ class Results:
         counts = {status: 0 for status in STATUSES}
         for r in rows:
             counts[r.status] += 1
-        try:
-            with open(path, "w", newline="", encoding="utf-8") as f:
-                if kind == "jsonl":
-                    encoder = msgspec.json.Encoder()
-                    for r in rows:
-                        f.write(encoder.encode(_as_dict(r)).decode() + "\n")
-                else:
-                    _write_csv(f, rows)
-        except OSError as exc:
-            raise ConfigError(f"{path}: cannot write the results: {exc.strerror}") from None
+        _write(path, kind, map(_as_dict, rows), lambda f: _write_csv(f, rows))
         return {status: n for status, n in counts.items() if n}
+
+
+class ItemResults:
+    """A subscriber keeping each contact's first report, for jobs followed by id (``eventbus follow --results``).
+
+    The input rows are not known there: :meth:`write` writes one line per
+    contact reported, by job (in the order given) and key, with columns
+    ``job_id, key, status, outcome, message`` and ``data.<name>`` for each
+    field the provider returned (as :class:`Results` does, cells a
+    spreadsheet would run as formulas made plain text).
+    """
+
+    def __init__(self, provider: str) -> None:
+        self.provider = provider
+        self.items: dict[tuple[str, str], ev.ItemSucceeded | ev.ItemFailed] = {}
+
+    def __call__(self, event: ev.Event) -> None:
+        if event.provider == self.provider and isinstance(event, ev.ItemSucceeded | ev.ItemFailed):
+            self.items.setdefault((event.job_id, event.key), event)
+
+    def write(self, path: str | Path, job_ids: Sequence[str]) -> dict[str, int]:
+        """Write the contacts reported to ``path`` (CSV or JSON Lines, by suffix); return how many have each status."""
+        kind = results_format(path)
+        order = {job_id: i for i, job_id in enumerate(job_ids)}
+        keys = sorted(self.items, key=lambda jk: (order.get(jk[0], len(order)), jk[0], _key_order(jk[1])))
+        rows = [_reported(0, {}, self.items[jk]) for jk in keys]
+        lines = [
+            {
+                "job_id": r.job_id,
+                "key": key,
+                "status": r.status,
+                "outcome": r.outcome,
+                "message": r.message,
+                "data": r.data,
+            }
+            for r, (_, key) in zip(rows, keys, strict=True)
+        ]
+
+        def write_csv(f: Any) -> None:
+            data = list(dict.fromkeys(name for r in rows for name in map(str, r.data)))
+            writer = csv.writer(f)
+            writer.writerow(["job_id", "key", "status", "outcome", "message", *(f"data.{name}" for name in data)])
+            for line, r in zip(lines, rows, strict=True):
+                fixed = [line["job_id"], line["key"], r.status, r.outcome, r.message]
+                writer.writerow(_inert(fixed + [_cell(r.data.get(name)) for name in data]))
+
+        _write(path, kind, lines, write_csv)
+        counts: dict[str, int] = {}
+        for r in rows:
+            counts[r.status] = counts.get(r.status, 0) + 1
+        return counts
+
+
+def _key_order(key: str) -> tuple[int, int, str]:
+    """Item keys in order: numbers (rows, positions) by value, then the rest as text."""
+    return (0, int(key), "") if key.isascii() and key.isdigit() and len(key) < 19 else (1, 0, key)
+
+
+def _write(path: str | Path, kind: str, jsonl: Iterable[dict[str, Any]], write_csv: Any) -> None:
+    """Write a results file: ``jsonl``'s objects one per line, or the CSV ``write_csv(f)`` writes."""
+    try:
+        with open(path, "w", newline="", encoding="utf-8") as f:
+            if kind == "jsonl":
+                encoder = msgspec.json.Encoder()
+                for line in jsonl:
+                    f.write(encoder.encode(line).decode() + "\n")
+            else:
+                write_csv(f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot write the results: {exc.strerror}") from None
 
 
 def _chunks(run: SubmitReport | Plan) -> Iterable[PlannedChunk | AcceptedJob | RejectedChunk]:

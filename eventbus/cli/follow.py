@@ -33,6 +33,7 @@ from eventbus.cli import (
     stop_on_sigterm,
     stop_reason,
 )
+from eventbus.cli.submit import results_path
 
 NAME = "follow"
 HELP = "follow InsideView or Mautic jobs submitted earlier to their end, by their ids"
@@ -48,6 +49,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--base-url", help="the provider's API base URL (default: <PROVIDER>_BASE_URL or the real one)")
     parser.add_argument("--json", action="store_true", help="write every event as one JSON line on stdout")
     parser.add_argument("--items", action="store_true", help="print one line per contact too (readable output)")
+    parser.add_argument(
+        "--results",
+        metavar="FILE",
+        type=results_path,
+        help="write each contact reported (job, key, succeeded/failed, the provider's data) to FILE, .csv or .jsonl; "
+        "also when the run is interrupted",
+    )
     parser.add_argument("--timeout", type=positive, default=3600.0, help="give up after this many seconds")
     parser.add_argument(
         "--stuck-after", type=positive, default=300.0, help="report a job silent for this many seconds (JobStuck)"
@@ -78,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
 
     from adapters.follow import check_job_ids, check_resumable, follow_jobs
     from adapters.http import Settings
+    from adapters.results import ItemResults, Results
     from eventbus.bus import Bus
     from eventbus.exceptions import ConfigError
     from eventbus.subscribers.board import JobBoard
@@ -96,6 +105,9 @@ def run(args: argparse.Namespace) -> int:
         timeout=args.request_timeout,
         max_attempts=args.max_attempts,
     )
+    if args.results:
+        Results.check_writable(args.results)  # before anything is asked of the provider, not after
+    results = ItemResults(args.provider) if args.results else None
     console = stdout_console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
     board = JobBoard()  # the output's own: also what to say if the run is interrupted
     view = ConsoleView(board, console, items=args.items)
@@ -107,6 +119,8 @@ def run(args: argparse.Namespace) -> int:
                 bus.on(guard_stdout(json_lines() if args.json else view), name="output", buffer=65_536)
                 if args.json:
                     bus.on(board, name="board", buffer=65_536)
+                if results is not None:
+                    bus.on(results, name="results", buffer=65_536)
                 result = await follow_jobs(
                     args.provider,
                     ids,
@@ -120,6 +134,7 @@ def run(args: argparse.Namespace) -> int:
                 await bus.drain()
         finally:
             view.stop()
+        _write_results(args, results, ids)
         console.print(summary_table(result.board, title=title))
         if result.ok:
             console.print(f"all {plural(len(ids), 'job')} completed")
@@ -134,10 +149,20 @@ def run(args: argparse.Namespace) -> int:
         if not stdout_closed():
             console.print(summary_table(board, title=f"{title} (interrupted)"))
         why, status = stop_reason()
+        _write_results(args, results, ids)
         open_ = [j for j in ids if (row := board.rows.get((args.provider, j))) is None or not row.finished]
         still = f"{plural(len(open_), 'job')} not seen to end" + (f": {' '.join(open_)}" if open_ else "")
         say(f"eventbus follow: {why}. {still} (they go on at {args.provider}; the same command follows them again)")
         return status
+
+
+def _write_results(args: argparse.Namespace, results: Any, ids: list[str]) -> None:
+    """Write --results (when asked) from the contacts reported so far, and say so on stderr."""
+    if results is None:
+        return
+    counts = results.write(args.results, ids)
+    shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items(), reverse=True)) or "none reported"
+    say(f"eventbus follow: {plural(sum(counts.values()), 'contact')} in {args.results} ({shown})")
 
 
 def problems(result: Any, timeout: float) -> list[str]:

@@ -67,7 +67,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--results",
         metavar="FILE",
-        type=_results_path,
+        type=results_path,
         help="write each input row's fate (succeeded/failed with the provider's data, invalid, rejected, submitted, "
         "...) to FILE, .csv or .jsonl; also when the run is interrupted",
     )
@@ -184,7 +184,7 @@ def rows_spec(rows: Iterable[int]) -> str:
     return ",".join(f"{a}-{b}" if b > a else str(a) for a, b in spans)
 
 
-def _results_path(path: str) -> str:
+def results_path(path: str) -> str:
     """--results' type: a .csv or .jsonl path (anything else exits 2 before any work)."""
     from adapters.results import results_format
     from eventbus.exceptions import ConfigError

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import csv
+import json
 import shlex
 import signal
 import subprocess
@@ -84,6 +86,46 @@ async def test_json_lines_carry_each_contacts_results(simulator: Simulator, tmp_
     assert "all 1 job completed" in proc.stderr  # the summary goes to stderr: stdout holds the events only
 
 
+@pytest.mark.parametrize("suffix", ["csv", "jsonl"])
+async def test_results_file_has_each_contact_once_with_the_providers_data(
+    simulator: Simulator, tmp_path: Path, suffix: str
+) -> None:
+    """--results: one line per contact of each job, by job then key, with InsideView's fields as data; the
+    stderr says how many of each."""
+    env = env_for(simulator, "insideview")
+    submitted = await anyio.to_thread.run_sync(
+        lambda: cli("submit", "--provider", "insideview", "--json", ids_file(tmp_path, 10_100), env=env)
+    )
+    jobs = [e.job_id for e in map(ev.decode, submitted.stdout.splitlines()) if isinstance(e, ev.JobAccepted)]
+    assert len(jobs) == 2
+    out = tmp_path / f"out.{suffix}"
+    args = ["follow", "--provider", "insideview", "--results", str(out), *reversed(jobs)]
+    proc = await anyio.to_thread.run_sync(lambda: cli(*args, env=env))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    if suffix == "csv":
+        with out.open(newline="") as f:
+            lines = list(csv.DictReader(f))
+    else:
+        lines = [json.loads(line) for line in out.read_text().splitlines()]
+        lines = [{**x, **{f"data.{k}": v for k, v in x["data"].items()}} for x in lines]
+    assert [x["job_id"] for x in lines] == [jobs[1]] * 100 + [jobs[0]] * 10_000  # in the order given
+    assert sorted(int(x["key"]) for x in lines) == list(range(1000, 11_100))
+    assert [int(x["key"]) for x in lines[:100]] == sorted(int(x["key"]) for x in lines[:100])
+    succeeded = [x for x in lines if x["status"] == "succeeded"]
+    failed = [x for x in lines if x["status"] == "failed"]
+    assert len(succeeded) + len(failed) == 10_100 and succeeded and failed
+    assert all(x["data.email"] for x in succeeded)
+    assert f"eventbus follow: 10100 contacts in {out} ({len(succeeded)} succeeded, {len(failed)} failed)" in proc.stderr
+
+
+def test_results_path_is_checked_before_anything_is_sent(tmp_path: Path) -> None:
+    env = {"MAUTIC_CLIENT_ID": "id", "MAUTIC_CLIENT_SECRET": "s", "MAUTIC_BASE_URL": "http://127.0.0.1:9"}
+    proc = cli("follow", "--provider", "mautic", "--results", str(tmp_path / "out.xlsx"), "j1", env=env)
+    assert proc.returncode == 2 and ".csv or .jsonl" in proc.stderr, proc.stderr
+    proc = cli("follow", "--provider", "mautic", "--results", str(tmp_path / "no" / "out.csv"), "j1", env=env)
+    assert proc.returncode == 1 and "cannot write the results" in proc.stderr, proc.stderr
+
+
 async def test_an_unknown_job_exits_1_saying_so(simulator: Simulator) -> None:
     env = env_for(simulator, "mautic")
     proc = await anyio.to_thread.run_sync(lambda: cli("follow", "--provider", "mautic", "no-such-job", env=env))
@@ -162,7 +204,9 @@ async def test_ctrl_c_names_the_jobs_not_seen_to_end(tmp_path: Path) -> None:
             lambda: cli("submit", "--provider", "mautic", "--json", mautic_file(tmp_path, 200), env=env)
         )
         (job_id,) = [e.job_id for e in map(ev.decode, submitted.stdout.splitlines()) if isinstance(e, ev.JobAccepted)]
-        command = [sys.executable, "-m", "eventbus", "follow", "--provider", "mautic", "--json", job_id]
+        out = tmp_path / "out.jsonl"
+        command = [sys.executable, "-m", "eventbus", "follow", "--provider", "mautic", "--json"]
+        command += ["--results", str(out), job_id]
         async with await anyio.open_process(command, env=cli_env(env)) as proc:
             assert proc.stdout is not None and proc.stderr is not None
             with anyio.fail_after(60):
@@ -173,3 +217,4 @@ async def test_ctrl_c_names_the_jobs_not_seen_to_end(tmp_path: Path) -> None:
     assert isinstance(first, ev.JobAccepted) and first.job_id == job_id
     assert proc.returncode == 130 and "Traceback" not in stderr
     assert f"eventbus follow: interrupted. 1 job not seen to end: {job_id} (they go on at mautic" in stderr
+    assert f"eventbus follow: 0 contacts in {out} (none reported)" in stderr and out.read_text() == ""
