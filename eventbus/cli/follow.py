@@ -23,8 +23,6 @@ from typing import Any
 
 from eventbus.cli import (
     count,
-    guard_stdout,
-    json_lines,
     plural,
     positive,
     say,
@@ -33,7 +31,7 @@ from eventbus.cli import (
     stop_on_sigterm,
     stop_reason,
 )
-from eventbus.cli.submit import results_path
+from eventbus.cli.submit import request_settings, results_path, subscribe_outputs
 
 NAME = "follow"
 HELP = "follow InsideView or Mautic jobs submitted earlier to their end, by their ids"
@@ -85,7 +83,6 @@ def run(args: argparse.Namespace) -> int:
     import anyio
 
     from adapters.follow import check_job_ids, check_resumable, follow_jobs
-    from adapters.http import Settings
     from adapters.results import ItemResults, Results
     from eventbus.bus import Bus
     from eventbus.exceptions import ConfigError
@@ -98,13 +95,7 @@ def run(args: argparse.Namespace) -> int:
     except ConfigError as exc:
         args._follow_parser.error(str(exc))
     stop_on_sigterm()
-    settings = Settings.from_env(
-        args.provider,
-        base_url=args.base_url,
-        rate_limit=args.rate_limit,
-        timeout=args.request_timeout,
-        max_attempts=args.max_attempts,
-    )
+    settings = request_settings(args)
     if args.results:
         Results.check_writable(args.results)  # before anything is asked of the provider, not after
     results = ItemResults(args.provider) if args.results else None
@@ -116,11 +107,7 @@ def run(args: argparse.Namespace) -> int:
     async def main() -> int:
         try:
             async with Bus() as bus:
-                bus.on(guard_stdout(json_lines() if args.json else view), name="output", buffer=65_536)
-                if args.json:
-                    bus.on(board, name="board", buffer=65_536)
-                if results is not None:
-                    bus.on(results, name="results", buffer=65_536)
+                subscribe_outputs(bus, args, view, board, results)
                 result = await follow_jobs(
                     args.provider,
                     ids,

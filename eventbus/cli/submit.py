@@ -228,7 +228,6 @@ def _encoding(name: str) -> str:
 def run(args: argparse.Namespace) -> int:
     import anyio
 
-    from adapters.http import Settings
     from adapters.results import Results
     from adapters.submit import Tapped, submit
     from eventbus.bus import Bus
@@ -240,13 +239,7 @@ def run(args: argparse.Namespace) -> int:
     stop_on_sigterm()  # a stopped container still says which chunks were taken
     # Refuse a malformed address before doing any work (follow() refuses one it cannot listen on).
     listen = _listen(args.webhook_listen) if args.follow else None
-    settings = Settings.from_env(
-        args.provider,
-        base_url=args.base_url,
-        rate_limit=args.rate_limit,
-        timeout=args.request_timeout,
-        max_attempts=args.max_attempts,
-    )
+    settings = request_settings(args)
     contacts = _read(args)
     if args.results:
         Results.check_writable(args.results)  # before anything is sent, not after
@@ -489,8 +482,6 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
     options.pop("webhook_url", None)
     options.pop("webhook", None)
     console = stdout_console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
-    write_json = json_lines()
-
     board = JobBoard()  # every job's row, also for what to say if the run is interrupted
     view = ConsoleView(board, console, items=args.items)
     results = Results(args.provider) if args.results else None
@@ -500,11 +491,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
     async def main() -> int:
         try:
             async with Bus() as bus:
-                bus.on(guard_stdout(write_json if args.json else view), name="output", buffer=65_536)
-                if args.json:
-                    bus.on(board, name="board", buffer=65_536)
-                if results is not None:
-                    bus.on(results, name="results", buffer=65_536)
+                subscribe_outputs(bus, args, view, board, results)
                 result = await follow(
                     args.provider,
                     contacts,
@@ -546,6 +533,29 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
         say(f"eventbus submit: {why}. {_open_jobs(board)}{_unsent_rows(planned, record.fates.sent)}")
         _write_results(args, results, contacts, done[0] if done else planned)
         return status
+
+
+def request_settings(args: argparse.Namespace) -> Settings:
+    """The provider's settings: credentials and base URL from the environment, then the request options."""
+    from adapters.http import Settings
+
+    return Settings.from_env(
+        args.provider,
+        base_url=args.base_url,
+        rate_limit=args.rate_limit,
+        timeout=args.request_timeout,
+        max_attempts=args.max_attempts,
+    )
+
+
+def subscribe_outputs(bus: Any, args: argparse.Namespace, view: Any, board: JobBoard, results: Any) -> None:
+    """A followed run's subscribers: every event as a JSON line (--json) or the console view, on stdout; the
+    board, which the view feeds otherwise; and the --results collector, when asked for."""
+    bus.on(guard_stdout(json_lines() if args.json else view), name="output", buffer=65_536)
+    if args.json:
+        bus.on(board, name="board", buffer=65_536)
+    if results is not None:
+        bus.on(results, name="results", buffer=65_536)
 
 
 def _not_completed(result: Any, provider: str, timeout: float) -> list[str]:

@@ -17,21 +17,9 @@ from eventbus.bus import Bus
 from eventbus.exceptions import ConfigError
 from eventbus.testing import capture
 from tests.adapters.conftest import checked_simulator, closed_port
+from tests.adapters.test_follow import contacts, settings
 
 pytestmark = pytest.mark.anyio
-
-CREDENTIALS = {"insideview": ("demo", "demo"), "mautic": ("demo", "demo")}
-
-
-def settings(sim: Simulator, provider: str) -> Settings:
-    credential, secret = CREDENTIALS[provider]
-    return Settings(sim.urls[provider], credential, secret, backoff_base=0.02, backoff_cap=0.5)
-
-
-def contacts(provider: str, n: int) -> list:
-    if provider == "insideview":
-        return [str(1000 + i) for i in range(n)]
-    return [{"email": f"p{i}@x.io", "firstname": f"A{i}"} for i in range(n)]
 
 
 async def submitted(sim: Simulator, provider: str, n: int) -> dict[str, tuple[int, ...]]:
