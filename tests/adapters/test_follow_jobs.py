@@ -9,7 +9,7 @@ import pytest
 
 from adapters.follow import JobsResult, check_job_ids, follow_jobs
 from adapters.http import Settings
-from adapters.simulator import Clock, Simulator, SimulatorConfig
+from adapters.simulator import Clock, Faults, Simulator, SimulatorConfig
 from adapters.simulator.mautic import JOB_TTL
 from adapters.submit import submit
 from eventbus import events as ev
@@ -171,3 +171,29 @@ async def test_durations_are_checked_before_any_request() -> None:
     async with Bus() as bus:
         with pytest.raises(ConfigError, match="timeout"):
             await follow_jobs("mautic", ["j1"], bus, settings=Settings("http://127.0.0.1:9", "x", "y"), timeout=0)
+
+
+@pytest.mark.parametrize("provider", ["insideview", "mautic"])
+async def test_jobs_followed_by_id_end_exactly_through_503_bursts(provider: str) -> None:
+    """Every third request starts two 503s (status polls, results and details pages alike): each job still
+    completes with each contact reported once, and the failed polls are said (``SourceState``)."""
+    async with checked_simulator(SimulatorConfig(item_time=0.0001, tick=0.005)) as sim:
+        jobs = await submitted(sim, provider, 1_200)
+        sim.state.config.faults.error_every, sim.state.config.faults.error_burst = 3, 2
+        result, events = await followed(sim, provider, list(jobs), timeout=60)
+    assert result.ok, (result.unfinished, result.not_found)
+    items = [e for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)]
+    assert len(items) == len({(e.job_id, e.key) for e in items}) == 1_200
+    assert any(isinstance(e, ev.SourceState) and e.state == "reconnecting" for e in events)
+
+
+async def test_a_mautic_job_that_expires_while_followed_ends_expired() -> None:
+    """Known from a first good poll, a Mautic job that then answers 404 expired: one ``JobExpired`` ends it (not
+    ``not_found``, and ``ok`` is False)."""
+    config = SimulatorConfig(item_time=0.01, tick=0.01, faults=Faults(mautic_expire_after=1.0))
+    async with checked_simulator(config) as sim:
+        (job_id,) = await submitted(sim, "mautic", 500)  # 5 s of work: it expires first
+        result, events = await followed(sim, "mautic", [job_id], timeout=30)
+    assert not result.ok and result.not_found == [] and result.unfinished == []
+    assert result.board.rows[("mautic", job_id)].state == "expired"
+    assert sum(isinstance(e, ev.JobExpired) for e in events) == 1
