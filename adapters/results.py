@@ -42,7 +42,16 @@ from adapters.submit import AcceptedJob, Plan, PlannedChunk, RejectedChunk, Subm
 from eventbus import events as ev
 from eventbus.exceptions import ConfigError
 
-__all__ = ["ChunkFates", "ItemResults", "ResultRow", "Results", "results_format"]
+__all__ = [
+    "ChunkFates",
+    "ItemResults",
+    "ResultRow",
+    "Results",
+    "read_results",
+    "results_format",
+    "waiting_jobs",
+    "write_rows",
+]
 
 STATUSES = ("succeeded", "failed", "invalid", "rejected", "submitted", "unknown", "not_sent")
 
@@ -228,13 +237,7 @@ class Results:
         all_seen: bool = True,
     ) -> dict[str, int]:
         """Write :meth:`rows` to ``path`` (CSV or JSON Lines, by suffix); return how many rows have each status."""
-        kind = results_format(path)
-        rows = list(self.rows(contacts, run, numbers, all_seen=all_seen))
-        counts = {status: 0 for status in STATUSES}
-        for r in rows:
-            counts[r.status] += 1
-        _write(path, kind, map(_as_dict, rows), lambda f: _write_csv(f, rows))
-        return {status: n for status, n in counts.items() if n}
+        return write_rows(path, list(self.rows(contacts, run, numbers, all_seen=all_seen)))
 
 
 class ItemResults:
@@ -282,10 +285,126 @@ class ItemResults:
                 writer.writerow(_inert(fixed + [_cell(r.data.get(name)) for name in data]))
 
         _write(path, kind, lines, write_csv)
-        counts: dict[str, int] = {}
-        for r in rows:
-            counts[r.status] = counts.get(r.status, 0) + 1
-        return counts
+        return _counts(rows)
+
+    def merged(self, rows: Sequence[ResultRow]) -> list[ResultRow]:
+        """The rows of a submit's results file (:func:`read_results`), each given the report its job made of it.
+
+        A row belongs to the job named in its ``job_id``; its item is found by
+        contact id for InsideView, and for the other providers by its position
+        among its job's rows in row order (the order the chunk was sent in).
+        Rows no report was seen for are kept as they were.
+        """
+        by_id = self.provider == "insideview"
+        positions: dict[str, int] = {}
+        out = []
+        for r in sorted(rows, key=lambda r: r.row):
+            key: str | None = None
+            if r.job_id:
+                if by_id:
+                    key = _id_of(r.contact)
+                else:
+                    key = str(positions.get(r.job_id, 0))
+                    positions[r.job_id] = int(key) + 1
+            item = self.items.get((r.job_id, key)) if key is not None else None
+            out.append(r if item is None else _reported(r.row, r.contact, item))
+        return out
+
+
+def waiting_jobs(rows: Iterable[ResultRow]) -> list[str]:
+    """The jobs a submit's results file still waits on: the ``job_id`` of its rows ``submitted``, each once."""
+    return list(dict.fromkeys(r.job_id for r in rows if r.status == "submitted" and r.job_id))
+
+
+def read_results(path: str | Path) -> list[ResultRow]:
+    """The rows of a results file that ``eventbus submit --results`` wrote (CSV or JSON Lines, by suffix).
+
+    A :class:`ConfigError` names the file (and line) when it is not one: a
+    column or field missing, a row number that is not one.
+    """
+    kind = results_format(path)
+    try:
+        with open(path, newline="", encoding="utf-8") as f:
+            return _read_jsonl(path, f) if kind == "jsonl" else _read_csv(path, f)
+    except OSError as exc:
+        raise ConfigError(f"{path}: cannot read the results: {exc.strerror}") from None
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path}: not a results file of eventbus submit (not UTF-8 text: {exc.reason})") from None
+
+
+_FIXED = ("row", "status", "job_id", "outcome", "message")
+
+
+def _read_csv(path: str | Path, f: Any) -> list[ResultRow]:
+    reader = csv.reader(f)
+    header = next(reader, None)
+    if header is None or tuple(header[: len(_FIXED)]) != _FIXED:
+        raise ConfigError(f"{path}: not a results file of eventbus submit: its header must begin {','.join(_FIXED)}")
+    rest = header[len(_FIXED) :]
+    first_data = next((i for i, name in enumerate(rest) if name.startswith("data.")), len(rest))
+    inputs, data = rest[:first_data], [name[len("data.") :] for name in rest[first_data:]]
+    rows = []
+    for line, values in enumerate(reader, start=2):
+        if len(values) != len(header):
+            raise ConfigError(f"{path}:{line}: {len(values)} values for the header's {len(header)} columns")
+        fixed, contact, found = (
+            values[: len(_FIXED)],
+            values[len(_FIXED) :][:first_data],
+            values[len(header) - len(data) :],
+        )
+        rows.append(
+            ResultRow(
+                _row_number(path, line, fixed[0]),
+                dict(zip(inputs, contact, strict=True)),
+                *fixed[1:],
+                data={name: value for name, value in zip(data, found, strict=True) if value != ""},
+            )
+        )
+    return rows
+
+
+class _Line(msgspec.Struct):
+    row: int
+    status: str
+    job_id: str = ""
+    outcome: str = ""
+    message: str = ""
+    input: dict[str, Any] = {}
+    data: dict[str, Any] = {}
+
+
+def _read_jsonl(path: str | Path, f: Any) -> list[ResultRow]:
+    decode = msgspec.json.Decoder(_Line).decode
+    rows = []
+    for line, text in enumerate(f, start=1):
+        if not text.strip():
+            continue
+        try:
+            r = decode(text)
+        except (msgspec.DecodeError, msgspec.ValidationError, RecursionError) as exc:
+            raise ConfigError(f"{path}:{line}: not a line of an eventbus submit results file: {exc}") from None
+        rows.append(ResultRow(r.row, r.input, r.status, r.job_id, r.outcome, r.message, r.data))
+    return rows
+
+
+def _row_number(path: str | Path, line: int, text: str) -> int:
+    if not (text.isascii() and text.isdigit() and len(text) <= 12):
+        raise ConfigError(f"{path}:{line}: the row number is {ev.excerpt(text, 40)!r}, not a whole number")
+    return int(text)
+
+
+def write_rows(path: str | Path, rows: Sequence[ResultRow]) -> dict[str, int]:
+    """Write result rows as :meth:`Results.write` does (CSV or JSON Lines, by suffix); how many have each status."""
+    _write(path, results_format(path), map(_as_dict, rows), lambda f: _write_csv(f, list(rows)))
+    return _counts(rows)
+
+
+def _counts(rows: Iterable[ResultRow]) -> dict[str, int]:
+    """How many rows have each status, in the order of :data:`STATUSES`, those with none left out."""
+    counts = {status: 0 for status in STATUSES}
+    for r in rows:
+        counts[r.status] = counts.get(r.status, 0) + 1
+    return {status: n for status, n in counts.items() if n}
 
 
 def _key_order(key: str) -> tuple[int, int, str]:

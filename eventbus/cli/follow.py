@@ -6,6 +6,10 @@ each job's status is polled, and once it has ended its results are read
 JSON lines with --json (each contact's data is in its item_succeeded event).
 Exit 0 only if every job completed.
 
+With --submitted, the --results file of the eventbus submit that sent the
+jobs: the jobs its rows still wait on are followed (when no JOB_ID is given),
+and its rows are written to --results, each with what its job reported of it.
+
 Credentials and base URL come from the environment, as for eventbus submit:
 INSIDEVIEW_CLIENT_ID/INSIDEVIEW_CLIENT_SECRET or MAUTIC_CLIENT_ID/MAUTIC_CLIENT_SECRET,
 and <PROVIDER>_BASE_URL or --base-url.
@@ -42,7 +46,9 @@ PROVIDERS = ("insideview", "mautic", "datananas", "pronto")  # the last two are 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.formatter_class = argparse.RawDescriptionHelpFormatter
-    parser.add_argument("job_ids", nargs="+", metavar="JOB_ID", help="the jobs' ids, as submit printed them")
+    parser.add_argument(
+        "job_ids", nargs="*", metavar="JOB_ID", help="the jobs' ids, as submit printed them (or see --submitted)"
+    )
     parser.add_argument("--provider", required=True, choices=PROVIDERS)
     parser.add_argument("--base-url", help="the provider's API base URL (default: <PROVIDER>_BASE_URL or the real one)")
     parser.add_argument("--json", action="store_true", help="write every event as one JSON line on stdout")
@@ -53,6 +59,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         type=results_path,
         help="write each contact reported (job, key, succeeded/failed, the provider's data) to FILE, .csv or .jsonl; "
         "also when the run is interrupted",
+    )
+    parser.add_argument(
+        "--submitted",
+        metavar="FILE",
+        type=results_path,
+        help="the --results file of the eventbus submit that sent the jobs: its jobs still 'submitted' are followed "
+        "(unless JOB_IDs are given), and its rows are written to --results with what the jobs reported of them",
     )
     parser.add_argument("--timeout", type=positive, default=3600.0, help="give up after this many seconds")
     parser.add_argument(
@@ -83,17 +96,27 @@ def run(args: argparse.Namespace) -> int:
     import anyio
 
     from adapters.follow import check_job_ids, check_resumable, follow_jobs
-    from adapters.results import ItemResults, Results
+    from adapters.results import ItemResults, Results, read_results, waiting_jobs
     from eventbus.bus import Bus
     from eventbus.exceptions import ConfigError
     from eventbus.subscribers.board import JobBoard
     from eventbus.subscribers.console import ConsoleView, summary_table
 
+    parser = args._follow_parser
+    if args.submitted and not args.results:
+        parser.error("--submitted needs --results FILE: where its rows go, with the results (it may be the same file)")
+    if not args.job_ids and not args.submitted:
+        parser.error("name the jobs to follow (JOB_ID ...), or give the submit's --results file as --submitted FILE")
+    args.rows = read_results(args.submitted) if args.submitted else None
+    job_ids = args.job_ids or waiting_jobs(args.rows)
+    if not job_ids:
+        say(f"eventbus follow: no row of {args.submitted} waits on a job (none is 'submitted'): nothing to follow")
+        return 0
     try:  # usage errors (exit 2), before credentials are looked for
         check_resumable(args.provider)
-        ids = check_job_ids(args.provider, args.job_ids)
+        ids = check_job_ids(args.provider, job_ids)
     except ConfigError as exc:
-        args._follow_parser.error(str(exc))
+        parser.error(str(exc))
     stop_on_sigterm()
     settings = request_settings(args)
     if args.results:
@@ -144,12 +167,20 @@ def run(args: argparse.Namespace) -> int:
 
 
 def _write_results(args: argparse.Namespace, results: Any, ids: list[str]) -> None:
-    """Write --results (when asked) from the contacts reported so far, and say so on stderr."""
+    """Write --results (when asked) from the contacts reported so far, and say so on stderr: the rows of
+    --submitted with their results, or one line per contact reported."""
     if results is None:
         return
-    counts = results.write(args.results, ids)
-    shown = ", ".join(f"{n} {status}" for status, n in sorted(counts.items(), reverse=True)) or "none reported"
-    say(f"eventbus follow: {plural(sum(counts.values()), 'contact')} in {args.results} ({shown})")
+    from adapters.results import write_rows
+
+    if args.rows is not None:  # the submit's rows, with what the jobs reported of them
+        counts = write_rows(args.results, results.merged(args.rows))
+        what = plural(sum(counts.values()), "row")
+    else:
+        counts = results.write(args.results, ids)
+        what = plural(sum(counts.values()), "contact")
+    shown = ", ".join(f"{n} {status.replace('_', ' ')}" for status, n in counts.items()) or "none reported"
+    say(f"eventbus follow: {what} in {args.results} ({shown})")
 
 
 def problems(result: Any, timeout: float) -> list[str]:

@@ -218,3 +218,90 @@ async def test_ctrl_c_names_the_jobs_not_seen_to_end(tmp_path: Path) -> None:
     assert proc.returncode == 130 and "Traceback" not in stderr
     assert f"eventbus follow: interrupted. 1 job not seen to end: {job_id} (they go on at mautic" in stderr
     assert f"eventbus follow: 0 contacts in {out} (none reported)" in stderr and out.read_text() == ""
+
+
+async def test_submitted_rows_get_their_mautic_results_by_position_in_their_job(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    """`follow --submitted run.csv --results out.csv` with no job id: the jobs the submit's results file waits on
+    are followed, and each of its rows gets its own contact's result. Rows 0, 3, 6... reuse an email Mautic already
+    has (updated), the others are new (created): any shift between rows and positions in the job would show; the
+    invalid row (no job) is kept as it was, and a cell the submit made inert stays so."""
+    env = env_for(simulator, "mautic")
+    known = tmp_path / "known.csv"
+    known.write_text("email\n" + "".join(f"old{i}@x.io\n" for i in range(100)))
+    first = await anyio.to_thread.run_sync(
+        lambda: cli("submit", "--provider", "mautic", "--follow", str(known), env=env)
+    )
+    assert first.returncode == 0, first.stderr[-2000:]
+    people = tmp_path / "people.csv"
+    emails = [f"old{i // 3}@x.io" if i % 3 == 0 else f"new{i}@x.io" for i in range(300)]
+    emails[150] = "not-an-email"
+    people.write_text("email,firstname\n" + "".join(f"{e},=A{i}\n" for i, e in enumerate(emails)))
+    run = tmp_path / "run.csv"
+    submitted = await anyio.to_thread.run_sync(
+        lambda: cli("submit", "--provider", "mautic", "--results", str(run), str(people), env=env)
+    )
+    assert submitted.returncode == 1  # one invalid row
+    out = tmp_path / "out.csv"
+    args = ["follow", "--provider", "mautic", "--submitted", str(run), "--results", str(out)]
+    proc = await anyio.to_thread.run_sync(lambda: cli(*args, env=env))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with out.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert [int(r["row"]) for r in rows] == list(range(300))
+    assert rows[150]["status"] == "invalid" and rows[150]["job_id"] == ""
+    for i, r in enumerate(rows):
+        if i != 150:
+            assert r["status"] == "succeeded" and r["email"] == emails[i], r
+            assert r["outcome"] == ("updated" if i % 3 == 0 else "created"), (i, r)
+            assert r["firstname"] == f"'=A{i}" and r["data.id"]
+    assert f"eventbus follow: 300 rows in {out} (299 succeeded, 1 invalid)" in proc.stderr
+
+
+async def test_submitted_rows_get_their_insideview_results_by_id_in_place(simulator: Simulator, tmp_path: Path) -> None:
+    """InsideView rows are matched by contact id: an id given twice gets its result on both rows; ids ending in 7
+    are not found (the simulator's rule). --results may be the --submitted file itself (JSON Lines here)."""
+    env = env_for(simulator, "insideview")
+    ids = [str(5000 + i) for i in range(120)] + ["5003", "abc"]
+    f = tmp_path / "ids.txt"
+    f.write_text("".join(f"{i}\n" for i in ids))
+    run = tmp_path / "run.jsonl"
+    submitted = await anyio.to_thread.run_sync(
+        lambda: cli("submit", "--provider", "insideview", "--results", str(run), str(f), env=env)
+    )
+    assert submitted.returncode == 1  # "abc" is invalid
+    args = ["follow", "--provider", "insideview", "--submitted", str(run), "--results", str(run)]
+    proc = await anyio.to_thread.run_sync(lambda: cli(*args, env=env))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    rows = [json.loads(line) for line in run.read_text().splitlines()]
+    assert [r["input"]["id"] for r in rows] == ids
+    for r in rows[:121]:
+        expected = "failed" if r["input"]["id"].endswith("7") else "succeeded"
+        assert r["status"] == expected, r
+        if expected == "succeeded":
+            assert r["data"]["newContactId"] == r["input"]["id"]
+    assert rows[120]["data"] == rows[3]["data"] and rows[121]["status"] == "invalid"
+    again = await anyio.to_thread.run_sync(lambda: cli(*args, env=env))
+    assert again.returncode == 0 and "nothing to follow" in again.stderr  # no row is 'submitted' any more
+
+
+def test_submitted_files_that_are_not_a_submits_results_are_refused(tmp_path: Path) -> None:
+    env = {"MAUTIC_CLIENT_ID": "id", "MAUTIC_CLIENT_SECRET": "s", "MAUTIC_BASE_URL": "http://127.0.0.1:9"}
+    people = tmp_path / "people.csv"
+    people.write_text("email\na@x.io\n")
+    out = str(tmp_path / "out.csv")
+    proc = cli("follow", "--provider", "mautic", "--submitted", str(people), "--results", out, env=env)
+    assert proc.returncode == 1 and "not a results file of eventbus submit" in proc.stderr, proc.stderr
+    bad = tmp_path / "bad.csv"
+    bad.write_text("row,status,job_id,outcome,message,email\nx,submitted,j1,,,a@x.io\n")
+    proc = cli("follow", "--provider", "mautic", "--submitted", str(bad), "--results", out, env=env)
+    assert proc.returncode == 1 and f"{bad}:2: the row number is 'x'" in proc.stderr, proc.stderr
+    torn = tmp_path / "torn.jsonl"
+    torn.write_text('{"row": 0, "status": "submitted", "job_id": "j1"}\n{"row": 1, "sta')
+    proc = cli("follow", "--provider", "mautic", "--submitted", str(torn), "--results", out, env=env)
+    assert proc.returncode == 1 and f"{torn}:2: not a line of an eventbus submit results file" in proc.stderr
+    proc = cli("follow", "--provider", "mautic", "--submitted", str(bad), env=env)
+    assert proc.returncode == 2 and "--submitted needs --results FILE" in proc.stderr
+    proc = cli("follow", "--provider", "mautic", env=env)
+    assert proc.returncode == 2 and "name the jobs to follow" in proc.stderr
