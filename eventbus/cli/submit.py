@@ -282,8 +282,8 @@ def run(args: argparse.Namespace) -> int:
             if len(accepted) > _SHOWN:
                 say(f"  ... and {len(accepted) - _SHOWN} more jobs (each one in --json or --results)", sys.stdout)
             polled = [job.job_id for job in accepted if not ev.is_chunk_ref(job.job_id)]  # (not synchronous answers)
-            hint = resume_hint(args.provider, polled, again=False)
-            if hint and len(accepted) <= _SHOWN:
+            hint = resume_hint(args.provider, polled, again=False, results=args.results)
+            if hint and (args.results or len(accepted) <= _SHOWN):  # (with --results, the hint names no job)
                 say(f"  {hint}", sys.stdout)
         _print_invalid(report.invalid)
         refused = sorted((r for r in report.rejected if r.sent), key=lambda r: r.chunk_index)
@@ -517,7 +517,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
         if result.ok:
             console.print(f"all {plural(len(result.report.accepted), 'job')} completed")
             return 0
-        problems = _not_completed(result, args.provider, args.timeout)
+        problems = _not_completed(result, args.provider, args.timeout, results=args.results)
         say(f"eventbus submit: not everything completed: {'; '.join(problems)}")
         _print_stopped(result.report)
         return 1
@@ -530,7 +530,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
             console.print(summary_table(board, title=f"{args.provider} jobs (interrupted)"))
         why, status = stop_reason()
         planned = _plan_of(args, contacts)
-        say(f"eventbus submit: {why}. {_open_jobs(board)}{_unsent_rows(planned, record.fates.sent)}")
+        say(f"eventbus submit: {why}. {_open_jobs(board, args.results)}{_unsent_rows(planned, record.fates.sent)}")
         _write_results(args, results, contacts, done[0] if done else planned)
         return status
 
@@ -558,7 +558,7 @@ def subscribe_outputs(bus: Any, args: argparse.Namespace, view: Any, board: JobB
         bus.on(results, name="results", buffer=65_536)
 
 
-def _not_completed(result: Any, provider: str, timeout: float) -> list[str]:
+def _not_completed(result: Any, provider: str, timeout: float, *, results: str | None = None) -> list[str]:
     """What kept a followed run from completing, one phrase each (for the line on stderr)."""
     from adapters.follow import accounted
 
@@ -573,7 +573,7 @@ def _not_completed(result: Any, provider: str, timeout: float) -> list[str]:
             problems.append(f"{plural(len(result.unfinished), 'job')} still open after {timeout:g}s ({ids})")
         else:
             problems.append(f"{plural(len(result.unfinished), 'job')} no longer followed, their end not seen ({ids})")
-        again = resume_hint(provider, result.unfinished)
+        again = resume_hint(provider, result.unfinished, results=results)
         if again:
             problems.append(again)
         drops = result.board.websocket_drops()
@@ -594,14 +594,14 @@ def _not_completed(result: Any, provider: str, timeout: float) -> list[str]:
     return problems
 
 
-def _open_jobs(board: JobBoard) -> str:
+def _open_jobs(board: JobBoard, results: str | None = None) -> str:
     """The jobs an interrupted follow leaves running at the provider, in full, and chunks with no answer yet."""
     open_ = [r for r in board.rows.values() if not r.finished]
     running = [r.job_id for r in open_ if not ev.is_chunk_ref(r.job_id)]
     unanswered = [r.job_id for r in open_ if ev.is_chunk_ref(r.job_id)]
     shown = f": {', '.join(running)}" if running else ""
     parts = [f"{plural(len(running), 'job')} still open at the provider{shown}"]
-    again = resume_hint(open_[0].provider, running) if running else ""
+    again = resume_hint(open_[0].provider, running, results=results) if running else ""
     if again:
         parts.append(again)
     if unanswered:
@@ -613,10 +613,22 @@ def _open_jobs(board: JobBoard) -> str:
     return "; ".join(parts) + "."
 
 
-def resume_hint(provider: str, job_ids: list[str], *, again: bool = True) -> str:
-    """The command that follows ``job_ids`` (again), for the providers whose jobs can be followed by id; else ""."""
+def resume_hint(provider: str, job_ids: list[str], *, again: bool = True, results: str | None = None) -> str:
+    """The command that follows ``job_ids`` (again), for the providers whose jobs can be followed by id; else "".
+
+    With ``results`` (the run's --results file), the command that follows the jobs its rows wait on and writes
+    their results into it.
+    """
+    import shlex
+
     from adapters.follow import RESUMABLE
 
     if provider not in RESUMABLE or not job_ids:
         return ""
+    if results is not None:
+        path = shlex.quote(results)
+        return (
+            f"to follow them{' again' if again else ''} and complete {results}: "
+            f"eventbus follow --provider {provider} --submitted {path} --results {path}"
+        )
     return f"to follow them{' again' if again else ''}: eventbus follow --provider {provider} {' '.join(job_ids)}"

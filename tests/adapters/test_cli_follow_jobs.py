@@ -159,7 +159,7 @@ async def test_a_job_still_running_at_the_timeout_exits_1_naming_it(tmp_path: Pa
         (["--provider", "mautic", "../../oauth/v2/token"], "is not a job id"),
         (["--provider", "mautic", "abc123#4"], "is a chunk reference, not a job id"),
         (["--provider", "mautic", "--timeout", "nan", "j1"], "expected a finite number greater than 0"),
-        (["--provider", "mautic"], "the following arguments are required: JOB_ID"),
+        (["--provider", "mautic"], "name the jobs to follow (JOB_ID ...), or give the submit's --results file"),
         (["--provider", "hubspot", "j1"], "invalid choice: 'hubspot'"),
     ],
 )
@@ -305,3 +305,25 @@ def test_submitted_files_that_are_not_a_submits_results_are_refused(tmp_path: Pa
     assert proc.returncode == 2 and "--submitted needs --results FILE" in proc.stderr
     proc = cli("follow", "--provider", "mautic", env=env)
     assert proc.returncode == 2 and "name the jobs to follow" in proc.stderr
+
+
+async def test_an_interrupted_submit_follow_with_results_is_completed_by_the_command_it_prints(tmp_path: Path) -> None:
+    """Ctrl-C during `submit --follow --results run.csv`: the line on stderr gives the `follow --submitted` command
+    for run.csv; run as printed, it leaves every row of run.csv with its own result (none 'submitted')."""
+    run = tmp_path / "my run.csv"  # (a space: the printed command quotes the path)
+    async with checked_simulator(SimulatorConfig(item_time=0.01, tick=0.02)) as sim:
+        env = env_for(sim, "insideview")
+        args = ["--provider", "insideview", "--follow", "--results", str(run), ids_file(tmp_path, 300)]
+        _, stderr, status = await interrupted(args, env, lambda seen: any(isinstance(e, ev.JobAccepted) for e in seen))
+        assert status == 130, stderr
+        quoted = shlex.quote(str(run))
+        hint = f"eventbus follow --provider insideview --submitted {quoted} --results {quoted}"
+        assert f"to follow them again and complete {run}: {hint}" in stderr
+        with run.open(newline="") as f:
+            assert {r["status"] for r in csv.DictReader(f)} == {"submitted"}
+        proc = await anyio.to_thread.run_sync(lambda: cli(*shlex.split(hint)[1:], env=env))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    with run.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 300 and {r["status"] for r in rows} == {"succeeded", "failed"}
+    assert all((r["status"] == "failed") == r["id"].endswith("7") for r in rows)
