@@ -31,6 +31,7 @@ id's result (an id given twice is sent once).
 from __future__ import annotations
 
 import csv
+import os
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -413,15 +414,27 @@ def _key_order(key: str) -> tuple[int, int, str]:
 
 
 def _write(path: str | Path, kind: str, jsonl: Iterable[dict[str, Any]], write_csv: Any) -> None:
-    """Write a results file: ``jsonl``'s objects one per line, or the CSV ``write_csv(f)`` writes."""
+    """Write a results file: ``jsonl``'s objects one per line, or the CSV ``write_csv(f)`` writes.
+
+    The file is written beside its place and moved there once whole, so that a
+    write that fails half-way leaves the file that was there (``eventbus follow
+    --submitted F --results F`` rewrites the file it read) and no part of the new one.
+    """
+    target = Path(os.path.realpath(path))  # (through a symbolic link, to the file it names)
+    partial = target.with_name(target.name + ".partial")
     try:
-        with open(path, "w", newline="", encoding="utf-8") as f:
-            if kind == "jsonl":
-                encoder = msgspec.json.Encoder()
-                for line in jsonl:
-                    f.write(encoder.encode(line).decode() + "\n")
-            else:
-                write_csv(f)
+        try:
+            with open(partial, "w", newline="", encoding="utf-8") as f:
+                if kind == "jsonl":
+                    encoder = msgspec.json.Encoder()
+                    for line in jsonl:
+                        f.write(encoder.encode(line).decode() + "\n")
+                else:
+                    write_csv(f)
+            os.replace(partial, target)
+        except BaseException:
+            partial.unlink(missing_ok=True)
+            raise
     except OSError as exc:
         raise ConfigError(f"{path}: cannot write the results: {exc.strerror}") from None
 

@@ -12,7 +12,7 @@ import msgspec
 import pytest
 
 from adapters.http import Settings
-from adapters.results import Results, _formula_like
+from adapters.results import ResultRow, Results, _formula_like, read_results, write_rows
 from adapters.simulator import Faults, Simulator, SimulatorConfig
 from adapters.submit import plan, submit
 from eventbus import events as ev
@@ -289,3 +289,29 @@ def test_a_row_of_a_job_that_expired_says_so() -> None:
     rows = list(results.rows(contacts, plan("mautic", contacts)))
     assert [(r.status, r.job_id) for r in rows] == [("submitted", "J")] * 2
     assert rows[0].message == "its job expired: gone (404); no report for this contact was seen"
+
+
+@pytest.mark.parametrize("name", ["out.csv", "out.jsonl"])
+def test_a_write_that_fails_half_way_keeps_the_file_that_was_there(tmp_path: Path, name: str) -> None:
+    """The file is written beside its place and moved there whole: a row whose data cannot be written (here, an
+    object msgspec cannot encode, after a good row) leaves the old file as it was and no partial file behind."""
+    path = tmp_path / name
+    path.write_text("the file that was there\n")
+    rows = [
+        ResultRow(0, {"email": "a@x.io"}, "succeeded", "j1", "created", data={"id": 1}),
+        ResultRow(1, {"email": "b@x.io"}, "succeeded", "j1", "created", data={"id": object()}),
+    ]
+    with pytest.raises(TypeError):
+        write_rows(path, rows)
+    assert path.read_text() == "the file that was there\n"
+    assert sorted(p.name for p in tmp_path.iterdir()) == [name]
+    assert write_rows(path, rows[:1]) == {"succeeded": 1} and "a@x.io" in path.read_text()
+
+
+def test_results_written_through_a_symbolic_link_go_to_the_file_it_names(tmp_path: Path) -> None:
+    real = tmp_path / "real.csv"
+    real.write_text("")
+    link = tmp_path / "link.csv"
+    link.symlink_to(real)
+    write_rows(link, [ResultRow(0, {"email": "a@x.io"}, "submitted", "j1")])
+    assert link.is_symlink() and [r.contact for r in read_results(real)] == [{"email": "a@x.io"}]
