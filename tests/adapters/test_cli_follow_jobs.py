@@ -46,6 +46,13 @@ def mautic_file(tmp_path: Path, n: int) -> str:
     return str(f)
 
 
+async def submitted_jobs(provider: str, file: str, env: dict[str, str]) -> list[str]:
+    """`eventbus submit --json FILE` (no follow): the ids of the jobs it was given, in the order accepted."""
+    proc = await anyio.to_thread.run_sync(lambda: cli("submit", "--provider", provider, "--json", file, env=env))
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    return [e.job_id for e in map(ev.decode, proc.stdout.splitlines()) if isinstance(e, ev.JobAccepted)]
+
+
 @pytest.mark.parametrize("provider", ["insideview", "mautic"])
 async def test_the_command_submit_prints_follows_the_jobs_to_their_end(
     simulator: Simulator, tmp_path: Path, provider: str
@@ -69,10 +76,7 @@ async def test_the_command_submit_prints_follows_the_jobs_to_their_end(
 async def test_json_lines_carry_each_contacts_results(simulator: Simulator, tmp_path: Path) -> None:
     """--json: every event one decodable line on stdout; each contact of the job once, with InsideView's data."""
     env = env_for(simulator, "insideview")
-    submitted = await anyio.to_thread.run_sync(
-        lambda: cli("submit", "--provider", "insideview", "--json", ids_file(tmp_path, 200), env=env)
-    )
-    (job_id,) = [e.job_id for e in map(ev.decode, submitted.stdout.splitlines()) if isinstance(e, ev.JobAccepted)]
+    (job_id,) = await submitted_jobs("insideview", ids_file(tmp_path, 200), env)
     proc = await anyio.to_thread.run_sync(lambda: cli("follow", "--provider", "insideview", "--json", job_id, env=env))
     assert proc.returncode == 0, proc.stderr[-2000:]
     events = [ev.decode(line) for line in proc.stdout.splitlines()]
@@ -93,10 +97,7 @@ async def test_results_file_has_each_contact_once_with_the_providers_data(
     """--results: one line per contact of each job, by job then key, with InsideView's fields as data; the
     stderr says how many of each."""
     env = env_for(simulator, "insideview")
-    submitted = await anyio.to_thread.run_sync(
-        lambda: cli("submit", "--provider", "insideview", "--json", ids_file(tmp_path, 10_100), env=env)
-    )
-    jobs = [e.job_id for e in map(ev.decode, submitted.stdout.splitlines()) if isinstance(e, ev.JobAccepted)]
+    jobs = await submitted_jobs("insideview", ids_file(tmp_path, 10_100), env)
     assert len(jobs) == 2
     out = tmp_path / f"out.{suffix}"
     args = ["follow", "--provider", "insideview", "--results", str(out), *reversed(jobs)]
@@ -140,10 +141,7 @@ async def test_an_unknown_job_exits_1_saying_so(simulator: Simulator) -> None:
 async def test_a_job_still_running_at_the_timeout_exits_1_naming_it(tmp_path: Path) -> None:
     async with checked_simulator(SimulatorConfig(item_time=0.5, tick=0.05)) as sim:
         env = env_for(sim, "insideview")
-        submitted = await anyio.to_thread.run_sync(
-            lambda: cli("submit", "--provider", "insideview", "--json", ids_file(tmp_path, 500), env=env)
-        )
-        (job_id,) = [e.job_id for e in map(ev.decode, submitted.stdout.splitlines()) if isinstance(e, ev.JobAccepted)]
+        (job_id,) = await submitted_jobs("insideview", ids_file(tmp_path, 500), env)
         proc = await anyio.to_thread.run_sync(
             lambda: cli("follow", "--provider", "insideview", "--timeout", "1", job_id, env=env)
         )
@@ -200,10 +198,7 @@ async def test_ctrl_c_names_the_jobs_not_seen_to_end(tmp_path: Path) -> None:
     """Ctrl-C during `eventbus follow`: exit 130, the jobs not seen to end named, and how to follow them again."""
     async with checked_simulator(SimulatorConfig(item_time=0.5, tick=0.05)) as sim:
         env = env_for(sim, "mautic")
-        submitted = await anyio.to_thread.run_sync(
-            lambda: cli("submit", "--provider", "mautic", "--json", mautic_file(tmp_path, 200), env=env)
-        )
-        (job_id,) = [e.job_id for e in map(ev.decode, submitted.stdout.splitlines()) if isinstance(e, ev.JobAccepted)]
+        (job_id,) = await submitted_jobs("mautic", mautic_file(tmp_path, 200), env)
         out = tmp_path / "out.jsonl"
         command = [sys.executable, "-m", "eventbus", "follow", "--provider", "mautic", "--json"]
         command += ["--results", str(out), job_id]
