@@ -654,6 +654,7 @@ async def follow_jobs(
     poll_initial: float = 0.2,
     poll_cap: float = 5.0,
     poll_error_grace: float = 120.0,
+    concurrency: int = 8,
 ) -> JobsResult:
     """Follow jobs submitted earlier (by another run, or one that was interrupted) to their end, by their ids.
 
@@ -672,7 +673,10 @@ async def follow_jobs(
     ``unfinished``. Returns when every job
     has ended or after ``timeout`` seconds (``timed_out``). A
     :class:`ConfigError` is raised, before any request, for another provider
-    or a malformed job id (see :func:`check_job_ids`).
+    or a malformed job id (see :func:`check_job_ids`). At most ``concurrency``
+    jobs are watched at once (polled, then their results read); the others
+    wait their turn, in the order given, so that a long list of jobs does not
+    become as many pollers on the provider's rate limit.
     """
     check_resumable(provider)
     check_numbers(
@@ -682,8 +686,10 @@ async def follow_jobs(
         poll_initial=(poll_initial, SECONDS),
         poll_cap=(poll_cap, SECONDS),
         poll_error_grace=(poll_error_grace, NOT_NEGATIVE),
+        concurrency=(concurrency, COUNT),
     )
     ids = check_job_ids(provider, job_ids)
+    turns = anyio.CapacityLimiter(concurrency)
     settings = settings or Settings.from_env(provider)
     board = JobBoard()
     result = JobsResult(provider, ids, board)
@@ -696,9 +702,10 @@ async def follow_jobs(
 
             async def watch(job_id: str) -> None:
                 poll = _watch_insideview if provider == "insideview" else _watch_mautic
-                outcome = await poll(
-                    http, job_id, None, merged, poll_initial, poll_cap, poll_error_grace, discovered=True
-                )
+                async with turns:
+                    outcome = await poll(
+                        http, job_id, None, merged, poll_initial, poll_cap, poll_error_grace, discovered=True
+                    )
                 if outcome is PollOutcome.NOT_FOUND:
                     result.not_found.append(job_id)
 

@@ -89,6 +89,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "--max-attempts", type=count, default=8, metavar="N", help="attempts per request on 429/5xx (default: 8)"
     )
     parser.add_argument("--rate-limit", type=positive, metavar="N", help="at most N requests per second (N > 0)")
+    parser.add_argument(
+        "--concurrency",
+        type=count,
+        default=8,
+        metavar="N",
+        help="jobs watched at once (default: 8); the others wait their turn, in the order given",
+    )
     parser.set_defaults(_follow_parser=parser)
 
 
@@ -140,6 +147,7 @@ def run(args: argparse.Namespace) -> int:
                     stuck_after=args.stuck_after,
                     poll_initial=min(0.5, args.poll_cap),
                     poll_cap=args.poll_cap,
+                    concurrency=args.concurrency,
                 )
                 await bus.drain()
         finally:

@@ -197,3 +197,21 @@ async def test_a_mautic_job_that_expires_while_followed_ends_expired() -> None:
     assert not result.ok and result.not_found == [] and result.unfinished == []
     assert result.board.rows[("mautic", job_id)].state == "expired"
     assert sum(isinstance(e, ev.JobExpired) for e in events) == 1
+
+
+async def test_at_most_concurrency_jobs_are_watched_at_once(simulator: Simulator) -> None:
+    """``concurrency=1``: the second job is not polled before the first has ended (its first event comes after
+    the first job's end), and both complete; ``concurrency=0`` is refused before any request."""
+    first = await submitted(simulator, "mautic", 400)
+    second = await submitted(simulator, "mautic", 400)
+    order = [*first, *second]
+    result, events = await followed(simulator, "mautic", order, timeout=30, concurrency=1)
+    assert result.ok
+    of_jobs = [e for e in events if e.job_id in order]
+    first_end = next(i for i, e in enumerate(of_jobs) if isinstance(e, ev.JobCompleted))
+    assert of_jobs[first_end].job_id == order[0]
+    assert {e.job_id for e in of_jobs[: first_end + 1]} == {order[0]}
+    assert {e.job_id for e in of_jobs[first_end + 1 :]} == {order[1]}
+    async with Bus() as bus:
+        with pytest.raises(ConfigError, match="concurrency must be a whole number, 1 or more, not 0"):
+            await follow_jobs("mautic", order, bus, settings=settings(simulator, "mautic"), concurrency=0)
