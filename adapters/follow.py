@@ -689,7 +689,7 @@ async def follow_jobs(
         concurrency=(concurrency, COUNT),
     )
     ids = check_job_ids(provider, job_ids)
-    turns = anyio.CapacityLimiter(concurrency)
+    turns = anyio.Semaphore(concurrency)  # taken in the order given (before each watcher starts), freed as it ends
     settings = settings or Settings.from_env(provider)
     board = JobBoard()
     result = JobsResult(provider, ids, board)
@@ -702,16 +702,19 @@ async def follow_jobs(
 
             async def watch(job_id: str) -> None:
                 poll = _watch_insideview if provider == "insideview" else _watch_mautic
-                async with turns:
+                try:
                     outcome = await poll(
                         http, job_id, None, merged, poll_initial, poll_cap, poll_error_grace, discovered=True
                     )
+                finally:
+                    turns.release()
                 if outcome is PollOutcome.NOT_FOUND:
                     result.not_found.append(job_id)
 
             with anyio.move_on_after(timeout) as scope:
                 async with anyio.create_task_group() as tg:
                     for job_id in ids:
+                        await turns.acquire()  # (tasks started together may run in any order: trio shuffles them)
                         tg.start_soon(watch, job_id)
             result.timed_out = scope.cancelled_caught
         await bus.drain()
