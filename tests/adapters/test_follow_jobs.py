@@ -190,9 +190,9 @@ async def test_jobs_followed_by_id_end_exactly_through_503_bursts(provider: str)
 async def test_a_mautic_job_that_expires_while_followed_ends_expired() -> None:
     """Known from a first good poll, a Mautic job that then answers 404 expired: one ``JobExpired`` ends it (not
     ``not_found``, and ``ok`` is False)."""
-    config = SimulatorConfig(item_time=0.01, tick=0.01, faults=Faults(mautic_expire_after=1.0))
+    config = SimulatorConfig(item_time=0.02, tick=0.01, faults=Faults(mautic_expire_after=3.0))
     async with checked_simulator(config) as sim:
-        (job_id,) = await submitted(sim, "mautic", 500)  # 5 s of work: it expires first
+        (job_id,) = await submitted(sim, "mautic", 500)  # 10 s of work: it expires 3 s after it was created
         result, events = await followed(sim, "mautic", [job_id], timeout=30)
     assert not result.ok and result.not_found == [] and result.unfinished == []
     assert result.board.rows[("mautic", job_id)].state == "expired"
