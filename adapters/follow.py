@@ -33,8 +33,8 @@ from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Awaitable, Callable, Iterable, Mapping, Sequence
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Mapping, Sequence
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -421,6 +421,7 @@ async def follow(
     watcher = bus.on(observe, name=f"follow-{provider}-{id(board)}", providers=provider, buffer=65_536)
     try:
         async with (
+            _one_error(),
             tracker.attach(bus, check_every=min(5.0, stuck_after)) as merged,
             AsyncExitStack() as stack,
             ProviderClient(make_provider(provider, **options), settings, client) as http,
@@ -561,11 +562,6 @@ async def follow(
                         j.job_id for j in pending if j.job_id in gave_up or not _finished(board, provider, j.job_id)
                     ]
                 tg.cancel_scope.cancel()
-    except BaseExceptionGroup as group:
-        errors = errors_of(group)
-        if errors is None or len(errors) != 1:
-            raise
-        raise errors[0] from None  # one typed error, as the caller would expect of an await, not a group of one
     finally:
         watcher.close()
     await bus.drain()
@@ -696,6 +692,7 @@ async def follow_jobs(
     watcher = bus.on(board, name=f"follow-jobs-{provider}-{id(board)}", providers=provider, buffer=65_536)
     try:
         async with (
+            _one_error(),
             JobTracker(stuck_after=stuck_after).attach(bus, check_every=min(5.0, stuck_after)) as merged,
             ProviderClient(make_provider(provider), settings, client) as http,
         ):
@@ -718,15 +715,23 @@ async def follow_jobs(
                         tg.start_soon(watch, job_id)
             result.timed_out = scope.cancelled_caught
         await bus.drain()
+    finally:
+        watcher.close()
+    result.unfinished = [j for j in ids if not _finished(board, provider, j)]
+    return result
+
+
+@asynccontextmanager
+async def _one_error() -> AsyncIterator[None]:
+    """A group of one library error (task groups wrap what is raised in them) raised as that error: one typed
+    error, as the caller of an await expects, not a group of one. Any other group is raised as it is."""
+    try:
+        yield
     except BaseExceptionGroup as group:
         errors = errors_of(group)
         if errors is None or len(errors) != 1:
             raise
         raise errors[0] from None
-    finally:
-        watcher.close()
-    result.unfinished = [j for j in ids if not _finished(board, provider, j)]
-    return result
 
 
 def _discovered(provider: str, job_id: str, total: int | None = None) -> ev.JobAccepted:
