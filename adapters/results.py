@@ -278,12 +278,12 @@ class ItemResults:
         ]
 
         def write_csv(f: Any) -> None:
+            columns = ("job_id", "key", "status", "outcome", "message")
             data = list(dict.fromkeys(name for r in rows for name in map(str, r.data)))
             writer = csv.writer(f)
-            writer.writerow(["job_id", "key", "status", "outcome", "message", *(f"data.{name}" for name in data)])
-            for line, r in zip(lines, rows, strict=True):
-                fixed = [line["job_id"], line["key"], r.status, r.outcome, r.message]
-                writer.writerow(_inert(fixed + [_cell(r.data.get(name)) for name in data]))
+            writer.writerow([*columns, *(f"data.{name}" for name in data)])
+            for line in lines:
+                writer.writerow(_inert([line[c] for c in columns] + [_cell(line["data"].get(name)) for name in data]))
 
         _write(path, kind, lines, write_csv)
         return _counts(rows)
