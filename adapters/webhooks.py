@@ -143,6 +143,8 @@ class WebhookReceiver:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
         self._bus = bus
+        # A bus with a journal: answer 2xx only once the events are in it.
+        self._flush = getattr(bus, "flush", None) if getattr(bus, "journal", None) is not None else None
         self._parsers: dict[str, Parser] = dict(parsers or {})
         self._key = key
         self._tolerance = tolerance
@@ -344,4 +346,7 @@ class WebhookReceiver:
                 with anyio.fail_after(self._publish_timeout):
                     for rest in events[i:]:
                         await bus.publish(rest)
-                return
+                break
+        if self._flush is not None:
+            with anyio.fail_after(self._publish_timeout):
+                await self._flush()

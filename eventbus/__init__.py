@@ -8,7 +8,16 @@ implementation detail)::
 
 from __future__ import annotations
 
-from eventbus.bus import Bus, Handler, HandlerHandle, Overflow, SubscriberStats, Subscription, Types
+from eventbus.bus import (
+    Bus,
+    DurableSubscription,
+    Handler,
+    HandlerHandle,
+    Overflow,
+    SubscriberStats,
+    Subscription,
+    Types,
+)
 from eventbus.events import (
     AnyEvent,
     BatchSubmitted,
@@ -40,6 +49,7 @@ from eventbus.exceptions import (
     ConfigError,
     ContactError,
     EventBusError,
+    JournalError,
     ProviderError,
     QuotaError,
     RateLimited,
@@ -48,6 +58,7 @@ from eventbus.exceptions import (
     SubscriptionClosed,
     TransportError,
 )
+from eventbus.journal import Entry, Journal
 from eventbus.tracker import JobTracker, JobView, Publisher, TrackedPublisher, TrackerStats
 
 __version__ = "0.1.0"
@@ -64,6 +75,8 @@ __all__ = [
     "CertificateError",
     "ConfigError",
     "ContactError",
+    "DurableSubscription",
+    "Entry",
     "Event",
     "EventBusError",
     "Handler",
@@ -80,6 +93,8 @@ __all__ = [
     "JobStuck",
     "JobTracker",
     "JobView",
+    "Journal",
+    "JournalError",
     "Overflow",
     "ProviderError",
     "Publisher",

@@ -33,6 +33,7 @@ event)``.
 from __future__ import annotations
 
 import math
+import os
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
@@ -46,9 +47,19 @@ import msgspec
 
 from eventbus import events as ev
 from eventbus._logging import get_logger
-from eventbus.exceptions import BufferOverflow, BusClosed, ConfigError, SubscriptionClosed
+from eventbus.exceptions import BufferOverflow, BusClosed, ConfigError, JournalError, SubscriptionClosed
+from eventbus.journal import Journal, type_tags
 
-__all__ = ["Bus", "Handler", "HandlerHandle", "Overflow", "SubscriberStats", "Subscription", "Types"]
+__all__ = [
+    "Bus",
+    "DurableSubscription",
+    "Handler",
+    "HandlerHandle",
+    "Overflow",
+    "SubscriberStats",
+    "Subscription",
+    "Types",
+]
 
 Handler = Callable[[ev.Event], Awaitable[object] | object]
 """A subscriber callable: takes one event; may be sync or async."""
@@ -61,6 +72,14 @@ _log = get_logger("eventbus.bus")
 # Yield to the event loop after this many events handled in a row, so that a
 # subscriber with a deep buffer does not starve the publisher or its peers.
 _YIELD_EVERY = 256
+
+# With a journal: events published but not yet written (publish waits for room beyond this),
+# events written per transaction, and events a durable subscriber reads from the journal at once.
+_PENDING_LIMIT = 10_000
+_JOURNAL_BATCH = 1000
+_FEED_BATCH = 1000
+# A durable handler saves its cursor when its buffer runs empty, or after this many events.
+_ACK_EVERY = 1000
 
 
 class Overflow(StrEnum):
@@ -134,6 +153,7 @@ class _Subscriber:
         "dropped",
         "evicted",
         "failed",
+        "feed",
         "filtered",
         "idle",
         "jobs",
@@ -182,6 +202,7 @@ class _Subscriber:
         self.idle: anyio.Event | None = None  # set by the consumer when drain() waits
         self.scope: anyio.CancelScope | None = None  # a handler's own task, cancellable alone
         self.done: anyio.Event | None = None  # set when a handler's task has ended
+        self.feed: _Feed | None = None  # a durable subscriber's place in the journal
 
     def admits(self, event: ev.Event) -> bool:
         if self.providers is not None and event.provider not in self.providers:
@@ -215,6 +236,8 @@ class _Subscriber:
         """Drop everything still buffered (the consumer is gone), counting it exactly."""
         left = len(self.buffer)
         self.buffer.clear()
+        if self.feed is not None:
+            self.feed.seqs.clear()  # still in the journal: they come again to the next subscriber of this name
         self.dropped += left
         self.evicted += left
 
@@ -226,7 +249,7 @@ class _Subscriber:
 
     @property
     def busy(self) -> bool:
-        return bool(self.buffer) or self.active
+        return bool(self.buffer) or self.active or (self.feed is not None and self.feed.behind and not self.closed)
 
     def stats(self) -> SubscriberStats:
         return SubscriberStats(
@@ -240,6 +263,25 @@ class _Subscriber:
             failed=self.failed,
             lag=len(self.buffer),
         )
+
+
+class _Feed:
+    """Where a durable subscriber stands in the journal (internal)."""
+
+    __slots__ = ("acked", "journal", "position", "seqs", "since_ack", "start")
+
+    def __init__(self, journal: Journal, start: int | None) -> None:
+        self.journal = journal
+        self.start = start  # None: from the saved cursor
+        self.position = -1  # read up to here; -1 until the cursor is known
+        self.acked = 0  # the cursor as last saved (or read)
+        self.seqs: deque[int] = deque()  # the position of each buffered event, in step with the buffer
+        self.since_ack = 0  # events handled since the cursor was saved (handlers)
+
+    @property
+    def behind(self) -> bool:
+        """Entries this process committed have not all been read into the buffer yet."""
+        return self.position < self.journal.last_seq or self.position < 0
 
 
 class _View:
@@ -337,6 +379,44 @@ class Subscription(_View):
         await anyio.lowlevel.checkpoint()
 
 
+class DurableSubscription(Subscription):
+    """A subscription fed from the bus's journal, from its saved cursor; :meth:`ack` saves it.
+
+    Obtained from ``bus.subscribe(name, durable=True)``. It receives every
+    event journaled after the cursor saved under ``name`` (by an earlier run
+    too), then new ones as they are published. Call :meth:`ack` once what was
+    received is safely handled: a later subscriber of the same name starts
+    after it. Events received but not acknowledged come again (at least once;
+    ``event.id`` tells copies apart).
+    """
+
+    def __init__(self, sub: _Subscriber, bus: Bus) -> None:
+        super().__init__(sub, bus)
+        assert sub.feed is not None
+        self._feed = sub.feed
+        self._taken: int | None = None
+
+    def receive_nowait(self) -> ev.Event:
+        event = super().receive_nowait()
+        self._taken = self._feed.seqs.popleft()
+        return event
+
+    @property
+    def position(self) -> int | None:
+        """The journal position of the last event received (None before the first)."""
+        return self._taken
+
+    async def ack(self) -> None:
+        """Save the cursor: everything received so far is handled (:class:`JournalError` if it cannot be saved)."""
+        feed = self._feed
+        target = self._taken
+        if target is not None and not self._sub.buffer and feed.position > target:
+            target = feed.position  # nothing buffered: the entries between were filtered out; skip them next time
+        if target is not None and target > feed.acked:
+            await feed.journal.ack(self._sub.name, target)
+            feed.acked = target
+
+
 class HandlerHandle(_View):
     """What :meth:`Bus.on` returns: the handler's stats and a way to remove it."""
 
@@ -365,14 +445,33 @@ class HandlerHandle(_View):
 class Bus:
     """An in-process event bus; use as ``async with Bus() as bus``.
 
-    ``journal`` is reserved for durable delivery (not available yet; only
-    ``None`` is accepted). ``close_timeout`` bounds how long closing waits for
-    subscribers to finish what is buffered before cancelling them.
+    ``journal`` (a :class:`~eventbus.journal.Journal` or a file path) makes
+    it durable: every event is written to the journal before any subscriber
+    sees it, and durable subscribers (``durable=True``) resume from their
+    saved cursor. :meth:`publish` then returns once the event is in the
+    journal; :meth:`publish_nowait` queues it for the journal's writer (at
+    most 10,000 queued, then ``anyio.WouldBlock``). ``close_timeout`` bounds
+    how long closing waits for subscribers to finish what is buffered before
+    cancelling them.
     """
 
-    def __init__(self, journal: None = None, *, close_timeout: float = 5.0) -> None:
+    def __init__(self, journal: Journal | str | os.PathLike[str] | None = None, *, close_timeout: float = 5.0) -> None:
+        self._journal: Journal | None = None
         if journal is not None:
-            raise ConfigError("Bus(journal=...) is not supported yet; use Bus() for an in-memory bus")
+            self._journal = journal if isinstance(journal, Journal) else Journal(journal)
+            if self._journal.readonly:
+                raise ConfigError(f"{self._journal!r} is read-only; a bus writes to its journal")
+            self._pending: deque[ev.Event] = deque()
+            self._enqueued = self._written = 0
+            self._failures: deque[tuple[int, int, JournalError]] = deque(maxlen=64)
+            self._work: anyio.Event | None = None  # set to wake the writer
+            self._room: anyio.Event | None = None  # set when the writer took events from a full queue
+            self._progress: anyio.Event | None = None  # set when a batch was written (or failed) and delivered
+            self._writing = False  # the writer holds a batch not yet delivered
+            self._writer_gone = False
+            # The journaled paths replace the in-memory ones for this bus only; Bus() stays as fast as before.
+            self.publish = self._publish_journaled  # type: ignore[method-assign]
+            self.publish_nowait = self._publish_nowait_journaled  # type: ignore[method-assign]
         self.close_timeout = close_timeout
         self._subs: dict[str, _Subscriber] = {}
         self._retiring: set[_Subscriber] = set()  # closed handlers still handling their buffer
@@ -389,8 +488,12 @@ class Bus:
         if self._entered:
             raise BusClosed("a Bus can be entered only once; create a new Bus")
         self._entered = True
+        if self._journal is not None:
+            await self._journal.open()
         self._tg = anyio.create_task_group()
         await self._tg.__aenter__()
+        if self._journal is not None:
+            self._tg.start_soon(self._write_journal, name="eventbus journal writer")
         return self
 
     async def __aexit__(self, *exc_info: object) -> bool | None:
@@ -403,7 +506,12 @@ class Bus:
                 self._tg.cancel_scope.cancel()
         finally:
             assert self._tg is not None
-            result = await self._tg.__aexit__(*exc_info)  # type: ignore[arg-type]
+            try:
+                result = await self._tg.__aexit__(*exc_info)  # type: ignore[arg-type]
+            finally:
+                if self._journal is not None:
+                    with anyio.CancelScope(shield=True):
+                        await self._journal.close()
         return result
 
     async def aclose(self, timeout: float | None = None) -> None:
@@ -427,10 +535,17 @@ class Bus:
         self._closed = True
         for sub in list(self._subs.values()):
             self._detach(sub)
+        if self._journal is not None and self._work is not None:
+            self._work.set()  # the writer ends once its queue is empty
 
     @property
     def closed(self) -> bool:
         return self._closed
+
+    @property
+    def journal(self) -> Journal | None:
+        """The journal events are written to, or None for an in-memory bus."""
+        return self._journal
 
     # --- subscribing ----------------------------------------------------------
 
@@ -444,6 +559,8 @@ class Bus:
         providers: Iterable[str] | None,
         jobs: Iterable[str] | None,
         where: Callable[[ev.Event], bool] | None,
+        durable: bool = False,
+        start: int | None = None,
     ) -> _Subscriber:
         if self._closed:
             raise BusClosed("the bus is closed; it accepts no new subscribers")
@@ -457,16 +574,41 @@ class Bus:
             raise ConfigError(f"buffer must be a positive integer, not {buffer!r}")
         if where is not None and not callable(where):
             raise ConfigError("where must be a callable taking an event and returning a bool")
+        policy = _resolve_overflow(overflow)
+        if durable:
+            if self._journal is None:
+                raise ConfigError(
+                    f"subscriber {name!r}: durable=True needs a bus with a journal, e.g. Bus(journal='events.db')"
+                )
+            if policy is not Overflow.BLOCK:
+                raise ConfigError(
+                    f"subscriber {name!r}: a durable subscriber loses nothing, "
+                    f"so its overflow is 'block', not {policy.value!r}"
+                )
+            if start is not None and (isinstance(start, bool) or not isinstance(start, int) or start < 0):
+                raise ConfigError(f"subscriber {name!r}: start must be a journal position (0 or more), not {start!r}")
+        elif start is not None:
+            raise ConfigError(f"subscriber {name!r}: start= is for durable subscribers (durable=True)")
+        elif policy is Overflow.ERROR and self._journal is not None:
+            raise ConfigError(
+                f"subscriber {name!r}: overflow='error' cannot be told to the publisher on a bus with a journal "
+                "(publish returns once the event is journaled); choose 'block', 'drop_oldest' or 'drop_newest'"
+            )
         sub = _Subscriber(
             name,
             kind,
             buffer,
-            _resolve_overflow(overflow),
+            policy,
             _resolve_types(types),
             None if providers is None else frozenset([providers] if isinstance(providers, str) else providers),
             None if jobs is None else frozenset([jobs] if isinstance(jobs, str) else jobs),
             where,
         )
+        if durable:
+            assert self._journal is not None
+            sub.feed = _Feed(self._journal, start)
+            assert self._tg is not None
+            self._tg.start_soon(self._feed, sub, name=f"eventbus journal feed {name}")
         self._subs[name] = sub
         self._routes.clear()
         return sub
@@ -496,6 +638,8 @@ class Bus:
         where: Callable[[ev.Event], bool] | None = None,
         buffer: int = 1024,
         overflow: Overflow | str = Overflow.BLOCK,
+        durable: bool = False,
+        start: int | None = None,
     ) -> HandlerHandle:
         """Run ``handler(event)`` (sync or async) in the bus for every admitted event.
 
@@ -507,14 +651,23 @@ class Bus:
         time, in order, an async handler awaited before the next event.
         Returns a :class:`HandlerHandle` to read its stats or remove it.
 
+        ``durable=True`` (a bus with a journal; ``name`` required) feeds the
+        handler from the journal, after the cursor saved under ``name``
+        (``start`` overrides it: 0 replays everything), and saves the cursor
+        as events are handled (when its buffer runs empty, and every 1,000
+        events): after a crash or a restart it gets again at most what it had
+        not yet saved. Its filters apply to what it reads.
+
         A handler must not wait for the bus itself (``await bus.drain()``,
         or ``await bus.publish()`` reaching its own full ``block`` buffer):
         it would wait for itself. Use ``publish_nowait`` from handlers.
         """
         if not callable(handler):
             raise ConfigError(f"handler must be callable, not {handler!r}")
+        if durable and not name:
+            raise ConfigError("a durable handler needs name=: its cursor is saved under that name")
         label = name or getattr(handler, "__qualname__", None) or type(handler).__qualname__
-        sub = self._add(label, "handler", buffer, overflow, types, providers, jobs, where)
+        sub = self._add(label, "handler", buffer, overflow, types, providers, jobs, where, durable, start)
         sub.scope = anyio.CancelScope()
         sub.done = anyio.Event()
         assert self._tg is not None
@@ -538,13 +691,15 @@ class Bus:
     async def _handle(self, sub: _Subscriber, handler: Handler) -> None:
         buffer = sub.buffer
         popleft = buffer.popleft
+        feed = sub.feed
         while True:
             if buffer:
                 sub.active = True
+                batch = min(len(buffer), _YIELD_EVERY)
                 # A bounded batch without awaiting per event, then a checkpoint:
                 # cheap per event, and a deep buffer cannot starve the loop.
                 try:
-                    for _ in range(min(len(buffer), _YIELD_EVERY)):
+                    for _ in range(batch):
                         event = popleft()  # IndexError: drop_oldest evicted during an await below
                         try:
                             result = handler(event)
@@ -562,6 +717,8 @@ class Bus:
                 except IndexError:
                     pass
                 sub.took()
+                if feed is not None:
+                    await self._handled(sub, feed, batch)
                 if buffer:
                     await anyio.lowlevel.checkpoint()
                     continue
@@ -582,15 +739,23 @@ class Bus:
         where: Callable[[ev.Event], bool] | None = None,
         buffer: int = 1024,
         overflow: Overflow | str = Overflow.BLOCK,
+        durable: bool = False,
+        start: int | None = None,
     ) -> AsyncIterator[Subscription]:
         """An async-iterator subscription for the duration of the ``async with`` block.
 
         Same filters and buffer settings as :meth:`on`. Leaving the block
         unsubscribes; events still buffered then are discarded (and counted
         as dropped). The subscription cannot be used after the block.
+
+        ``durable=True`` (a bus with a journal) yields a
+        :class:`DurableSubscription`: fed from the journal after the cursor
+        saved under ``name`` (``start`` overrides it), it saves that cursor
+        when told to (``await sub.ack()``); what was not acknowledged comes
+        again to the next subscriber of that name.
         """
-        sub = self._add(name, "subscription", buffer, overflow, types, providers, jobs, where)
-        subscription = Subscription(sub, self)
+        sub = self._add(name, "subscription", buffer, overflow, types, providers, jobs, where, durable, start)
+        subscription = DurableSubscription(sub, self) if durable else Subscription(sub, self)
         try:
             yield subscription
         finally:
@@ -605,7 +770,7 @@ class Bus:
         """The subscribers whose type filter admits ``cls`` (strict ones first), and whether any filters more."""
         route = self._routes.get(cls)
         if route is None:
-            subs = [s for s in self._subs.values() if s.types is None or cls in s.types]
+            subs = [s for s in self._subs.values() if s.feed is None and (s.types is None or cls in s.types)]
             subs.sort(key=lambda s: not s.strict)  # stable: strict subscribers first, see publish_nowait
             route = self._routes[cls] = (tuple(subs), any(s.filtered for s in subs))
         return route
@@ -694,7 +859,9 @@ class Bus:
         except anyio.WouldBlock:
             await self._publish_when_room(event, subs)
 
-    async def _publish_when_room(self, event: ev.Event, admitted: tuple[_Subscriber, ...]) -> None:
+    async def _publish_when_room(
+        self, event: ev.Event, admitted: tuple[_Subscriber, ...], *, journaled: bool = False
+    ) -> None:
         """Wait for room in the full ``block`` subscriber, then deliver; again while another one is full.
 
         The subscribers' verdicts on ``event`` stay those of the first attempt
@@ -706,7 +873,7 @@ class Bus:
         taking = set(admitted)
         while True:
             await self._wait_for_room(admitted)
-            if self._closed:
+            if self._closed and not journaled:  # a journaled event is delivered even while the bus closes
                 raise BusClosed("the bus is closed; it accepts no more events")
             route, _ = self._targets(type(event))
             for s in route:
@@ -740,6 +907,9 @@ class Bus:
         """
         with anyio.fail_after(math.inf if timeout is None else timeout):
             while True:
+                if self._journal is not None and (self._pending or self._writing) and not self._writer_gone:
+                    await self._wait_progress()
+                    continue
                 # Open subscribers, and removed handlers still working through their buffer.
                 candidates = [*self._subs.values(), *self._retiring]
                 busy = next((s for s in candidates if s.busy and (not s.closed or s.kind == "handler")), None)
@@ -749,6 +919,218 @@ class Bus:
                 if waiter is None:
                     waiter = busy.idle = anyio.Event()
                 await waiter.wait()
+
+    # --- the journal ------------------------------------------------------------
+
+    def _publish_nowait_journaled(self, event: ev.Event) -> None:
+        """publish_nowait of a bus with a journal: queue ``event`` for the writer; ``anyio.WouldBlock`` when full."""
+        if self._closed:
+            raise BusClosed("the bus is closed; it accepts no more events")
+        if len(self._pending) >= _PENDING_LIMIT:
+            raise anyio.WouldBlock
+        self._enqueue(event)
+
+    async def _publish_journaled(self, event: ev.Event) -> None:
+        """publish of a bus with a journal: return once ``event`` is in the journal.
+
+        Waiting for room in the writer's queue is a cancellation point
+        (cancelled there, nothing is published); once queued, the event is
+        journaled and delivered whatever happens to the caller, which waits
+        for the write unless the bus is torn down. Raises :class:`JournalError`
+        if the write failed: then no subscriber sees the event.
+        """
+        while True:
+            if self._closed or self._writer_gone:
+                raise BusClosed("the bus is closed; it accepts no more events")
+            if len(self._pending) < _PENDING_LIMIT:
+                break
+            waiter = self._room
+            if waiter is None:
+                waiter = self._room = anyio.Event()
+            await waiter.wait()
+        ticket = self._enqueue(event)
+        with anyio.CancelScope(shield=True):
+            while self._written < ticket and not self._writer_gone:
+                await self._wait_progress()
+        self._check_written(ticket)
+
+    def _enqueue(self, event: ev.Event) -> int:
+        self._pending.append(event)
+        self._enqueued += 1
+        self._published += 1
+        if self._work is not None:
+            self._work.set()
+            self._work = None
+        return self._enqueued
+
+    def _check_written(self, ticket: int) -> None:
+        if self._written < ticket:
+            raise BusClosed("the bus was torn down before the event was written to its journal")
+        for first, last, exc in self._failures:
+            if first <= ticket <= last:
+                raise JournalError(str(exc)) from exc
+
+    async def _wait_progress(self) -> None:
+        waiter = self._progress
+        if waiter is None:
+            waiter = self._progress = anyio.Event()
+        await waiter.wait()
+
+    def _signal_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
+
+    async def flush(self) -> None:
+        """Wait until every event published so far is in the journal (at once without a journal).
+
+        For whoever must not acknowledge something before it is durable, such
+        as a webhook receiver before its 2xx, after ``publish_nowait``. Raises
+        :class:`JournalError` if the last of them could not be written.
+        """
+        if self._journal is None:
+            await anyio.lowlevel.checkpoint()
+            return
+        ticket = self._enqueued
+        while self._written < ticket and not self._writer_gone:
+            await self._wait_progress()  # cancelled: only the waiting stops; the events are written all the same
+        if ticket:
+            self._check_written(ticket)
+
+    async def _write_journal(self) -> None:
+        """The writer: journal what was published, in batches, then deliver it to the subscribers in order."""
+        journal, pending = self._journal, self._pending
+        assert journal is not None
+        try:
+            while True:
+                if not pending:
+                    self._writing = False
+                    self._signal_progress()
+                    if self._closed:
+                        return
+                    waiter = self._work = anyio.Event()
+                    await waiter.wait()
+                    continue
+                self._writing = True
+                batch = [pending.popleft() for _ in range(min(len(pending), _JOURNAL_BATCH))]
+                if self._room is not None:
+                    self._room.set()
+                    self._room = None
+                first = self._written + 1
+                try:
+                    await journal.append(batch)
+                except JournalError as exc:
+                    self._failures.append((first, first + len(batch) - 1, exc))
+                    _log.error("journal_write_failed", events=len(batch), error=str(exc))
+                    self._written += len(batch)
+                    self._signal_progress()
+                    continue
+                self._written += len(batch)
+                self._signal_progress()  # publishers go on; delivery follows, in publish order
+                for event in batch:
+                    await self._deliver_journaled(event)
+                for sub in self._subs.values():
+                    if sub.feed is not None:
+                        sub.took()  # wakes its feed: there is more to read
+        finally:
+            self._writer_gone = True
+            if self._room is not None:
+                self._room.set()
+            lost = len(pending)
+            if lost:
+                _log.error("journal_events_not_written", events=lost, reason="the bus was torn down")
+            self._writing = False
+            self._signal_progress()
+
+    async def _deliver_journaled(self, event: ev.Event) -> None:
+        subs, filtered = self._routes.get(type(event)) or self._targets(type(event))
+        if filtered:
+            subs = self._admitting(event, subs)
+        try:
+            self._deliver(event, subs)
+        except anyio.WouldBlock:
+            await self._publish_when_room(event, subs, journaled=True)
+
+    async def _feed(self, sub: _Subscriber, poll: float = 0.5) -> None:
+        """Fill a durable subscriber's buffer from the journal, from its cursor on, as room allows.
+
+        Woken when this bus commits more and when the consumer makes room;
+        every ``poll`` seconds it also looks for entries other processes wrote.
+        """
+        feed = sub.feed
+        assert feed is not None
+        journal = feed.journal
+        tags = None if sub.types is None else type_tags(sub.types)
+        try:
+            feed.acked = await journal.cursor(sub.name)
+            feed.position = feed.acked if feed.start is None else feed.start
+        except JournalError as exc:
+            sub.failed += 1
+            _log.error("journal_cursor_unreadable", subscriber=sub.name, error=str(exc))
+            self._detach(sub)
+            return
+        read = True
+        while not sub.closed:
+            signal = sub.space
+            if signal is None:
+                signal = sub.space = anyio.Event()
+            room = sub.size - len(sub.buffer)
+            if room > 0 and (read or feed.behind):
+                try:
+                    page = await journal.read(
+                        feed.position,
+                        limit=min(room, _FEED_BATCH),
+                        types=tags,
+                        providers=sub.providers,
+                        jobs=sub.jobs,
+                    )
+                except JournalError as exc:
+                    sub.failed += 1
+                    _log.error("journal_read_failed", subscriber=sub.name, error=str(exc))
+                    read = False
+                    with anyio.move_on_after(poll):
+                        await signal.wait()
+                    continue
+                for seq, why in page.skipped:
+                    sub.failed += 1
+                    _log.warning("journal_row_skipped", subscriber=sub.name, seq=seq, reason=why)
+                added = False
+                for entry in page.entries:
+                    if sub.where is None or sub.admits(entry.event):
+                        sub.buffer.append(entry.event)
+                        feed.seqs.append(entry.seq)
+                        sub.received += 1
+                        added = True
+                feed.position = page.upto
+                read = page.more
+                if added and sub.wakeup is not None:
+                    sub.wakeup.set()
+                    sub.wakeup = None
+                if not sub.busy:
+                    sub.went_idle()  # caught up with nothing to hand over: drain() may end
+                continue
+            with anyio.move_on_after(poll) as waited:
+                await signal.wait()
+            read = read or waited.cancelled_caught  # other processes' commits are not signalled: look again
+
+    async def _handled(self, sub: _Subscriber, feed: _Feed, count: int) -> None:
+        """A durable handler handled ``count`` more events: save its cursor when idle, or every so often."""
+        last = feed.acked
+        for _ in range(min(count, len(feed.seqs))):
+            last = feed.seqs.popleft()
+        feed.since_ack += count
+        if sub.buffer and feed.since_ack < _ACK_EVERY:
+            return
+        target = last if sub.buffer else max(last, feed.position)  # empty: skip the rows its filters passed over
+        if target > feed.acked:
+            try:
+                await feed.journal.ack(sub.name, target)
+            except JournalError as exc:
+                sub.failed += 1
+                _log.error("journal_cursor_not_saved", subscriber=sub.name, error=str(exc))
+                return
+            feed.acked = target
+            feed.since_ack = 0
 
     # --- introspection ------------------------------------------------------------
 

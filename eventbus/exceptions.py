@@ -9,6 +9,7 @@ they enter and re-raised as one of these, with the original as ``__cause__``::
     │   ├── BusClosed               publish/subscribe on a closed bus
     │   ├── SubscriptionClosed      use of a subscription after it was closed
     │   └── BufferOverflow          overflow="error" and a subscriber's buffer is full
+    ├── JournalError                the journal file cannot be read or written (disk full, locked, damaged)
     ├── ContactError                a contact failed validation (strict mode)
     ├── ProviderError               the provider refused or failed a request
     │   ├── AuthError               credentials refused (401/403 after a refresh)
@@ -37,6 +38,7 @@ __all__ = [
     "ConfigError",
     "ContactError",
     "EventBusError",
+    "JournalError",
     "ProviderError",
     "QuotaError",
     "RateLimited",
@@ -79,6 +81,10 @@ class BufferOverflow(BusError):
         )
         self.subscriber = subscriber
         self.size = size
+
+
+class JournalError(EventBusError):
+    """The journal's file could not be read or written (disk full, locked by another process, damaged)."""
 
 
 class ContactError(EventBusError, ValueError):

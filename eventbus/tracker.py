@@ -515,7 +515,20 @@ class TrackedPublisher:
             await self.flush()
 
     async def flush(self) -> None:
-        """Wait until every merged event taken so far has been published, in order."""
+        """Wait until every merged event taken so far has been published, in order.
+
+        On a bus with a journal, also until they are all in the journal (``Bus.flush``).
+        """
+        await self._send_pending()
+        if self.journal is not None:
+            await self._bus.flush()  # type: ignore[attr-defined]
+
+    @property
+    def journal(self) -> Any:
+        """The journal of the bus published to (None: an in-memory bus)."""
+        return getattr(self._bus, "journal", None)
+
+    async def _send_pending(self) -> None:
         async with self._lock:
             pending = self._pending
             try:
@@ -534,7 +547,7 @@ class TrackedPublisher:
     async def _run_flusher(self) -> None:
         while True:
             if self._pending:
-                await self.flush()
+                await self._send_pending()
             else:
                 self._wakeup = anyio.Event()
                 await self._wakeup.wait()

@@ -425,10 +425,12 @@ async def test_duplicate_subscriber_name_is_refused() -> None:
                 pass
 
 
-def test_journal_is_not_silently_ignored() -> None:
-    """Asking for a journal before it exists is an error, not a silent in-memory bus."""
-    with pytest.raises(ConfigError, match="journal"):
-        Bus(journal="events.sqlite")  # type: ignore[arg-type]
+def test_a_bad_journal_argument_is_refused_not_ignored() -> None:
+    """Something that is not a path or a Journal is an error, not a silent in-memory bus."""
+    with pytest.raises(ConfigError, match="Journal needs a file path, not 3"):
+        Bus(journal=3)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="Journal needs a file path"):
+        Bus(journal="")
 
 
 @settings(max_examples=30, deadline=None)

@@ -1,0 +1,478 @@
+"""An append-only journal of events in SQLite: what was published survives the process.
+
+::
+
+    async with Journal("events.db") as journal:            # created if missing
+        last = await journal.append([event, ...])          # one transaction; the last seq
+        page = await journal.read(after=0, types={"job_completed"})
+        async for entry in journal.replay(after=await journal.cursor("store")):
+            ...                                            # entry.seq, entry.event
+            await journal.ack("store", entry.seq)
+
+Give one to the bus, ``Bus(journal="events.db")``, and every event is written
+to it before any subscriber sees it; durable subscribers
+(``bus.subscribe(name, durable=True)``, ``bus.on(handler, durable=True)``)
+start after their last acknowledged position and get everything after it,
+also across restarts (at least once: an event handled but not yet
+acknowledged comes again; ``event.id`` lets them dedupe). ``eventbus tail``
+reads it from another process while it is written.
+
+The file is SQLite in WAL mode (readers never wait for the writer; other
+processes can read it live) with ``synchronous=NORMAL``: a commit survives
+the process crashing or being killed, not the machine losing power in the
+last moments before a checkpoint. Writes come in batches (one transaction per
+batch: the bus sends what was published meanwhile as one batch). Every SQLite
+call runs in a worker thread, so the event loop never waits on the disk.
+
+Each row keeps the event's ``seq`` (1, 2, ... in commit order, never reused,
+also after :meth:`Journal.prune`), ``type``, ``provider``, ``job_id``, ``at``
+and the event's JSON (:func:`eventbus.events.encode`). Named cursors
+(:meth:`Journal.ack`) live in the same file.
+"""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import anyio
+import msgspec
+
+from eventbus import events as ev
+from eventbus._checks import COUNT, SECONDS, check_numbers
+from eventbus._logging import get_logger
+from eventbus.exceptions import ConfigError, JournalError
+
+__all__ = ["Entry", "Journal", "Page", "Replay", "type_tags"]
+
+_log = get_logger("eventbus.journal")
+
+SCHEMA = 1  # the layout this code writes; a file with a higher number is refused, not misread
+
+_CREATE = (
+    "CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS events ("
+    " seq INTEGER PRIMARY KEY AUTOINCREMENT,"  # AUTOINCREMENT: never reused, even once pruned to empty
+    " id TEXT NOT NULL, type TEXT NOT NULL, provider TEXT NOT NULL, job_id TEXT NOT NULL,"
+    " at REAL NOT NULL, body BLOB NOT NULL)",
+    "CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated REAL NOT NULL)",
+)
+_INSERT = "INSERT INTO events (id, type, provider, job_id, at, body) VALUES (?, ?, ?, ?, ?, ?)"
+
+
+def type_tags(types: Iterable[type[ev.Event] | str] | type[ev.Event] | str | None) -> frozenset[str] | None:
+    """The ``type`` tags of event classes or tags (None: every type); an unknown one is a ConfigError."""
+    if types is None:
+        return None
+    if isinstance(types, str | type):
+        types = [types]
+    tags: set[str] = set()
+    for t in types:
+        if isinstance(t, str):
+            if t not in ev.EVENT_TYPES:
+                raise ConfigError(f"unknown event type {t!r}; known types: {', '.join(sorted(ev.EVENT_TYPES))}")
+            tags.add(t)
+        elif isinstance(t, type) and issubclass(t, ev.Event):
+            if t is ev.Event:
+                return None
+            tags.add(ev.tag_of(t))
+        else:
+            raise ConfigError(f"types must hold event classes or type tags, not {t!r}")
+    if not tags:
+        raise ConfigError("types is empty: nothing would ever match")
+    return frozenset(tags)
+
+
+def _names(what: str, values: Iterable[str] | str | None) -> frozenset[str] | None:
+    if values is None:
+        return None
+    out = frozenset([values] if isinstance(values, str) else values)
+    if not all(isinstance(v, str) for v in out):
+        raise ConfigError(f"{what} must be strings, not {sorted(map(repr, out))}")
+    if not out:
+        raise ConfigError(f"{what} is empty: nothing would ever match")
+    return out
+
+
+class Entry(msgspec.Struct, frozen=True):
+    """One journaled event and its position."""
+
+    seq: int
+    event: ev.AnyEvent
+
+
+@dataclass(frozen=True)
+class Page:
+    """What :meth:`Journal.read` found after a position.
+
+    ``upto`` is the position the read covered (continue with
+    ``read(after=page.upto)``): past the last entry when rows that did not
+    match the filters came after it. ``skipped`` lists the rows that could
+    not be decoded (``(seq, why)``; a file written by a newer version with
+    event types this one does not know, or damaged by hand); they stay in the
+    file.
+    """
+
+    entries: list[Entry]
+    upto: int
+    skipped: list[tuple[int, str]] = field(default_factory=list)
+    more: bool = False  # the read stopped at its limit: entries may follow ``upto`` already
+
+
+class Journal:
+    """An append-only SQLite journal of events; use as ``async with Journal(path) as journal``.
+
+    ``readonly=True`` opens an existing journal without ever writing to it
+    (``eventbus tail``); a missing file is then an error instead of being
+    created. ``timeout`` is how long a write waits for another process
+    holding the file's write lock before failing with :class:`JournalError`.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, timeout: float = 10.0) -> None:
+        check_numbers("Journal", timeout=(timeout, SECONDS))
+        if not isinstance(path, str | os.PathLike) or not os.fspath(path):
+            raise ConfigError(f"Journal needs a file path, not {path!r}")
+        self.path = Path(path)
+        self.readonly = readonly
+        self.timeout = timeout
+        self._writer: sqlite3.Connection | None = None
+        self._reader: sqlite3.Connection | None = None
+        self._write_lock = anyio.Lock()
+        self._read_lock = anyio.Lock()
+        self._last = 0
+        self._committed = anyio.Event()  # set (and replaced) after each commit by this process
+        self._opened = 0  # nested opens (a Bus and its owner may both enter it)
+
+    # --- lifecycle ----------------------------------------------------------
+
+    async def __aenter__(self) -> Journal:
+        await self.open()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        await self.close()
+
+    async def open(self) -> None:
+        """Open (and, unless read-only, create) the file; each ``open`` needs its ``close``."""
+        if self._opened == 0:
+            self._reader, self._writer, self._last = await anyio.to_thread.run_sync(self._connect)
+        self._opened += 1
+
+    async def close(self) -> None:
+        if self._opened == 0:
+            return
+        self._opened -= 1
+        if self._opened:
+            return
+        reader, writer, self._reader, self._writer = self._reader, self._writer, None, None
+        async with self._write_lock, self._read_lock:
+            for conn in (reader, writer):
+                if conn is not None:
+                    await anyio.to_thread.run_sync(conn.close)
+
+    @property
+    def is_open(self) -> bool:
+        return self._opened > 0
+
+    def _connect(self) -> tuple[sqlite3.Connection, sqlite3.Connection | None, int]:
+        where = f"journal {str(self.path)!r}"
+        if self.readonly and not self.path.exists():
+            raise ConfigError(f"{where} does not exist; give the path a bus wrote with journal=")
+        if self.path.is_dir():
+            raise ConfigError(f"{where} is a directory; give a file path")
+        writer = None
+        try:
+            if not self.readonly:
+                writer = self._connection(self.path.as_posix())
+                writer.execute("PRAGMA journal_mode=WAL")
+                writer.execute("PRAGMA synchronous=NORMAL")
+                self._check_schema(writer, create=True)
+            uri = f"{self.path.absolute().as_uri()}?mode=ro" if self.readonly else None
+            reader = self._connection(uri or self.path.as_posix(), uri=uri is not None)
+            self._check_schema(reader, create=False)
+            last = reader.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+        except sqlite3.DatabaseError as exc:
+            if writer is not None:
+                writer.close()
+            raise JournalError(f"{where} cannot be opened: {exc}") from exc
+        except BaseException:
+            if writer is not None:
+                writer.close()
+            raise
+        return reader, writer, last
+
+    def _connection(self, target: str, *, uri: bool = False) -> sqlite3.Connection:
+        # isolation_level=None: transactions are begun and ended here, explicitly.
+        # check_same_thread=False: calls come from anyio's worker threads, one at a time (the locks).
+        return sqlite3.connect(target, timeout=self.timeout, isolation_level=None, check_same_thread=False, uri=uri)
+
+    def _check_schema(self, conn: sqlite3.Connection, *, create: bool) -> None:
+        where = f"journal {str(self.path)!r}"
+        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+        if "meta" not in tables:
+            if tables - {"sqlite_sequence"} or not create:
+                raise ConfigError(f"{where} is an SQLite file but not an eventbus journal (tables: {sorted(tables)})")
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                for statement in _CREATE:
+                    conn.execute(statement)
+                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA),))
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+            return
+        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
+        schema = row[0] if row else None
+        if schema != str(SCHEMA):
+            newer = schema is not None and schema.isdigit() and int(schema) > SCHEMA
+            raise ConfigError(
+                f"{where} has layout {schema!r}; this version reads layout {SCHEMA}"
+                + (" (a newer eventbus wrote it: upgrade to read it)" if newer else " (damaged or not eventbus's)")
+            )
+
+    def _conn(self, which: str) -> sqlite3.Connection:
+        conn = self._writer if which == "writer" else self._reader
+        if conn is None:
+            if which == "writer" and self.readonly and self._opened:
+                raise JournalError(f"journal {str(self.path)!r} was opened read-only; it cannot be written")
+            raise JournalError(f"journal {str(self.path)!r} is not open; use 'async with Journal(path)'")
+        return conn
+
+    # --- writing ------------------------------------------------------------
+
+    @property
+    def last_seq(self) -> int:
+        """The highest position committed by this process, or seen by its last read (0: empty)."""
+        return self._last
+
+    async def append(self, events: Sequence[ev.Event]) -> int:
+        """Write ``events`` in one transaction, in order; return the position of the last one.
+
+        All or nothing: on failure (disk full, the file locked by another
+        process past ``timeout``) nothing is written and :class:`JournalError`
+        says why. Not cancellable once started: the rows are either written
+        or not, never half.
+        """
+        conn = self._conn("writer")
+        if not events:
+            return self._last
+        rows = [(e.id, ev.tag_of(type(e)), e.provider, e.job_id, e.at.timestamp(), ev.encode(e)) for e in events]
+        async with self._write_lock:
+            with anyio.CancelScope(shield=True):
+                last = await anyio.to_thread.run_sync(self._insert, conn, rows)
+        self._last = max(self._last, last)
+        committed, self._committed = self._committed, anyio.Event()
+        committed.set()
+        return last
+
+    def _insert(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            try:
+                conn.executemany(_INSERT, rows)
+                last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {str(self.path)!r}: {len(rows)} events not written: {exc}") from exc
+        return last
+
+    # --- reading ------------------------------------------------------------
+
+    async def read(
+        self,
+        after: int = 0,
+        *,
+        limit: int = 1000,
+        types: Iterable[type[ev.Event] | str] | type[ev.Event] | str | None = None,
+        providers: Iterable[str] | str | None = None,
+        jobs: Iterable[str] | str | None = None,
+    ) -> Page:
+        """Up to ``limit`` entries after position ``after``, in order, matching every filter given."""
+        check_numbers("Journal.read", limit=(limit, COUNT))
+        if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+            raise ConfigError(f"after must be a position, a whole number 0 or more, not {after!r}")
+        where, params = self._where(type_tags(types), _names("providers", providers), _names("jobs", jobs))
+        conn = self._conn("reader")
+        async with self._read_lock:
+            page = await anyio.to_thread.run_sync(self._select, conn, after, limit, where, params)
+        self._last = max(self._last, page.upto)
+        return page
+
+    @staticmethod
+    def _where(
+        tags: frozenset[str] | None, providers: frozenset[str] | None, jobs: frozenset[str] | None
+    ) -> tuple[str, list[Any]]:
+        clauses: list[str] = []
+        params: list[Any] = []
+        for column, values in (("type", tags), ("provider", providers), ("job_id", jobs)):
+            if values is not None:
+                clauses.append(f"{column} IN ({', '.join('?' * len(values))})")
+                params += sorted(values)
+        return "".join(f" AND {c}" for c in clauses), params
+
+    def _select(self, conn: sqlite3.Connection, after: int, limit: int, where: str, params: list[Any]) -> Page:
+        try:
+            conn.execute("BEGIN")  # one snapshot for both statements
+            try:
+                top = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+                rows = conn.execute(
+                    f"SELECT seq, body FROM events WHERE seq > ? AND seq <= ?{where} ORDER BY seq LIMIT ?",
+                    (after, top, *params, limit),
+                ).fetchall()
+            finally:
+                conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {str(self.path)!r} cannot be read: {exc}") from exc
+        entries: list[Entry] = []
+        skipped: list[tuple[int, str]] = []
+        for seq, body in rows:
+            try:
+                entries.append(Entry(seq, ev.decode(body)))
+            except msgspec.MsgspecError as exc:
+                skipped.append((seq, f"row {seq} cannot be decoded: {exc}; excerpt: {ev.excerpt(body)}"))
+        more = len(rows) == limit
+        upto = rows[-1][0] if more else max(top, after)
+        return Page(entries, upto, skipped, more)
+
+    def replay(
+        self,
+        after: int = 0,
+        *,
+        types: Iterable[type[ev.Event] | str] | type[ev.Event] | str | None = None,
+        providers: Iterable[str] | str | None = None,
+        jobs: Iterable[str] | str | None = None,
+        follow: bool = False,
+        poll: float = 0.25,
+        batch: int = 1000,
+    ) -> Replay:
+        """``async for entry in journal.replay(...)``: every entry after ``after`` matching the filters.
+
+        With ``follow``, then new ones as they come: entries committed by this
+        process are seen at once, those of other processes within ``poll``
+        seconds. Rows that cannot be decoded are logged
+        (``journal_row_skipped``, with their position) and passed over.
+        Leaving the loop early needs no clean-up.
+        """
+        check_numbers("Journal.replay", poll=(poll, SECONDS), batch=(batch, COUNT))
+        filters = {"types": type_tags(types), "providers": _names("providers", providers), "jobs": _names("jobs", jobs)}
+        return Replay(self, after, filters, follow, poll, batch)
+
+    # --- cursors --------------------------------------------------------------
+
+    async def cursor(self, name: str) -> int:
+        """The position durable subscriber ``name`` acknowledged last (0: never)."""
+        _check_name(name)
+        conn = self._conn("reader")
+        async with self._read_lock:
+            row = await anyio.to_thread.run_sync(self._fetch_cursor, conn, name)
+        return row
+
+    def _fetch_cursor(self, conn: sqlite3.Connection, name: str) -> int:
+        try:
+            row = conn.execute("SELECT seq FROM cursors WHERE name = ?", (name,)).fetchone()
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {str(self.path)!r}: cursor {name!r} cannot be read: {exc}") from exc
+        return 0 if row is None else row[0]
+
+    async def cursors(self) -> dict[str, int]:
+        """Every named cursor and its position."""
+        conn = self._conn("reader")
+        async with self._read_lock:
+            rows = await anyio.to_thread.run_sync(lambda: conn.execute("SELECT name, seq FROM cursors").fetchall())
+        return dict(sorted(rows))
+
+    async def ack(self, name: str, seq: int) -> None:
+        """Record that ``name`` has handled everything up to position ``seq``; a cursor never moves back."""
+        _check_name(name)
+        if isinstance(seq, bool) or not isinstance(seq, int) or seq < 0:
+            raise ConfigError(f"seq must be a position, a whole number 0 or more, not {seq!r}")
+        conn = self._conn("writer")
+        async with self._write_lock:
+            with anyio.CancelScope(shield=True):
+                await anyio.to_thread.run_sync(self._store_cursor, conn, name, seq)
+
+    def _store_cursor(self, conn: sqlite3.Connection, name: str, seq: int) -> None:
+        try:
+            conn.execute(
+                "INSERT INTO cursors VALUES (?, ?, ?) ON CONFLICT (name) DO UPDATE"
+                " SET seq = MAX(seq, excluded.seq), updated = excluded.updated",
+                (name, seq, time.time()),
+            )
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {str(self.path)!r}: cursor {name!r} not saved: {exc}") from exc
+
+    # --- housekeeping ---------------------------------------------------------
+
+    async def prune(self, before: int) -> int:
+        """Delete the entries at positions below ``before``; return how many. Positions are never reused.
+
+        The journal does not prune itself: call this with a position every
+        durable subscriber has acknowledged (``min((await journal.cursors()).values())``)
+        to keep the file bounded.
+        """
+        if isinstance(before, bool) or not isinstance(before, int) or before < 0:
+            raise ConfigError(f"before must be a position, a whole number 0 or more, not {before!r}")
+        conn = self._conn("writer")
+        async with self._write_lock:
+            with anyio.CancelScope(shield=True):
+                return await anyio.to_thread.run_sync(self._delete, conn, before)
+
+    def _delete(self, conn: sqlite3.Connection, before: int) -> int:
+        try:
+            return conn.execute("DELETE FROM events WHERE seq < ?", (before,)).rowcount
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {str(self.path)!r}: entries not pruned: {exc}") from exc
+
+    def __repr__(self) -> str:
+        state = "open" if self._opened else "closed"
+        return f"<Journal {str(self.path)!r} {state}{' read-only' if self.readonly else ''} last_seq={self._last}>"
+
+
+class Replay:
+    """The async iterator :meth:`Journal.replay` returns (an object, not a generator: nothing to close)."""
+
+    def __init__(
+        self, journal: Journal, after: int, filters: dict[str, Any], follow: bool, poll: float, batch: int
+    ) -> None:
+        self._journal = journal
+        self.position = after  # read up to here
+        self._filters = filters
+        self._follow = follow
+        self._poll = poll
+        self._batch = batch
+        self._ready: deque[Entry] = deque()
+
+    def __aiter__(self) -> Replay:
+        return self
+
+    async def __anext__(self) -> Entry:
+        journal = self._journal
+        while not self._ready:
+            signal = journal._committed  # taken before the read: a commit during it is not missed
+            page = await journal.read(self.position, limit=self._batch, **self._filters)
+            for seq, why in page.skipped:
+                _log.warning("journal_row_skipped", journal=str(journal.path), seq=seq, reason=why)
+            self._ready.extend(page.entries)
+            self.position = page.upto
+            if self._ready or page.more:
+                continue
+            if not self._follow:
+                raise StopAsyncIteration
+            with anyio.move_on_after(self._poll):
+                await signal.wait()
+        return self._ready.popleft()
+
+
+def _check_name(name: object) -> None:
+    if not isinstance(name, str) or not name:
+        raise ConfigError(f"a cursor needs a non-empty name, not {name!r}")
