@@ -39,6 +39,7 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from inspect import isawaitable
+from itertools import islice
 from typing import NoReturn
 
 import anyio
@@ -511,8 +512,27 @@ class Bus:
             finally:
                 if self._journal is not None:
                     with anyio.CancelScope(shield=True):
+                        await self._save_pending()
                         await self._journal.close()
         return result
+
+    async def _save_pending(self) -> None:
+        """Torn down (an error, Ctrl-C, a close timeout) with events queued: journal them, without delivering."""
+        assert self._journal is not None
+        left = list(self._pending)
+        if not left:
+            return
+        self._pending.clear()
+        with anyio.move_on_after(self.close_timeout) as waited:
+            try:
+                await self._journal.append(left)
+                _log.warning("journal_events_written_undelivered", events=len(left), reason="the bus was torn down")
+                return
+            except JournalError as exc:
+                _log.error("journal_events_not_written", events=len(left), error=str(exc))
+                return
+        if waited.cancelled_caught:  # pragma: no cover - the file stayed locked past close_timeout
+            _log.error("journal_events_not_written", events=len(left), reason="close_timeout")
 
     async def aclose(self, timeout: float | None = None) -> None:
         """Stop accepting events, let subscribers drain for ``timeout`` seconds, then cancel them.
@@ -1012,21 +1032,26 @@ class Bus:
                     await waiter.wait()
                     continue
                 self._writing = True
-                batch = [pending.popleft() for _ in range(min(len(pending), _JOURNAL_BATCH))]
-                if self._room is not None:
-                    self._room.set()
-                    self._room = None
+                # Taken off the queue only once written: torn down meanwhile, __aexit__ still finds them.
+                batch = list(islice(pending, _JOURNAL_BATCH))
                 first = self._written + 1
                 try:
                     await journal.append(batch)
                 except JournalError as exc:
                     self._failures.append((first, first + len(batch) - 1, exc))
                     _log.error("journal_write_failed", events=len(batch), error=str(exc))
-                    self._written += len(batch)
-                    self._signal_progress()
-                    continue
+                    failed = True
+                else:
+                    failed = False
+                for _ in batch:
+                    pending.popleft()
                 self._written += len(batch)
+                if self._room is not None:
+                    self._room.set()
+                    self._room = None
                 self._signal_progress()  # publishers go on; delivery follows, in publish order
+                if failed:
+                    continue
                 for event in batch:
                     await self._deliver_journaled(event)
                 for sub in self._subs.values():
@@ -1036,10 +1061,7 @@ class Bus:
             self._writer_gone = True
             if self._room is not None:
                 self._room.set()
-            lost = len(pending)
-            if lost:
-                _log.error("journal_events_not_written", events=lost, reason="the bus was torn down")
-            self._writing = False
+            self._writing = False  # what is still queued is journaled by __aexit__
             self._signal_progress()
 
     async def _deliver_journaled(self, event: ev.Event) -> None:

@@ -41,6 +41,8 @@ __all__ = [
     "guard_stdout",
     "integer",
     "json_lines",
+    "journal_option",
+    "journal_path",
     "main",
     "non_negative",
     "number",
@@ -234,6 +236,24 @@ def say(text: str, file: Any = None) -> None:
 def plural(count: int, word: str) -> str:
     """``count`` and ``word``, the word plural unless the count is one: "1 chunk", "2 chunks"."""
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def journal_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
+    """Add ``--journal PATH``: the run's bus writes every event to that SQLite journal (``eventbus tail`` reads it)."""
+    shown = f"default: {default}; '-' for none" if default else "default: none"
+    parser.add_argument(
+        "--journal",
+        metavar="PATH",
+        default=default,
+        help=f"also write every event to this SQLite journal, appended to if it exists "
+        f"(read it with: eventbus tail PATH) ({shown})",
+    )
+
+
+def journal_path(args: argparse.Namespace) -> str | None:
+    """The ``--journal`` given, or None for an in-memory bus (none given, or ``-``)."""
+    value = getattr(args, "journal", None)
+    return None if value in (None, "", "-") else value
 
 
 def json_lines() -> Callable[[Any], None]:

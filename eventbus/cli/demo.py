@@ -9,9 +9,10 @@ as a JSON line to a log file, and a per-job summary closes the run.
 from __future__ import annotations
 
 import argparse
+import shlex
 import sys
 
-from eventbus.cli import count, guard_stdout, integer, non_negative, stdout_console
+from eventbus.cli import count, guard_stdout, integer, journal_option, journal_path, non_negative, stdout_console
 
 NAME = "demo"
 HELP = "run the whole flow against the built-in provider simulator (no credentials needed)"
@@ -33,6 +34,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="PATH",
         help="write every event as a JSON line here (default: eventbus-demo.jsonl; '-' for none)",
     )
+    journal_option(parser, default="eventbus-demo.db")
     parser.add_argument("--items", action="store_true", help="also print one line per contact")
     parser.add_argument("--seed", type=integer, default=0, help="seed for the simulator's outcomes and faults")
 
@@ -81,8 +83,10 @@ def run(args: argparse.Namespace) -> int:
         board = JobBoard()
         view = ConsoleView(board, console, items=args.items)
         try:
-            async with run_simulator(config) as sim, Bus() as bus:
+            async with run_simulator(config) as sim, Bus(journal=journal_path(args)) as bus:
                 console.print(f"[bold]simulator[/] listening on {sim.base_url}")
+                journal = bus.journal
+                before = journal.last_seq if journal is not None else 0  # an earlier run's events stay before these
                 bus.on(guard_stdout(view), name="console", buffer=65_536)
                 if log_file is not None:
                     bus.on(EventLogger(log_file, json=True), name="json-log", buffer=65_536)
@@ -125,6 +129,14 @@ def run(args: argparse.Namespace) -> int:
             f"{completed} of {len(jobs)} jobs completed; {items} contacts reported by the providers, "
             f"{invalid} refused before sending" + (f"; events in {escape(args.log)}" if log_file is not None else "")
         )
+        if journal is not None:
+            path = shlex.quote(str(journal.path))
+            after = f" --after {before}" if before else ""
+            console.print(
+                f"{journal.last_seq - before} events journaled in {escape(str(journal.path))}; "
+                f"read them with: [bold]eventbus tail {escape(path)}{after}[/]",
+                highlight=False,
+            )
         return 0 if completed == len(jobs) and jobs else 1
 
     return anyio.run(main)

@@ -27,6 +27,8 @@ from typing import Any
 
 from eventbus.cli import (
     count,
+    journal_option,
+    journal_path,
     plural,
     positive,
     say,
@@ -52,6 +54,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", required=True, choices=PROVIDERS)
     parser.add_argument("--base-url", help="the provider's API base URL (default: <PROVIDER>_BASE_URL or the real one)")
     parser.add_argument("--json", action="store_true", help="write every event as one JSON line on stdout")
+    journal_option(parser)
     parser.add_argument("--items", action="store_true", help="print one line per contact too (readable output)")
     parser.add_argument(
         "--results",
@@ -136,7 +139,7 @@ def run(args: argparse.Namespace) -> int:
 
     async def main() -> int:
         try:
-            async with Bus() as bus:
+            async with Bus(journal=journal_path(args)) as bus:
                 subscribe_outputs(bus, args, view, board, results)
                 result = await follow_jobs(
                     args.provider,

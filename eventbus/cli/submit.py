@@ -15,6 +15,8 @@ from eventbus import events as ev
 from eventbus.cli import (
     count,
     guard_stdout,
+    journal_option,
+    journal_path,
     json_lines,
     plural,
     positive,
@@ -48,6 +50,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--provider", required=True, choices=PROVIDERS)
     parser.add_argument("--base-url", help="the provider's API base URL (default: <PROVIDER>_BASE_URL or the real one)")
     parser.add_argument("--json", action="store_true", help="write every event as one JSON line on stdout")
+    journal_option(parser)
     parser.add_argument("--format", choices=("csv", "jsonl", "ids"), help="the file's format (default: from suffix)")
     parser.add_argument(
         "--encoding",
@@ -251,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
     done: list[Any] = []  # the report, once there is one
 
     async def main() -> int:
-        async with Bus() as bus:
+        async with Bus(journal=journal_path(args)) as bus:
             if args.json:
                 bus.on(guard_stdout(write_json), name="json-lines", buffer=65_536)
             report = await submit(
@@ -490,7 +493,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
 
     async def main() -> int:
         try:
-            async with Bus() as bus:
+            async with Bus(journal=journal_path(args)) as bus:
                 subscribe_outputs(bus, args, view, board, results)
                 result = await follow(
                     args.provider,

@@ -57,12 +57,22 @@ def test_demo_runs_end_to_end(tmp_path: Path, proxy: bool) -> None:
     entries = [msgspec.json.decode(line) for line in log.read_bytes().splitlines()]
     assert entries and all(e["event"] in ev.EVENT_TYPES and e["provider"] for e in entries)
     assert {"job_accepted", "item_succeeded", "job_completed"} <= {e["event"] for e in entries}
+    # The same events, in the same order, in the journal it writes by default in the working directory.
+    import sqlite3
+
+    conn = sqlite3.connect(tmp_path / "eventbus-demo.db")
+    journaled = [row[0] for row in conn.execute("SELECT type FROM events ORDER BY seq")]
+    conn.close()
+    assert journaled == [e["event"] for e in entries]
+    assert f"{len(entries)} events journaled in eventbus-demo.db; read them with: eventbus tail eventbus-demo.db\n" in (
+        proc.stdout
+    )
 
 
 def test_demo_into_a_closed_pipe_ends_quietly_with_141() -> None:
     """`eventbus demo | head -1`: exit 141, no traceback (rich turned the broken pipe into SystemExit(1), which
     escaped the stdout guard as a 60-line traceback and exit 1)."""
-    command = [sys.executable, "-m", "eventbus", "demo", "--contacts", "200", "--log", "-"]
+    command = [sys.executable, "-m", "eventbus", "demo", "--contacts", "200", "--log", "-", "--journal", "-"]
     env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stdout is not None
@@ -77,7 +87,7 @@ def test_an_interrupted_demo_says_so() -> None:
     """Ctrl-C during `eventbus demo`: exit 130 with one line saying it was interrupted (it said nothing)."""
     import signal
 
-    command = [sys.executable, "-m", "eventbus", "demo", "--contacts", "2000", "--log", "-"]
+    command = [sys.executable, "-m", "eventbus", "demo", "--contacts", "2000", "--log", "-", "--journal", "-"]
     env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stdout is not None

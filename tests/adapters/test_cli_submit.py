@@ -53,6 +53,46 @@ async def test_submit_json_lines(simulator: Simulator, tmp_path: Path) -> None:
     assert events[1].job_id in simulator.state.jobs["datananas"] and events[1].total == 250
 
 
+async def test_submit_journal_holds_the_events_it_printed(simulator: Simulator, tmp_path: Path) -> None:
+    """--journal F: the run's events are in F too, the same as --json printed; a second run appends after them."""
+    from eventbus.journal import Journal
+
+    f = tmp_path / "people.jsonl"
+    f.write_text("".join(f'{{"email": "c{i}@x.io"}}\n' for i in range(30)))
+    journal = tmp_path / "runs.db"
+    env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": simulator.urls["datananas"]}
+    printed: list[ev.Event] = []
+    for _ in range(2):
+        proc = await anyio.to_thread.run_sync(
+            lambda: run_cli(
+                "--provider", "datananas", "--list", "L", "--json", "--journal", str(journal), str(f), env=env
+            )
+        )
+        assert proc.returncode == 0, proc.stderr
+        printed += ev.decode_lines(proc.stdout.encode())
+    async with Journal(journal, readonly=True) as j:
+        page = await j.read()
+    assert [e.event for e in page.entries] == printed
+    assert [e.seq for e in page.entries] == [1, 2, 3, 4]
+
+
+async def test_submit_journal_that_is_not_one_stops_before_anything_is_sent(
+    simulator: Simulator, tmp_path: Path
+) -> None:
+    f = tmp_path / "people.jsonl"
+    f.write_text('{"email": "a@x.io"}\n')
+    notes = tmp_path / "notes.txt"
+    notes.write_text("not a journal\n" * 200)
+    env = {"DATANANAS_TOKEN": "demo-token", "DATANANAS_BASE_URL": simulator.urls["datananas"]}
+    proc = await anyio.to_thread.run_sync(
+        lambda: run_cli("--provider", "datananas", "--list", "L", "--journal", str(notes), str(f), env=env)
+    )
+    assert proc.returncode == 1
+    assert "notes.txt' cannot be opened: file is not a database" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert simulator.state.jobs["datananas"] == {}
+
+
 async def test_submit_summary_and_invalid_rows(simulator: Simulator, tmp_path: Path) -> None:
     """Without --json a readable summary is printed; invalid rows are listed and the exit status is 1."""
     f = tmp_path / "people.csv"

@@ -13,6 +13,7 @@ import time
 from collections.abc import AsyncIterator, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from pathlib import Path
 
 import anyio
 import httpx
@@ -586,6 +587,35 @@ def test_eventbus_serve_runs_the_receiver_alone() -> None:
         ("invalid_signal", None, 401),
     ]
     assert SECRET not in out + err and SECRET not in " ".join(command)
+
+
+def test_eventbus_serve_with_a_journal_has_written_the_events_before_it_answers(tmp_path: Path) -> None:
+    """`eventbus serve --journal F`: when the 200 arrives, the events are already in F (read while it runs)."""
+    import sqlite3
+
+    journal = tmp_path / "hooks.db"
+    command = [sys.executable, "-m", "eventbus", "serve", "--port", "0", "--json", "--journal", str(journal)]
+    command += ["--parser", "acme=tests.adapters.test_webhooks:parse_acme"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        announced = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)/hooks/\{provider\}\n", _readline(proc, 30))
+        assert announced, "the first line says where to send webhooks"
+        url = announced.group(1) + "/hooks/acme"
+        journaled: list[list[str]] = []
+        for n, keys in enumerate((("a", "b"), ("c",))):
+            response = httpx.post(url, content=body_of(job=f"j{n}", keys=keys), headers=JSON, timeout=10)
+            assert response.status_code == 200
+            conn = sqlite3.connect(journal)
+            journaled.append([row[0] for row in conn.execute("SELECT job_id FROM events ORDER BY seq")])
+            conn.close()
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    assert journaled == [["j0", "j0"], ["j0", "j0", "j1"]]
 
 
 # --- against the provider simulator: signed, duplicated, reordered Pronto callbacks ---------

@@ -397,3 +397,18 @@ anyio.run(main)
     assert last == 50
     ids = journaled_ids(path)
     assert ids[:51] == [f"k{i}" for i in range(51)]  # every one it had been told was published
+
+
+async def test_events_queued_when_the_block_fails_are_still_journaled(tmp_path: Path) -> None:
+    """An error (or Ctrl-C) ends the bus with events queued by publish_nowait: they are written, not lost."""
+    path = tmp_path / "events.db"
+    failed = False
+    try:
+        async with Bus(journal=path) as bus:
+            for i in range(300):
+                bus.publish_nowait(progress(i))
+            raise RuntimeError("boom")
+    except* RuntimeError:
+        failed = True
+    assert failed
+    assert journaled_ids(path) == [f"pronto:j1:{i}" for i in range(300)]
