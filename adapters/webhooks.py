@@ -11,8 +11,9 @@
     400  webhook-id longer than 256 characters (ids are remembered for dedupe)
     200  duplicate (same webhook-id, or the same body when there is no id): nothing published
     400  the provider's parser refused the body (invalid JSON, wrong shape, ...)
-    503  the bus refused or timed out: the sender should retry; nothing is marked as seen
-    200  the events were handed to the bus
+    503  the bus refused or timed out, or its journal could not be written: the sender
+         should retry; nothing is marked as seen
+    200  the events were handed to the bus (on a bus with a journal: and written to it)
 
 Every refusal also publishes an :class:`~eventbus.events.InvalidSignal` (a
 reason a person can act on, the status, a bounded excerpt of the body; never

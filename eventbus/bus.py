@@ -25,6 +25,14 @@ task per handler, draining their buffer in a tight loop. A handler that raises
 is logged (logger ``eventbus.bus``) and counted; it keeps receiving later
 events and the other subscribers are unaffected.
 
+``Bus(journal="events.db")`` writes every event to an SQLite journal
+(:mod:`eventbus.journal`) before any subscriber sees it: a writer task
+commits what was published in batches, then delivers it in order.
+``publish`` then returns once the event is written, and durable subscribers
+(``durable=True``) are fed from the journal after their saved cursor, so
+they resume across restarts. ``Bus()`` keeps the in-memory paths above,
+untouched.
+
 A bus belongs to the event loop that entered it and is not thread-safe; from
 another thread, publish with ``anyio.from_thread.run_sync(bus.publish_nowait,
 event)``.

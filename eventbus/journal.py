@@ -183,10 +183,12 @@ class Journal:
     def _connect(self) -> tuple[sqlite3.Connection, sqlite3.Connection | None, int]:
         where = f"journal {str(self.path)!r}"
         if self.readonly and not self.path.exists():
-            raise ConfigError(f"{where} does not exist; give the path a bus wrote with journal=")
+            raise ConfigError(
+                f"{where} does not exist; give the path of a journal a bus wrote (Bus(journal=...) or --journal)"
+            )
         if self.path.is_dir():
             raise ConfigError(f"{where} is a directory; give a file path")
-        writer = None
+        writer = reader = None
         try:
             if not self.readonly:
                 writer = self._connection(self.path.as_posix())
@@ -196,16 +198,21 @@ class Journal:
             uri = f"{self.path.absolute().as_uri()}?mode=ro" if self.readonly else None
             reader = self._connection(uri or self.path.as_posix(), uri=uri is not None)
             self._check_schema(reader, create=False)
-            last = reader.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
-        except sqlite3.DatabaseError as exc:
-            if writer is not None:
-                writer.close()
-            raise JournalError(f"{where} cannot be opened: {exc}") from exc
-        except BaseException:
-            if writer is not None:
-                writer.close()
+            last = self._top(reader)
+        except BaseException as exc:
+            for conn in (reader, writer):
+                if conn is not None:
+                    conn.close()
+            if isinstance(exc, sqlite3.DatabaseError):
+                raise JournalError(f"{where} cannot be opened: {exc}") from exc
             raise
         return reader, writer, last
+
+    @staticmethod
+    def _top(conn: sqlite3.Connection) -> int:
+        """The last position ever given (also when every row was pruned since)."""
+        row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
+        return 0 if row is None else row[0]
 
     def _connection(self, target: str, *, uri: bool = False) -> sqlite3.Connection:
         # isolation_level=None: transactions are begun and ended here, explicitly.
@@ -216,6 +223,8 @@ class Journal:
         where = f"journal {str(self.path)!r}"
         tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
         if "meta" not in tables:
+            if not tables and not create:
+                raise ConfigError(f"{where} is empty: no bus has written to it")
             if tables - {"sqlite_sequence"} or not create:
                 raise ConfigError(f"{where} is an SQLite file but not an eventbus journal (tables: {sorted(tables)})")
             conn.execute("BEGIN IMMEDIATE")
@@ -233,7 +242,7 @@ class Journal:
         if schema != str(SCHEMA):
             newer = schema is not None and schema.isdigit() and int(schema) > SCHEMA
             raise ConfigError(
-                f"{where} has layout {schema!r}; this version reads layout {SCHEMA}"
+                f"{where} has layout {schema!r}; this version reads layout {str(SCHEMA)!r}"
                 + (" (a newer eventbus wrote it: upgrade to read it)" if newer else " (damaged or not eventbus's)")
             )
 
@@ -308,6 +317,30 @@ class Journal:
         self._last = max(self._last, page.upto)
         return page
 
+    async def start_of_last(
+        self,
+        n: int,
+        *,
+        types: Iterable[type[ev.Event] | str] | type[ev.Event] | str | None = None,
+        providers: Iterable[str] | str | None = None,
+        jobs: Iterable[str] | str | None = None,
+    ) -> int:
+        """The position to read after for the last ``n`` entries matching the filters (0: all there are)."""
+        check_numbers("Journal.start_of_last", n=(n, COUNT))
+        where, params = self._where(type_tags(types), _names("providers", providers), _names("jobs", jobs))
+        conn = self._conn("reader")
+        query = f"SELECT seq FROM events WHERE 1 = 1{where} ORDER BY seq DESC LIMIT 1 OFFSET ?"
+
+        def find() -> int:
+            try:
+                row = conn.execute(query, (*params, n - 1)).fetchone()
+            except sqlite3.Error as exc:
+                raise JournalError(f"journal {str(self.path)!r} cannot be read: {exc}") from exc
+            return 0 if row is None else row[0] - 1
+
+        async with self._read_lock:
+            return await anyio.to_thread.run_sync(find)
+
     @staticmethod
     def _where(
         tags: frozenset[str] | None, providers: frozenset[str] | None, jobs: frozenset[str] | None
@@ -324,7 +357,7 @@ class Journal:
         try:
             conn.execute("BEGIN")  # one snapshot for both statements
             try:
-                top = conn.execute("SELECT COALESCE(MAX(seq), 0) FROM events").fetchone()[0]
+                top = self._top(conn)
                 rows = conn.execute(
                     f"SELECT seq, body FROM events WHERE seq > ? AND seq <= ?{where} ORDER BY seq LIMIT ?",
                     (after, top, *params, limit),

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import ast
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -21,10 +23,27 @@ def run(name: str, tmp_path: Path) -> subprocess.CompletedProcess[str]:
 def test_every_example_is_tested_here() -> None:
     """A new example gets a test below (the names are listed by hand)."""
     assert sorted(p.name for p in EXAMPLES.glob("*.py")) == [
+        "durable_subscribers.py",
         "follow_jobs.py",
         "logs_and_alerts.py",
         "webhooks_in_your_app.py",
     ]
+
+
+def test_durable_subscribers(tmp_path: Path) -> None:
+    proc = run("durable_subscribers.py", tmp_path)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    lines = proc.stdout.splitlines()
+    assert lines[0] == "first run:  'outcomes' recorded 120 contacts and acknowledged 100"
+    assert lines[1] == "second run: 'outcomes' now has 200 contacts; 20 came twice"
+    history = re.search(r"'audit', new, read the whole history: (\{.*\})", proc.stdout)
+    assert history
+    counts = ast.literal_eval(history.group(1))
+    assert counts.get("item_succeeded", 0) + counts.get("item_failed", 0) == 200
+    assert counts["job_accepted"] == counts["job_completed"] == 1
+    last = sum(counts.values())
+    assert lines[-1] == f"cursors saved in jobs.db: {{'audit': {last}, 'outcomes': {last}}} (last position {last})"
+    assert (tmp_path / "jobs.db").exists()
 
 
 def test_follow_jobs(tmp_path: Path) -> None:

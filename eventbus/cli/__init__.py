@@ -53,6 +53,7 @@ __all__ = [
     "stdout_closed",
     "stop_on_sigterm",
     "stop_reason",
+    "write_all",
 ]
 
 _N = TypeVar("_N", int, float)
@@ -260,13 +261,24 @@ def json_lines() -> Callable[[Any], None]:
     """A subscriber that writes each event to stdout as one JSON line, flushed at once (for ``--json``)."""
     from eventbus.events import encode
 
-    out = sys.stdout.buffer
-
     def write_json(event: Any) -> None:
-        out.write(encode(event) + b"\n")
-        out.flush()
+        write_all(encode(event) + b"\n")
 
     return write_json
+
+
+def write_all(data: bytes) -> None:
+    """Write ``data`` to stdout whole, and flush.
+
+    An unbuffered stdout (``python -u``, ``PYTHONUNBUFFERED``) is a raw file: a
+    signal arriving while it waits for the pipe's reader makes it take part of
+    a write and drop the rest, losing lines.
+    """
+    out = sys.stdout.buffer
+    view = memoryview(data)
+    while view:
+        view = view[out.write(view) or 0 :]  # (None: a non-blocking stdout was full; try again)
+    out.flush()
 
 
 def main(argv: Sequence[str] | None = None) -> int:

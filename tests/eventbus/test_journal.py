@@ -264,7 +264,7 @@ async def test_a_journal_of_a_newer_layout_is_refused_not_misread(tmp_path: Path
         conn.execute("UPDATE meta SET value = '99' WHERE key = 'schema'")
     conn.close()
     with pytest.raises(
-        ConfigError, match=rf"layout '99'; this version reads layout {SCHEMA} \(a newer eventbus wrote it: upgrade"
+        ConfigError, match=rf"layout '99'; this version reads layout '{SCHEMA}' \(a newer eventbus wrote it: upgrade"
     ):
         async with Journal(path, readonly=True):
             pass
@@ -324,6 +324,24 @@ def test_bad_settings_are_named_before_anything_is_opened(tmp_path: Path) -> Non
         Journal("")
     with pytest.raises(ConfigError, match="needs a file path"):
         Journal(3)  # type: ignore[arg-type]
+
+
+async def test_start_of_last_finds_where_the_last_n_matching_entries_begin(tmp_path: Path) -> None:
+    async with Journal(tmp_path / "j.db") as journal:
+        await journal.append(mixed())
+        assert await journal.start_of_last(2) == 4
+        assert await journal.start_of_last(2, providers="mautic") == 4  # seqs 5 and 6
+        assert await journal.start_of_last(1, types="job_completed", providers="pronto") == 3
+        assert await journal.start_of_last(100) == 0  # fewer than that: all of them
+        assert await journal.start_of_last(1, jobs="nope") == 0
+
+
+async def test_an_empty_file_is_refused_for_reading(tmp_path: Path) -> None:
+    path = tmp_path / "empty.db"
+    path.write_bytes(b"")
+    with pytest.raises(ConfigError, match=r"empty\.db' is empty: no bus has written to it"):
+        async with Journal(path, readonly=True):
+            pass
 
 
 def test_type_tags_accepts_classes_and_tags_and_the_base_class_means_all() -> None:
