@@ -484,6 +484,7 @@ class Replay:
         self._poll = poll
         self._batch = batch
         self._ready: deque[Entry] = deque()
+        self.skipped = 0  # rows passed over: they could not be decoded
 
     def __aiter__(self) -> Replay:
         return self
@@ -495,6 +496,7 @@ class Replay:
             page = await journal.read(self.position, limit=self._batch, **self._filters)
             for seq, why in page.skipped:
                 _log.warning("journal_row_skipped", journal=str(journal.path), seq=seq, reason=why)
+            self.skipped += len(page.skipped)
             self._ready.extend(page.entries)
             self.position = page.upto
             if self._ready or page.more:

@@ -137,6 +137,7 @@ def run(args: argparse.Namespace) -> int:
                 f"read them with: [bold]eventbus tail {escape(path)}{after}[/]",
                 highlight=False,
             )
+            console.print(f"one row per job, every run: [bold]eventbus jobs {escape(path)}[/]", highlight=False)
         return 0 if completed == len(jobs) and jobs else 1
 
     return anyio.run(main)

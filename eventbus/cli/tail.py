@@ -127,14 +127,8 @@ def run(args: argparse.Namespace) -> int:
 async def _main(args: argparse.Namespace) -> int:
     import anyio
 
-    from eventbus.exceptions import ConfigError, JournalError
-    from eventbus.journal import Journal
-
-    journal = Journal(args.journal, readonly=True)
-    try:
-        await journal.open()
-    except (ConfigError, JournalError) as exc:  # missing, a directory, not SQLite, not a journal, a newer layout
-        say(f"eventbus tail: error: {exc}")
+    journal = await open_journal(args.journal, "tail")
+    if journal is None:
         return 2
     try:
         if args.cursors:
@@ -144,6 +138,23 @@ async def _main(args: argparse.Namespace) -> int:
     finally:
         with anyio.CancelScope(shield=True):
             await journal.close()
+
+
+async def open_journal(path: str, command: str) -> Journal | None:
+    """The journal at ``path``, open read-only; or None, having said why on stderr (the caller exits 2).
+
+    Missing, a directory, not SQLite, another application's database, a newer layout: one line each.
+    """
+    from eventbus.exceptions import ConfigError, JournalError
+    from eventbus.journal import Journal
+
+    journal = Journal(path, readonly=True)
+    try:
+        await journal.open()
+    except (ConfigError, JournalError) as exc:
+        say(f"eventbus {command}: error: {exc}")
+        return None
+    return journal
 
 
 async def _tail(journal: Journal, args: argparse.Namespace) -> int:

@@ -64,9 +64,10 @@ def test_demo_runs_end_to_end(tmp_path: Path, proxy: bool) -> None:
     journaled = [row[0] for row in conn.execute("SELECT type FROM events ORDER BY seq")]
     conn.close()
     assert journaled == [e["event"] for e in entries]
-    assert f"{len(entries)} events journaled in eventbus-demo.db; read them with: eventbus tail eventbus-demo.db\n" in (
-        proc.stdout
+    read = (
+        "read them with: eventbus tail eventbus-demo.db\none row per job, every run: eventbus jobs eventbus-demo.db\n"
     )
+    assert f"{len(entries)} events journaled in eventbus-demo.db; {read}" in proc.stdout
 
 
 def test_demo_into_a_closed_pipe_ends_quietly_with_141() -> None:
