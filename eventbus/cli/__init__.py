@@ -36,6 +36,7 @@ from eventbus.subscribers.log import redact_userinfo
 
 __all__ = [
     "build_parser",
+    "comma_list",
     "commands",
     "count",
     "guard_stdout",
@@ -43,6 +44,7 @@ __all__ = [
     "json_lines",
     "journal_option",
     "journal_path",
+    "list_option",
     "main",
     "non_negative",
     "number",
@@ -237,6 +239,42 @@ def say(text: str, file: Any = None) -> None:
 def plural(count: int, word: str) -> str:
     """``count`` and ``word``, the word plural unless the count is one: "1 chunk", "2 chunks"."""
     return f"{count} {word}" if count == 1 else f"{count} {word}s"
+
+
+def comma_list(what: str, check: Callable[[list[str]], None] | None = None) -> Callable[[str], list[str]]:
+    """An argparse ``type=`` for one value or several, comma-separated (``--type a,b``); ``check`` may refuse some.
+
+    ``check`` raises ``argparse.ArgumentTypeError`` (or :class:`ConfigError`) saying which and what is known.
+    """
+
+    def convert(text: str) -> list[str]:
+        names = [name.strip() for name in text.split(",") if name.strip()]
+        if not names:
+            raise argparse.ArgumentTypeError(f"expected {what}, one or comma-separated, not {text!r}")
+        if check is not None:
+            from eventbus.exceptions import ConfigError
+
+            try:
+                check(names)
+            except ConfigError as exc:
+                raise argparse.ArgumentTypeError(str(exc)) from None
+        return names
+
+    return convert
+
+
+def list_option(
+    parser: argparse.ArgumentParser | argparse._ArgumentGroup,
+    flag: str,
+    dest: str,
+    convert: Callable[[str], list[str]],
+    metavar: str,
+    help: str,
+) -> None:
+    """``flag`` taking one value or several (repeated, or comma-separated), gathered in ``args.<dest>``."""
+    parser.add_argument(
+        flag, dest=dest, action="extend", type=convert, metavar=metavar, help=f"{help} (repeatable, or comma-separated)"
+    )
 
 
 def journal_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:

@@ -14,7 +14,7 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from eventbus.cli import say, write_all
+from eventbus.cli import comma_list, list_option, say, write_all
 from eventbus.subscribers.board import TERMINAL_STATES
 
 if TYPE_CHECKING:
@@ -28,47 +28,18 @@ STATES = ("submitted", "accepted", "running", "stuck", *sorted(TERMINAL_STATES))
 """Every state a job's row can be in (eventbus.subscribers.board): the open ones, then the ended ones."""
 
 
-def _names(text: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError(f"expected one name or several, comma-separated, not {text!r}")
-    return names
-
-
-def _states(text: str) -> list[str]:
-    states = _names(text)
+def _known_states(states: list[str]) -> None:
     unknown = [s for s in states if s not in STATES]
     if unknown:
         raise argparse.ArgumentTypeError(f"unknown state {unknown[0]!r}; known states: {', '.join(STATES)}")
-    return states
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("journal", metavar="JOURNAL", help="the journal file (Bus(journal=...) or --journal)")
-    parser.add_argument(
-        "--provider",
-        dest="providers",
-        action="extend",
-        type=_names,
-        metavar="PROVIDER",
-        help="only these providers' jobs (repeatable, or comma-separated)",
-    )
-    parser.add_argument(
-        "--state",
-        dest="states",
-        action="extend",
-        type=_states,
-        metavar="STATE",
-        help=f"only jobs in these states (repeatable, or comma-separated): {', '.join(STATES)}",
-    )
-    parser.add_argument(
-        "--job",
-        dest="jobs",
-        action="extend",
-        type=_names,
-        metavar="JOB_ID",
-        help="only these jobs (repeatable, or comma-separated)",
-    )
+    list_option(parser, "--provider", "providers", comma_list("provider names"), "PROVIDER", "only these providers")
+    states = comma_list("states", _known_states)
+    list_option(parser, "--state", "states", states, "STATE", f"only jobs in these states: {', '.join(STATES)}")
+    list_option(parser, "--job", "jobs", comma_list("job ids"), "JOB_ID", "only these jobs")
     parser.add_argument("--json", action="store_true", help="one JSON object per job, one per line, and nothing else")
 
 

@@ -17,7 +17,18 @@ import argparse
 import sys
 from typing import TYPE_CHECKING, Any
 
-from eventbus.cli import count, guard_stdout, number, plural, positive, say, stdout_closed, write_all
+from eventbus.cli import (
+    comma_list,
+    count,
+    guard_stdout,
+    list_option,
+    number,
+    plural,
+    positive,
+    say,
+    stdout_closed,
+    write_all,
+)
 
 if TYPE_CHECKING:
     from eventbus.journal import Entry, Journal, Page
@@ -32,32 +43,10 @@ position = number(int, minimum=0)
 _BATCH = 1000  # rows read at once
 
 
-def _split(text: str, what: str) -> list[str]:
-    names = [name.strip() for name in text.split(",") if name.strip()]
-    if not names:
-        raise argparse.ArgumentTypeError(f"expected {what}, one or comma-separated, not {text!r}")
-    return names
-
-
-def _types(text: str) -> list[str]:
-    """--type's type: event type tags (``job_completed``, ...); an unknown one exits 2 naming the known ones."""
-    from eventbus.exceptions import ConfigError
+def _known_types(tags: list[str]) -> None:
     from eventbus.journal import type_tags
 
-    tags = _split(text, "event types")
-    try:
-        type_tags(tags)
-    except ConfigError as exc:
-        raise argparse.ArgumentTypeError(str(exc)) from None
-    return tags
-
-
-def _providers(text: str) -> list[str]:
-    return _split(text, "provider names")
-
-
-def _jobs(text: str) -> list[str]:
-    return _split(text, "job ids")
+    type_tags(tags)  # ConfigError naming the known ones
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
@@ -67,30 +56,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         "-f", "--follow", action="store_true", help="then print new events as they are committed, until Ctrl-C"
     )
     filters = parser.add_argument_group("filters (combined: an event must match each one given)")
-    filters.add_argument(
-        "--type",
-        dest="types",
-        action="extend",
-        type=_types,
-        metavar="TYPE",
-        help="only events of these types, e.g. job_completed,job_failed (repeatable, or comma-separated)",
-    )
-    filters.add_argument(
-        "--provider",
-        dest="providers",
-        action="extend",
-        type=_providers,
-        metavar="PROVIDER",
-        help="only events of these providers (repeatable, or comma-separated)",
-    )
-    filters.add_argument(
-        "--job",
-        dest="jobs",
-        action="extend",
-        type=_jobs,
-        metavar="JOB_ID",
-        help="only events of these jobs (repeatable, or comma-separated)",
-    )
+    types = comma_list("event types", _known_types)
+    list_option(filters, "--type", "types", types, "TYPE", "only events of these types, e.g. job_completed,job_failed")
+    list_option(filters, "--provider", "providers", comma_list("provider names"), "PROVIDER", "only these providers")
+    list_option(filters, "--job", "jobs", comma_list("job ids"), "JOB_ID", "only events of these jobs")
     start = parser.add_mutually_exclusive_group()
     start.add_argument(
         "--after", type=position, metavar="SEQ", help="start after this position (default: from the first event)"
