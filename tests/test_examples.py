@@ -63,6 +63,9 @@ def test_logs_and_alerts(tmp_path: Path) -> None:
     assert [e["level"] for e in entries if e["event"] == "quota_exhausted"] == ["warning"]
     assert "ALERT pronto: out of quota (HTTP 422): insufficient_credits" in proc.stderr
     assert "1 of 3 chunks accepted, 2 not; stopped: insufficient_credits" in proc.stderr
+    # Two chunks refused for want of credits: one alert, logged once and paged once.
+    assert [e.get("rule") for e in entries if e["event"] == "alert"] == ["quota_exhausted"]
+    assert proc.stderr.count("ALERT ") == 1 and proc.stderr.rstrip().endswith("alerts fired: {'quota_exhausted': 1}")
 
 
 def test_webhooks_in_your_app(tmp_path: Path) -> None:
