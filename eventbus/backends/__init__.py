@@ -1,0 +1,5 @@
+"""Buses that reach beyond one process: :mod:`eventbus.backends.redis` (Redis Streams).
+
+Each backend is imported on its own (``from eventbus.backends.redis import
+RedisBus``) so that its client library is needed only by whoever uses it.
+"""

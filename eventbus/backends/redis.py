@@ -1,0 +1,1030 @@
+"""The bus across processes and machines, on one Redis stream: :class:`RedisBus`.
+
+::
+
+    async with RedisBus("redis://127.0.0.1:6379/0", stream="eventbus") as bus:
+        bus.on(handler, name="store", types={JobCompleted})    # a consumer group named "store"
+        async with bus.subscribe("exporter") as sub:
+            async for event in sub:
+                await export(event)
+                await sub.ack()                                 # XACK everything received so far
+        await bus.publish(event)                                # returns once Redis has it (XADD)
+        bus.publish_nowait(event)                               # queued for the writer (anyio.WouldBlock when full)
+        await bus.drain()                                       # every local subscriber's group acked it all
+        bus.stats()                                             # per subscriber: delivered, failed, lag, ...
+
+Every event is one entry ``{"e": encode(event), "t": type tag}`` of the
+stream (``XADD MAXLEN ~ maxlen``). Every subscriber name is a consumer group:
+subscribers of different names each get every event (fan-out); subscribers
+of the same name in several processes share the entries (competing
+consumers), each entry going to one of them. A subscriber reads with
+``XREADGROUP``, filters on this side (the ``t`` field spares decoding what its
+type filter refuses), hands events over in stream order and ``XACK``\\s an
+entry once its handler returned (or raised: logged, counted, not retried), or
+when a subscription calls :meth:`RedisSubscription.ack`. Delivery is at least
+once: an entry read but never acknowledged (its process died) stays pending,
+and after ``claim_idle`` seconds another consumer of the group takes it over
+with ``XAUTOCLAIM``; ``event.id`` tells copies apart.
+
+redis-py's asyncio client runs on asyncio only, so a RedisBus does too:
+entering one under trio is a :class:`~eventbus.exceptions.ConfigError`.
+Guarantees and limits are in ``docs/redis.md``.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import re
+import secrets
+import socket
+from collections import deque
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from inspect import isawaitable
+from itertools import islice
+
+import anyio
+import anyio.abc
+import msgspec
+import sniffio
+
+from eventbus import events as ev
+from eventbus._checks import COUNT, SECONDS, Rule, check_numbers
+from eventbus._logging import get_logger
+from eventbus.bus import Handler, SubscriberStats, Types
+from eventbus.exceptions import BusClosed, ConfigError, SubscriptionClosed, TransportError
+from eventbus.journal import type_tags
+from eventbus.subscribers.log import redact, redact_userinfo
+
+try:
+    import redis.asyncio as aioredis
+    from redis.asyncio.retry import Retry
+    from redis.backoff import ExponentialBackoff
+    from redis.exceptions import RedisError, ResponseError
+except ImportError as exc:  # pragma: no cover - the "redis" extra is not installed
+    raise ImportError("eventbus.backends.redis needs redis-py: pip install 'eventbus[redis]'") from exc
+
+__all__ = ["RedisBus", "RedisHandlerHandle", "RedisSubscription"]
+
+_log = get_logger("eventbus.redis")
+
+_SCHEMES = ("redis://", "rediss://", "unix://")
+_ENTRY_ID = re.compile(r"^(\$|0|\d+(-\d+)?)$")
+_MAXLEN = Rule("a whole number, 1 or more, or None (no trimming)", 1, above=False, whole=True, none=True)
+
+# Entries XACKed per command, and subscription entries received but not acknowledged that a subscriber
+# holds at most (reading pauses beyond it: memory here and the pending list in Redis stay bounded).
+_ACK_CHUNK = 1000
+_MAX_UNACKED = 100_000
+# Handlers: events handled in a row before their entries are acknowledged and the loop yields.
+_HANDLE_BATCH = 256
+# A reader that lost Redis retries after this, doubling up to the cap.
+_BACKOFF_MIN, _BACKOFF_MAX = 0.05, 5.0
+# XAUTOCLAIM rounds per claim pass (each up to one batch): a huge backlog of dead entries is taken in steps.
+_CLAIM_ROUNDS = 10
+# drain() looks at the groups again after this when no local acknowledgement woke it (other processes ack too).
+_DRAIN_POLL = 0.05
+
+
+def _id_key(entry_id: bytes | str) -> tuple[int, int]:
+    """A stream entry id (``"1700000000000-3"``) as a pair that compares in stream order."""
+    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
+    ms, _, seq = text.partition("-")
+    return int(ms), int(seq or 0)
+
+
+def _consumer_name() -> str:
+    """This bus's consumer name in every group: unique per process (and per bus within it)."""
+    return f"{socket.gethostname()}-{os.getpid()}-{secrets.token_hex(3)}"
+
+
+def _check_start(name: str, start: str | int | None) -> str | None:
+    if start is None:
+        return None
+    if start == 0 and not isinstance(start, bool):
+        return "0"
+    if isinstance(start, str) and _ENTRY_ID.match(start):
+        return start
+    raise ConfigError(
+        f"subscriber {name!r}: start must be '$' (new events only), '0' (the whole stream) "
+        f"or an entry id such as '1700000000000-0', not {start!r}"
+    )
+
+
+class _Subscriber:
+    """One subscriber's group, buffer, filters and counters (internal)."""
+
+    __slots__ = (
+        "active",
+        "buffer",
+        "closed",
+        "delivered",
+        "done",
+        "dropped",
+        "failed",
+        "idle",
+        "inflight",
+        "jobs",
+        "kind",
+        "name",
+        "providers",
+        "ready",
+        "received",
+        "size",
+        "space",
+        "start",
+        "tags",
+        "taken",
+        "wakeup",
+        "where",
+    )
+
+    def __init__(
+        self,
+        name: str,
+        kind: str,
+        size: int,
+        tags: frozenset[str] | None,
+        providers: frozenset[str] | None,
+        jobs: frozenset[str] | None,
+        where: Callable[[ev.Event], bool] | None,
+        start: str | None,
+    ) -> None:
+        self.name = name
+        self.kind = kind
+        self.size = size
+        self.tags = tags
+        self.providers = providers
+        self.jobs = jobs
+        self.where = where
+        self.start = start
+        self.buffer: deque[tuple[bytes, ev.Event]] = deque()
+        self.inflight: set[bytes] = set()  # entry ids read and not yet acknowledged
+        self.taken: list[bytes] = []  # a subscription's entries handed over and not yet acknowledged
+        self.received = self.delivered = self.dropped = self.failed = 0
+        self.closed = False
+        self.active = False  # a handler is working on a batch
+        self.ready = anyio.Event()  # the consumer group exists
+        self.done: anyio.Event | None = None  # a handler's task has ended
+        self.wakeup: anyio.Event | None = None  # set by the reader when the consumer waits for events
+        self.space: anyio.Event | None = None  # set by the consumer when the reader waits for room
+        self.idle: anyio.Event | None = None  # set on acknowledgements, for drain()
+
+    def admits(self, event: ev.Event) -> bool:
+        if self.tags is not None and ev.tag_of(type(event)) not in self.tags:
+            return False
+        if self.providers is not None and event.provider not in self.providers:
+            return False
+        if self.jobs is not None and event.job_id not in self.jobs:
+            return False
+        if self.where is None:
+            return True
+        try:
+            return bool(self.where(event))
+        except Exception:
+            self.failed += 1
+            _log.exception(
+                "subscriber_filter_failed", subscriber=self.name, event_type=ev.tag_of(type(event)), event_id=event.id
+            )
+            return False
+
+    def room(self) -> int:
+        return max(0, min(self.size - len(self.buffer), _MAX_UNACKED - len(self.inflight)))
+
+    def woke(self) -> None:
+        if self.wakeup is not None:
+            self.wakeup.set()
+            self.wakeup = None
+
+    def took(self) -> None:
+        if self.space is not None:
+            self.space.set()
+            self.space = None
+
+    def progressed(self) -> None:
+        if self.idle is not None:
+            self.idle.set()
+            self.idle = None
+
+    @property
+    def busy(self) -> bool:
+        return bool(self.buffer) or self.active or bool(self.taken)
+
+    def stats(self) -> SubscriberStats:
+        return SubscriberStats(
+            name=self.name,
+            kind=self.kind,
+            overflow="block",
+            buffer=self.size,
+            received=self.received,
+            delivered=self.delivered,
+            dropped=self.dropped,
+            failed=self.failed,
+            lag=len(self.buffer),
+        )
+
+
+class _View:
+    def __init__(self, sub: _Subscriber, bus: RedisBus) -> None:
+        self._sub = sub
+        self._bus = bus
+
+    @property
+    def name(self) -> str:
+        """The subscriber's name: its consumer group."""
+        return self._sub.name
+
+    @property
+    def closed(self) -> bool:
+        return self._sub.closed
+
+    def stats(self) -> SubscriberStats:
+        """This subscriber's counters in this process."""
+        return self._sub.stats()
+
+
+class RedisSubscription(_View):
+    """An async iterator over the events of one consumer group; :meth:`ack` acknowledges what it received.
+
+    Obtained from :meth:`RedisBus.subscribe`, for one consuming task. What
+    was received and not acknowledged when the block is left stays pending in
+    Redis and comes again (to another consumer of the name, after
+    ``claim_idle``): at least once.
+    """
+
+    def __init__(self, sub: _Subscriber, bus: RedisBus) -> None:
+        super().__init__(sub, bus)
+        self._exited = False
+        self._position: str | None = None
+
+    def __aiter__(self) -> RedisSubscription:
+        if self._exited:
+            raise SubscriptionClosed(f"subscription {self._sub.name!r} is closed; subscribe again")
+        return self
+
+    @property
+    def position(self) -> str | None:
+        """The stream entry id of the last event received (None before the first)."""
+        return self._position
+
+    def receive_nowait(self) -> ev.Event:
+        """The next buffered event; ``anyio.WouldBlock`` if none, ``anyio.EndOfStream`` once closed and empty."""
+        if self._exited:
+            raise SubscriptionClosed(f"subscription {self._sub.name!r} is closed; subscribe again")
+        sub = self._sub
+        if sub.buffer:
+            entry_id, event = sub.buffer.popleft()
+            sub.taken.append(entry_id)
+            sub.delivered += 1
+            sub.took()
+            self._position = entry_id.decode()
+            return event
+        if sub.closed:
+            raise anyio.EndOfStream
+        raise anyio.WouldBlock
+
+    async def receive(self) -> ev.Event:
+        """Wait for the next event; ``anyio.EndOfStream`` once closed and empty."""
+        while True:
+            try:
+                return self.receive_nowait()
+            except anyio.WouldBlock:
+                waiter = self._sub.wakeup
+                if waiter is None:
+                    waiter = self._sub.wakeup = anyio.Event()
+                await waiter.wait()
+
+    async def __anext__(self) -> ev.Event:
+        try:
+            return await self.receive()
+        except anyio.EndOfStream:
+            raise StopAsyncIteration from None
+
+    async def ack(self) -> None:
+        """Acknowledge (XACK) every event received so far; :class:`TransportError` if Redis cannot be reached."""
+        sub = self._sub
+        ids, sub.taken = sub.taken, []
+        try:
+            await self._bus._ack(sub, ids)
+        except BaseException:
+            sub.taken[:0] = ids  # not acknowledged: a later ack() tries again
+            raise
+
+    def close(self) -> None:
+        """Stop reading: ``async for`` ends once the buffer is empty."""
+        self._bus._detach(self._sub)
+
+    async def aclose(self) -> None:
+        self.close()
+        await anyio.lowlevel.checkpoint()
+
+
+class RedisHandlerHandle(_View):
+    """What :meth:`RedisBus.on` returns: the handler's stats and a way to remove it."""
+
+    def close(self) -> None:
+        """Remove the handler: it reads nothing more and handles (and acknowledges) what is buffered."""
+        self._bus._detach(self._sub)
+
+    async def aclose(self, timeout: float = 5.0) -> None:
+        """Remove the handler and wait up to ``timeout`` seconds until it has handled its buffer."""
+        self.close()
+        if self._sub.done is not None:
+            with anyio.move_on_after(timeout):
+                await self._sub.done.wait()
+
+
+class RedisBus:
+    """The bus on a Redis stream, shared by every process that names it; ``async with RedisBus(url) as bus``.
+
+    Asyncio only (redis-py has no trio support). ``url`` is ``redis://``,
+    ``rediss://`` (TLS) or ``unix://``; its password never appears in
+    messages or logs. ``stream`` is the stream's key, trimmed to about
+    ``maxlen`` entries at each XADD (``MAXLEN ~``; None: never trimmed).
+    ``timeout`` bounds connecting, each command and how long :meth:`publish`
+    waits for Redis. ``claim_idle``: entries pending that long with another
+    consumer (it died) are claimed and delivered here. ``block``: how long
+    one XREADGROUP waits for entries. ``batch``: entries per XREADGROUP,
+    XAUTOCLAIM and XADD pipeline. ``queue``: events :meth:`publish_nowait`
+    holds for the writer before ``anyio.WouldBlock``. ``close_timeout``
+    bounds closing.
+    """
+
+    def __init__(
+        self,
+        url: str = "redis://127.0.0.1:6379/0",
+        *,
+        stream: str = "eventbus",
+        maxlen: int | None = 1_000_000,
+        timeout: float = 5.0,
+        claim_idle: float = 30.0,
+        block: float = 1.0,
+        batch: int = 500,
+        queue: int = 10_000,
+        close_timeout: float = 5.0,
+    ) -> None:
+        if not isinstance(url, str) or not url.startswith(_SCHEMES):
+            shown = redact_userinfo(url) if isinstance(url, str) else url
+            raise ConfigError(f"RedisBus needs a redis://, rediss:// or unix:// URL, not {shown!r}")
+        if not isinstance(stream, str) or not stream:
+            raise ConfigError(f"RedisBus needs a non-empty stream name, not {stream!r}")
+        check_numbers(
+            "RedisBus",
+            maxlen=(maxlen, _MAXLEN),
+            timeout=(timeout, SECONDS),
+            claim_idle=(claim_idle, SECONDS),
+            block=(block, SECONDS),
+            batch=(batch, COUNT),
+            queue=(queue, COUNT),
+            close_timeout=(close_timeout, SECONDS),
+        )
+        self.url = redact_userinfo(url)  # what messages and logs show
+        self._url = url
+        self.stream = stream
+        self.maxlen = maxlen
+        self.timeout = timeout
+        self.claim_idle = claim_idle
+        self.block = block
+        self.batch = batch
+        self.queue = queue
+        self.close_timeout = close_timeout
+        self.consumer = _consumer_name()
+        self._client: aioredis.Redis | None = None
+        self._tg: anyio.abc.TaskGroup | None = None
+        self._subs: dict[str, _Subscriber] = {}
+        self._retiring: set[_Subscriber] = set()  # handlers removed while still handling their buffer
+        self._groups: set[str] = set()  # every group this bus has read from, for the consumer's clean-up
+        self._pending: deque[ev.Event] = deque()
+        self._enqueued = self._written = 0
+        self._failures: deque[tuple[int, int, str]] = deque(maxlen=64)
+        self._last_id: bytes | None = None  # the last entry this bus XADDed
+        self._work: anyio.Event | None = None
+        self._room: anyio.Event | None = None
+        self._progress: anyio.Event | None = None
+        self._writer_gone = False
+        self._entered = self._closed = False
+
+    # --- lifecycle ----------------------------------------------------------------
+
+    async def __aenter__(self) -> RedisBus:
+        if self._entered:
+            raise BusClosed("a RedisBus can be entered only once; create a new RedisBus")
+        self._entered = True
+        backend = sniffio.current_async_library()
+        if backend != "asyncio":
+            raise ConfigError(
+                f"RedisBus runs on asyncio only: redis-py's asyncio client has no {backend} support; "
+                "run it with anyio.run(main, backend='asyncio') or asyncio.run(main())"
+            )
+        try:
+            client = aioredis.Redis.from_url(
+                self._url,
+                socket_timeout=self.timeout + self.block,  # a blocking XREADGROUP waits up to `block` for an answer
+                socket_connect_timeout=self.timeout,
+                retry=Retry(ExponentialBackoff(cap=0.2, base=0.02), 1),  # once: a connection the server dropped
+                decode_responses=False,
+            )
+        except ValueError as exc:
+            raise ConfigError(f"RedisBus: bad URL {self.url!r}: {redact(str(exc))}") from None
+        try:
+            with anyio.fail_after(self.timeout):
+                await client.ping()
+        except (RedisError, OSError, TimeoutError) as exc:
+            await client.aclose()
+            raise TransportError(
+                f"cannot reach Redis at {self.url}: {redact(str(exc)) or type(exc).__name__}; "
+                "is redis-server running there and the URL right?"
+            ) from None
+        self._client = client
+        self._tg = anyio.create_task_group()
+        await self._tg.__aenter__()
+        self._tg.start_soon(self._write, name="eventbus redis writer")
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> bool | None:
+        assert self._tg is not None and self._client is not None
+        try:
+            if exc_info[0] is None:
+                await self._shutdown(self.close_timeout)
+            else:
+                self._close_all()
+            self._tg.cancel_scope.cancel()
+        finally:
+            try:
+                result = await self._tg.__aexit__(*exc_info)  # type: ignore[arg-type]
+            finally:
+                with anyio.CancelScope(shield=True):
+                    await self._forget_consumer()
+                    await self._client.aclose()
+        if self._pending:
+            _log.warning("redis_events_not_written", events=len(self._pending), url=self.url, reason="closed")
+        return result
+
+    async def aclose(self, timeout: float | None = None) -> None:
+        """Stop accepting events, write what is queued, let local subscribers catch up for ``timeout`` seconds."""
+        await self._shutdown(self.close_timeout if timeout is None else timeout)
+
+    async def _shutdown(self, timeout: float) -> None:
+        self._closed = True
+        if self._work is not None:
+            self._work.set()
+        with anyio.move_on_after(timeout):
+            while self._written < self._enqueued and not self._writer_gone:
+                await self._wait_progress()
+            await self._settle(local=True)
+            self._close_all()
+            for sub in list(self._retiring):
+                if sub.done is not None:
+                    await sub.done.wait()
+        self._close_all()
+
+    def _close_all(self) -> None:
+        self._closed = True
+        for sub in list(self._subs.values()):
+            self._detach(sub)
+        if self._work is not None:
+            self._work.set()
+
+    async def _forget_consumer(self) -> None:
+        """Delete this bus's consumer from the groups it read, where it holds nothing pending (else it must stay)."""
+        client = self._client
+        assert client is not None
+        with anyio.move_on_after(self.timeout):
+            for group in self._groups:
+                try:
+                    if not await client.xpending_range(self.stream, group, "-", "+", 1, consumername=self.consumer):
+                        await client.xgroup_delconsumer(self.stream, group, self.consumer)
+                except (RedisError, OSError):
+                    continue  # Redis is gone (or the group is): the consumer stays, harmless
+
+    @property
+    def closed(self) -> bool:
+        return self._closed
+
+    @property
+    def published(self) -> int:
+        """How many events were published (accepted by :meth:`publish_nowait` or :meth:`publish`)."""
+        return self._enqueued
+
+    def __repr__(self) -> str:
+        state = "closed" if self._closed else "open"
+        return f"<RedisBus {state} {self.url} stream={self.stream!r} subscribers={len(self._subs)}>"
+
+    # --- publishing -----------------------------------------------------------------
+
+    def publish_nowait(self, event: ev.Event) -> None:
+        """Queue ``event`` for the writer, which XADDs in pipelined batches; ``anyio.WouldBlock`` when full."""
+        if self._closed:
+            raise BusClosed("the bus is closed; it accepts no more events")
+        if self._tg is None:
+            raise BusClosed("the bus is not running; use 'async with RedisBus(url) as bus'")
+        if len(self._pending) >= self.queue:
+            raise anyio.WouldBlock
+        self._enqueue(event)
+
+    async def publish(self, event: ev.Event) -> None:
+        """Publish ``event`` and return once Redis has it (XADD).
+
+        Raises :class:`TransportError` when Redis did not confirm it within
+        ``timeout`` seconds (it is then not written, or written late: at most
+        once more than you were told), :class:`BusClosed` on a closed bus.
+        """
+        with anyio.move_on_after(self.timeout) as waited:
+            while True:
+                if self._closed or self._writer_gone or self._tg is None:
+                    raise BusClosed("the bus is closed; it accepts no more events")
+                if len(self._pending) < self.queue:
+                    break
+                waiter = self._room
+                if waiter is None:
+                    waiter = self._room = anyio.Event()
+                await waiter.wait()
+            ticket = self._enqueue(event)
+            while self._written < ticket and not self._writer_gone:
+                await self._wait_progress()
+        if waited.cancelled_caught:
+            raise TransportError(
+                f"Redis at {self.url} did not confirm the event within {self.timeout} s; "
+                "it may still be written if the connection comes back"
+            )
+        self._check_written(ticket)
+
+    async def flush(self) -> None:
+        """Wait until every event published so far was sent to Redis; :class:`TransportError` if the last failed."""
+        ticket = self._enqueued
+        while self._written < ticket and not self._writer_gone:
+            await self._wait_progress()
+        if ticket:
+            self._check_written(ticket)
+
+    def _enqueue(self, event: ev.Event) -> int:
+        self._pending.append(event)
+        self._enqueued += 1
+        if self._work is not None:
+            self._work.set()
+            self._work = None
+        return self._enqueued
+
+    def _check_written(self, ticket: int) -> None:
+        if self._written < ticket:
+            raise BusClosed("the bus was closed before the event was written to Redis")
+        for first, last, why in self._failures:
+            if first <= ticket <= last:
+                raise TransportError(f"the event was not written to Redis at {self.url}: {why}")
+
+    async def _wait_progress(self) -> None:
+        waiter = self._progress
+        if waiter is None:
+            waiter = self._progress = anyio.Event()
+        await waiter.wait()
+
+    def _signal_progress(self) -> None:
+        if self._progress is not None:
+            self._progress.set()
+            self._progress = None
+
+    async def _write(self) -> None:
+        """The writer: XADD what was published, in pipelined batches, in publish order."""
+        pending, client = self._pending, self._client
+        assert client is not None
+        tags: dict[type, bytes] = {}
+        try:
+            while True:
+                if not pending:
+                    self._signal_progress()
+                    if self._closed:
+                        return
+                    waiter = self._work = anyio.Event()
+                    await waiter.wait()
+                    continue
+                # A subscriber added with on() must have its group before what follows is written (start "$").
+                for sub in list(self._subs.values()):
+                    if not sub.ready.is_set():
+                        with anyio.move_on_after(self.timeout):
+                            await sub.ready.wait()
+                batch = list(islice(pending, self.batch))
+                first = self._written + 1
+                try:
+                    with anyio.fail_after(self.timeout):
+                        async with client.pipeline(transaction=False) as pipe:
+                            for event in batch:
+                                tag = tags.get(type(event))
+                                if tag is None:
+                                    tag = tags[type(event)] = ev.tag_of(type(event)).encode()
+                                pipe.xadd(self.stream, {"e": ev.encode(event), "t": tag}, maxlen=self.maxlen)
+                            ids = await pipe.execute()
+                except (RedisError, OSError, TimeoutError) as exc:
+                    why = redact(str(exc)) or type(exc).__name__
+                    self._failures.append((first, first + len(batch) - 1, why))
+                    _log.error("redis_write_failed", events=len(batch), url=self.url, error=why)
+                else:
+                    self._last_id = ids[-1]
+                for _ in batch:
+                    pending.popleft()
+                self._written += len(batch)
+                if self._room is not None:
+                    self._room.set()
+                    self._room = None
+                self._signal_progress()
+        finally:
+            self._writer_gone = True
+            if self._room is not None:
+                self._room.set()
+            self._signal_progress()
+
+    # --- subscribing ----------------------------------------------------------------
+
+    def _add(
+        self,
+        name: str,
+        kind: str,
+        buffer: int,
+        overflow: str,
+        types: Types | None,
+        providers: Iterable[str] | str | None,
+        jobs: Iterable[str] | str | None,
+        where: Callable[[ev.Event], bool] | None,
+        durable: bool,
+        start: str | int | None,
+    ) -> _Subscriber:
+        if self._closed:
+            raise BusClosed("the bus is closed; it accepts no new subscribers")
+        if self._tg is None:
+            raise BusClosed("the bus is not running; use 'async with RedisBus(url) as bus'")
+        if not isinstance(name, str) or not name:
+            raise ConfigError("a subscriber needs a non-empty name: it names its consumer group")
+        if name in self._subs:
+            raise ConfigError(f"a subscriber named {name!r} already exists on this bus; give each a unique name=")
+        if not isinstance(buffer, int) or isinstance(buffer, bool) or buffer < 1:
+            raise ConfigError(f"buffer must be a positive integer, not {buffer!r}")
+        if where is not None and not callable(where):
+            raise ConfigError("where must be a callable taking an event and returning a bool")
+        if overflow != "block":
+            raise ConfigError(
+                f"subscriber {name!r}: a RedisBus subscriber reads from the stream only as fast as it handles, "
+                f"so nothing is dropped: its overflow is 'block', not {overflow!r}"
+            )
+        if durable is not True:
+            raise ConfigError(f"subscriber {name!r}: every RedisBus subscriber is a durable consumer group")
+        sub = _Subscriber(
+            name,
+            kind,
+            buffer,
+            type_tags(types),
+            None if providers is None else frozenset([providers] if isinstance(providers, str) else providers),
+            None if jobs is None else frozenset([jobs] if isinstance(jobs, str) else jobs),
+            where,
+            _check_start(name, start),
+        )
+        self._subs[name] = sub
+        self._groups.add(name)
+        self._tg.start_soon(self._read, sub, name=f"eventbus redis reader {name}")
+        return sub
+
+    def _detach(self, sub: _Subscriber) -> None:
+        if self._subs.get(sub.name) is sub:
+            del self._subs[sub.name]
+            if sub.kind == "handler" and sub.done is not None and not sub.done.is_set():
+                self._retiring.add(sub)
+        sub.closed = True
+        sub.woke()
+        sub.took()
+        sub.progressed()
+
+    def on(
+        self,
+        handler: Handler,
+        *,
+        name: str | None = None,
+        types: Types | None = None,
+        providers: Iterable[str] | str | None = None,
+        jobs: Iterable[str] | str | None = None,
+        where: Callable[[ev.Event], bool] | None = None,
+        buffer: int = 1024,
+        overflow: str = "block",
+        durable: bool = True,
+        start: str | int | None = None,
+    ) -> RedisHandlerHandle:
+        """Run ``handler(event)`` (sync or async) for every admitted event of the consumer group ``name``.
+
+        ``name`` defaults to the handler's qualified name: give one that
+        stays the same across runs and processes. Filters as on
+        :meth:`eventbus.Bus.on`; what they refuse is acknowledged unseen. Each
+        entry is acknowledged once the handler returned or raised (a raise is
+        logged and counted, not retried). ``start`` applies when the group is
+        created: ``"$"`` (the default: events published from now on), ``"0"``
+        (everything the stream holds) or an entry id; an existing group
+        resumes where it is.
+        """
+        if not callable(handler):
+            raise ConfigError(f"handler must be callable, not {handler!r}")
+        label = name or getattr(handler, "__qualname__", None) or type(handler).__qualname__
+        sub = self._add(label, "handler", buffer, overflow, types, providers, jobs, where, durable, start)
+        sub.done = anyio.Event()
+        assert self._tg is not None
+        self._tg.start_soon(self._run_handler, sub, handler, name=f"eventbus redis handler {label}")
+        return RedisHandlerHandle(sub, self)
+
+    @asynccontextmanager
+    async def subscribe(
+        self,
+        name: str,
+        *,
+        types: Types | None = None,
+        providers: Iterable[str] | str | None = None,
+        jobs: Iterable[str] | str | None = None,
+        where: Callable[[ev.Event], bool] | None = None,
+        buffer: int = 1024,
+        overflow: str = "block",
+        durable: bool = True,
+        start: str | int | None = None,
+    ) -> AsyncIterator[RedisSubscription]:
+        """An async iterator over the consumer group ``name`` for the ``async with`` block.
+
+        Entered once the group exists (:class:`TransportError` if Redis cannot
+        be reached within ``timeout``). ``await sub.ack()`` acknowledges what
+        was received; the rest comes again (at least once). Filters and
+        ``start`` as in :meth:`on`.
+        """
+        sub = self._add(name, "subscription", buffer, overflow, types, providers, jobs, where, durable, start)
+        subscription = RedisSubscription(sub, self)
+        try:
+            with anyio.move_on_after(self.timeout):
+                await sub.ready.wait()
+            if not sub.ready.is_set():
+                raise TransportError(f"could not create the consumer group {name!r} at {self.url} in {self.timeout} s")
+            yield subscription
+        finally:
+            subscription._exited = True
+            sub.dropped += len(sub.buffer)  # still pending in Redis: they come again
+            sub.buffer.clear()
+            self._detach(sub)
+
+    async def _run_handler(self, sub: _Subscriber, handler: Handler) -> None:
+        assert sub.done is not None
+        try:
+            await self._handle(sub, handler)
+        finally:
+            sub.done.set()
+            sub.dropped += len(sub.buffer)
+            sub.buffer.clear()
+            sub.active = False
+            self._detach(sub)
+            self._retiring.discard(sub)
+
+    async def _handle(self, sub: _Subscriber, handler: Handler) -> None:
+        buffer = sub.buffer
+        while True:
+            if buffer:
+                sub.active = True
+                ids = []
+                for _ in range(min(len(buffer), _HANDLE_BATCH)):
+                    if not buffer:
+                        break
+                    entry_id, event = buffer.popleft()
+                    ids.append(entry_id)
+                    sub.delivered += 1
+                    try:
+                        result = handler(event)
+                        if result is not None and isawaitable(result):
+                            sub.took()
+                            await result
+                    except Exception:
+                        sub.failed += 1
+                        _log.exception(
+                            "subscriber_failed",
+                            subscriber=sub.name,
+                            event_type=ev.tag_of(type(event)),
+                            event_id=event.id,
+                        )
+                sub.took()
+                try:
+                    await self._ack(sub, ids)
+                except TransportError as exc:
+                    _log.warning("redis_ack_failed", subscriber=sub.name, entries=len(ids), error=str(exc))
+                sub.active = False
+                sub.progressed()
+                continue
+            if sub.closed:
+                return
+            waiter = sub.wakeup = anyio.Event()
+            await waiter.wait()
+
+    async def _ack(self, sub: _Subscriber, ids: list[bytes]) -> None:
+        """XACK ``ids`` in the group ``sub.name``; TransportError if Redis cannot be reached (they stay pending)."""
+        client = self._client
+        assert client is not None
+        try:
+            for start in range(0, len(ids), _ACK_CHUNK):
+                chunk = ids[start : start + _ACK_CHUNK]
+                with anyio.fail_after(self.timeout):
+                    await client.xack(self.stream, sub.name, *chunk)
+                sub.inflight.difference_update(chunk)
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise TransportError(
+                f"could not acknowledge {len(ids)} entries at {self.url}: {redact(str(exc)) or type(exc).__name__}; "
+                "they stay pending and come again"
+            ) from None
+        finally:
+            sub.progressed()
+
+    # --- reading ----------------------------------------------------------------------
+
+    async def _create_group(self, sub: _Subscriber, start: str) -> None:
+        assert self._client is not None
+        try:
+            await self._client.xgroup_create(self.stream, sub.name, id=start, mkstream=True)
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read(self, sub: _Subscriber) -> None:
+        """Fill ``sub``'s buffer from its group: claim what dead consumers left, then XREADGROUP, as room allows."""
+        client = self._client
+        assert client is not None
+        claim_every = self.claim_idle / 2
+        poll = min(self.block, claim_every)
+        next_claim = 0.0  # at once: entries a dead consumer left come first
+        backoff = _BACKOFF_MIN
+        start = sub.start or "$"
+        while not sub.closed:
+            try:
+                if not sub.ready.is_set():
+                    await self._create_group(sub, start)
+                    sub.ready.set()
+                room = sub.room()
+                if room == 0:
+                    waiter = sub.space = anyio.Event()
+                    with anyio.move_on_after(poll):
+                        await waiter.wait()
+                    continue
+                if anyio.current_time() >= next_claim:
+                    await self._claim(sub, room)
+                    next_claim = anyio.current_time() + claim_every
+                    continue
+                reply = await client.xreadgroup(
+                    sub.name, self.consumer, {self.stream: ">"}, count=min(room, self.batch), block=int(poll * 1000)
+                )
+                backoff = _BACKOFF_MIN
+                for _key, entries in reply or ():
+                    await self._take(sub, entries)
+            except ResponseError as exc:
+                if str(exc).startswith("NOGROUP"):
+                    # The stream or the group vanished (a server restarted without persistence, a DEL):
+                    # made again from the start of what the stream holds now, so nothing written since is missed.
+                    _log.warning("redis_group_recreated", subscriber=sub.name, stream=self.stream, url=self.url)
+                    sub.ready = anyio.Event() if sub.ready.is_set() else sub.ready
+                    start = "0"
+                    continue
+                backoff = await self._lost(sub, exc, backoff)
+            except (RedisError, OSError, TimeoutError) as exc:
+                backoff = await self._lost(sub, exc, backoff)
+
+    async def _lost(self, sub: _Subscriber, exc: BaseException, backoff: float) -> float:
+        _log.warning(
+            "redis_read_failed",
+            subscriber=sub.name,
+            url=self.url,
+            error=redact(str(exc)) or type(exc).__name__,
+            retry_in=round(backoff, 3),
+        )
+        waiter = sub.space = anyio.Event()  # closing the subscriber ends the wait
+        with anyio.move_on_after(backoff):
+            await waiter.wait()
+        return min(backoff * 2, _BACKOFF_MAX)
+
+    async def _claim(self, sub: _Subscriber, room: int) -> None:
+        """XAUTOCLAIM entries pending longer than ``claim_idle`` (their consumer died) and take them."""
+        client = self._client
+        assert client is not None
+        cursor: bytes | str = "0-0"
+        claimed = 0
+        for _ in range(_CLAIM_ROUNDS):
+            reply = await client.xautoclaim(
+                self.stream,
+                sub.name,
+                self.consumer,
+                min_idle_time=int(self.claim_idle * 1000),
+                start_id=cursor,
+                count=min(room, self.batch),
+            )
+            cursor, entries = reply[0], reply[1]
+            # Our own entries still buffered come back too (their idle time is reset: a heartbeat); skipped.
+            fresh = [(i, f) for i, f in entries if i not in sub.inflight]
+            claimed += len(fresh)
+            room -= await self._take(sub, fresh)
+            if cursor in (b"0-0", "0-0") or room <= 0:
+                break
+        if claimed:
+            _log.info("redis_entries_claimed", subscriber=sub.name, entries=claimed, consumer=self.consumer)
+
+    async def _take(self, sub: _Subscriber, entries: list[tuple[bytes, dict[bytes, bytes] | None]]) -> int:
+        """Decode and filter entries into ``sub``'s buffer; acknowledge at once what it refuses or cannot decode."""
+        refused: list[bytes] = []
+        added = 0
+        tags = sub.tags
+        for entry_id, fields in entries:
+            if sub.closed:
+                break  # left pending: claimed by the next consumer of the name
+            tag = fields.get(b"t") if fields else None
+            if tags is not None and tag is not None and tag.decode(errors="replace") not in tags:
+                refused.append(entry_id)
+                continue
+            data = fields.get(b"e") if fields else None
+            try:
+                if data is None:
+                    raise msgspec.DecodeError("no 'e' field")
+                event = ev.decode(data)
+            except msgspec.MsgspecError as exc:
+                sub.failed += 1
+                _log.warning(
+                    "redis_entry_skipped",
+                    subscriber=sub.name,
+                    stream=self.stream,
+                    entry_id=entry_id.decode(),
+                    reason=str(exc),
+                    excerpt=ev.excerpt(data or b""),
+                )
+                refused.append(entry_id)
+                continue
+            if not sub.admits(event):
+                refused.append(entry_id)
+                continue
+            sub.buffer.append((entry_id, event))
+            sub.inflight.add(entry_id)
+            sub.received += 1
+            added += 1
+        if added:
+            sub.woke()
+        if refused:
+            sub.inflight.update(refused)
+            try:
+                await self._ack(sub, refused)
+            except TransportError as exc:
+                _log.warning("redis_ack_failed", subscriber=sub.name, entries=len(refused), error=str(exc))
+        return added
+
+    # --- drain and introspection ----------------------------------------------------------
+
+    async def drain(self, timeout: float | None = None) -> None:
+        """Wait until every local subscriber's group has acknowledged every event this bus published so far.
+
+        "Acknowledged" counts whoever did it: this process, another consumer
+        of the same name (competing consumers), or the filters (what they
+        refuse is acknowledged unseen). A subscription must :meth:`ack
+        <RedisSubscription.ack>`. Raises ``TimeoutError`` after ``timeout``
+        seconds. Events whose write failed are not waited for.
+        """
+        with anyio.fail_after(math.inf if timeout is None else timeout):
+            while self._written < self._enqueued and not self._writer_gone:
+                await self._wait_progress()
+            await self._settle(local=False)
+
+    async def _settle(self, *, local: bool) -> None:
+        """Wait until each open subscriber's group read past this bus's last entry and holds none up to it pending.
+
+        ``local``: only this bus's own consumer's pending entries count (closing does not wait for other processes).
+        """
+        client = self._client
+        assert client is not None
+        while True:
+            target = self._last_id
+            subs = [s for s in self._subs.values() if not s.closed or s.kind == "handler"]
+            if target is None or not subs:
+                return
+            waiting = next((s for s in subs if s.busy or not s.ready.is_set()), None)
+            if waiting is None:
+                try:
+                    waiting = await self._unsettled(subs, target, local)
+                except (RedisError, OSError) as exc:
+                    _log.warning("redis_drain_check_failed", url=self.url, error=redact(str(exc)))
+                    waiting = subs[0]
+                if waiting is None:
+                    return
+            waiter = waiting.idle
+            if waiter is None:
+                waiter = waiting.idle = anyio.Event()
+            with anyio.move_on_after(_DRAIN_POLL):
+                await waiter.wait()
+
+    async def _unsettled(self, subs: list[_Subscriber], target: bytes, local: bool) -> _Subscriber | None:
+        client = self._client
+        assert client is not None
+        key = _id_key(target)
+        groups = {
+            (g["name"].decode() if isinstance(g["name"], bytes) else g["name"]): g
+            for g in await client.xinfo_groups(self.stream)
+        }
+        for sub in subs:
+            group = groups.get(sub.name)
+            if group is None or _id_key(group["last-delivered-id"]) < key:
+                return sub
+            consumer = self.consumer if local else None
+            if await client.xpending_range(self.stream, sub.name, "-", target, 1, consumername=consumer):
+                return sub
+        return None
+
+    def stats(self) -> dict[str, SubscriberStats]:
+        """Counters of every current subscriber in this process, by name."""
+        return {name: sub.stats() for name, sub in self._subs.items()}

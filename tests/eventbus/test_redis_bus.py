@@ -1,0 +1,571 @@
+"""RedisBus against a real redis-server: delivery, filters, fan-out, competing consumers, claims, failures, drain.
+
+Asyncio only (trio: redis-py has no trio support). The module starts its own
+``redis-server`` on a free port; without one on PATH the tests are skipped,
+unless ``EVENTBUS_REQUIRE_REDIS=1`` (CI) makes that a failure.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import AsyncIterator, Iterator
+from pathlib import Path
+
+import anyio
+import pytest
+import redis
+import redis.asyncio as aioredis
+
+from eventbus import events as ev
+from eventbus.backends.redis import RedisBus
+from eventbus.exceptions import BusClosed, ConfigError, SubscriptionClosed, TransportError
+
+pytestmark = pytest.mark.anyio
+
+ROOT = Path(__file__).resolve().parents[2]
+REDIS_SERVER = shutil.which("redis-server")
+
+
+@pytest.fixture
+def anyio_backend() -> str:
+    """asyncio only: redis-py's asyncio client has no trio support (RedisBus refuses trio, tested below)."""
+    return "asyncio"
+
+
+def progress(i: int, job: str = "j1", provider: str = "pronto") -> ev.JobProgress:
+    return ev.JobProgress(id=f"{provider}:{job}:{i}", provider=provider, job_id=job, source="poll", done=i)
+
+
+def completed(job: str = "j1", provider: str = "pronto") -> ev.JobCompleted:
+    return ev.JobCompleted(id=f"{provider}:{job}:done", provider=provider, job_id=job, source="poll")
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class RedisServer:
+    """A redis-server process of our own on ``port``, no persistence; start() returns once it answers PING."""
+
+    def __init__(self, port: int, workdir: Path) -> None:
+        self.port = port
+        self.workdir = workdir
+        self.url = f"redis://127.0.0.1:{port}/0"
+        self.proc: subprocess.Popen[bytes] | None = None
+
+    def start(self, deadline: float = 10.0) -> None:
+        assert REDIS_SERVER is not None
+        options = ["--port", str(self.port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no"]
+        self.proc = subprocess.Popen(
+            [REDIS_SERVER, *options, "--dir", str(self.workdir)],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+        )
+        client = redis.Redis(port=self.port, socket_connect_timeout=1, socket_timeout=1)
+        give_up = time.monotonic() + deadline
+        try:
+            while True:
+                if self.proc.poll() is not None:
+                    pytest.fail(f"redis-server on port {self.port} exited with {self.proc.returncode}")
+                try:
+                    if client.ping():
+                        return
+                except redis.ConnectionError:
+                    pass
+                if time.monotonic() > give_up:
+                    self.stop()
+                    pytest.fail(f"redis-server on port {self.port} did not answer PING within {deadline} s")
+                time.sleep(0.01)  # poll interval of the readiness check, not a synchronisation
+        finally:
+            client.close()
+
+    def stop(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(10)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        self.proc = None
+
+
+def need_redis_server() -> None:
+    if REDIS_SERVER is None:
+        if os.environ.get("EVENTBUS_REQUIRE_REDIS") == "1":
+            pytest.fail(
+                "EVENTBUS_REQUIRE_REDIS=1 but redis-server is not on PATH: install it (apt-get install redis-server)"
+            )
+        pytest.skip("redis-server is not on PATH (install it, or set EVENTBUS_REQUIRE_REDIS=1 to make this a failure)")
+
+
+@pytest.fixture(scope="module")
+def server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RedisServer]:
+    need_redis_server()
+    srv = RedisServer(free_port(), tmp_path_factory.mktemp("redis"))
+    srv.start()
+    try:
+        yield srv
+    finally:
+        srv.stop()
+
+
+@pytest.fixture
+def url(server: RedisServer) -> str:
+    return server.url
+
+
+@pytest.fixture
+def stream() -> str:
+    """A stream of its own for each test: tests share the server, never a key."""
+    return f"test-{uuid.uuid4().hex}"
+
+
+@pytest.fixture
+async def raw(url: str) -> AsyncIterator[aioredis.Redis]:
+    """redis-py directly, to look at (or spoil) what RedisBus wrote."""
+    client = aioredis.Redis.from_url(url)
+    try:
+        yield client
+    finally:
+        await client.aclose()
+
+
+class Seen:
+    """A handler that records events; ``await seen.reach(n)`` waits (bounded) until it has ``n``."""
+
+    def __init__(self) -> None:
+        self.events: list[ev.Event] = []
+        self._want = math.inf
+        self._reached = anyio.Event()
+
+    def __call__(self, event: ev.Event) -> None:
+        self.events.append(event)
+        if len(self.events) >= self._want:
+            self._reached.set()
+
+    @property
+    def done(self) -> list[int]:
+        return [e.done for e in self.events]  # type: ignore[attr-defined]
+
+    async def reach(self, n: int, timeout: float = 10) -> None:
+        self._want = n
+        if len(self.events) >= n:
+            return
+        self._reached = anyio.Event()
+        with anyio.fail_after(timeout):
+            await self._reached.wait()
+
+
+async def pending(raw: aioredis.Redis, stream: str, group: str) -> int:
+    return (await raw.xpending(stream, group))["pending"]
+
+
+# --- delivery -----------------------------------------------------------------------------------
+
+
+async def test_handler_receives_every_event_in_order(url: str, stream: str) -> None:
+    """Awaited and queued publishes reach a handler once each, in publish order."""
+    seen = Seen()
+    async with RedisBus(url, stream=stream) as bus:
+        bus.on(seen, name="h")
+        for i in range(50):
+            await bus.publish(progress(i))
+        for i in range(50, 1500):
+            bus.publish_nowait(progress(i))
+        await bus.drain(timeout=10)
+        assert seen.done == list(range(1500))
+        assert bus.published == 1500
+        stats = bus.stats()["h"]
+        assert (stats.kind, stats.received, stats.delivered, stats.failed, stats.lag) == ("handler", 1500, 1500, 0, 0)
+
+
+async def test_publish_returns_once_redis_has_the_entry(url: str, stream: str, raw: aioredis.Redis) -> None:
+    """After publish the entry is in the stream: the event's JSON under "e", its type tag under "t"."""
+    async with RedisBus(url, stream=stream) as bus:
+        event = progress(7)
+        await bus.publish(event)
+        entries = await raw.xrange(stream)
+        assert [fields for _id, fields in entries] == [{b"e": ev.encode(event), b"t": b"job_progress"}]
+        bus.publish_nowait(progress(8))
+        await bus.flush()
+        assert await raw.xlen(stream) == 2
+
+
+async def test_filters_combine_and_what_they_refuse_is_acknowledged(url: str, stream: str, raw: aioredis.Redis) -> None:
+    """types, providers, jobs and where each select; refused entries leave nothing pending."""
+    by_type, by_provider, by_job, by_where = Seen(), Seen(), Seen(), Seen()
+    async with RedisBus(url, stream=stream) as bus:
+        bus.on(by_type, name="types", types={"job_completed"})
+        bus.on(by_provider, name="providers", providers="datananas")
+        bus.on(by_job, name="jobs", jobs={"j2"})
+        bus.on(by_where, name="where", where=lambda e: isinstance(e, ev.JobProgress) and e.done % 2 == 1)
+        for i in range(4):
+            await bus.publish(progress(i, job=f"j{i % 3}"))
+        await bus.publish(progress(9, provider="datananas"))
+        await bus.publish(completed())
+        await bus.drain(timeout=10)
+    assert [e.id for e in by_type.events] == ["pronto:j1:done"]
+    assert [e.id for e in by_provider.events] == ["datananas:j1:9"]
+    assert [e.id for e in by_job.events] == ["pronto:j2:2"]
+    assert [e.id for e in by_where.events] == ["pronto:j1:1", "pronto:j0:3", "datananas:j1:9"]
+    for group in ("types", "providers", "jobs", "where"):
+        assert await pending(raw, stream, group) == 0
+
+
+async def test_subscribers_of_different_names_each_get_every_event(url: str, stream: str) -> None:
+    """Fan-out: one consumer group per name."""
+    a, b = Seen(), Seen()
+    async with RedisBus(url, stream=stream) as bus:
+        bus.on(a, name="a")
+        async with bus.subscribe("b") as sub:
+            for i in range(30):
+                bus.publish_nowait(progress(i))
+            with anyio.fail_after(10):
+                for _ in range(30):
+                    b(await sub.receive())
+            await sub.ack()
+            await bus.drain(timeout=10)
+    assert a.done == list(range(30))
+    assert b.done == list(range(30))
+
+
+async def test_the_same_name_on_two_buses_shares_the_events(url: str, stream: str, raw: aioredis.Redis) -> None:
+    """Competing consumers: each event handled exactly once overall, and both consumers got some."""
+    first, second = Seen(), Seen()
+
+    async def slowly(seen: Seen, event: ev.Event) -> None:
+        seen(event)
+        await anyio.sleep(0.002)  # some work, so that one consumer cannot take everything
+
+    async with RedisBus(url, stream=stream, batch=5) as one, RedisBus(url, stream=stream, batch=5) as two:
+        assert one.consumer != two.consumer
+        one.on(lambda e: slowly(first, e), name="workers", buffer=5)
+        two.on(lambda e: slowly(second, e), name="workers", buffer=5)
+        for i in range(200):
+            await one.publish(progress(i))
+        await one.drain(timeout=20)  # the group's acknowledgements count, whichever consumer made them
+    assert sorted(first.done + second.done) == list(range(200))
+    assert first.done and second.done
+    assert first.done == sorted(first.done) and second.done == sorted(second.done)
+    assert await pending(raw, stream, "workers") == 0
+
+
+async def test_an_event_published_by_another_process_reaches_this_one(url: str, stream: str) -> None:
+    script = (
+        "import anyio\n"
+        "from eventbus import events as ev\n"
+        "from eventbus.backends.redis import RedisBus\n"
+        "async def main():\n"
+        f"    async with RedisBus({url!r}, stream={stream!r}) as bus:\n"
+        "        for i in range(20):\n"
+        "            event = ev.JobProgress(id=f'p{i}', provider='pronto', job_id='j', source='poll', done=i)\n"
+        "            await bus.publish(event)\n"
+        "anyio.run(main)\n"
+    )
+    got: list[int] = []
+    async with RedisBus(url, stream=stream) as bus, bus.subscribe("listener") as sub:
+        proc = await anyio.run_process(
+            [sys.executable, "-c", script], check=False, env={**os.environ, "PYTHONPATH": str(ROOT)}
+        )
+        assert proc.returncode == 0, proc.stderr.decode()[-2000:]
+        with anyio.fail_after(10):
+            async for event in sub:
+                got.append(event.done)  # type: ignore[attr-defined]
+                if len(got) == 20:
+                    break
+        await sub.ack()
+    assert got == list(range(20))
+
+
+# --- durability ---------------------------------------------------------------------------------
+
+
+async def test_unacknowledged_events_come_again_to_the_next_subscriber_of_the_name(
+    url: str, stream: str, raw: aioredis.Redis
+) -> None:
+    """At least once: what was received and not acked comes again (claimed after claim_idle); acked ones do not."""
+    async with RedisBus(url, stream=stream) as bus, bus.subscribe("exporter") as sub:
+        for i in range(10):
+            await bus.publish(progress(i))
+        with anyio.fail_after(10):
+            first = [(await sub.receive()).done for _ in range(3)]  # type: ignore[attr-defined]
+            await sub.ack()
+            first += [(await sub.receive()).done for _ in range(2)]  # type: ignore[attr-defined]
+    assert first == [0, 1, 2, 3, 4]
+    assert await pending(raw, stream, "exporter") == 7
+
+    async with RedisBus(url, stream=stream, claim_idle=0.3) as bus, bus.subscribe("exporter") as sub:
+        with anyio.fail_after(10):
+            again = [(await sub.receive()).done for _ in range(7)]  # type: ignore[attr-defined]
+        await sub.ack()
+        assert sub.position is not None
+    assert again == [3, 4, 5, 6, 7, 8, 9]
+    assert await pending(raw, stream, "exporter") == 0
+
+
+async def test_a_new_group_starts_with_new_events_and_start_0_reads_the_history(url: str, stream: str) -> None:
+    old, fresh = Seen(), Seen()
+    async with RedisBus(url, stream=stream) as bus:
+        for i in range(5):
+            await bus.publish(progress(i))
+        bus.on(fresh, name="fresh")
+        bus.on(old, name="old", start="0")
+        await bus.publish(progress(5))
+        await bus.drain(timeout=10)
+    assert old.done == [0, 1, 2, 3, 4, 5]
+    assert fresh.done == [5]
+
+
+async def test_a_dead_consumers_pending_entries_are_claimed_after_claim_idle(
+    url: str, stream: str, raw: aioredis.Redis
+) -> None:
+    """A consumer that read five entries and died: another consumer of the group gets them, not before claim_idle."""
+    async with RedisBus(url, stream=stream) as bus:
+        for i in range(5):
+            await bus.publish(progress(i))
+    await raw.xgroup_create(stream, "g", id="0")
+    read = await raw.xreadgroup("g", "dead-consumer", {stream: ">"}, count=10)
+    assert len(read[0][1]) == 5 and await pending(raw, stream, "g") == 5
+
+    seen = Seen()
+    started = anyio.current_time()
+    async with RedisBus(url, stream=stream, claim_idle=0.5) as bus:
+        bus.on(seen, name="g")
+        await seen.reach(5)
+        waited = anyio.current_time() - started
+        await bus.drain(timeout=10)
+    assert seen.done == [0, 1, 2, 3, 4]
+    assert waited >= 0.5
+    assert await pending(raw, stream, "g") == 0
+
+
+async def test_undecodable_entries_are_counted_logged_acknowledged_and_the_rest_delivered(
+    url: str, stream: str, raw: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen = Seen()
+    caplog.set_level(logging.WARNING, logger="eventbus.redis")
+    async with RedisBus(url, stream=stream) as bus:
+        handle = bus.on(seen, name="h")
+        await bus.publish(progress(0))
+        bad = [
+            await raw.xadd(stream, {"e": b"not json"}),
+            await raw.xadd(stream, {"x": b"1"}),
+            await raw.xadd(stream, {"e": b'{"type":"no_such_type","id":"x"}', "t": b"no_such_type"}),
+        ]
+        await bus.publish(progress(1))
+        await seen.reach(2)
+        await bus.drain(timeout=10)
+        assert handle.stats().failed == 3
+    assert seen.done == [0, 1]
+    assert await pending(raw, stream, "h") == 0
+    skipped = [r.entry_id for r in caplog.records if r.getMessage().startswith("redis_entry_skipped")]  # type: ignore[attr-defined]
+    assert skipped == [b.decode() for b in bad]
+
+
+async def test_the_stream_is_trimmed_to_about_maxlen(url: str, stream: str, raw: aioredis.Redis) -> None:
+    """MAXLEN ~: at least maxlen entries stay, the newest, and at most one stream node (100 entries) more."""
+    async with RedisBus(url, stream=stream, maxlen=100) as bus:
+        for i in range(1000):
+            bus.publish_nowait(progress(i))
+        await bus.flush()
+    length = await raw.xlen(stream)
+    assert 100 <= length < 200
+    newest = await raw.xrevrange(stream, count=1)
+    assert ev.decode(newest[0][1][b"e"]).id == "pronto:j1:999"
+
+
+async def test_publish_nowait_refuses_past_its_queue_and_loses_nothing(url: str, stream: str) -> None:
+    seen = Seen()
+    async with RedisBus(url, stream=stream, queue=100) as bus:
+        bus.on(seen, name="h")
+        for i in range(100):
+            bus.publish_nowait(progress(i))
+        with pytest.raises(anyio.WouldBlock):
+            bus.publish_nowait(progress(100))
+        await bus.publish(progress(100))  # waits for room instead
+        await bus.drain(timeout=10)
+    assert seen.done == list(range(101))
+
+
+# --- failures ---------------------------------------------------------------------------------
+
+
+async def test_a_handler_that_raises_is_logged_counted_and_its_entry_acknowledged(
+    url: str, stream: str, raw: aioredis.Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    seen = Seen()
+
+    def fragile(event: ev.Event) -> None:
+        if event.done == 1:  # type: ignore[attr-defined]
+            raise RuntimeError("boom")
+        seen(event)
+
+    async with RedisBus(url, stream=stream) as bus:
+        handle = bus.on(fragile, name="fragile")
+        for i in range(3):
+            await bus.publish(progress(i))
+        await bus.drain(timeout=10)
+        assert handle.stats().failed == 1
+    assert seen.done == [0, 2]
+    assert await pending(raw, stream, "fragile") == 0
+    assert [r.event_id for r in caplog.records if r.getMessage().startswith("subscriber_failed")] == ["pronto:j1:1"]  # type: ignore[attr-defined]
+
+
+async def test_redis_unreachable_at_enter_is_a_transport_error_without_the_password() -> None:
+    port = free_port()  # nothing listens there
+    bus = RedisBus(f"redis://user:s3cret@127.0.0.1:{port}/0", timeout=2)
+    with pytest.raises(TransportError, match=rf"^cannot reach Redis at redis://\*\*\*@127\.0\.0\.1:{port}/0: ") as err:
+        await bus.__aenter__()
+    assert "s3cret" not in str(err.value)
+    assert "s3cret" not in repr(bus) and bus.url == f"redis://***@127.0.0.1:{port}/0"
+
+
+async def test_redis_killed_mid_run_publish_fails_in_time_and_readers_recover(tmp_path: Path) -> None:
+    """publish raises TransportError within its timeout; a server back on the port is picked up by the readers."""
+    need_redis_server()
+    srv = RedisServer(free_port(), tmp_path)
+    srv.start()
+    seen = Seen()
+    try:
+        async with RedisBus(srv.url, stream="s", timeout=1.0, block=0.2) as bus:
+            bus.on(seen, name="h")
+            await bus.publish(progress(0))
+            await seen.reach(1)
+            srv.stop()
+            started = anyio.current_time()
+            with pytest.raises(TransportError, match=r"redis://127\.0\.0\.1:\d+/0"):
+                await bus.publish(progress(1))
+            assert anyio.current_time() - started < 1.5
+            srv.start()  # empty: no persistence; the reader makes its group again
+            await bus.publish(progress(2))
+            await seen.reach(2)
+            await bus.drain(timeout=10)
+    finally:
+        srv.stop()
+    assert seen.done == [0, 2]
+
+
+def test_trio_is_refused_with_a_config_error() -> None:
+    """redis-py's asyncio client cannot run under trio: entering says so instead of failing obscurely."""
+    trio = pytest.importorskip("trio")
+
+    async def main() -> None:
+        async with RedisBus("redis://127.0.0.1:1/0"):
+            pass  # pragma: no cover
+
+    with pytest.raises(ConfigError, match="RedisBus runs on asyncio only: redis-py's asyncio client has no trio"):
+        trio.run(main)
+
+
+@pytest.mark.parametrize(
+    "kwargs, message",
+    [
+        (
+            {"url": "http://127.0.0.1:6379"},
+            "RedisBus needs a redis://, rediss:// or unix:// URL, not 'http://127.0.0.1:6379'",
+        ),
+        ({"url": "http://u:pw@host/"}, "RedisBus needs a redis://, rediss:// or unix:// URL, not 'http://***@host/'"),
+        ({"stream": ""}, "RedisBus needs a non-empty stream name, not ''"),
+        ({"maxlen": 0}, "RedisBus: maxlen must be a whole number, 1 or more, or None (no trimming), not 0"),
+        ({"claim_idle": 0}, "RedisBus: claim_idle must be a finite number of seconds above 0, not 0"),
+        (
+            {"timeout": math.nan, "batch": 1.5},
+            "RedisBus: timeout must be a finite number of seconds above 0, not nan; "
+            "batch must be a whole number, 1 or more, not 1.5",
+        ),
+    ],
+)
+def test_bad_bus_arguments_are_config_errors(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError) as err:
+        RedisBus(**kwargs)  # type: ignore[arg-type]
+    assert str(err.value) == message
+
+
+async def test_bad_subscriber_arguments_are_config_errors(url: str, stream: str) -> None:
+    async with RedisBus(url, stream=stream) as bus:
+        bus.on(print, name="taken")
+        cases = [
+            ({"name": "taken"}, "a subscriber named 'taken' already exists on this bus; give each a unique name="),
+            (
+                {"overflow": "drop_oldest"},
+                "subscriber 'x': a RedisBus subscriber reads from the stream only as fast as it handles, "
+                "so nothing is dropped: its overflow is 'block', not 'drop_oldest'",
+            ),
+            (
+                {"start": "yesterday"},
+                "subscriber 'x': start must be '$' (new events only), '0' (the whole stream) "
+                "or an entry id such as '1700000000000-0', not 'yesterday'",
+            ),
+            ({"buffer": 0}, "buffer must be a positive integer, not 0"),
+            ({"types": "no_such_type"}, "unknown event type 'no_such_type'; known types: "),
+            ({"durable": False}, "subscriber 'x': every RedisBus subscriber is a durable consumer group"),
+        ]
+        for kwargs, message in cases:
+            with pytest.raises(ConfigError) as err:
+                bus.on(print, **{"name": "x", **kwargs})  # type: ignore[arg-type]
+            assert str(err.value).startswith(message), (kwargs, str(err.value))
+        assert list(bus.stats()) == ["taken"]
+
+
+# --- drain and close ---------------------------------------------------------------------------
+
+
+async def test_drain_waits_for_a_subscription_to_acknowledge(url: str, stream: str) -> None:
+    """For a subscription, handled means acknowledged: received but not acked keeps drain waiting."""
+    async with RedisBus(url, stream=stream) as bus, bus.subscribe("s") as sub:
+        await bus.publish(progress(0))
+        with anyio.fail_after(10):
+            assert (await sub.receive()).id == "pronto:j1:0"
+        with pytest.raises(TimeoutError):
+            await bus.drain(timeout=0.3)
+        await sub.ack()
+        await bus.drain(timeout=10)
+
+
+async def test_drain_ends_when_filters_refused_everything(url: str, stream: str, raw: aioredis.Redis) -> None:
+    seen = Seen()
+    async with RedisBus(url, stream=stream) as bus:
+        bus.on(seen, name="completions", types="job_completed")
+        for i in range(20):
+            bus.publish_nowait(progress(i))
+        await bus.drain(timeout=10)
+        assert seen.events == []
+        info = {g["name"]: g for g in await raw.xinfo_groups(stream)}
+        assert info[b"completions"]["pending"] == 0 and info[b"completions"]["entries-read"] == 20
+
+
+async def test_leaving_the_bus_lets_handlers_finish_what_it_published(url: str, stream: str) -> None:
+    seen = Seen()
+    async with RedisBus(url, stream=stream) as bus:
+        bus.on(seen, name="h")
+        for i in range(20):
+            bus.publish_nowait(progress(i))
+    assert seen.done == list(range(20))
+    assert bus.closed
+
+
+async def test_a_closed_bus_refuses_events_subscribers_and_reentry(url: str, stream: str) -> None:
+    bus = RedisBus(url, stream=stream)
+    async with bus, bus.subscribe("s") as sub:
+        pass
+    with pytest.raises(BusClosed):
+        await bus.publish(progress(0))
+    with pytest.raises(BusClosed):
+        bus.publish_nowait(progress(0))
+    with pytest.raises(BusClosed):
+        bus.on(print, name="late")
+    with pytest.raises(BusClosed):
+        await bus.__aenter__()
+    with pytest.raises(SubscriptionClosed):
+        sub.__aiter__()
