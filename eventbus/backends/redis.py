@@ -52,7 +52,12 @@ import sniffio
 from eventbus import events as ev
 from eventbus._checks import COUNT, SECONDS, Rule, check_numbers
 from eventbus._logging import get_logger
-from eventbus.bus import Handler, SubscriberStats, Types
+from eventbus.bus import (
+    Handler,
+    SubscriberStats,
+    Types,
+    _View,  # name, closed and stats(): what both kinds of subscriber show
+)
 from eventbus.exceptions import BusClosed, ConfigError, SubscriptionClosed, TransportError
 from eventbus.journal import type_tags
 from eventbus.subscribers.log import redact, redact_userinfo
@@ -223,25 +228,6 @@ class _Subscriber:
             failed=self.failed,
             lag=len(self.buffer),
         )
-
-
-class _View:
-    def __init__(self, sub: _Subscriber, bus: RedisBus) -> None:
-        self._sub = sub
-        self._bus = bus
-
-    @property
-    def name(self) -> str:
-        """The subscriber's name: its consumer group."""
-        return self._sub.name
-
-    @property
-    def closed(self) -> bool:
-        return self._sub.closed
-
-    def stats(self) -> SubscriberStats:
-        """This subscriber's counters in this process."""
-        return self._sub.stats()
 
 
 class RedisSubscription(_View):
