@@ -16,6 +16,7 @@ from anyio.streams.buffered import BufferedByteReceiveStream
 
 from adapters.simulator import Simulator, SimulatorConfig
 from eventbus import events as ev
+from eventbus.journal import Journal
 from tests.adapters.conftest import checked_simulator
 from tests.adapters.test_cli_submit import cli_env, interrupted
 
@@ -77,9 +78,13 @@ async def test_json_lines_carry_each_contacts_results(simulator: Simulator, tmp_
     """--json: every event one decodable line on stdout; each contact of the job once, with InsideView's data."""
     env = env_for(simulator, "insideview")
     (job_id,) = await submitted_jobs("insideview", ids_file(tmp_path, 200), env)
-    proc = await anyio.to_thread.run_sync(lambda: cli("follow", "--provider", "insideview", "--json", job_id, env=env))
+    journal = tmp_path / "follow.db"
+    command = ["follow", "--provider", "insideview", "--json", "--journal", str(journal), job_id]
+    proc = await anyio.to_thread.run_sync(lambda: cli(*command, env=env))
     assert proc.returncode == 0, proc.stderr[-2000:]
     events = [ev.decode(line) for line in proc.stdout.splitlines()]
+    async with Journal(journal, readonly=True) as j:
+        assert [entry.event for entry in (await j.read(limit=10_000)).entries] == events  # --journal: the same
     items = [e for e in events if isinstance(e, ev.ItemSucceeded | ev.ItemFailed)]
     assert sorted(int(e.key) for e in items) == list(range(1000, 1200))
     found = [e for e in items if isinstance(e, ev.ItemSucceeded)]
