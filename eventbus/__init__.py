@@ -55,6 +55,7 @@ from eventbus.exceptions import (
     RateLimited,
     Rejected,
     ServerError,
+    StoreError,
     SubscriptionClosed,
     TransportError,
 )
@@ -104,6 +105,7 @@ __all__ = [
     "Rejected",
     "ServerError",
     "SourceState",
+    "StoreError",
     "SubmitRejected",
     "SubscriberStats",
     "Subscription",

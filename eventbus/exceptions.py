@@ -10,6 +10,7 @@ they enter and re-raised as one of these, with the original as ``__cause__``::
     │   ├── SubscriptionClosed      use of a subscription after it was closed
     │   └── BufferOverflow          overflow="error" and a subscriber's buffer is full
     ├── JournalError                the journal file cannot be read or written (disk full, locked, damaged)
+    │   └── StoreError              (eventbus.subscribers.store) the same, for a store file
     ├── ContactError                a contact failed validation (strict mode)
     ├── ProviderError               the provider refused or failed a request
     │   ├── AuthError               credentials refused (401/403 after a refresh)
@@ -44,6 +45,7 @@ __all__ = [
     "RateLimited",
     "Rejected",
     "ServerError",
+    "StoreError",
     "SubscriptionClosed",
     "TransportError",
     "errors_of",
@@ -85,6 +87,10 @@ class BufferOverflow(BusError):
 
 class JournalError(EventBusError):
     """The journal's file could not be read or written (disk full, locked by another process, damaged)."""
+
+
+class StoreError(JournalError):
+    """The store file cannot be read or written (disk full, locked past ``timeout``, damaged)."""
 
 
 class ContactError(EventBusError, ValueError):

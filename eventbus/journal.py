@@ -237,8 +237,13 @@ class Journal:
                 conn.execute("ROLLBACK")
                 raise
             return
-        row = conn.execute("SELECT value FROM meta WHERE key = 'schema'").fetchone()
-        schema = row[0] if row else None
+        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        if "store_layout" in meta:
+            raise ConfigError(
+                f"{where} is an eventbus store, not a journal: read it with eventbus jobs, "
+                "or from Python with eventbus.subscribers.store.Store"
+            )
+        schema = meta.get("schema")
         if schema != str(SCHEMA):
             newer = schema is not None and schema.isdigit() and int(schema) > SCHEMA
             raise ConfigError(

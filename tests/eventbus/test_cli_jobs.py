@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from datetime import timedelta
 from pathlib import Path
 
+import anyio
 import pytest
 
 from eventbus import events as ev
@@ -13,7 +15,7 @@ from eventbus.cli import commands, main
 from eventbus.cli.jobs import STATES
 from eventbus.subscribers.board import TERMINAL_STATES
 from eventbus.testing import EventFactory
-from tests.eventbus.test_cli_tail import journal_of, sample
+from tests.eventbus.test_cli_tail import AT, journal_of, sample
 
 
 def jobs(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
@@ -136,3 +138,116 @@ def test_an_unknown_state_exits_2_naming_the_known_ones(tmp_path: Path, capsys: 
     assert (
         "unknown state 'done'; known states: submitted, accepted, running, stuck, cancelled" in capsys.readouterr().err
     )
+
+
+# --- a store file -----------------------------------------------------------------------------------
+
+
+def store_of(path: Path, events: list[ev.Event]) -> str:
+    """A store file at ``path`` holding ``events``."""
+    from eventbus.subscribers.store import Store
+
+    async def write() -> None:
+        async with Store(path) as store:
+            await store.apply(events)
+
+    anyio.run(write)
+    return str(path)
+
+
+def contacts() -> list[ev.Event]:
+    """Job J9 of acme: keys 0..10, every third failed, key 4 reported twice."""
+    make = EventFactory(provider="acme", job_id="J9", source="webhook")
+    out: list[ev.Event] = [make(ev.JobAccepted, total=11, at=AT)]
+    for i in range(11):
+        if i % 3 == 2:
+            out.append(make(ev.ItemFailed, key=str(i), code="bad_email", message=f"row {i}\x1b[2J", at=AT))
+        else:
+            out.append(make(ev.ItemSucceeded, key=str(i), outcome="created", data={"i": i}, at=AT))
+    out.append(make(ev.ItemSucceeded, key="4", outcome="updated", at=AT + timedelta(seconds=1)))  # later: ignored
+    return out
+
+
+def test_a_store_gives_what_its_journal_gives(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """The same events in a journal and in a store: the same JSON records, the same filters."""
+    from_journal = journal_of(tmp_path / "j.db", sample())
+    from_store = store_of(tmp_path / "s.db", sample())
+    for args in ([], ["--provider", "acme"], ["--state", "failed"], ["--job", "j3,j2"]):
+        status, out, err = jobs(capsys, from_store, "--json", *args)
+        assert (status, err) == (0, "")
+        assert out == jobs(capsys, from_journal, "--json", *args)[1]
+    assert len(records(jobs(capsys, from_store, "--json")[1])) == 3
+
+
+def test_a_stores_tables_name_the_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """Tables from a store: the jobs and the providers; an empty store says so."""
+    path = store_of(tmp_path / "s.db", sample())
+    status, out, _ = jobs(capsys, path)
+    assert status == 0 and f"3 jobs in {path}" in out and "By provider" in out
+    assert jobs(capsys, store_of(tmp_path / "e.db", []))[:2] == (0, "no jobs in this store\n")
+
+
+def test_items_lists_one_jobs_contacts_from_a_store_and_from_a_journal(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--items --job J9: one line per contact in key order, the same from either file; escapes shown."""
+    from_store = store_of(tmp_path / "s.db", contacts())
+    from_journal = journal_of(tmp_path / "j.db", contacts())
+    status, out, err = jobs(capsys, from_store, "--items", "--job", "J9")
+    assert (status, err) == (0, "")
+    lines = out.splitlines()
+    assert lines[:4] == [
+        "0   succeeded  created",
+        "1   succeeded  created",
+        "2   failed     bad_email  row 2\\x1b[2J",
+        "3   succeeded  created",
+    ]
+    assert len(lines) == 11 and lines[10] == "10  succeeded  created"
+    assert lines[4] == "4   succeeded  created"  # the earliest report of key 4
+    assert jobs(capsys, from_journal, "--items", "--job", "J9") == (0, out, "")
+
+
+def test_items_as_json_one_object_per_contact(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--items --json: each contact's fields, data included; the same from a journal."""
+    from_store = store_of(tmp_path / "s.db", contacts())
+    status, out, _ = jobs(capsys, from_store, "--items", "--job", "J9", "--json", "--provider", "acme")
+    got = records(out)
+    assert status == 0 and len(got) == 11
+    assert {k: got[2][k] for k in ("provider", "job_id", "key", "status", "code", "message", "data")} == {
+        "provider": "acme",
+        "job_id": "J9",
+        "key": "2",
+        "status": "failed",
+        "code": "bad_email",
+        "message": "row 2\x1b[2J",
+        "data": {},
+    }
+    assert (got[0]["outcome"], got[0]["data"]) == ("created", {"i": 0})
+    from_journal = journal_of(tmp_path / "j.db", contacts())
+    assert jobs(capsys, from_journal, "--items", "--job", "J9", "--json")[1] == out
+    assert jobs(capsys, from_store, "--items", "--job", "nope") == (0, "no contacts of this job\n", "")
+
+
+@pytest.mark.parametrize(
+    "args", [["--items"], ["--items", "--job", "a,b"], ["--items", "--job", "a", "--state", "failed"]]
+)
+def test_items_needs_exactly_one_job(capsys: pytest.CaptureFixture[str], args: list[str]) -> None:
+    """--items without one --job (or with --state) exits 2 saying what to give."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["jobs", "x.db", *args])
+    assert exit_info.value.code == 2
+    assert (
+        "--items lists the contacts of one job: give exactly one --job ID (and no --state)" in capsys.readouterr().err
+    )
+
+
+def test_another_applications_database_is_refused_as_before(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """A file that is neither a journal nor a store: exit 2, one line."""
+    path = tmp_path / "other.db"
+    conn = sqlite3.connect(path)
+    conn.execute("CREATE TABLE contacts (id INTEGER)")
+    conn.close()
+    status, out, err = jobs(capsys, str(path))
+    assert (status, out) == (2, "")
+    why = "is an SQLite file but not an eventbus journal (tables: ['contacts'])"
+    assert err == f"eventbus jobs: error: journal '{path}' {why}\n"

@@ -255,6 +255,17 @@ async def test_another_sqlite_database_is_refused_naming_its_tables(tmp_path: Pa
     conn.close()
 
 
+async def test_a_store_file_is_refused_saying_what_reads_it(tmp_path: Path) -> None:
+    from eventbus.subscribers.store import Store
+
+    path = tmp_path / "jobs.db"
+    async with Store(path):
+        pass
+    with pytest.raises(ConfigError, match=r"jobs\.db' is an eventbus store, not a journal: read it with eventbus jobs"):
+        async with Journal(path, readonly=True):
+            pass
+
+
 async def test_a_journal_of_a_newer_layout_is_refused_not_misread(tmp_path: Path) -> None:
     path = tmp_path / "j.db"
     async with Journal(path):
