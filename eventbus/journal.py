@@ -47,6 +47,7 @@ import msgspec
 from eventbus import events as ev
 from eventbus._checks import COUNT, SECONDS, check_numbers
 from eventbus._logging import get_logger
+from eventbus._sqlite import open_pair
 from eventbus.exceptions import ConfigError, JournalError
 
 __all__ = ["Entry", "Journal", "Page", "Replay", "type_tags"]
@@ -182,42 +183,28 @@ class Journal:
 
     def _connect(self) -> tuple[sqlite3.Connection, sqlite3.Connection | None, int]:
         where = f"journal {str(self.path)!r}"
-        if self.readonly and not self.path.exists():
-            raise ConfigError(
-                f"{where} does not exist; give the path of a journal a bus wrote (Bus(journal=...) or --journal)"
-            )
-        if self.path.is_dir():
-            raise ConfigError(f"{where} is a directory; give a file path")
-        writer = reader = None
+        reader, writer = open_pair(
+            self.path,
+            readonly=self.readonly,
+            timeout=self.timeout,
+            where=where,
+            missing="give the path of a journal a bus wrote (Bus(journal=...) or --journal)",
+            check=self._check_schema,
+            error=JournalError,
+        )
         try:
-            if not self.readonly:
-                writer = self._connection(self.path.as_posix())
-                writer.execute("PRAGMA journal_mode=WAL")
-                writer.execute("PRAGMA synchronous=NORMAL")
-                self._check_schema(writer, create=True)
-            uri = f"{self.path.absolute().as_uri()}?mode=ro" if self.readonly else None
-            reader = self._connection(uri or self.path.as_posix(), uri=uri is not None)
-            self._check_schema(reader, create=False)
-            last = self._top(reader)
-        except BaseException as exc:
+            return reader, writer, self._top(reader)
+        except sqlite3.Error as exc:
             for conn in (reader, writer):
                 if conn is not None:
                     conn.close()
-            if isinstance(exc, sqlite3.DatabaseError):
-                raise JournalError(f"{where} cannot be opened: {exc}") from exc
-            raise
-        return reader, writer, last
+            raise JournalError(f"{where} cannot be opened: {exc}") from exc
 
     @staticmethod
     def _top(conn: sqlite3.Connection) -> int:
         """The last position ever given (also when every row was pruned since)."""
         row = conn.execute("SELECT seq FROM sqlite_sequence WHERE name = 'events'").fetchone()
         return 0 if row is None else row[0]
-
-    def _connection(self, target: str, *, uri: bool = False) -> sqlite3.Connection:
-        # isolation_level=None: transactions are begun and ended here, explicitly.
-        # check_same_thread=False: calls come from anyio's worker threads, one at a time (the locks).
-        return sqlite3.connect(target, timeout=self.timeout, isolation_level=None, check_same_thread=False, uri=uri)
 
     def _check_schema(self, conn: sqlite3.Connection, *, create: bool) -> None:
         where = f"journal {str(self.path)!r}"

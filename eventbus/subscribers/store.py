@@ -56,6 +56,7 @@ import msgspec
 from eventbus import events as ev
 from eventbus._checks import COUNT, SECONDS, check_numbers
 from eventbus._logging import get_logger
+from eventbus._sqlite import open_pair
 from eventbus.exceptions import ConfigError, StoreError
 from eventbus.subscribers.board import TERMINAL_STATES
 
@@ -515,32 +516,15 @@ class Store:
                             await anyio.to_thread.run_sync(conn.close)
 
     def _connect(self) -> tuple[sqlite3.Connection, sqlite3.Connection | None]:
-        if self.readonly and not self.path.exists():
-            raise ConfigError(f"{self._where} does not exist; give the path of a store (Store(path))")
-        if self.path.is_dir():
-            raise ConfigError(f"{self._where} is a directory; give a file path")
-        reader = writer = None
-        try:
-            if not self.readonly:
-                writer = self._connection(self.path.as_posix())
-                writer.execute("PRAGMA journal_mode=WAL")
-                writer.execute("PRAGMA synchronous=NORMAL")
-                self._check_layout(writer, create=True)
-            uri = f"{self.path.absolute().as_uri()}?mode=ro" if self.readonly else None
-            reader = self._connection(uri or self.path.as_posix(), uri=uri is not None)
-            self._check_layout(reader, create=False)
-        except BaseException as exc:
-            for conn in (reader, writer):
-                if conn is not None:
-                    conn.close()
-            if isinstance(exc, sqlite3.DatabaseError):
-                raise StoreError(f"{self._where} cannot be opened: {exc}") from exc
-            raise
-        return reader, writer
-
-    def _connection(self, target: str, *, uri: bool = False) -> sqlite3.Connection:
-        # As the journal's: transactions explicit; calls from worker threads, one at a time.
-        return sqlite3.connect(target, timeout=self.timeout, isolation_level=None, check_same_thread=False, uri=uri)
+        return open_pair(
+            self.path,
+            readonly=self.readonly,
+            timeout=self.timeout,
+            where=self._where,
+            missing="give the path of a store (Store(path))",
+            check=self._check_layout,
+            error=StoreError,
+        )
 
     def _check_layout(self, conn: sqlite3.Connection, *, create: bool) -> None:
         where = self._where

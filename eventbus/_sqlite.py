@@ -1,0 +1,69 @@
+"""Opening the SQLite files of the journal and the store: the same pragmas, checks and clean-up for both.
+
+Each file gets a writer connection (none when read-only) and a reader
+connection. Transactions are begun and ended by their owners, explicitly
+(``isolation_level=None``); calls come from anyio's worker threads, one at a
+time under their owner's locks (``check_same_thread=False``). The file is
+WAL with ``synchronous=NORMAL``: readers never wait for the writer, and a
+commit survives the process dying (not the machine losing power before
+SQLite's next checkpoint).
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable
+from pathlib import Path
+
+from eventbus.exceptions import ConfigError, EventBusError
+
+__all__ = ["connect", "open_pair"]
+
+Check = Callable[..., None]
+"""``check(conn, create=bool)``: refuse (ConfigError) a file that is not of the owner's kind; create it if asked."""
+
+
+def connect(target: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:
+    """One connection as the journal and the store use them (see the module's docstring)."""
+    return sqlite3.connect(target, timeout=timeout, isolation_level=None, check_same_thread=False, uri=uri)
+
+
+def open_pair(
+    path: Path,
+    *,
+    readonly: bool,
+    timeout: float,
+    where: str,
+    missing: str,
+    check: Check,
+    error: type[EventBusError],
+) -> tuple[sqlite3.Connection, sqlite3.Connection | None]:
+    """``(reader, writer)`` on ``path``, each checked by ``check``; the writer None when ``readonly``.
+
+    A read-only open never creates the file: a missing one is ``ConfigError(f"{where} does not exist; {missing}")``.
+    SQLite's own refusals ("file is not a database") become ``error``; whatever fails, no connection is left open.
+    """
+    if readonly and not path.exists():
+        raise ConfigError(f"{where} does not exist; {missing}")
+    if path.is_dir():
+        raise ConfigError(f"{where} is a directory; give a file path")
+    writer = reader = None
+    try:
+        if not readonly:
+            writer = connect(path.as_posix(), timeout)
+            writer.execute("PRAGMA journal_mode=WAL")
+            writer.execute("PRAGMA synchronous=NORMAL")
+            check(writer, create=True)
+        if readonly:
+            reader = connect(f"{path.absolute().as_uri()}?mode=ro", timeout, uri=True)
+        else:
+            reader = connect(path.as_posix(), timeout)
+        check(reader, create=False)
+    except BaseException as exc:
+        for conn in (reader, writer):
+            if conn is not None:
+                conn.close()
+        if isinstance(exc, sqlite3.DatabaseError):
+            raise error(f"{where} cannot be opened: {exc}") from exc
+        raise
+    return reader, writer
