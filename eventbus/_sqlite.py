@@ -17,7 +17,7 @@ from pathlib import Path
 
 from eventbus.exceptions import ConfigError, EventBusError
 
-__all__ = ["connect", "open_pair"]
+__all__ = ["check_layout", "connect", "meta_or_create", "open_pair"]
 
 Check = Callable[..., None]
 """``check(conn, create=bool)``: refuse (ConfigError) a file that is not of the owner's kind; create it if asked."""
@@ -67,3 +67,47 @@ def open_pair(
             raise error(f"{where} cannot be opened: {exc}") from exc
         raise
     return reader, writer
+
+
+def meta_or_create(
+    conn: sqlite3.Connection,
+    *,
+    create: bool,
+    where: str,
+    kind: str,
+    writer: str,
+    statements: tuple[str, ...],
+    key: str,
+    layout: int,
+) -> tuple[dict[str, str], set[str]] | None:
+    """The file's ``meta`` table and table names; or None once an empty file was made one of ``kind`` (``create``).
+
+    An empty file opened to read, or a file with tables of someone else's, is a ConfigError naming them.
+    """
+    tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
+    if "meta" in tables:
+        return dict(conn.execute("SELECT key, value FROM meta").fetchall()), tables
+    if not tables and not create:
+        raise ConfigError(f"{where} is empty: no {writer} has written to it")
+    if tables - {"sqlite_sequence"} or not create:
+        raise ConfigError(f"{where} is an SQLite file but not an eventbus {kind} (tables: {sorted(tables)})")
+    conn.execute("BEGIN IMMEDIATE")
+    try:
+        for statement in statements:
+            conn.execute(statement)
+        conn.execute("INSERT OR IGNORE INTO meta VALUES (?, ?)", (key, str(layout)))
+        conn.execute("COMMIT")
+    except BaseException:
+        conn.execute("ROLLBACK")
+        raise
+    return None
+
+
+def check_layout(where: str, found: str | None, layout: int) -> None:
+    """A ConfigError unless the file's layout number ``found`` is the one this version reads."""
+    if found != str(layout):
+        newer = found is not None and found.isdigit() and int(found) > layout
+        raise ConfigError(
+            f"{where} has layout {found!r}; this version reads layout {str(layout)!r}"
+            + (" (a newer eventbus wrote it: upgrade to read it)" if newer else " (damaged or not eventbus's)")
+        )

@@ -47,7 +47,7 @@ import msgspec
 from eventbus import events as ev
 from eventbus._checks import COUNT, SECONDS, check_numbers
 from eventbus._logging import get_logger
-from eventbus._sqlite import open_pair
+from eventbus._sqlite import check_layout, meta_or_create, open_pair
 from eventbus.exceptions import ConfigError, JournalError
 
 __all__ = ["Entry", "Journal", "Page", "Replay", "type_tags"]
@@ -208,35 +208,25 @@ class Journal:
 
     def _check_schema(self, conn: sqlite3.Connection, *, create: bool) -> None:
         where = f"journal {str(self.path)!r}"
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "meta" not in tables:
-            if not tables and not create:
-                raise ConfigError(f"{where} is empty: no bus has written to it")
-            if tables - {"sqlite_sequence"} or not create:
-                raise ConfigError(f"{where} is an SQLite file but not an eventbus journal (tables: {sorted(tables)})")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _CREATE:
-                    conn.execute(statement)
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA),))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        found = meta_or_create(
+            conn,
+            create=create,
+            where=where,
+            kind="journal",
+            writer="bus",
+            statements=_CREATE,
+            key="schema",
+            layout=SCHEMA,
+        )
+        if found is None:
             return
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
+        meta, _ = found
         if "store_layout" in meta:
             raise ConfigError(
                 f"{where} is an eventbus store, not a journal: read it with eventbus jobs, "
                 "or from Python with eventbus.subscribers.store.Store"
             )
-        schema = meta.get("schema")
-        if schema != str(SCHEMA):
-            newer = schema is not None and schema.isdigit() and int(schema) > SCHEMA
-            raise ConfigError(
-                f"{where} has layout {schema!r}; this version reads layout {str(SCHEMA)!r}"
-                + (" (a newer eventbus wrote it: upgrade to read it)" if newer else " (damaged or not eventbus's)")
-            )
+        check_layout(where, meta.get("schema"), SCHEMA)
 
     def _conn(self, which: str) -> sqlite3.Connection:
         conn = self._writer if which == "writer" else self._reader

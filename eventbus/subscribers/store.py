@@ -56,7 +56,7 @@ import msgspec
 from eventbus import events as ev
 from eventbus._checks import COUNT, SECONDS, check_numbers
 from eventbus._logging import get_logger
-from eventbus._sqlite import open_pair
+from eventbus._sqlite import check_layout, meta_or_create, open_pair
 from eventbus.exceptions import ConfigError, StoreError
 from eventbus.subscribers.board import TERMINAL_STATES
 
@@ -528,34 +528,24 @@ class Store:
 
     def _check_layout(self, conn: sqlite3.Connection, *, create: bool) -> None:
         where = self._where
-        tables = {row[0] for row in conn.execute("SELECT name FROM sqlite_master WHERE type = 'table'")}
-        if "meta" not in tables:
-            if not tables and not create:
-                raise ConfigError(f"{where} is empty: no store has written to it")
-            if tables or not create:
-                raise ConfigError(f"{where} is an SQLite file but not an eventbus store (tables: {sorted(tables)})")
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                for statement in _CREATE:
-                    conn.execute(statement)
-                conn.execute("INSERT OR IGNORE INTO meta VALUES ('store_layout', ?)", (str(LAYOUT),))
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
+        found = meta_or_create(
+            conn,
+            create=create,
+            where=where,
+            kind="store",
+            writer="store",
+            statements=_CREATE,
+            key="store_layout",
+            layout=LAYOUT,
+        )
+        if found is None:
             return
-        meta = dict(conn.execute("SELECT key, value FROM meta").fetchall())
-        layout = meta.get("store_layout")
-        if layout is None:
-            if "schema" in meta and "events" in tables:
-                raise ConfigError(f"{where} is a journal; read it with eventbus tail/jobs")
+        meta, tables = found
+        if "store_layout" not in meta and "schema" in meta and "events" in tables:
+            raise ConfigError(f"{where} is a journal; read it with eventbus tail/jobs")
+        if "store_layout" not in meta:
             raise ConfigError(f"{where} is an SQLite file but not an eventbus store (tables: {sorted(tables)})")
-        if layout != str(LAYOUT):
-            newer = layout.isdigit() and int(layout) > LAYOUT
-            raise ConfigError(
-                f"{where} has layout {layout!r}; this version reads layout {str(LAYOUT)!r}"
-                + (" (a newer eventbus wrote it: upgrade to read it)" if newer else " (damaged or not eventbus's)")
-            )
+        check_layout(where, meta["store_layout"], LAYOUT)
 
     def _conn(self, which: str) -> sqlite3.Connection:
         conn = self._reader if which == "reader" else self._writer
