@@ -67,8 +67,13 @@ _CREATE = (
 _INSERT = "INSERT INTO events (id, type, provider, job_id, at, body) VALUES (?, ?, ?, ?, ?, ?)"
 
 
-def type_tags(types: Iterable[type[ev.Event] | str] | type[ev.Event] | str | None) -> frozenset[str] | None:
-    """The ``type`` tags of event classes or tags (None: every type); an unknown one is a ConfigError."""
+def type_tags(
+    types: Iterable[type[ev.Event] | str] | type[ev.Event] | str | None, *, empty: str = "nothing would ever match"
+) -> frozenset[str] | None:
+    """The ``type`` tags of event classes or tags (None: every type); an unknown one is a ConfigError.
+
+    ``empty`` says what an empty collection would mean, in the ConfigError it is.
+    """
     if types is None:
         return None
     if isinstance(types, str | type):
@@ -86,7 +91,7 @@ def type_tags(types: Iterable[type[ev.Event] | str] | type[ev.Event] | str | Non
         else:
             raise ConfigError(f"types must hold event classes or type tags, not {t!r}")
     if not tags:
-        raise ConfigError("types is empty: nothing would ever match")
+        raise ConfigError(f"types is empty: {empty}")
     return frozenset(tags)
 
 

@@ -57,6 +57,7 @@ from eventbus.bus import (
     SubscriberStats,
     Types,
     _View,  # name, closed and stats(): what both kinds of subscriber show
+    filters_admit,
 )
 from eventbus.exceptions import BusClosed, ConfigError, SubscriptionClosed, TransportError
 from eventbus.journal import type_tags
@@ -179,20 +180,7 @@ class _Subscriber:
     def admits(self, event: ev.Event) -> bool:
         if self.tags is not None and ev.tag_of(type(event)) not in self.tags:
             return False
-        if self.providers is not None and event.provider not in self.providers:
-            return False
-        if self.jobs is not None and event.job_id not in self.jobs:
-            return False
-        if self.where is None:
-            return True
-        try:
-            return bool(self.where(event))
-        except Exception:
-            self.failed += 1
-            _log.exception(
-                "subscriber_filter_failed", subscriber=self.name, event_type=ev.tag_of(type(event)), event_id=event.id
-            )
-            return False
+        return filters_admit(self, event)
 
     def room(self) -> int:
         return max(0, min(self.size - len(self.buffer), _MAX_UNACKED - len(self.inflight)))
