@@ -159,26 +159,13 @@ def _row_of(record: JobRecord) -> JobRow:
 
 def _keep_item(items: dict[tuple[str, str, str], ItemRecord], event: Any) -> None:
     """Keep a contact's report as a store would: once per key, the earliest by (at, id) if it came more than once."""
-    from eventbus import events as ev
-    from eventbus.subscribers.store import ItemRecord
+    from eventbus.subscribers.store import item_record
 
     key = (event.provider, event.job_id, event.key)
     known = items.get(key)
     if known is not None and (known.at, known.event_id) <= (event.at, event.id):
         return
-    failed = isinstance(event, ev.ItemFailed)
-    items[key] = ItemRecord(
-        provider=event.provider,
-        job_id=event.job_id,
-        key=event.key,
-        status="failed" if failed else "succeeded",
-        outcome="" if failed else event.outcome,
-        code=event.code if failed else "",
-        message=event.message if failed else "",
-        data=event.details if failed else event.data,
-        at=event.at,
-        event_id=event.id,
-    )
+    items[key] = item_record(event)
 
 
 def _print_items(items: list[ItemRecord], *, as_json: bool) -> None:

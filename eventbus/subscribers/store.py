@@ -60,7 +60,16 @@ from eventbus._sqlite import check_layout, meta_or_create, open_pair
 from eventbus.exceptions import ConfigError, StoreError
 from eventbus.subscribers.board import TERMINAL_STATES
 
-__all__ = ["ItemRecord", "JobRecord", "ProviderCounts", "Store", "StoreError", "StoreStats", "file_kind"]
+__all__ = [
+    "ItemRecord",
+    "JobRecord",
+    "ProviderCounts",
+    "Store",
+    "StoreError",
+    "StoreStats",
+    "file_kind",
+    "item_record",
+]
 
 _log = get_logger("eventbus.store")
 
@@ -142,6 +151,30 @@ class ItemRecord(msgspec.Struct, frozen=True, kw_only=True):
     data: dict[str, Any]
     at: datetime
     event_id: str
+
+
+def _reported(event: ev.ItemSucceeded | ev.ItemFailed) -> tuple[Literal["succeeded", "failed"], str, str, str, Any]:
+    """A contact's report as an item holds it: (status, outcome, code, message, data)."""
+    if isinstance(event, ev.ItemSucceeded):
+        return "succeeded", event.outcome, "", "", event.data
+    return "failed", "", event.code, event.message, event.details
+
+
+def item_record(event: ev.ItemSucceeded | ev.ItemFailed) -> ItemRecord:
+    """The :class:`ItemRecord` the store holds for ``event`` (what ``eventbus jobs --items`` shows of a journal)."""
+    status, outcome, code, message, data = _reported(event)
+    return ItemRecord(
+        provider=event.provider,
+        job_id=event.job_id,
+        key=event.key,
+        status=status,
+        outcome=outcome,
+        code=code,
+        message=message,
+        data=data,
+        at=event.at,
+        event_id=event.id,
+    )
 
 
 class ProviderCounts(msgspec.Struct, frozen=True, kw_only=True):
@@ -351,10 +384,8 @@ class _Batch:
         ).fetchone()
         if old is not None and (old[2], old[3]) <= (at, event.id):
             return  # this contact is known from an earlier (or the same) report
-        if isinstance(event, ev.ItemSucceeded):
-            new = ("succeeded", event.outcome, "", "", _encode(event.data))
-        else:
-            new = ("failed", "", event.code, event.message, _encode(event.details))
+        status, outcome, code, message, data = _reported(event)
+        new = (status, outcome, code, message, _encode(data))
         self.conn.execute(
             "INSERT OR REPLACE INTO items VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", (*key, *new, at, event.id)
         )
@@ -541,9 +572,9 @@ class Store:
         if found is None:
             return
         meta, tables = found
-        if "store_layout" not in meta and "schema" in meta and "events" in tables:
-            raise ConfigError(f"{where} is a journal; read it with eventbus tail/jobs")
         if "store_layout" not in meta:
+            if "schema" in meta and "events" in tables:
+                raise ConfigError(f"{where} is a journal; read it with eventbus tail/jobs")
             raise ConfigError(f"{where} is an SQLite file but not an eventbus store (tables: {sorted(tables)})")
         check_layout(where, meta["store_layout"], LAYOUT)
 
