@@ -155,6 +155,14 @@ def stdout_closed() -> bool:
     return _stopped is not None and _stopped[1] == 141
 
 
+FILE_WIDTH = 160  # the width of tables written to a file or a pipe: a job table with whole 36-character ids
+
+
+def console_width() -> int | None:
+    """None (the terminal's width) when stdout is a terminal, else :data:`FILE_WIDTH`."""
+    return None if sys.stdout.isatty() else FILE_WIDTH
+
+
 def stdout_console(**kwargs: Any) -> Any:
     """A rich ``Console`` whose write to a closed stdout raises ``BrokenPipeError`` (for :func:`guard_stdout`).
 

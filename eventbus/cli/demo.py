@@ -3,7 +3,8 @@
 No credentials and nothing to start by hand: the simulator runs in-process on
 a free loopback port. The merged stream is printed as it happens (one line per
 notable event, a progress bar per job on a terminal), every event is written
-as a JSON line to a log file, and a per-job summary closes the run.
+as a JSON line to a log file and to a SQLite journal, the state of every job
+and contact is kept in a SQLite store, and a per-job summary closes the run.
 """
 
 from __future__ import annotations
@@ -11,8 +12,18 @@ from __future__ import annotations
 import argparse
 import shlex
 import sys
+from contextlib import AsyncExitStack
 
-from eventbus.cli import count, guard_stdout, integer, journal_option, journal_path, non_negative, stdout_console
+from eventbus.cli import (
+    console_width,
+    count,
+    guard_stdout,
+    integer,
+    journal_option,
+    journal_path,
+    non_negative,
+    stdout_console,
+)
 
 NAME = "demo"
 HELP = "run the whole flow against the built-in provider simulator (no credentials needed)"
@@ -35,6 +46,13 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="write every event as a JSON line here (default: eventbus-demo.jsonl; '-' for none)",
     )
     journal_option(parser, default="eventbus-demo.db")
+    parser.add_argument(
+        "--store",
+        default="eventbus-demo-store.db",
+        metavar="PATH",
+        help="keep every job and contact in this SQLite store, added to if it exists "
+        "(read it with: eventbus jobs PATH) (default: eventbus-demo-store.db; '-' for none)",
+    )
     parser.add_argument("--items", action="store_true", help="also print one line per contact")
     parser.add_argument("--seed", type=integer, default=0, help="seed for the simulator's outcomes and faults")
 
@@ -72,24 +90,30 @@ def run(args: argparse.Namespace) -> int:
     from eventbus.subscribers.board import JobBoard
     from eventbus.subscribers.console import ConsoleView, provider_table, summary_table
     from eventbus.subscribers.log import EventLogger
+    from eventbus.subscribers.store import Store
 
     loopback_direct()  # the simulator and the receiver are on loopback, which no proxy in the environment reaches
-    console = stdout_console() if sys.stdout.isatty() else stdout_console(width=120)  # a file or CI: room for tables
+    console = stdout_console(width=console_width())
     # A touch of real-world mess: some webhooks are delivered twice; the tracker merges them away.
     config = SimulatorConfig(seed=args.seed, item_time=args.item_time, faults=Faults(duplicate_webhooks=0.05))
     log_file = None if args.log == "-" else open(args.log, "w", encoding="utf-8")
+    store_path = None if args.store in ("", "-") else args.store
 
     async def main() -> int:
         board = JobBoard()
         view = ConsoleView(board, console, items=args.items)
         try:
-            async with run_simulator(config) as sim, Bus(journal=journal_path(args)) as bus:
+            async with AsyncExitStack() as stack:
+                sim = await stack.enter_async_context(run_simulator(config))
+                bus = await stack.enter_async_context(Bus(journal=journal_path(args)))
                 console.print(f"[bold]simulator[/] listening on {sim.base_url}")
                 journal = bus.journal
                 before = journal.last_seq if journal is not None else 0  # an earlier run's events stay before these
                 bus.on(guard_stdout(view), name="console", buffer=65_536)
                 if log_file is not None:
                     bus.on(EventLogger(log_file, json=True), name="json-log", buffer=65_536)
+                if store_path is not None:  # left before the bus: everything handled is committed
+                    await stack.enter_async_context(Store(store_path).attach(bus, buffer=65_536))
                 u = sim.urls
                 plans = {
                     "datananas": (Settings(u["datananas"], "demo-token"), {"list": "demo-list"}),
@@ -137,11 +161,21 @@ def run(args: argparse.Namespace) -> int:
                 f"read them with: [bold]eventbus tail {escape(path)}{after}[/]",
                 highlight=False,
             )
-            console.print(f"one row per job, every run: [bold]eventbus jobs {escape(path)}[/]", highlight=False)
+            if store_path is None:
+                console.print(f"one row per job, every run: [bold]eventbus jobs {escape(path)}[/]", highlight=False)
+        if store_path is not None:
+            path = shlex.quote(store_path)
+            console.print(
+                f"every job and contact, every run, in {escape(store_path)}: [bold]eventbus jobs {escape(path)}[/] "
+                f"(a job's contacts: [bold]eventbus jobs {escape(path)} --items --job ID[/])",
+                highlight=False,
+            )
         return 0 if completed == len(jobs) and jobs else 1
 
     return anyio.run(main)
 
 
 if __name__ == "__main__":  # pragma: no cover
-    sys.exit(run(argparse.Namespace(contacts=300, item_time=0.001, log="-", items=False, seed=0)))
+    sys.exit(
+        run(argparse.Namespace(contacts=300, item_time=0.001, log="-", journal=None, store=None, items=False, seed=0))
+    )

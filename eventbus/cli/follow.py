@@ -22,10 +22,10 @@ its results to the webhook given at submit (receive them with eventbus serve).
 from __future__ import annotations
 
 import argparse
-import sys
 from typing import Any
 
 from eventbus.cli import (
+    console_width,
     count,
     journal_option,
     journal_path,
@@ -132,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
     if args.results:
         Results.check_writable(args.results)  # before anything is asked of the provider, not after
     results = ItemResults(args.provider) if args.results else None
-    console = stdout_console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
+    console = stdout_console(stderr=args.json, width=console_width())
     board = JobBoard()  # the output's own: also what to say if the run is interrupted
     view = ConsoleView(board, console, items=args.items)
     title = f"{args.provider} jobs"

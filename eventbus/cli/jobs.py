@@ -226,11 +226,11 @@ def _print_json(rows: list[JobRow]) -> None:
 
 
 def _print_tables(rows: list[JobRow], args: argparse.Namespace, kind: str) -> None:
-    from eventbus.cli import plural, stdout_console
+    from eventbus.cli import console_width, plural, stdout_console
     from eventbus.subscribers.board import JobBoard
     from eventbus.subscribers.console import provider_table, summary_table
 
-    console = stdout_console() if sys.stdout.isatty() else stdout_console(width=120)
+    console = stdout_console(width=console_width())
     if not rows:
         console.print("no jobs" + (" match" if args.states or args.jobs or args.providers else f" in this {kind}"))
         return

@@ -13,6 +13,7 @@ from typing import TYPE_CHECKING, Any
 
 from eventbus import events as ev
 from eventbus.cli import (
+    console_width,
     count,
     guard_stdout,
     journal_option,
@@ -484,7 +485,7 @@ def _follow(args: argparse.Namespace, settings: Settings, contacts: list, listen
     options = provider_options(args)
     options.pop("webhook_url", None)
     options.pop("webhook", None)
-    console = stdout_console(stderr=args.json, width=None if sys.stdout.isatty() else 120)
+    console = stdout_console(stderr=args.json, width=console_width())
     board = JobBoard()  # every job's row, also for what to say if the run is interrupted
     view = ConsoleView(board, console, items=args.items)
     results = Results(args.provider) if args.results else None

@@ -154,9 +154,11 @@ class ConsoleView:
 def summary_table(board: JobBoard, title: str = "Jobs") -> Table:
     """A rich table with one row per job: state, items, outcomes and duration."""
     table = Table(title=title)
+    # The job ids whole (a Mautic uuid is 36 characters): they are what `eventbus jobs --job ID` takes. A narrow
+    # terminal folds one over two lines rather than cutting it; the reason column gives up its room first.
+    table.add_column("provider", justify="left")
+    table.add_column("job", justify="left", no_wrap=True, overflow="fold")
     for column, justify in (
-        ("provider", "left"),
-        ("job", "left"),
         ("state", "left"),
         ("total", "right"),
         ("ok", "right"),
@@ -171,7 +173,7 @@ def summary_table(board: JobBoard, title: str = "Jobs") -> Table:
         style = _STATE_STYLE.get(row.state, "")
         table.add_row(
             Text(row.provider),
-            Text(ev.printable(_short(row.job_id, 22))),
+            Text(ev.printable(row.job_id)),
             Text(row.state, style=style),
             "" if row.total is None else str(row.total),
             str(row.succeeded),

@@ -64,10 +64,26 @@ def test_demo_runs_end_to_end(tmp_path: Path, proxy: bool) -> None:
     journaled = [row[0] for row in conn.execute("SELECT type FROM events ORDER BY seq")]
     conn.close()
     assert journaled == [e["event"] for e in entries]
-    read = (
-        "read them with: eventbus tail eventbus-demo.db\none row per job, every run: eventbus jobs eventbus-demo.db\n"
+    assert f"{len(entries)} events journaled in eventbus-demo.db; read them with: eventbus tail eventbus-demo.db\n" in (
+        proc.stdout
     )
-    assert f"{len(entries)} events journaled in eventbus-demo.db; {read}" in proc.stdout
+    # Every job and contact in the store it keeps beside the journal, as the board of the summary counted them.
+    from eventbus.subscribers.store import Store
+
+    async def stored() -> tuple[list, dict]:
+        async with Store(tmp_path / "eventbus-demo-store.db", readonly=True) as store:
+            return await store.jobs(), await store.counts()
+
+    jobs, counts = anyio.run(stored)
+    accepted = {(e["provider"], e["job_id"]) for e in entries if e["event"] == "job_accepted"}
+    completed = {(e["provider"], e["job_id"]) for e in entries if e["event"] == "job_completed"}
+    assert accepted and completed == accepted
+    assert {(j.provider, j.job_id) for j in jobs if j.state == "completed"} == completed
+    items = {(e["provider"], e["job_id"], e["key"]) for e in entries if e["event"] in ("item_succeeded", "item_failed")}
+    assert sum(c.succeeded + c.failed for c in counts.values()) == len(items)
+    assert "eventbus jobs eventbus-demo-store.db" in proc.stdout and "--items --job ID" in proc.stdout
+    for provider, job_id in accepted:  # the whole id in the summary table, to give `eventbus jobs --job`
+        assert job_id in proc.stdout
 
 
 def test_demo_into_a_closed_pipe_ends_quietly_with_141() -> None:

@@ -45,6 +45,28 @@ def test_view_prints_lines_and_table_lists_jobs() -> None:
     assert "enr_1" in table_out.getvalue() and "completed" in table_out.getvalue()
 
 
+def test_summary_table_shows_whole_job_ids_and_folds_rather_than_cuts_them() -> None:
+    """The job column holds the whole id (it is what `eventbus jobs --job ID` takes): a 36-character uuid was cut
+    to 22 characters. At the width used for files (FILE_WIDTH) it is on one line with every other column whole;
+    in a terminal too narrow for it, it is folded over lines, never cut short."""
+    from eventbus.cli import FILE_WIDTH
+
+    board = JobBoard()
+    job = "e401d6e1-2d84-4b6b-9d8e-d18f82e28d19"
+    common = {"provider": "insideview", "source": "poll", "job_id": job}
+    board(ev.JobAccepted(id="a", total=10_000, **common))
+    board(ev.JobFailed(id="f", reason="the provider expired the job after 24 hours", **common))
+    wide = io.StringIO()
+    Console(file=wide, width=FILE_WIDTH).print(summary_table(board))
+    row = next(line for line in wide.getvalue().splitlines() if job in line)
+    assert "insideview" in row and "failed" in row and "10000" in row
+    assert "the provider expired the job after 24 hours" in wide.getvalue() and "…" not in wide.getvalue()
+    narrow = io.StringIO()
+    Console(file=narrow, width=60).print(summary_table(board))
+    cells = [line.split("│")[2].strip() for line in narrow.getvalue().splitlines() if line.count("│") > 2]
+    assert job in "".join(cells)
+
+
 def test_provider_table_separates_refused_rows() -> None:
     """The roll-up counts jobs without the rows refused before sending, which get their own column."""
     from eventbus.subscribers.console import provider_table
