@@ -86,6 +86,37 @@ def test_demo_runs_end_to_end(tmp_path: Path, proxy: bool) -> None:
         assert job_id in proc.stdout
 
 
+@pytest.mark.parametrize(
+    "store, message",
+    [
+        ("journal.db", "store 'journal.db' is a journal; read it with eventbus tail/jobs"),
+        ("adir", "store 'adir' is a directory; give a file path"),
+        ("missing/x.db", "store 'missing/x.db' cannot be opened"),
+    ],
+)
+def test_demo_with_a_store_path_it_cannot_use_says_so_and_leaves_the_file_alone(
+    tmp_path: Path, store: str, message: str
+) -> None:
+    """`--store` naming a journal, a directory or a file in no directory: exit 1 with one line naming the file and
+    what to do, no traceback, and the journal given as the store unchanged."""
+    from eventbus.journal import Journal
+
+    async def make_journal() -> None:
+        async with Journal(tmp_path / "journal.db"):
+            pass
+
+    anyio.run(make_journal)
+    (tmp_path / "adir").mkdir()
+    before = (tmp_path / "journal.db").read_bytes()
+    command = [sys.executable, "-m", "eventbus", "demo", "--contacts", "10", "--log", "-", "--journal", "-"]
+    proc = subprocess.run(
+        [*command, "--store", store], capture_output=True, text=True, timeout=120, cwd=tmp_path, env=os.environ
+    )
+    assert proc.returncode == 1, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert f"eventbus demo: error: {message}" in proc.stderr and "Traceback" not in proc.stderr
+    assert (tmp_path / "journal.db").read_bytes() == before
+
+
 def test_demo_into_a_closed_pipe_ends_quietly_with_141() -> None:
     """`eventbus demo | head -1`: exit 141, no traceback (rich turned the broken pipe into SystemExit(1), which
     escaped the stdout guard as a 60-line traceback and exit 1)."""
