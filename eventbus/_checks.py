@@ -16,6 +16,7 @@ from eventbus.exceptions import ConfigError
 
 __all__ = [
     "COUNT",
+    "COUNT_OR_NONE",
     "NOT_NEGATIVE",
     "POSITIVE",
     "POSITIVE_OR_NONE",
@@ -54,6 +55,7 @@ POSITIVE = Rule("a finite number above 0", 0, above=True)
 POSITIVE_OR_NONE = Rule("a finite number above 0, or None", 0, above=True, none=True)
 NOT_NEGATIVE = Rule("a finite number, 0 or more", 0, above=False)
 COUNT = Rule("a whole number, 1 or more", 1, above=False, whole=True)
+COUNT_OR_NONE = Rule("a whole number, 1 or more, or None", 1, above=False, whole=True, none=True)
 
 
 def check_numbers(where: str, **rules: tuple[Any, Rule]) -> None:

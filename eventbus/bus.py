@@ -631,6 +631,7 @@ class Bus:
         if durable:
             assert self._journal is not None
             sub.feed = _Feed(self._journal, start)
+            self._journal._starting.add(sub.feed)  # no retention until its cursor is saved (in _feed)
             assert self._tg is not None
             self._tg.start_soon(self._feed, sub, name=f"eventbus journal feed {name}")
         self._subs[name] = sub
@@ -644,6 +645,8 @@ class Bus:
             if sub.kind == "handler" and not (sub.done is not None and sub.done.is_set()):
                 self._retiring.add(sub)
         sub.closed = True
+        if sub.feed is not None:
+            sub.feed.journal._starting.discard(sub.feed)
         for waiter in (sub.wakeup, sub.space):
             if waiter is not None:
                 waiter.set()
@@ -1090,11 +1093,15 @@ class Bus:
         try:
             feed.acked = await journal.cursor(sub.name)
             feed.position = feed.acked if feed.start is None else feed.start
+            # Saved at once (a new name at 0): from now on the journal's retention keeps what it has not acknowledged.
+            await journal.ack(sub.name, feed.acked)
         except JournalError as exc:
             sub.failed += 1
             _log.error("journal_cursor_unreadable", subscriber=sub.name, error=str(exc))
             self._detach(sub)
             return
+        finally:
+            journal._starting.discard(feed)
         read = True
         while not sub.closed:
             signal = sub.space

@@ -28,6 +28,14 @@ Each row keeps the event's ``seq`` (1, 2, ... in commit order, never reused,
 also after :meth:`Journal.prune`), ``type``, ``provider``, ``job_id``, ``at``
 and the event's JSON (:func:`eventbus.events.encode`). Named cursors
 (:meth:`Journal.ack`) live in the same file.
+
+Retention: ``Journal(path, max_entries=..., max_age=...)`` keeps the file
+bounded. As it appends (every 1,000 events or 10 seconds), when it closes and
+on :meth:`Journal.retain`, it deletes the oldest entries beyond either limit
+*that every durable subscriber has acknowledged*: an entry a named cursor has
+not passed is kept, whatever its age (nothing is lost to a subscriber that is
+only down for a while), and a warning names the cursor holding it back
+(:meth:`Journal.forget` removes the cursor of a subscriber that is gone).
 """
 
 from __future__ import annotations
@@ -45,12 +53,12 @@ import anyio
 import msgspec
 
 from eventbus import events as ev
-from eventbus._checks import COUNT, SECONDS, check_numbers
+from eventbus._checks import COUNT, COUNT_OR_NONE, SECONDS, SECONDS_OR_NONE, check_numbers
 from eventbus._logging import get_logger
 from eventbus._sqlite import check_layout, meta_or_create, open_pair
 from eventbus.exceptions import ConfigError, JournalError
 
-__all__ = ["Entry", "Journal", "Page", "Replay", "type_tags"]
+__all__ = ["Entry", "Journal", "Page", "Replay", "Retained", "type_tags"]
 
 _log = get_logger("eventbus.journal")
 
@@ -65,6 +73,17 @@ _CREATE = (
     "CREATE TABLE IF NOT EXISTS cursors (name TEXT PRIMARY KEY, seq INTEGER NOT NULL, updated REAL NOT NULL)",
 )
 _INSERT = "INSERT INTO events (id, type, provider, job_id, at, body) VALUES (?, ?, ?, ?, ?, ?)"
+_RETAIN_EVERY = 1000  # with limits set, appending applies them after this many events...
+_RETAIN_SECONDS = 10.0  # ...or this long after the last time, whichever comes first
+
+
+@dataclass(frozen=True)
+class Retained:
+    """What one pass of :meth:`Journal.retain` did."""
+
+    deleted: int  # entries deleted
+    first: int  # the position of the oldest entry kept (0: none left)
+    held_by: dict[str, int]  # cursors that kept entries the limits would have deleted: name -> position
 
 
 def type_tags(
@@ -138,15 +157,38 @@ class Journal:
     (``eventbus tail``); a missing file is then an error instead of being
     created. ``timeout`` is how long a write waits for another process
     holding the file's write lock before failing with :class:`JournalError`.
+    ``max_entries`` and ``max_age`` (seconds, by the events' ``at``) bound
+    the file: see :meth:`retain`.
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False, timeout: float = 10.0) -> None:
-        check_numbers("Journal", timeout=(timeout, SECONDS))
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        *,
+        readonly: bool = False,
+        timeout: float = 10.0,
+        max_entries: int | None = None,
+        max_age: float | None = None,
+    ) -> None:
+        check_numbers(
+            "Journal",
+            timeout=(timeout, SECONDS),
+            max_entries=(max_entries, COUNT_OR_NONE),
+            max_age=(max_age, SECONDS_OR_NONE),
+        )
+        if readonly and (max_entries is not None or max_age is not None):
+            raise ConfigError("Journal: a read-only journal deletes nothing; max_entries and max_age need a writer")
         if not isinstance(path, str | os.PathLike) or not os.fspath(path):
             raise ConfigError(f"Journal needs a file path, not {path!r}")
         self.path = Path(path)
         self.readonly = readonly
         self.timeout = timeout
+        self.max_entries = max_entries
+        self.max_age = max_age
+        self._retained_at = (0, 0.0)  # (last_seq, monotonic time) when the limits were last applied
+        self._held: dict[str, int] = {}  # cursors already warned about, at the position they held
+        # Durable subscribers of this process whose cursor is not saved yet: retention waits for them.
+        self._starting: set[object] = set()
         self._writer: sqlite3.Connection | None = None
         self._reader: sqlite3.Connection | None = None
         self._write_lock = anyio.Lock()
@@ -176,6 +218,12 @@ class Journal:
         self._opened -= 1
         if self._opened:
             return
+        if self._writer is not None and (self.max_entries is not None or self.max_age is not None):
+            try:  # a last pass: a short run leaves the file within its limits too
+                with anyio.CancelScope(shield=True):
+                    await self.retain()
+            except JournalError as exc:
+                _log.error("journal_retention_failed", journal=str(self.path), error=str(exc))
         reader, writer, self._reader, self._writer = self._reader, self._writer, None, None
         async with self._write_lock, self._read_lock:
             for conn in (reader, writer):
@@ -266,7 +314,18 @@ class Journal:
         self._last = max(self._last, last)
         committed, self._committed = self._committed, anyio.Event()
         committed.set()
+        if self._retain_due():
+            try:
+                await self.retain()
+            except JournalError as exc:  # the events are written; deleting old ones is tried again later
+                _log.error("journal_retention_failed", journal=str(self.path), error=str(exc))
         return last
+
+    def _retain_due(self) -> bool:
+        if (self.max_entries is None and self.max_age is None) or self._starting:
+            return False
+        seq, when = self._retained_at
+        return self._last - seq >= _RETAIN_EVERY or time.monotonic() - when >= _RETAIN_SECONDS
 
     def _insert(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
         try:
@@ -436,9 +495,10 @@ class Journal:
     async def prune(self, before: int) -> int:
         """Delete the entries at positions below ``before``; return how many. Positions are never reused.
 
-        The journal does not prune itself: call this with a position every
-        durable subscriber has acknowledged (``min((await journal.cursors()).values())``)
-        to keep the file bounded.
+        Unlike the limits (``max_entries``, ``max_age``, :meth:`retain`), this
+        deletes what is below ``before`` whatever the cursors: give a position
+        every durable subscriber has acknowledged
+        (``min((await journal.cursors()).values())``) to lose nothing.
         """
         if isinstance(before, bool) or not isinstance(before, int) or before < 0:
             raise ConfigError(f"before must be a position, a whole number 0 or more, not {before!r}")
@@ -452,6 +512,86 @@ class Journal:
             return conn.execute("DELETE FROM events WHERE seq < ?", (before,)).rowcount
         except sqlite3.Error as exc:
             raise JournalError(f"journal {str(self.path)!r}: entries not pruned: {exc}") from exc
+
+    async def retain(self) -> Retained:
+        """Delete the oldest entries beyond ``max_entries`` or older than ``max_age``, if acknowledged by all.
+
+        The cut is the later of the two limits' (the last ``max_entries``
+        positions are kept; an entry whose event's ``at`` is older than
+        ``max_age`` seconds goes), moved back to just after the lowest named
+        cursor (:meth:`cursors`; a durable subscriber's is saved from the
+        moment it first subscribes): what a durable subscriber has not
+        acknowledged stays. Each cursor holding entries back is logged once
+        (``journal_retention_held``) until it moves. Runs by itself as events
+        are appended; call it to apply the limits now.
+        """
+        conn = self._conn("writer")
+        async with self._write_lock:
+            with anyio.CancelScope(shield=True):
+                done = await anyio.to_thread.run_sync(self._apply_limits, conn, bool(self._starting))
+        self._retained_at = (self._last, time.monotonic())
+        for name, seq in done.held_by.items():
+            if self._held.get(name) != seq:
+                _log.warning(
+                    "journal_retention_held",
+                    journal=str(self.path),
+                    cursor=name,
+                    position=seq,
+                    hint="entries it has not acknowledged are kept; Journal.forget(name) if it is no longer used",
+                )
+        self._held = dict(done.held_by)
+        return done
+
+    def _apply_limits(self, conn: sqlite3.Connection, waiting: bool) -> Retained:
+        try:
+            conn.execute("BEGIN IMMEDIATE")  # no cursor is saved between reading the cursors and deleting
+            try:
+                done = self._cut(conn, waiting)
+                conn.execute("COMMIT")
+            except BaseException:
+                conn.execute("ROLLBACK")
+                raise
+        except sqlite3.Error as exc:
+            raise JournalError(f"journal {str(self.path)!r}: old entries not deleted: {exc}") from exc
+        return done
+
+    def _cut(self, conn: sqlite3.Connection, waiting: bool) -> Retained:
+        top = self._top(conn)
+        cut = 0  # delete the positions below this (none while a subscriber of this process has no cursor yet)
+        if self.max_entries is not None:
+            cut = top - self.max_entries + 1
+        if self.max_age is not None:
+            row = conn.execute(  # from the oldest entry up: a walk over the rows to delete, then one more
+                "SELECT seq FROM events WHERE at >= ? ORDER BY seq LIMIT 1", (time.time() - self.max_age,)
+            ).fetchone()
+            cut = max(cut, top + 1 if row is None else row[0])
+        held_by: dict[str, int] = {}
+        if waiting:
+            cut = 0
+        if cut > 0:
+            cursors = conn.execute("SELECT name, seq FROM cursors WHERE seq < ?", (cut - 1,)).fetchall()
+            held_by = dict(sorted(cursors))
+            if held_by:
+                cut = min(held_by.values()) + 1
+        deleted = conn.execute("DELETE FROM events WHERE seq < ?", (cut,)).rowcount if cut > 1 else 0
+        row = conn.execute("SELECT MIN(seq) FROM events").fetchone()
+        return Retained(deleted=deleted, first=row[0] or 0, held_by=held_by)
+
+    async def forget(self, name: str) -> bool:
+        """Delete the cursor of durable subscriber ``name`` (gone for good); True if there was one.
+
+        It no longer holds entries back from retention; a subscriber of that
+        name subscribing again starts from the beginning of what is left.
+        """
+        _check_name(name)
+        conn = self._conn("writer")
+        async with self._write_lock:
+            with anyio.CancelScope(shield=True):
+                count = await anyio.to_thread.run_sync(
+                    lambda: conn.execute("DELETE FROM cursors WHERE name = ?", (name,)).rowcount
+                )
+        self._held.pop(name, None)
+        return count > 0
 
     def __repr__(self) -> str:
         state = "open" if self._opened else "closed"

@@ -285,8 +285,11 @@ def list_option(
     )
 
 
-def journal_option(parser: argparse.ArgumentParser, default: str | None = None) -> None:
-    """Add ``--journal PATH``: the run's bus writes every event to that SQLite journal (``eventbus tail`` reads it)."""
+def journal_option(parser: argparse.ArgumentParser, default: str | None = None, *, retention: bool = False) -> None:
+    """Add ``--journal PATH``: the run's bus writes every event to that SQLite journal (``eventbus tail`` reads it).
+
+    ``retention=True`` (long-running commands) also adds ``--journal-max-entries`` and ``--journal-max-age``.
+    """
     shown = f"default: {default}; '-' for none" if default else "default: none"
     parser.add_argument(
         "--journal",
@@ -295,6 +298,37 @@ def journal_option(parser: argparse.ArgumentParser, default: str | None = None) 
         help=f"also write every event to this SQLite journal, appended to if it exists "
         f"(read it with: eventbus tail PATH) ({shown})",
     )
+    if retention:
+        parser.add_argument(
+            "--journal-max-entries",
+            type=count,
+            metavar="N",
+            help="keep the journal to about its last N entries (what a durable subscriber has not acknowledged stays)",
+        )
+        parser.add_argument(
+            "--journal-max-age",
+            type=positive,
+            metavar="SECONDS",
+            help="delete journal entries older than this (what a durable subscriber has not acknowledged stays)",
+        )
+
+
+def journal_for(args: argparse.Namespace) -> Any:
+    """The ``Journal`` the options ask for (path and retention), or None; a limit without ``--journal`` is an error."""
+    from eventbus.exceptions import ConfigError
+    from eventbus.journal import Journal
+
+    limits = {
+        "max_entries": getattr(args, "journal_max_entries", None),
+        "max_age": getattr(args, "journal_max_age", None),
+    }
+    path = journal_path(args)
+    if path is None:
+        given = [f"--journal-{name.replace('_', '-')}" for name, value in limits.items() if value is not None]
+        if given:
+            raise ConfigError(f"{' and '.join(given)}: there is no journal to keep small; add --journal PATH")
+        return None
+    return Journal(path, **limits)
 
 
 def journal_path(args: argparse.Namespace) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import argparse
 import os
 
-from eventbus.cli import count, guard_stdout, journal_option, journal_path, port, positive, redact_userinfo
+from eventbus.cli import count, guard_stdout, journal_for, journal_option, port, positive, redact_userinfo
 
 NAME = "serve"
 HELP = "run the webhook receiver (POST /hooks/{provider}) and log the events it publishes"
@@ -43,7 +43,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         help="register a webhook parser for /hooks/NAME (repeatable), e.g. acme=mypkg.hooks:parse",
     )
     parser.add_argument("--json", action="store_true", help="log JSON lines even on a terminal")
-    journal_option(parser)
+    journal_option(parser, retention=True)
 
 
 def _parsers(specs: list[str]) -> dict[str, object]:
@@ -126,8 +126,10 @@ def run(args: argparse.Namespace) -> int:
     bound_port = sock.getsockname()[1]
     host = url_host(args.host)
 
+    journal = journal_for(args)
+
     async def main() -> None:
-        async with Bus(journal=journal_path(args)) as bus:
+        async with Bus(journal=journal) as bus:
             bus.on(guard_stdout(EventLogger(sys.stdout, json=True if args.json else None)), name="log")
             receiver = WebhookReceiver(
                 bus,

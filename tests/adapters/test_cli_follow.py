@@ -82,7 +82,7 @@ def test_demo_runs_end_to_end(tmp_path: Path, proxy: bool) -> None:
     items = {(e["provider"], e["job_id"], e["key"]) for e in entries if e["event"] in ("item_succeeded", "item_failed")}
     assert sum(c.succeeded + c.failed for c in counts.values()) == len(items)
     assert "eventbus jobs eventbus-demo-store.db" in proc.stdout and "--items --job ID" in proc.stdout
-    for provider, job_id in accepted:  # the whole id in the summary table, to give `eventbus jobs --job`
+    for _provider, job_id in accepted:  # the whole id in the summary table, to give `eventbus jobs --job`
         assert job_id in proc.stdout
 
 

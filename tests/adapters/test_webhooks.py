@@ -618,6 +618,44 @@ def test_eventbus_serve_with_a_journal_has_written_the_events_before_it_answers(
     assert journaled == [["j0", "j0"], ["j0", "j0", "j1"]]
 
 
+def test_eventbus_serve_keeps_its_journal_within_journal_max_entries(tmp_path: Path) -> None:
+    """`eventbus serve --journal F --journal-max-entries 3`: every event is written (positions 1-8), and the file
+    it leaves holds the last 3; a limit without --journal exits 1 saying what is missing."""
+    import sqlite3
+
+    journal = tmp_path / "hooks.db"
+    command = [sys.executable, "-m", "eventbus", "serve", "--port", "0", "--journal", str(journal)]
+    command += ["--journal-max-entries", "3", "--parser", "acme=tests.adapters.test_webhooks:parse_acme"]
+    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        announced = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)/hooks/\{provider\}\n", _readline(proc, 30))
+        assert announced, "the first line says where to send webhooks"
+        url = announced.group(1) + "/hooks/acme"
+        for n in range(4):
+            response = httpx.post(url, content=body_of(job=f"j{n}", keys=("a", "b")), headers=JSON, timeout=10)
+            assert response.status_code == 200
+        proc.send_signal(signal.SIGTERM)
+        proc.communicate(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+            proc.communicate()
+    assert proc.returncode == 0
+    conn = sqlite3.connect(journal)
+    kept = conn.execute("SELECT seq, job_id FROM events ORDER BY seq").fetchall()
+    conn.close()
+    assert kept == [(6, "j2"), (7, "j3"), (8, "j3")]
+    alone = subprocess.run(
+        [sys.executable, "-m", "eventbus", "serve", "--port", "0", "--journal-max-age", "60"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert alone.returncode == 1 and "--journal-max-age: there is no journal to keep small; add --journal PATH" in (
+        alone.stderr
+    )
+
+
 # --- against the provider simulator: signed, duplicated, reordered Pronto callbacks ---------
 
 

@@ -331,6 +331,14 @@ async def test_bad_arguments_are_named(tmp_path: Path, call: object, message: st
 def test_bad_settings_are_named_before_anything_is_opened(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match="timeout must be a finite number of seconds above 0, not 0"):
         Journal(tmp_path / "j.db", timeout=0)
+    with pytest.raises(ConfigError, match="max_entries must be a whole number, 1 or more, or None, not 0"):
+        Journal(tmp_path / "j.db", max_entries=0)
+    with pytest.raises(ConfigError, match=r"max_entries must be a whole number, 1 or more, or None, not 1\.5"):
+        Journal(tmp_path / "j.db", max_entries=1.5)  # type: ignore[arg-type]
+    with pytest.raises(ConfigError, match="max_age must be a finite number of seconds above 0, or None, not nan"):
+        Journal(tmp_path / "j.db", max_age=float("nan"))
+    with pytest.raises(ConfigError, match="a read-only journal deletes nothing"):
+        Journal(tmp_path / "j.db", readonly=True, max_age=60)
     with pytest.raises(ConfigError, match="needs a file path"):
         Journal("")
     with pytest.raises(ConfigError, match="needs a file path"):
@@ -361,3 +369,103 @@ def test_type_tags_accepts_classes_and_tags_and_the_base_class_means_all() -> No
     assert type_tags(None) is None
     with pytest.raises(ConfigError, match="must hold event classes or type tags"):
         type_tags([3])  # type: ignore[list-item]
+
+
+# --- retention ---------------------------------------------------------------------------------------------------
+
+
+def rows(path: Path) -> list[int]:
+    """The positions in the file, read by SQLite itself."""
+    conn = sqlite3.connect(path)
+    try:
+        return [seq for (seq,) in conn.execute("SELECT seq FROM events ORDER BY seq")]
+    finally:
+        conn.close()
+
+
+async def test_max_entries_keeps_the_newest_as_it_appends(tmp_path: Path) -> None:
+    """Appending applies the limit by itself (every 1,000 events): the file never holds much more than
+    max_entries + 1,000 rows, and retain() cuts to exactly the last max_entries; positions go on."""
+    path = tmp_path / "j.db"
+    async with Journal(path, max_entries=50) as journal:
+        for start in range(0, 3000, 100):
+            await journal.append([progress(i) for i in range(start, start + 100)])
+            assert len(rows(path)) <= 50 + 1000
+        assert len(rows(path)) < 3000  # it ran without being asked
+        done = await journal.retain()
+        assert rows(path) == list(range(2951, 3001)) and done.first == 2951 and done.held_by == {}
+        assert await journal.append([progress(0)]) == 3001
+        assert [e.seq for e in (await journal.read(after=0, limit=5)).entries] == [2951, 2952, 2953, 2954, 2955]
+
+
+async def test_max_age_deletes_what_is_older_by_the_events_time(tmp_path: Path) -> None:
+    from datetime import UTC, datetime, timedelta
+
+    now = datetime.now(UTC)
+    old = [
+        ev.JobProgress(id=f"o{i}", provider="pronto", job_id="j", source="poll", done=i, at=now - timedelta(hours=3))
+        for i in range(5)
+    ]
+    path = tmp_path / "j.db"
+    async with Journal(path) as journal:
+        await journal.append([*old, progress(1)])
+    async with Journal(path, max_age=3600) as journal:
+        done = await journal.retain()
+        assert done.deleted == 5 and rows(path) == [6]
+        # Positions 7-11 are old by their at, but behind a recent one: retention deletes the oldest positions up to
+        # the first recent entry, never a hole in the middle (a reader's "after SEQ" stays whole).
+        await journal.append([*old, progress(2)])
+        assert (await journal.retain()).deleted == 0 and rows(path) == list(range(6, 13))
+
+
+async def test_retention_keeps_what_a_cursor_has_not_acknowledged_and_says_which(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A durable subscriber that is down keeps its entries, whatever the limits; the log names it once (until it
+    moves); once it acknowledges, or is forgotten, the limits apply."""
+    path = tmp_path / "j.db"
+    async with Journal(path) as journal:
+        await journal.append([progress(i) for i in range(1, 101)])
+        await journal.ack("store", 30)
+        await journal.ack("alerts", 95)
+    async with Journal(path, max_entries=10) as journal:
+        done = await journal.retain()
+        assert done.held_by == {"store": 30} and done.deleted == 30 and rows(path)[0] == 31
+        await journal.retain()
+        held = [r for r in caplog.records if getattr(r, "event", None) == "journal_retention_held"]
+        assert len(held) == 1 and held[0].cursor == "store" and held[0].position == 30  # type: ignore[attr-defined]
+        assert "Journal.forget(name)" in held[0].getMessage()
+        await journal.ack("store", 60)
+        assert (await journal.retain()).held_by == {"store": 60} and rows(path)[0] == 61
+        assert await journal.forget("store") is True and await journal.forget("store") is False
+        done = await journal.retain()
+        assert done.held_by == {} and rows(path) == list(range(91, 101))
+        assert await journal.cursors() == {"alerts": 95}
+
+
+async def test_a_durable_subscriber_holds_the_entries_it_has_not_acknowledged_from_the_moment_it_subscribes(
+    tmp_path: Path,
+) -> None:
+    """Its cursor is saved when it subscribes (a new name at 0): a bus with max_entries=10 keeps every entry it has
+    not acknowledged, and the file shrinks once it has."""
+    from eventbus.bus import Bus
+
+    path = tmp_path / "j.db"
+    journal = Journal(path, max_entries=10)
+    async with Bus(journal=journal) as bus:
+        async with bus.subscribe("slow", durable=True, buffer=10) as sub:
+            for i in range(1, 1501):
+                bus.publish_nowait(progress(i))
+                if i % 500 == 0:
+                    await bus.flush()
+            assert len(rows(path)) == 1500  # all of it kept: "slow" acknowledged none
+            received = []
+            with anyio.fail_after(10):
+                async for event in sub:
+                    received.append(event.done)  # type: ignore[attr-defined]
+                    if len(received) == 1500:
+                        break
+            assert await journal.cursors() == {"slow": 0}  # saved when it started reading: before any event
+            await sub.ack()
+        assert received == list(range(1, 1501))
+        assert (await journal.retain()).deleted == 1490 and rows(path) == list(range(1491, 1501))
