@@ -117,6 +117,9 @@ class SubscriberStats(msgspec.Struct, frozen=True):
     dropped: int  # evicted (drop_oldest), refused (drop_newest), or left unread when closed
     failed: int  # handler calls (or where= predicates) that raised
     lag: int  # events buffered now
+    # A durable subscriber's journal positions not read into its buffer yet (0 for the others): how far behind
+    # it is in the file. An upper bound: entries its filters will pass over are counted.
+    unread: int = 0
 
 
 def _resolve_types(types: Types | None) -> frozenset[type[ev.Event]] | None:
@@ -267,6 +270,7 @@ class _Subscriber:
             dropped=self.dropped,
             failed=self.failed,
             lag=len(self.buffer),
+            unread=0 if self.feed is None else max(0, self.feed.journal.last_seq - max(self.feed.position, 0)),
         )
 
 

@@ -412,3 +412,32 @@ async def test_events_queued_when_the_block_fails_are_still_journaled(tmp_path: 
         failed = True
     assert failed
     assert journaled_ids(path) == [f"pronto:j1:{i}" for i in range(300)]
+
+
+async def test_a_durable_subscribers_stats_say_how_far_behind_it_is_in_the_file(tmp_path: Path) -> None:
+    """`unread`: the journal positions not yet read into its buffer (`lag` only counts the buffer, at most its size):
+    100 published to a subscriber with a 10-event buffer that took 1 leaves lag + unread == 99, unread >= 89; once it
+    has taken all, both are 0. A subscriber that is not durable has unread == 0."""
+    async with Bus(journal=tmp_path / "events.db") as bus:
+        plain = bus.on(lambda e: None, name="plain")
+        async with bus.subscribe("slow", durable=True, buffer=10) as sub:
+            for i in range(100):
+                bus.publish_nowait(progress(i))
+            await bus.flush()
+            taken = []
+            with anyio.fail_after(10):
+                async for event in sub:
+                    taken.append(event)
+                    break
+            stats = bus.stats()["slow"]
+            assert stats.delivered == 1 and stats.lag <= 10
+            assert stats.lag + stats.unread == 99 and stats.unread >= 89
+            with anyio.fail_after(10):
+                async for event in sub:
+                    taken.append(event)
+                    if len(taken) == 100:
+                        break
+            stats = bus.stats()["slow"]
+            assert (stats.delivered, stats.lag, stats.unread) == (100, 0, 0)
+        await bus.drain()
+        assert bus.stats()["plain"].unread == 0 and plain.stats().delivered == 100
