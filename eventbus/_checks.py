@@ -22,6 +22,7 @@ __all__ = [
     "POSITIVE_OR_NONE",
     "SECONDS",
     "SECONDS_OR_NONE",
+    "WHOLE",
     "Rule",
     "check_numbers",
 ]
@@ -55,6 +56,7 @@ POSITIVE = Rule("a finite number above 0", 0, above=True)
 POSITIVE_OR_NONE = Rule("a finite number above 0, or None", 0, above=True, none=True)
 NOT_NEGATIVE = Rule("a finite number, 0 or more", 0, above=False)
 COUNT = Rule("a whole number, 1 or more", 1, above=False, whole=True)
+WHOLE = Rule("a whole number, 0 or more", 0, above=False, whole=True)
 COUNT_OR_NONE = Rule("a whole number, 1 or more, or None", 1, above=False, whole=True, none=True)
 
 

@@ -53,7 +53,7 @@ import anyio
 import msgspec
 
 from eventbus import events as ev
-from eventbus._checks import COUNT, COUNT_OR_NONE, SECONDS, SECONDS_OR_NONE, check_numbers
+from eventbus._checks import COUNT, COUNT_OR_NONE, SECONDS, SECONDS_OR_NONE, WHOLE, check_numbers
 from eventbus._logging import get_logger
 from eventbus._sqlite import check_layout, meta_or_create, open_pair
 from eventbus.exceptions import ConfigError, JournalError
@@ -371,14 +371,20 @@ class Journal:
         providers: Iterable[str] | str | None = None,
         jobs: Iterable[str] | str | None = None,
     ) -> int:
-        """The position to read after for the last ``n`` entries matching the filters (0: all there are)."""
-        check_numbers("Journal.start_of_last", n=(n, COUNT))
+        """The position to read after for the last ``n`` entries matching the filters (0: all there are).
+
+        ``n=0`` gives the journal's last position now: read after it for only
+        what is written from now on (``eventbus tail -f --last 0``).
+        """
+        check_numbers("Journal.start_of_last", n=(n, WHOLE))
         where, params = self._where(type_tags(types), _names("providers", providers), _names("jobs", jobs))
         conn = self._conn("reader")
         query = f"SELECT seq FROM events WHERE 1 = 1{where} ORDER BY seq DESC LIMIT 1 OFFSET ?"
 
         def find() -> int:
             try:
+                if n == 0:
+                    return self._top(conn)
                 row = conn.execute(query, (*params, n - 1)).fetchone()
             except sqlite3.Error as exc:
                 raise JournalError(f"journal {str(self.path)!r} cannot be read: {exc}") from exc

@@ -111,6 +111,8 @@ non_negative = number(float, minimum=0)
 """A finite number >= 0 (e.g. simulated work per item, where 0 means none)."""
 count = number(int, minimum=1)
 """A whole number >= 1: sizes, limits, how many at once."""
+whole = number(int, minimum=0)
+"""A whole number >= 0 (e.g. how many of the last events, where 0 means none)."""
 integer = number(int)
 """Any whole number (e.g. a random seed)."""
 

@@ -19,7 +19,6 @@ from typing import TYPE_CHECKING, Any
 
 from eventbus.cli import (
     comma_list,
-    count,
     guard_stdout,
     list_option,
     number,
@@ -27,6 +26,7 @@ from eventbus.cli import (
     positive,
     say,
     stdout_closed,
+    whole,
     write_all,
 )
 
@@ -64,7 +64,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     start.add_argument(
         "--after", type=position, metavar="SEQ", help="start after this position (default: from the first event)"
     )
-    start.add_argument("--last", type=count, metavar="N", help="start with the last N events that match")
+    start.add_argument(
+        "--last",
+        type=whole,
+        metavar="N",
+        help="start with the last N events that match (0: none, only what comes next, with -f)",
+    )
     parser.add_argument("--json", action="store_true", help="write each event as one JSON line, and nothing else")
     parser.add_argument(
         "--poll",
@@ -84,7 +89,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import anyio
 
-    events_asked = (args.follow, args.types, args.providers, args.jobs, args.after is not None, args.last)
+    events_asked = (args.follow, args.types, args.providers, args.jobs, args.after is not None, args.last is not None)
     if args.cursors and any(events_asked):
         args._tail_parser.error("--cursors prints the cursors, not events: give it alone (or with --json)")
     try:

@@ -167,6 +167,18 @@ def test_last_shows_the_last_matching_events(
     assert status == 0 and err == "" and seqs(out) == expected
 
 
+def test_last_0_prints_nothing_that_is_there(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--last 0 starts at the end (with -f: only what comes next), also when the newest rows were pruned."""
+    assert tail(capsys, journal_of(tmp_path / "events.db", sample()), "--last", "0") == (0, "", "")
+
+    async def pruned() -> int:
+        async with Journal(tmp_path / "events.db") as journal:
+            await journal.prune(before=100)
+            return await journal.start_of_last(0)
+
+    assert anyio.run(pruned) == 8  # the last position given, not that of the last row left
+
+
 def test_last_across_many_pages(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     """--last reads past the first page of the journal (a thousand rows at a time)."""
     make = EventFactory(provider="acme")
@@ -302,7 +314,7 @@ def test_a_file_that_is_no_journal_exits_2_saying_why(
         (["--provider", ""], "argument --provider: expected provider names, one or comma-separated, not ''"),
         (["--after", "-1"], "argument --after: expected a whole number of at least 0, not '-1'"),
         (["--after", "2.5"], "argument --after: expected a whole number of at least 0, not '2.5'"),
-        (["--last", "0"], "argument --last: expected a whole number of at least 1, not '0'"),
+        (["--last", "-1"], "argument --last: expected a whole number of at least 0, not '-1'"),
         (["--last", "2", "--after", "1"], "argument --after: not allowed with argument --last"),
         (["--poll", "0"], "argument --poll: expected a finite number greater than 0, not '0'"),
         (["--poll", "nan"], "argument --poll: expected a finite number greater than 0, not 'nan'"),
@@ -311,7 +323,7 @@ def test_a_file_that_is_no_journal_exits_2_saying_why(
 def test_bad_options_exit_2_naming_what_is_expected(
     tmp_path: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str
 ) -> None:
-    """Unknown types (the known ones listed), negative or fractional positions, --last 0, a zero poll: exit 2."""
+    """Unknown types (the known ones listed), negative or fractional positions or counts, a zero poll: exit 2."""
     err = usage_error(capsys, journal_of(tmp_path / "events.db", sample()), *args)
     assert f"eventbus tail: error: {message}" in err and "Traceback" not in err
 
@@ -392,6 +404,30 @@ async def test_follow_with_last_and_filters(tmp_path: Path) -> None:
     assert second.decode().startswith("    11 [info     ] job_completed ") and "job_id=j9" in second.decode()
     assert (proc.returncode, rest) == (0, b"")
     assert stderr == "eventbus tail: stopped after position 11 (--after 11 goes on from there)\n"
+
+
+@pytest.mark.anyio
+async def test_follow_from_last_0_prints_only_what_comes_next(tmp_path: Path) -> None:
+    """-f --last 0: nothing already there is printed; the first line is an event committed after it started (it
+    printed every event from position 1 when --last 0 was read as "no --last")."""
+    path = tmp_path / "events.db"
+    await append(path, sample())  # positions 1-8
+    make = EventFactory(provider="gamma", job_id="j9")
+    command = [sys.executable, "-m", "eventbus", "tail", "-f", "--last", "0", "--poll", "0.05", str(path)]
+    async with await anyio.open_process(command) as proc:
+        assert proc.stdout is not None and proc.stderr is not None
+        lines = BufferedByteReceiveStream(proc.stdout)
+        first = b""
+        with anyio.fail_after(30):
+            while not first:  # tail has no "started" signal: commit one event at a time until a line comes
+                await append(path, [make(ev.JobProgress, done=1, at=AT)])
+                with anyio.move_on_after(0.5):
+                    first = await lines.receive_until(b"\n", 1 << 20)
+            proc.send_signal(signal.SIGINT)
+            [chunk async for chunk in proc.stderr]
+            await proc.wait()
+    assert int(first.split()[0]) > 8 and b"job_id=j9" in first
+    assert proc.returncode == 0
 
 
 @pytest.mark.parametrize("as_json", [False, True], ids=["lines", "json"])
