@@ -12,15 +12,35 @@ SQLite's next checkpoint).
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from eventbus.exceptions import ConfigError, EventBusError
 
-__all__ = ["check_layout", "connect", "meta_or_create", "open_pair"]
+__all__ = ["check_layout", "connect", "meta_or_create", "open_pair", "write_transaction"]
 
 Check = Callable[..., None]
 """``check(conn, create=bool)``: refuse (ConfigError) a file that is not of the owner's kind; create it if asked."""
+
+
+@contextmanager
+def write_transaction(conn: sqlite3.Connection, error: type[EventBusError], failed: str) -> Iterator[None]:
+    """The block as one write transaction (``BEGIN IMMEDIATE``): committed, or rolled back on any exception.
+
+    An SQLite error (the file locked past the timeout, the disk full) is
+    raised as ``error(f"{failed}: {why}")``.
+    """
+    try:
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+    except sqlite3.Error as exc:
+        raise error(f"{failed}: {exc}") from exc
 
 
 def connect(target: str, timeout: float, *, uri: bool = False) -> sqlite3.Connection:

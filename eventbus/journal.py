@@ -55,7 +55,7 @@ import msgspec
 from eventbus import events as ev
 from eventbus._checks import COUNT, COUNT_OR_NONE, SECONDS, SECONDS_OR_NONE, WHOLE, check_numbers
 from eventbus._logging import get_logger
-from eventbus._sqlite import check_layout, meta_or_create, open_pair
+from eventbus._sqlite import check_layout, meta_or_create, open_pair, write_transaction
 from eventbus.exceptions import ConfigError, JournalError
 
 __all__ = ["Entry", "Journal", "Page", "Replay", "Retained", "type_tags"]
@@ -328,18 +328,9 @@ class Journal:
         return self._last - seq >= _RETAIN_EVERY or time.monotonic() - when >= _RETAIN_SECONDS
 
     def _insert(self, conn: sqlite3.Connection, rows: list[tuple[Any, ...]]) -> int:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                conn.executemany(_INSERT, rows)
-                last = conn.execute("SELECT last_insert_rowid()").fetchone()[0]
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal {str(self.path)!r}: {len(rows)} events not written: {exc}") from exc
-        return last
+        with write_transaction(conn, JournalError, f"journal {str(self.path)!r}: {len(rows)} events not written"):
+            conn.executemany(_INSERT, rows)
+            return conn.execute("SELECT last_insert_rowid()").fetchone()[0]
 
     # --- reading ------------------------------------------------------------
 
@@ -549,17 +540,9 @@ class Journal:
         return done
 
     def _apply_limits(self, conn: sqlite3.Connection, waiting: bool) -> Retained:
-        try:
-            conn.execute("BEGIN IMMEDIATE")  # no cursor is saved between reading the cursors and deleting
-            try:
-                done = self._cut(conn, waiting)
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise JournalError(f"journal {str(self.path)!r}: old entries not deleted: {exc}") from exc
-        return done
+        # One transaction: no cursor is saved between reading the cursors and deleting.
+        with write_transaction(conn, JournalError, f"journal {str(self.path)!r}: old entries not deleted"):
+            return self._cut(conn, waiting)
 
     def _cut(self, conn: sqlite3.Connection, waiting: bool) -> Retained:
         top = self._top(conn)

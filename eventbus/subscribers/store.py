@@ -56,7 +56,7 @@ import msgspec
 from eventbus import events as ev
 from eventbus._checks import COUNT, SECONDS, check_numbers
 from eventbus._logging import get_logger
-from eventbus._sqlite import check_layout, meta_or_create, open_pair
+from eventbus._sqlite import check_layout, meta_or_create, open_pair, write_transaction
 from eventbus.exceptions import ConfigError, StoreError
 from eventbus.subscribers.board import TERMINAL_STATES
 
@@ -703,19 +703,11 @@ class Store:
                 self._progress = None
 
     def _commit(self, conn: sqlite3.Connection, events: Sequence[ev.Event]) -> None:
-        try:
-            conn.execute("BEGIN IMMEDIATE")
-            try:
-                batch = _Batch(conn)
-                for event in events:
-                    batch.apply(event)
-                batch.save()
-                conn.execute("COMMIT")
-            except BaseException:
-                conn.execute("ROLLBACK")
-                raise
-        except sqlite3.Error as exc:
-            raise StoreError(f"{self._where}: {len(events)} events not committed: {exc}") from exc
+        with write_transaction(conn, StoreError, f"{self._where}: {len(events)} events not committed"):
+            batch = _Batch(conn)
+            for event in events:
+                batch.apply(event)
+            batch.save()
 
     async def _wait_handled(self, target: int) -> None:
         while self._handled < target and self._tg is not None:

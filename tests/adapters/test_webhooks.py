@@ -10,10 +10,11 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import AsyncIterator, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Iterator, Mapping
+from contextlib import asynccontextmanager, contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import anyio
 import httpx
@@ -560,60 +561,67 @@ def _readline(proc: subprocess.Popen[str], timeout: float) -> str:
     return proc.stdout.readline()
 
 
-def test_eventbus_serve_runs_the_receiver_alone() -> None:
-    """`eventbus serve` announces its URL, checks signatures with the env secret, logs events, exits 0 on SIGTERM."""
-    env = {**os.environ, "EVENTBUS_WEBHOOK_SECRET": SECRET}
-    command = [sys.executable, "-m", "eventbus", "serve", "--port", "0", "--json"]
+@contextmanager
+def served(*args: str, env: Mapping[str, str] | None = None) -> Iterator[tuple[subprocess.Popen[str], str]]:
+    """`eventbus serve --port 0 ARGS --parser acme=...` in a subprocess: yields it and its /hooks/acme URL once it
+    has said where it listens; stops it on SIGTERM after the block (the block may have) and waits for it to end."""
+    command = [sys.executable, "-m", "eventbus", "serve", "--port", "0", *args]
     command += ["--parser", "acme=tests.adapters.test_webhooks:parse_acme"]
     proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
         announced = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)/hooks/\{provider\}\n", _readline(proc, 30))
         assert announced, "the first line says where to send webhooks"
-        url = announced.group(1) + "/hooks/acme"
-        body = body_of(keys=("a",))
-        signed = httpx.post(url, content=body, headers={**JSON, **signature_headers(SECRET, "m1", body)}, timeout=10)
-        unsigned = httpx.post(url, content=body, headers=JSON, timeout=10)
-        assert (signed.status_code, unsigned.status_code) == (200, 401)
-        proc.send_signal(signal.SIGTERM)
-        out, err = proc.communicate(timeout=30)
+        yield proc, announced.group(1) + "/hooks/acme"
     finally:
         if proc.poll() is None:
             proc.kill()
             proc.communicate()
+
+
+def stop(proc: subprocess.Popen[str]) -> tuple[str, str]:
+    """SIGTERM, then its remaining stdout and stderr once it has ended."""
+    proc.send_signal(signal.SIGTERM)
+    return proc.communicate(timeout=30)
+
+
+def test_eventbus_serve_runs_the_receiver_alone() -> None:
+    """`eventbus serve` announces its URL, checks signatures with the env secret, logs events, exits 0 on SIGTERM."""
+    with served("--json", env={**os.environ, "EVENTBUS_WEBHOOK_SECRET": SECRET}) as (proc, url):
+        body = body_of(keys=("a",))
+        signed = httpx.post(url, content=body, headers={**JSON, **signature_headers(SECRET, "m1", body)}, timeout=10)
+        unsigned = httpx.post(url, content=body, headers=JSON, timeout=10)
+        assert (signed.status_code, unsigned.status_code) == (200, 401)
+        out, err = stop(proc)
     assert proc.returncode == 0
     logged = [json.loads(line) for line in out.splitlines()]
     assert [(e["event"], e.get("key"), e.get("status")) for e in logged] == [
         ("item_succeeded", "a", None),
         ("invalid_signal", None, 401),
     ]
-    assert SECRET not in out + err and SECRET not in " ".join(command)
+    assert SECRET not in out + err and SECRET not in " ".join(proc.args)  # type: ignore[arg-type]
+
+
+def journal_rows(journal: Path, columns: str) -> list[tuple[Any, ...]]:
+    """The journal's rows (those ``columns``) as SQLite itself reads them, in position order."""
+    import sqlite3
+
+    conn = sqlite3.connect(journal)
+    try:
+        return conn.execute(f"SELECT {columns} FROM events ORDER BY seq").fetchall()
+    finally:
+        conn.close()
 
 
 def test_eventbus_serve_with_a_journal_has_written_the_events_before_it_answers(tmp_path: Path) -> None:
     """`eventbus serve --journal F`: when the 200 arrives, the events are already in F (read while it runs)."""
-    import sqlite3
-
     journal = tmp_path / "hooks.db"
-    command = [sys.executable, "-m", "eventbus", "serve", "--port", "0", "--json", "--journal", str(journal)]
-    command += ["--parser", "acme=tests.adapters.test_webhooks:parse_acme"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        announced = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)/hooks/\{provider\}\n", _readline(proc, 30))
-        assert announced, "the first line says where to send webhooks"
-        url = announced.group(1) + "/hooks/acme"
-        journaled: list[list[str]] = []
+    journaled: list[list[str]] = []
+    with served("--json", "--journal", str(journal)) as (proc, url):
         for n, keys in enumerate((("a", "b"), ("c",))):
             response = httpx.post(url, content=body_of(job=f"j{n}", keys=keys), headers=JSON, timeout=10)
             assert response.status_code == 200
-            conn = sqlite3.connect(journal)
-            journaled.append([row[0] for row in conn.execute("SELECT job_id FROM events ORDER BY seq")])
-            conn.close()
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+            journaled.append([job for (job,) in journal_rows(journal, "job_id")])
+        stop(proc)
     assert proc.returncode == 0
     assert journaled == [["j0", "j0"], ["j0", "j0", "j1"]]
 
@@ -621,30 +629,14 @@ def test_eventbus_serve_with_a_journal_has_written_the_events_before_it_answers(
 def test_eventbus_serve_keeps_its_journal_within_journal_max_entries(tmp_path: Path) -> None:
     """`eventbus serve --journal F --journal-max-entries 3`: every event is written (positions 1-8), and the file
     it leaves holds the last 3; a limit without --journal exits 1 saying what is missing."""
-    import sqlite3
-
     journal = tmp_path / "hooks.db"
-    command = [sys.executable, "-m", "eventbus", "serve", "--port", "0", "--journal", str(journal)]
-    command += ["--journal-max-entries", "3", "--parser", "acme=tests.adapters.test_webhooks:parse_acme"]
-    proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    try:
-        announced = re.fullmatch(r"listening on (http://127\.0\.0\.1:\d+)/hooks/\{provider\}\n", _readline(proc, 30))
-        assert announced, "the first line says where to send webhooks"
-        url = announced.group(1) + "/hooks/acme"
+    with served("--journal", str(journal), "--journal-max-entries", "3") as (proc, url):
         for n in range(4):
             response = httpx.post(url, content=body_of(job=f"j{n}", keys=("a", "b")), headers=JSON, timeout=10)
             assert response.status_code == 200
-        proc.send_signal(signal.SIGTERM)
-        proc.communicate(timeout=30)
-    finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.communicate()
+        stop(proc)
     assert proc.returncode == 0
-    conn = sqlite3.connect(journal)
-    kept = conn.execute("SELECT seq, job_id FROM events ORDER BY seq").fetchall()
-    conn.close()
-    assert kept == [(6, "j2"), (7, "j3"), (8, "j3")]
+    assert journal_rows(journal, "seq, job_id") == [(6, "j2"), (7, "j3"), (8, "j3")]
     alone = subprocess.run(
         [sys.executable, "-m", "eventbus", "serve", "--port", "0", "--journal-max-age", "60"],
         capture_output=True,
