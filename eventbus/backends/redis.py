@@ -137,6 +137,7 @@ class _Subscriber:
         "providers",
         "ready",
         "received",
+        "scope",
         "size",
         "space",
         "start",
@@ -173,6 +174,7 @@ class _Subscriber:
         self.active = False  # a handler is working on a batch
         self.ready = anyio.Event()  # the consumer group exists
         self.done: anyio.Event | None = None  # a handler's task has ended
+        self.scope: anyio.CancelScope | None = None  # a handler's, cancelled by RedisHandlerHandle.aclose
         self.wakeup: anyio.Event | None = None  # set by the reader when the consumer waits for events
         self.space: anyio.Event | None = None  # set by the consumer when the reader waits for room
         self.idle: anyio.Event | None = None  # set on acknowledgements, for drain()
@@ -229,11 +231,12 @@ class RedisSubscription(_View):
 
     def __init__(self, sub: _Subscriber, bus: RedisBus) -> None:
         super().__init__(sub, bus)
-        self._exited = False
+        self._exited = False  # the subscribe() block was left
+        self._ended = False  # end of stream was reported once
         self._position: str | None = None
 
     def __aiter__(self) -> RedisSubscription:
-        if self._exited:
+        if self._exited or self._ended:
             raise SubscriptionClosed(f"subscription {self._sub.name!r} is closed; subscribe again")
         return self
 
@@ -255,6 +258,7 @@ class RedisSubscription(_View):
             self._position = entry_id.decode()
             return event
         if sub.closed:
+            self._ended = True
             raise anyio.EndOfStream
         raise anyio.WouldBlock
 
@@ -302,11 +306,22 @@ class RedisHandlerHandle(_View):
         self._bus._detach(self._sub)
 
     async def aclose(self, timeout: float = 5.0) -> None:
-        """Remove the handler and wait up to ``timeout`` seconds until it has handled its buffer."""
+        """Remove the handler and wait until it has handled its buffer; cancel it after ``timeout`` seconds.
+
+        Events still buffered when it is cancelled are counted as dropped; their entries, and the one it was
+        handling, stay pending in Redis and come again (claimed by a consumer of the name after ``claim_idle``).
+        """
         self.close()
-        if self._sub.done is not None:
-            with anyio.move_on_after(timeout):
-                await self._sub.done.wait()
+        done, scope = self._sub.done, self._sub.scope
+        if done is None or scope is None:  # pragma: no cover - set by RedisBus.on before it returns
+            return
+        with anyio.move_on_after(timeout):
+            await done.wait()
+        if not done.is_set():
+            _log.warning("handler_close_timeout", subscriber=self._sub.name, timeout=timeout, lag=len(self._sub.buffer))
+            scope.cancel()
+            with anyio.CancelScope(shield=True), anyio.move_on_after(timeout):
+                await done.wait()
 
 
 class RedisBus:
@@ -695,6 +710,7 @@ class RedisBus:
             raise ConfigError(f"handler must be callable, not {handler!r}")
         label = name or getattr(handler, "__qualname__", None) or type(handler).__qualname__
         sub = self._add(label, "handler", buffer, overflow, types, providers, jobs, where, durable, start)
+        sub.scope = anyio.CancelScope()
         sub.done = anyio.Event()
         assert self._tg is not None
         self._tg.start_soon(self._run_handler, sub, handler, name=f"eventbus redis handler {label}")
@@ -736,9 +752,10 @@ class RedisBus:
             self._detach(sub)
 
     async def _run_handler(self, sub: _Subscriber, handler: Handler) -> None:
-        assert sub.done is not None
+        assert sub.done is not None and sub.scope is not None
         try:
-            await self._handle(sub, handler)
+            with sub.scope:
+                await self._handle(sub, handler)
         finally:
             sub.done.set()
             sub.dropped += len(sub.buffer)
@@ -947,8 +964,9 @@ class RedisBus:
         "Acknowledged" counts whoever did it: this process, another consumer
         of the same name (competing consumers), or the filters (what they
         refuse is acknowledged unseen). A subscription must :meth:`ack
-        <RedisSubscription.ack>`. Raises ``TimeoutError`` after ``timeout``
-        seconds. Events whose write failed are not waited for.
+        <RedisSubscription.ack>`. A handler removed with ``handle.close()``
+        counts until it has handled what it had read. Raises ``TimeoutError``
+        after ``timeout`` seconds. Events whose write failed are not waited for.
         """
         with anyio.fail_after(math.inf if timeout is None else timeout):
             while self._written < self._enqueued and not self._writer_gone:
@@ -958,6 +976,8 @@ class RedisBus:
     async def _settle(self, *, local: bool) -> None:
         """Wait until each open subscriber's group read past this bus's last entry and holds none up to it pending.
 
+        Handlers removed with ``handle.close()`` count until they have handled what they had read.
+
         ``local``: only this bus's own consumer's pending entries count (closing does not wait for other processes).
         """
         client = self._client
@@ -965,10 +985,15 @@ class RedisBus:
         while True:
             target = self._last_id
             subs = [s for s in self._subs.values() if not s.closed or s.kind == "handler"]
-            if target is None or not subs:
+            if target is None or not (subs or self._retiring):
                 return
-            waiting = next((s for s in subs if s.busy or not s.ready.is_set()), None)
+            # Removed handlers still working through what they had read count too (their group is not looked at).
+            waiting = next((s for s in subs if s.busy or not s.ready.is_set()), None) or next(
+                (s for s in self._retiring if s.busy), None
+            )
             if waiting is None:
+                if not subs:
+                    return
                 try:
                     waiting = await self._unsettled(subs, target, local)
                 except (RedisError, OSError) as exc:
