@@ -335,6 +335,14 @@ class Subscription(_View):
             raise SubscriptionClosed(f"subscription {self._sub.name!r} is closed; subscribe again")
         return self
 
+    async def ack(self) -> None:
+        """Nothing to do: an in-memory subscription's event is handled once it is received.
+
+        Here so that code which acknowledges (as a durable subscription on a
+        journaled bus and every RedisBus subscription need) runs unchanged on
+        any bus.
+        """
+
     def receive_nowait(self) -> ev.Event:
         """The next buffered event.
 
