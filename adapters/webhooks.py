@@ -11,9 +11,9 @@
     400  webhook-id longer than 256 characters (ids are remembered for dedupe)
     200  duplicate (same webhook-id, or the same body when there is no id): nothing published
     400  the provider's parser refused the body (invalid JSON, wrong shape, ...)
-    503  the bus refused or timed out, or its journal could not be written: the sender
-         should retry; nothing is marked as seen
-    200  the events were handed to the bus (on a bus with a journal: and written to it)
+    503  the bus refused or timed out, or what it writes to (its journal, Redis) could
+         not take the events: the sender should retry; nothing is marked as seen
+    200  the events were handed to the bus (on a bus.persistent bus: and written)
 
 Every refusal also publishes an :class:`~eventbus.events.InvalidSignal` (a
 reason a person can act on, the status, a bounded excerpt of the body; never
@@ -144,8 +144,8 @@ class WebhookReceiver:
             except ValueError as exc:
                 raise ConfigError(str(exc)) from None
         self._bus = bus
-        # A bus with a journal: answer 2xx only once the events are in it.
-        self._flush = getattr(bus, "flush", None) if getattr(bus, "journal", None) is not None else None
+        # A bus that writes what is published (a journal, Redis): answer 2xx only once this request's events are in it.
+        self._flush = getattr(bus, "flush", None) if getattr(bus, "persistent", False) else None
         self._parsers: dict[str, Parser] = dict(parsers or {})
         self._key = key
         self._tolerance = tolerance
@@ -339,6 +339,7 @@ class WebhookReceiver:
 
     async def _publish_here(self, events: Sequence[ev.Event]) -> None:
         bus = self._bus
+        before = bus.published if self._flush is not None else 0  # what others published before this request
         for i, event in enumerate(events):
             try:
                 bus.publish_nowait(event)  # the hot path: no timer, no await
@@ -350,4 +351,4 @@ class WebhookReceiver:
                 break
         if self._flush is not None:
             with anyio.fail_after(self._publish_timeout):
-                await self._flush()
+                await self._flush(after=before)  # raises if any of them (or of others' since) was not written

@@ -55,6 +55,7 @@ import anyio.abc
 import msgspec
 
 from eventbus import events as ev
+from eventbus._failures import Failures
 from eventbus._logging import get_logger
 from eventbus.exceptions import BufferOverflow, BusClosed, ConfigError, JournalError, SubscriptionClosed
 from eventbus.journal import Journal, type_tags
@@ -480,7 +481,7 @@ class Bus:
                 raise ConfigError(f"{self._journal!r} is read-only; a bus writes to its journal")
             self._pending: deque[ev.Event] = deque()
             self._enqueued = self._written = 0
-            self._failures: deque[tuple[int, int, JournalError]] = deque(maxlen=64)
+            self._failures = Failures()
             self._work: anyio.Event | None = None  # set to wake the writer
             self._room: anyio.Event | None = None  # set when the writer took events from a full queue
             self._progress: anyio.Event | None = None  # set when a batch was written (or failed) and delivered
@@ -996,18 +997,23 @@ class Bus:
     def _enqueue(self, event: ev.Event) -> int:
         self._pending.append(event)
         self._enqueued += 1
-        self._published += 1
         if self._work is not None:
             self._work.set()
             self._work = None
         return self._enqueued
 
-    def _check_written(self, ticket: int) -> None:
+    def _check_written(self, ticket: int, after: int | None = None) -> None:
         if self._written < ticket:
             raise BusClosed("the bus was torn down before the event was written to its journal")
-        for first, last, exc in self._failures:
-            if first <= ticket <= last:
-                raise JournalError(str(exc)) from exc
+        if after is None:
+            why = self._failures.of(ticket)
+            if why is not None:
+                raise JournalError(why)
+            return
+        failed = self._failures.between(after, ticket)
+        if failed is not None:
+            count, why = failed
+            raise JournalError(f"{count} of the {ticket - after} events published since were not written: {why}")
 
     async def _wait_progress(self) -> None:
         waiter = self._progress
@@ -1020,12 +1026,16 @@ class Bus:
             self._progress.set()
             self._progress = None
 
-    async def flush(self) -> None:
+    async def flush(self, after: int | None = None) -> None:
         """Wait until every event published so far is in the journal (at once without a journal).
 
         For whoever must not acknowledge something before it is durable, such
         as a webhook receiver before its 2xx, after ``publish_nowait``. Raises
-        :class:`JournalError` if the last of them could not be written.
+        :class:`JournalError` if any event published after the ``after``-th
+        could not be written: read ``n = bus.published`` before publishing
+        yours, then ``await bus.flush(after=n)`` (other tasks' events published
+        meanwhile count too: never a false "written"). Without ``after``, only
+        the last event published is checked.
         """
         if self._journal is None:
             await anyio.lowlevel.checkpoint()
@@ -1033,8 +1043,13 @@ class Bus:
         ticket = self._enqueued
         while self._written < ticket and not self._writer_gone:
             await self._wait_progress()  # cancelled: only the waiting stops; the events are written all the same
-        if ticket:
-            self._check_written(ticket)
+        if ticket and (after is None or ticket > after):
+            self._check_written(ticket, after)
+
+    @property
+    def persistent(self) -> bool:
+        """True when a published event is written somewhere that outlives the process (here: a journal)."""
+        return self._journal is not None
 
     async def _write_journal(self) -> None:
         """The writer: journal what was published, in batches, then deliver it to the subscribers in order."""
@@ -1057,7 +1072,7 @@ class Bus:
                 try:
                     await journal.append(batch)
                 except JournalError as exc:
-                    self._failures.append((first, first + len(batch) - 1, exc))
+                    self._failures.add(first, first + len(batch) - 1, str(exc))
                     _log.error("journal_write_failed", events=len(batch), error=str(exc))
                     failed = True
                 else:
@@ -1185,9 +1200,13 @@ class Bus:
 
     @property
     def published(self) -> int:
-        """How many events were published (accepted by :meth:`publish_nowait`)."""
-        return self._published
+        """How many events were published (accepted by :meth:`publish_nowait` or :meth:`publish`).
+
+        On a journaled bus, counted as they are queued for the journal (the
+        count :meth:`flush` takes as ``after``), not again when delivered.
+        """
+        return self._published if self._journal is None else self._enqueued
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
-        return f"<Bus {state} subscribers={len(self._subs)} published={self._published}>"
+        return f"<Bus {state} subscribers={len(self._subs)} published={self.published}>"

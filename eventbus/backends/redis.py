@@ -51,6 +51,7 @@ import sniffio
 
 from eventbus import events as ev
 from eventbus._checks import COUNT, SECONDS, Rule, check_numbers
+from eventbus._failures import Failures
 from eventbus._logging import get_logger
 from eventbus.bus import (
     Handler,
@@ -386,7 +387,7 @@ class RedisBus:
         self._groups: set[str] = set()  # every group this bus has read from, for the consumer's clean-up
         self._pending: deque[ev.Event] = deque()
         self._enqueued = self._written = 0
-        self._failures: deque[tuple[int, int, str]] = deque(maxlen=64)
+        self._failures = Failures()
         self._last_id: bytes | None = None  # the last entry this bus XADDed
         self._work: anyio.Event | None = None
         self._room: anyio.Event | None = None
@@ -539,13 +540,24 @@ class RedisBus:
             )
         self._check_written(ticket)
 
-    async def flush(self) -> None:
-        """Wait until every event published so far was sent to Redis; :class:`TransportError` if the last failed."""
+    async def flush(self, after: int | None = None) -> None:
+        """Wait until every event published so far was sent to Redis.
+
+        Raises :class:`TransportError` if any event published after the
+        ``after``-th was not written (``n = bus.published`` before publishing
+        yours, then ``await bus.flush(after=n)``); without ``after``, if the
+        last one was not.
+        """
         ticket = self._enqueued
         while self._written < ticket and not self._writer_gone:
             await self._wait_progress()
-        if ticket:
-            self._check_written(ticket)
+        if ticket and (after is None or ticket > after):
+            self._check_written(ticket, after)
+
+    @property
+    def persistent(self) -> bool:
+        """True: a published event is in Redis once written (a webhook receiver answers 2xx only then)."""
+        return True
 
     def _enqueue(self, event: ev.Event) -> int:
         self._pending.append(event)
@@ -555,12 +567,20 @@ class RedisBus:
             self._work = None
         return self._enqueued
 
-    def _check_written(self, ticket: int) -> None:
+    def _check_written(self, ticket: int, after: int | None = None) -> None:
         if self._written < ticket:
             raise BusClosed("the bus was closed before the event was written to Redis")
-        for first, last, why in self._failures:
-            if first <= ticket <= last:
+        if after is None:
+            why = self._failures.of(ticket)
+            if why is not None:
                 raise TransportError(f"the event was not written to Redis at {self.url}: {why}")
+            return
+        failed = self._failures.between(after, ticket)
+        if failed is not None:
+            count, why = failed
+            raise TransportError(
+                f"{count} of the {ticket - after} events published since were not written to Redis at {self.url}: {why}"
+            )
 
     async def _wait_progress(self) -> None:
         waiter = self._progress
@@ -605,7 +625,7 @@ class RedisBus:
                             ids = await pipe.execute()
                 except (RedisError, OSError, TimeoutError) as exc:
                     why = redact(str(exc)) or type(exc).__name__
-                    self._failures.append((first, first + len(batch) - 1, why))
+                    self._failures.add(first, first + len(batch) - 1, why)
                     _log.error("redis_write_failed", events=len(batch), url=self.url, error=why)
                 else:
                     self._last_id = ids[-1]

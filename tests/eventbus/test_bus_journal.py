@@ -100,6 +100,33 @@ async def test_publish_nowait_refuses_past_the_writers_queue_and_loses_nothing(t
     assert len(journaled_ids(path)) == 10_001
 
 
+async def test_flush_after_a_count_reports_every_failed_write_since_not_only_the_last(tmp_path: Path) -> None:
+    """A webhook receiver reads bus.published, publishes its events, then flush(after=that): a batch of them that
+    failed is reported even when a later batch (another request's) was written. flush() alone checks only the last
+    event, and answered "written" for a request whose events were lost."""
+    path = tmp_path / "events.db"
+    async with Bus(journal=Journal(path, timeout=0.2)) as bus:
+        await bus.publish(progress(0))
+        before = bus.published
+        assert before == 1  # counted once (it was counted again when delivered, which threw the count off)
+        other = sqlite3.connect(path, isolation_level=None)
+        other.execute("BEGIN IMMEDIATE")  # another process holds the write lock: this batch fails
+        try:
+            bus.publish_nowait(progress(1))
+            with pytest.raises(JournalError, match="database is locked"):
+                await bus.flush()
+        finally:
+            other.execute("ROLLBACK")
+            other.close()
+        bus.publish_nowait(progress(2))  # written
+        await bus.flush()  # the last one was written
+        with pytest.raises(JournalError, match=r"1 of the 2 events published since were not written: .*locked"):
+            await bus.flush(after=before)
+        await bus.flush(after=before + 1)  # only event 2: written
+        await bus.flush(after=bus.published)  # nothing published since: nothing to report
+    assert journaled_ids(path) == ["pronto:j1:0", "pronto:j1:2"]
+
+
 async def test_a_failed_write_is_raised_to_the_publisher_and_no_subscriber_sees_the_event(tmp_path: Path) -> None:
     path = tmp_path / "events.db"
     async with Bus(journal=Journal(path, timeout=0.2)) as bus, capture(bus) as live:

@@ -380,6 +380,35 @@ async def test_redis_killed_mid_run_publish_fails_in_time_and_readers_recover(tm
     assert seen.done == [0, 2]
 
 
+async def test_a_webhook_receiver_on_redisbus_answers_2xx_only_once_redis_has_the_events(tmp_path: Path) -> None:
+    """The receiver flushes a RedisBus as it does a journaled Bus: the 200 comes once the entries are in the stream,
+    and with Redis gone the sender gets a 503 (to retry), not a 200 for events that were never written."""
+    import httpx
+
+    from adapters.serving import ServedApp
+    from adapters.webhooks import WebhookReceiver
+    from tests.adapters.test_webhooks import JSON, body_of, parse_acme
+
+    need_redis_server()
+    srv = RedisServer(free_port(), tmp_path)
+    srv.start()
+    raw = aioredis.Redis.from_url(srv.url)
+    try:
+        async with RedisBus(srv.url, stream="hooks", timeout=1.0) as bus:
+            receiver = WebhookReceiver(bus, {"acme": parse_acme}, publish_timeout=5)
+            async with ServedApp(receiver) as served, httpx.AsyncClient(base_url=served.url) as client:
+                with anyio.fail_after(10):
+                    ok = await client.post("/hooks/acme", content=body_of(keys=("a", "b")), headers=JSON)
+                    assert ok.status_code == 200 and await raw.xlen("hooks") == 2
+                    srv.stop()
+                    down = await client.post("/hooks/acme", content=body_of(job="j2", keys=("c",)), headers=JSON)
+                assert down.status_code == 503 and receiver.stats()["unavailable"] == 1
+                srv.start()  # an empty server again, so that leaving the bus does not wait on a dead one
+    finally:
+        await raw.aclose()
+        srv.stop()
+
+
 def test_trio_is_refused_with_a_config_error() -> None:
     """redis-py's asyncio client cannot run under trio: entering says so instead of failing obscurely."""
     trio = pytest.importorskip("trio")
