@@ -514,19 +514,32 @@ class TrackedPublisher:
         if not self._send(self.tracker.feed(event)):
             await self.flush()
 
-    async def flush(self) -> None:
+    async def flush(self, after: int | None = None) -> None:
         """Wait until every merged event taken so far has been published, in order.
 
-        On a bus with a journal, also until they are all in the journal (``Bus.flush``).
+        On a bus that writes what is published (:attr:`persistent`: a journal,
+        Redis), also until they are written (the bus's ``flush(after)``: with
+        ``after`` read from :attr:`published` before publishing, it raises if
+        any event the bus got since was not written).
         """
         await self._send_pending()
-        if self.journal is not None:
-            await self._bus.flush()  # type: ignore[attr-defined]
+        if self.persistent:
+            await self._bus.flush(after)  # type: ignore[attr-defined]
 
     @property
     def journal(self) -> Any:
-        """The journal of the bus published to (None: an in-memory bus)."""
+        """The journal of the bus published to (None: an in-memory bus, or not a Bus)."""
         return getattr(self._bus, "journal", None)
+
+    @property
+    def persistent(self) -> bool:
+        """Whether the bus published to writes what it is given (a Bus with a journal, a RedisBus)."""
+        return bool(getattr(self._bus, "persistent", False))
+
+    @property
+    def published(self) -> int:
+        """The bus's count of events published (what ``flush(after=...)`` takes)."""
+        return int(getattr(self._bus, "published", 0))
 
     async def _send_pending(self) -> None:
         async with self._lock:

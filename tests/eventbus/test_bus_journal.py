@@ -279,26 +279,38 @@ async def test_a_receiver_on_a_journaled_bus_answers_only_once_the_events_are_wr
             assert journaled_ids(path) == ["acme:w1:0", "acme:w1:1", "acme:w1:2"]
 
 
-async def test_a_receiver_answers_503_when_the_journal_cannot_be_written(tmp_path: Path) -> None:
-    """The provider retries a 503; a 2xx would have acknowledged events that are nowhere."""
+@pytest.mark.parametrize("tracked", [False, True], ids=["bus", "through-a-job-tracker"])
+async def test_a_receiver_answers_503_when_the_journal_cannot_be_written(tmp_path: Path, tracked: bool) -> None:
+    """The provider retries a 503; a 2xx would have acknowledged events that are nowhere. Also when the receiver
+    publishes through a JobTracker (as `follow` wires it): the tracked publisher passes the bus's flush on."""
+    from contextlib import AsyncExitStack
+
+    from eventbus.tracker import JobTracker
+
     path = tmp_path / "events.db"
 
     def parse(body: bytes, headers: object) -> list[ev.Event]:
-        return [progress(1, job="w2", provider="acme")]
+        data = msgspec.json.decode(body)
+        return [ev.JobAccepted(id=f"acme:{data['job']}:a", provider="acme", job_id=data["job"], source="webhook")]
 
-    async with Bus(journal=Journal(path, timeout=0.2)) as bus:
-        receiver = WebhookReceiver(bus, {"acme": parse})
+    async with AsyncExitStack() as stack:
+        bus = await stack.enter_async_context(Bus(journal=Journal(path, timeout=0.2)))
+        target = await stack.enter_async_context(JobTracker().attach(bus)) if tracked else bus
+        receiver = WebhookReceiver(target, {"acme": parse})
         await bus.flush()
+        client = await stack.enter_async_context(
+            httpx.AsyncClient(transport=httpx.ASGITransport(app=receiver), base_url="http://t")
+        )
         other = sqlite3.connect(path, isolation_level=None)
         other.execute("BEGIN IMMEDIATE")
         try:
-            async with httpx.AsyncClient(transport=httpx.ASGITransport(app=receiver), base_url="http://t") as client:
-                response = await client.post("/hooks/acme", content=b"{}", headers=JSON)
+            refused = await client.post("/hooks/acme", content=b'{"job": "w1"}', headers=JSON)
         finally:
             other.execute("ROLLBACK")
             other.close()
-    assert response.status_code == 503
-    assert journaled_ids(path) == []
+        taken = await client.post("/hooks/acme", content=b'{"job": "w2"}', headers=JSON)
+        assert taken.status_code == 200 and journaled_ids(path) == ["acme:w2:a"]  # written before the 200
+    assert refused.status_code == 503
 
 
 @pytest.mark.parametrize(
