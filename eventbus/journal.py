@@ -518,8 +518,9 @@ class Journal:
         ``max_age`` seconds goes), moved back to just after the lowest named
         cursor (:meth:`cursors`; a durable subscriber's is saved from the
         moment it first subscribes): what a durable subscriber has not
-        acknowledged stays. Each cursor holding entries back is logged once
-        (``journal_retention_held``) until it moves. Runs by itself as events
+        acknowledged stays. A cursor that starts holding entries back is
+        logged once (``journal_retention_held``, a warning) and again, as
+        ``journal_retention_released``, once it no longer does. Runs by itself as events
         are appended; call it to apply the limits now.
         """
         conn = self._conn("writer")
@@ -528,7 +529,7 @@ class Journal:
                 done = await anyio.to_thread.run_sync(self._apply_limits, conn, bool(self._starting))
         self._retained_at = (self._last, time.monotonic())
         for name, seq in done.held_by.items():
-            if self._held.get(name) != seq:
+            if name not in self._held:  # once while it holds entries back, not at every pass
                 _log.warning(
                     "journal_retention_held",
                     journal=str(self.path),
@@ -536,6 +537,8 @@ class Journal:
                     position=seq,
                     hint="entries it has not acknowledged are kept; Journal.forget(name) if it is no longer used",
                 )
+        for name in self._held.keys() - done.held_by.keys():
+            _log.info("journal_retention_released", journal=str(self.path), cursor=name)
         self._held = dict(done.held_by)
         return done
 

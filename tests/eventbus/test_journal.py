@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sqlite3
 from pathlib import Path
 
@@ -421,8 +422,9 @@ async def test_max_age_deletes_what_is_older_by_the_events_time(tmp_path: Path) 
 async def test_retention_keeps_what_a_cursor_has_not_acknowledged_and_says_which(
     tmp_path: Path, caplog: pytest.LogCaptureFixture
 ) -> None:
-    """A durable subscriber that is down keeps its entries, whatever the limits; the log names it once (until it
-    moves); once it acknowledges, or is forgotten, the limits apply."""
+    """A durable subscriber that is down keeps its entries, whatever the limits; the log names it once while it holds
+    them back (not at every pass, nor as it moves) and once when it stops; once it is forgotten, the limits apply."""
+    caplog.set_level(logging.INFO, logger="eventbus.journal")
     path = tmp_path / "j.db"
     async with Journal(path) as journal:
         await journal.append([progress(i) for i in range(1, 101)])
@@ -437,10 +439,26 @@ async def test_retention_keeps_what_a_cursor_has_not_acknowledged_and_says_which
         assert "Journal.forget(name)" in held[0].getMessage()
         await journal.ack("store", 60)
         assert (await journal.retain()).held_by == {"store": 60} and rows(path)[0] == 61
-        assert await journal.forget("store") is True and await journal.forget("store") is False
+        await journal.ack("store", 92)  # caught up: the limit applies
         done = await journal.retain()
         assert done.held_by == {} and rows(path) == list(range(91, 101))
-        assert await journal.cursors() == {"alerts": 95}
+        await journal.append([progress(i) for i in range(101, 121)])
+        await journal.ack("store", 120)
+        await journal.ack("alerts", 120)
+        await journal.ack("gone", 0)  # a subscriber that will never come back
+        assert (await journal.retain()).held_by == {"gone": 0} and rows(path)[0] == 91
+        assert await journal.forget("gone") is True and await journal.forget("gone") is False
+        done = await journal.retain()
+        assert done.held_by == {} and rows(path) == list(range(111, 121))
+        assert await journal.cursors() == {"alerts": 120, "store": 120}
+    logged = [
+        (getattr(r, "event", None), getattr(r, "cursor", None)) for r in caplog.records if r.name == "eventbus.journal"
+    ]
+    assert logged == [  # once when a cursor starts holding entries back, once when it stops: not at every pass
+        ("journal_retention_held", "store"),
+        ("journal_retention_released", "store"),
+        ("journal_retention_held", "gone"),
+    ]
 
 
 async def test_a_durable_subscriber_holds_the_entries_it_has_not_acknowledged_from_the_moment_it_subscribes(
