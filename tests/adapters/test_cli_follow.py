@@ -121,6 +121,7 @@ def test_demo_into_a_closed_pipe_ends_quietly_with_141() -> None:
     """`eventbus demo | head -1`: exit 141, no traceback (rich turned the broken pipe into SystemExit(1), which
     escaped the stdout guard as a 60-line traceback and exit 1)."""
     command = [sys.executable, "-m", "eventbus", "demo", "--contacts", "200", "--log", "-", "--journal", "-"]
+    command += ["--store", "-"]  # run in the working directory: no files left there
     env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stdout is not None
@@ -136,6 +137,7 @@ def test_an_interrupted_demo_says_so() -> None:
     import signal
 
     command = [sys.executable, "-m", "eventbus", "demo", "--contacts", "2000", "--log", "-", "--journal", "-"]
+    command += ["--store", "-"]  # run in the working directory: no files left there
     env = {k: v for k, v in os.environ.items() if k.lower() != "no_proxy"}
     with subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) as proc:
         assert proc.stdout is not None
