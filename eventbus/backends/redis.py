@@ -12,6 +12,8 @@
         bus.publish_nowait(event)                               # queued for the writer (anyio.WouldBlock when full)
         await bus.drain()                                       # every local subscriber's group acked it all
         bus.stats()                                             # per subscriber: delivered, failed, lag, ...
+        page = await bus.read(after="0")                        # the stream as a log: no group, nothing acked
+        await bus.groups()                                      # each group's last delivered id, pending, lag
 
 Every event is one entry ``{"e": encode(event), "t": type tag}`` of the
 stream (``XADD MAXLEN ~ maxlen``). Every subscriber name is a consumer group:
@@ -50,9 +52,10 @@ import msgspec
 import sniffio
 
 from eventbus import events as ev
-from eventbus._checks import COUNT, SECONDS, Rule, check_numbers
+from eventbus._checks import COUNT, SECONDS, WHOLE, Rule, check_numbers
 from eventbus._failures import Failures
 from eventbus._logging import get_logger
+from eventbus.backends import REDIS_SCHEMES
 from eventbus.bus import (
     Handler,
     SubscriberStats,
@@ -61,7 +64,7 @@ from eventbus.bus import (
     filters_admit,
 )
 from eventbus.exceptions import BusClosed, ConfigError, SubscriptionClosed, TransportError
-from eventbus.journal import type_tags
+from eventbus.journal import _names, type_tags  # (_names: the journal's filter checks, with its messages)
 from eventbus.subscribers.log import redact, redact_userinfo
 
 try:
@@ -72,11 +75,12 @@ try:
 except ImportError as exc:  # pragma: no cover - the "redis" extra is not installed
     raise ImportError("eventbus.backends.redis needs redis-py: pip install 'eventbus[redis]'") from exc
 
-__all__ = ["RedisBus", "RedisHandlerHandle", "RedisSubscription"]
+from eventbus.backends._redis_reading import GroupInfo, StreamEntry, StreamPage, StreamReader, entry_key, id_key
+
+__all__ = ["GroupInfo", "RedisBus", "RedisHandlerHandle", "RedisSubscription", "StreamEntry", "StreamPage"]
 
 _log = get_logger("eventbus.redis")
 
-_SCHEMES = ("redis://", "rediss://", "unix://")
 _ENTRY_ID = re.compile(r"^(\$|0|\d+(-\d+)?)$")
 _MAXLEN = Rule("a whole number, 1 or more, or None (no trimming)", 1, above=False, whole=True, none=True)
 
@@ -92,13 +96,6 @@ _BACKOFF_MIN, _BACKOFF_MAX = 0.05, 5.0
 _CLAIM_ROUNDS = 10
 # drain() looks at the groups again after this when no local acknowledgement woke it (other processes ack too).
 _DRAIN_POLL = 0.05
-
-
-def _id_key(entry_id: bytes | str) -> tuple[int, int]:
-    """A stream entry id (``"1700000000000-3"``) as a pair that compares in stream order."""
-    text = entry_id.decode() if isinstance(entry_id, bytes) else entry_id
-    ms, _, seq = text.partition("-")
-    return int(ms), int(seq or 0)
 
 
 def _consumer_name() -> str:
@@ -354,7 +351,7 @@ class RedisBus:
         queue: int = 10_000,
         close_timeout: float = 5.0,
     ) -> None:
-        if not isinstance(url, str) or not url.startswith(_SCHEMES):
+        if not isinstance(url, str) or not url.startswith(REDIS_SCHEMES):
             shown = redact_userinfo(url) if isinstance(url, str) else url
             raise ConfigError(f"RedisBus needs a redis://, rediss:// or unix:// URL, not {shown!r}")
         if not isinstance(stream, str) or not stream:
@@ -1030,14 +1027,14 @@ class RedisBus:
     async def _unsettled(self, subs: list[_Subscriber], target: bytes, local: bool) -> _Subscriber | None:
         client = self._client
         assert client is not None
-        key = _id_key(target)
+        key = id_key(target)
         groups = {
             (g["name"].decode() if isinstance(g["name"], bytes) else g["name"]): g
             for g in await client.xinfo_groups(self.stream)
         }
         for sub in subs:
             group = groups.get(sub.name)
-            if group is None or _id_key(group["last-delivered-id"]) < key:
+            if group is None or id_key(group["last-delivered-id"]) < key:
                 return sub
             consumer = self.consumer if local else None
             if await client.xpending_range(self.stream, sub.name, "-", target, 1, consumername=consumer):
@@ -1047,3 +1044,60 @@ class RedisBus:
     def stats(self) -> dict[str, SubscriberStats]:
         """Counters of every current subscriber in this process, by name."""
         return {name: sub.stats() for name, sub in self._subs.items()}
+
+    # --- the stream as a log: no group, nothing acknowledged ---------------------------------
+
+    async def read(
+        self,
+        after: str = "0",
+        *,
+        limit: int = 1000,
+        types: Types | None = None,
+        providers: Iterable[str] | str | None = None,
+        jobs: Iterable[str] | str | None = None,
+    ) -> StreamPage:
+        """The entries after entry id ``after`` (``"0"``: from the start), in stream order, matching every filter.
+
+        As :meth:`eventbus.journal.Journal.read` does for a journal, with entry
+        ids (``"1700000000000-0"``) for positions: continue with
+        ``read(after=page.upto)``. At most ``limit`` entries of the stream are
+        read at once, the filters applying after (``page.more``: it stopped
+        there). Entries that cannot be decoded are listed in ``page.skipped``
+        with their id, never raised. No consumer group is created or moved.
+        :class:`TransportError` if Redis cannot be reached.
+        """
+        check_numbers("RedisBus.read", limit=(limit, COUNT))
+        if entry_key(after) is None:
+            raise ConfigError(
+                f"after must be a stream entry id such as '1700000000000-0' ('0': the start), not {after!r}"
+            )
+        filters = type_tags(types), _names("providers", providers), _names("jobs", jobs)
+        return await self._reader().read(after, limit, *filters)
+
+    async def start_of_last(
+        self,
+        n: int,
+        *,
+        types: Types | None = None,
+        providers: Iterable[str] | str | None = None,
+        jobs: Iterable[str] | str | None = None,
+    ) -> str:
+        """The entry id to :meth:`read` after for the last ``n`` entries matching the filters (``"0"``: all there are).
+
+        ``n=0`` gives the id of the last entry ever added to the stream: read
+        after it for only what is added from now on. Undecodable entries that
+        the filters cannot refuse count, as :meth:`read` names them.
+        """
+        check_numbers("RedisBus.start_of_last", n=(n, WHOLE))
+        filters = type_tags(types), _names("providers", providers), _names("jobs", jobs)
+        return await self._reader().start_of_last(n, *filters)
+
+    async def groups(self) -> list[GroupInfo]:
+        """Every consumer group of the stream (a subscriber name, in any process), by name: ``XINFO GROUPS``."""
+        return await self._reader().groups()
+
+    def _reader(self) -> StreamReader:
+        if self._client is None or self._closed:
+            state = "closed" if self._closed else "not running"
+            raise BusClosed(f"the bus is {state}; read the stream inside 'async with RedisBus(url) as bus'")
+        return StreamReader(self._client, self.stream, self.url, self.timeout)

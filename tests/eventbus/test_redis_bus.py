@@ -22,7 +22,7 @@ import redis.asyncio as aioredis
 
 from eventbus import events as ev
 from eventbus.backends.redis import RedisBus
-from eventbus.exceptions import ConfigError, TransportError
+from eventbus.exceptions import BusClosed, ConfigError, TransportError
 from tests.eventbus.conftest import RedisServer, free_port, need_redis_server, new_stream
 
 pytestmark = pytest.mark.anyio
@@ -504,3 +504,219 @@ async def test_leaving_the_bus_lets_handlers_finish_what_it_published(url: str, 
             bus.publish_nowait(progress(i))
     assert seen.done == list(range(20))
     assert bus.closed
+
+
+# --- the stream as a log: read, start_of_last, groups --------------------------------------------
+
+
+async def published(url: str, stream: str, raw: aioredis.Redis, events: list[ev.Event]) -> list[str]:
+    """Publish ``events`` through a RedisBus (queued, then flushed); the stream's entry ids, in order."""
+    async with RedisBus(url, stream=stream) as bus:
+        for event in events:
+            bus.publish_nowait(event)
+        await bus.flush()
+    return [entry_id.decode() for entry_id, _ in await raw.xrange(stream)]
+
+
+def mixed() -> list[ev.Event]:
+    """Two providers, three jobs, two types: entries 0..5 in this order."""
+    return [
+        progress(0, job="j1"),
+        completed("j1"),
+        progress(1, job="j2", provider="datananas"),
+        completed("j2", provider="datananas"),
+        progress(2, job="j3"),
+        completed("j3"),
+    ]
+
+
+async def test_read_pages_through_the_stream_in_order_creating_no_group(
+    url: str, stream: str, raw: aioredis.Redis
+) -> None:
+    """read(after, limit): the entries after an id, with their ids, page by page (more, upto); no group is made."""
+    events = [progress(i) for i in range(7)]
+    ids = await published(url, stream, raw, events)
+    async with RedisBus(url, stream=stream) as bus:
+        pages = [await bus.read(limit=3)]
+        while pages[-1].more:
+            pages.append(await bus.read(pages[-1].upto, limit=3))
+        again = await bus.read(pages[-1].upto)
+        middle = await bus.read(ids[4])
+    assert [[(e.id, e.event) for e in page.entries] for page in pages] == [
+        list(zip(ids[0:3], events[0:3], strict=True)),
+        list(zip(ids[3:6], events[3:6], strict=True)),
+        [(ids[6], events[6])],
+    ]
+    assert [(page.upto, page.more, page.skipped) for page in pages] == [
+        (ids[2], True, []),
+        (ids[5], True, []),
+        (ids[6], False, []),
+    ]
+    assert (again.entries, again.upto, again.more) == ([], ids[6], False)
+    assert [e.id for e in middle.entries] == ids[5:]
+    assert await raw.xinfo_groups(stream) == []  # read as a log: no consumer group made
+
+
+@pytest.mark.parametrize(
+    "filters, expected",
+    [
+        ({"types": {"job_completed"}}, [1, 3, 5]),
+        ({"types": ev.JobCompleted, "providers": "datananas"}, [3]),
+        ({"jobs": ["j2", "j3"]}, [2, 3, 4, 5]),
+        ({"providers": {"pronto"}, "types": ["job_progress"]}, [0, 4]),
+        ({"providers": {"nobody"}}, []),
+    ],
+)
+async def test_read_filters_and_covers_what_they_refuse(
+    url: str, stream: str, raw: aioredis.Redis, filters: dict[str, object], expected: list[int]
+) -> None:
+    """types, providers and jobs combine as on Journal.read; upto is past the refused entries that end the stream."""
+    events = mixed()
+    ids = await published(url, stream, raw, events)
+    async with RedisBus(url, stream=stream) as bus:
+        page = await bus.read(**filters)  # type: ignore[arg-type]
+    assert [e.id for e in page.entries] == [ids[i] for i in expected]
+    assert [e.event for e in page.entries] == [events[i] for i in expected]
+    assert (page.upto, page.more) == (ids[-1], False)
+
+
+async def test_read_names_undecodable_entries_and_skips_by_tag_without_decoding(
+    url: str, stream: str, raw: aioredis.Redis
+) -> None:
+    """Entries another program wrote are listed in skipped with their id (never raised); the 't' field refuses an
+    entry for a type filter before its JSON is looked at."""
+    first, last = progress(0), completed()
+    async with RedisBus(url, stream=stream) as bus:
+        await bus.publish(first)
+        bad = [
+            await raw.xadd(stream, {"e": b"not json", "t": b"job_progress"}),
+            await raw.xadd(stream, {"x": b"1"}),
+            await raw.xadd(stream, {"e": b'{"type":"job_paused","id":"x"}', "t": b"job_paused"}),
+        ]
+        await bus.publish(last)
+        page = await bus.read()
+        completions = await bus.read(types={"job_completed"})
+    bad_ids = [b.decode() for b in bad]
+    assert [e.event for e in page.entries] == [first, last]
+    assert [entry_id for entry_id, _ in page.skipped] == bad_ids
+    json_why, fields_why, type_why = (why for _, why in page.skipped)
+    assert json_why.startswith(f"entry {bad_ids[0]} cannot be decoded: ") and json_why.endswith("excerpt: not json")
+    assert fields_why == f"entry {bad_ids[1]} cannot be decoded: it has no 'e' field (its fields: x)"
+    assert type_why.startswith(f"entry {bad_ids[2]} cannot be decoded: ") and "job_paused" in type_why
+    # Refused by their tags unseen; the entry without one cannot be refused, and is named.
+    assert [e.event for e in completions.entries] == [last]
+    assert completions.skipped == [(bad_ids[1], fields_why)]
+
+
+async def test_start_of_last_is_the_id_to_read_after(url: str, stream: str, raw: aioredis.Redis) -> None:
+    """start_of_last(n): reading after it gives the last n matching entries; 0: the last id ever added (also once
+    deleted); more than there are: "0"."""
+    ids = await published(url, stream, raw, mixed())
+    async with RedisBus(url, stream=stream) as bus:
+        assert await bus.start_of_last(2) == ids[3]
+        assert await bus.start_of_last(2, types="job_completed") == ids[2]
+        assert await bus.start_of_last(1, providers="datananas", types=["job_progress"]) == ids[1]
+        assert await bus.start_of_last(6) == "0"
+        assert await bus.start_of_last(7, jobs="j1") == "0"
+        last_two = await bus.read(await bus.start_of_last(2, types="job_completed"), types="job_completed")
+        assert [e.id for e in last_two.entries] == [ids[3], ids[5]]
+        await raw.xdel(stream, ids[5])
+        assert await bus.start_of_last(0) == ids[5]  # the last id given, not that of the last entry left
+        assert (await bus.read(await bus.start_of_last(0))).entries == []
+    async with RedisBus(url, stream=new_stream()) as bus:  # nothing there yet
+        assert [await bus.start_of_last(n) for n in (0, 3)] == ["0", "0"]
+
+
+async def test_start_of_last_scans_back_over_many_pages(url: str, stream: str, raw: aioredis.Redis) -> None:
+    """The backward scan goes past its first XREVRANGE page (a thousand entries at a time), filters and all."""
+    events = [progress(i, job="even" if i % 2 == 0 else "odd") for i in range(2500)]
+    ids = await published(url, stream, raw, events)
+    async with RedisBus(url, stream=stream) as bus:
+        assert await bus.start_of_last(1001) == ids[1498]
+        assert await bus.start_of_last(2499) == ids[0]
+        assert await bus.start_of_last(2500) == "0"
+        assert await bus.start_of_last(1100, jobs="odd") == ids[300]  # the 1100th last odd entry is ids[301]
+
+
+async def test_groups_report_each_consumer_groups_position_pending_and_lag(
+    url: str, stream: str, raw: aioredis.Redis
+) -> None:
+    """groups(): every consumer group by name, whoever made it: last delivered id, pending, lag, consumers."""
+    async with RedisBus(url, stream=stream) as bus:
+        assert await bus.groups() == []  # no stream yet
+    ids = await published(url, stream, raw, [progress(i) for i in range(8)])
+    await raw.xgroup_create(stream, "slow", id="0")
+    await raw.xreadgroup("slow", "worker-1", {stream: ">"}, count=3)  # read, never acknowledged
+    await raw.xgroup_create(stream, "from-the-middle", id=ids[4])
+    seen = Seen()
+    async with RedisBus(url, stream=stream) as bus:
+        bus.on(seen, name="store", start="0")
+        await seen.reach(8)
+        await bus.drain(timeout=10)
+    async with RedisBus(url, stream=stream) as bus:
+        groups = await bus.groups()
+    assert [g.name for g in groups] == ["from-the-middle", "slow", "store"]
+    middle, slow, store = groups
+    assert (slow.last_delivered, slow.pending, slow.lag, slow.consumers) == (ids[2], 3, 5, 1)
+    assert (store.last_delivered, store.pending, store.lag, store.consumers) == (ids[7], 0, 0, 0)
+    assert (middle.last_delivered, middle.pending, middle.consumers) == (ids[4], 0, 0)
+    assert middle.lag in (None, 3)  # Redis 7.0 cannot tell for a group made at an arbitrary id
+
+
+async def test_bad_read_arguments_are_config_errors(url: str, stream: str, raw: aioredis.Redis) -> None:
+    """Positions, limits and filters are checked as the journal checks them, with the same words."""
+    cases = [
+        (
+            {"after": "yesterday"},
+            "after must be a stream entry id such as '1700000000000-0' ('0': the start), not 'yesterday'",
+        ),
+        ({"after": "18446744073709551616-0"}, "after must be a stream entry id such as '1700000000000-0'"),
+        ({"after": 5}, "after must be a stream entry id such as '1700000000000-0' ('0': the start), not 5"),
+        ({"limit": 0}, "RedisBus.read: limit must be a whole number, 1 or more, not 0"),
+        ({"types": {"job_done"}}, "unknown event type 'job_done'; known types: batch_submitted, "),
+        ({"types": []}, "types is empty: nothing would ever match"),
+        ({"providers": []}, "providers is empty: nothing would ever match"),
+        ({"jobs": [1]}, "jobs must be strings, not ['1']"),
+    ]
+    async with RedisBus(url, stream=stream) as bus:
+        for kwargs, message in cases:
+            with pytest.raises(ConfigError) as err:
+                await bus.read(**kwargs)  # type: ignore[arg-type]
+            assert str(err.value).startswith(message), (kwargs, str(err.value))
+        with pytest.raises(ConfigError, match=r"^RedisBus.start_of_last: n must be a whole number, 0 or more, not -1"):
+            await bus.start_of_last(-1)
+        last = await bus.read("18446744073709551615-18446744073709551615")  # nothing can follow the largest id
+        assert (last.entries, last.more) == ([], False)
+        await raw.set(stream, "not a stream")
+        for call in (bus.read(), bus.start_of_last(1), bus.groups()):
+            with pytest.raises(
+                ConfigError, match=rf"^the key '{stream}' at redis://127\.0\.0\.1:\d+/0 is not a stream"
+            ):
+                await call
+    with pytest.raises(BusClosed, match="the bus is not running"):
+        await RedisBus(url, stream=stream).read()
+    with pytest.raises(BusClosed, match="the bus is closed"):
+        await bus.groups()
+
+
+async def test_reading_when_redis_is_gone_is_a_transport_error_without_the_password(tmp_path: Path) -> None:
+    """read, start_of_last and groups raise TransportError naming the stream and the URL, its password hidden."""
+    need_redis_server()
+    srv = RedisServer(free_port(), tmp_path)
+    srv.start()
+    try:
+        secret_url = f"redis://default:s3cret@127.0.0.1:{srv.port}/0"  # (the default user takes any password)
+        async with RedisBus(secret_url, stream="log", timeout=2) as bus:
+            await bus.publish(progress(0))
+            assert len((await bus.read()).entries) == 1
+            srv.stop()
+            for call in (bus.read(), bus.start_of_last(3), bus.groups()):
+                with pytest.raises(TransportError) as err:
+                    await call
+                assert str(err.value).startswith(
+                    f"could not read the stream 'log' at redis://***@127.0.0.1:{srv.port}/0: "
+                )
+                assert "s3cret" not in str(err.value)
+            srv.start()  # an empty server again, so that leaving the bus does not wait on a dead one
+    finally:
+        srv.stop()
