@@ -449,7 +449,7 @@ class HandlerHandle(_View):
         """
         self.close()
         done, scope = self._sub.done, self._sub.scope
-        if done is None or scope is None:  # pragma: no cover - set by Bus.on before it returns
+        if done is None or scope is None:  # pragma: no cover - set by Bus.on (RedisBus.on) before it returns
             return
         with anyio.move_on_after(timeout):
             await done.wait()

@@ -58,6 +58,7 @@ from eventbus._logging import get_logger
 from eventbus.backends import REDIS_SCHEMES
 from eventbus.bus import (
     Handler,
+    HandlerHandle,  # close() and aclose(timeout) are the same on both buses
     SubscriberStats,
     Types,
     _View,  # name, closed and stats(): what both kinds of subscriber show
@@ -296,30 +297,15 @@ class RedisSubscription(_View):
         await anyio.lowlevel.checkpoint()
 
 
-class RedisHandlerHandle(_View):
-    """What :meth:`RedisBus.on` returns: the handler's stats and a way to remove it."""
+class RedisHandlerHandle(HandlerHandle):
+    """What :meth:`RedisBus.on` returns: the handler's stats and a way to remove it.
 
-    def close(self) -> None:
-        """Remove the handler: it reads nothing more and handles (and acknowledges) what is buffered."""
-        self._bus._detach(self._sub)
-
-    async def aclose(self, timeout: float = 5.0) -> None:
-        """Remove the handler and wait until it has handled its buffer; cancel it after ``timeout`` seconds.
-
-        Events still buffered when it is cancelled are counted as dropped; their entries, and the one it was
-        handling, stay pending in Redis and come again (claimed by a consumer of the name after ``claim_idle``).
-        """
-        self.close()
-        done, scope = self._sub.done, self._sub.scope
-        if done is None or scope is None:  # pragma: no cover - set by RedisBus.on before it returns
-            return
-        with anyio.move_on_after(timeout):
-            await done.wait()
-        if not done.is_set():
-            _log.warning("handler_close_timeout", subscriber=self._sub.name, timeout=timeout, lag=len(self._sub.buffer))
-            scope.cancel()
-            with anyio.CancelScope(shield=True), anyio.move_on_after(timeout):
-                await done.wait()
+    ``close()``: the handler reads nothing more and handles (and acknowledges)
+    what is buffered. ``aclose(timeout)`` then waits for that, and cancels it
+    after ``timeout`` seconds: what was still buffered is counted as dropped,
+    and its entries, with the one it was handling, stay pending in Redis and
+    come again (claimed by a consumer of the name after ``claim_idle``).
+    """
 
 
 class RedisBus:

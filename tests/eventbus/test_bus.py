@@ -47,6 +47,22 @@ async def handled(sub: Any) -> None:
     await sub.ack()
 
 
+class Stuck:
+    """A handler that never returns: ``started`` once it has an event, ``cancelled`` once it was cancelled."""
+
+    def __init__(self) -> None:
+        self.started = anyio.Event()
+        self.cancelled = anyio.Event()
+
+    async def __call__(self, event: ev.Event) -> None:
+        self.started.set()
+        try:
+            await anyio.sleep_forever()
+        except anyio.get_cancelled_exc_class():
+            self.cancelled.set()
+            raise
+
+
 @asynccontextmanager
 async def blocked_publish(bus: Bus, event: ev.Event) -> AsyncIterator[None]:
     """Publish ``event`` in a task; enter once it waits for room, leave once it went through (5 s at most)."""
@@ -367,23 +383,14 @@ async def test_drain_timeout_raises(make_bus: MakeBus) -> None:
 
 async def test_close_cancels_stuck_handler_after_timeout(make_bus: MakeBus) -> None:
     """Closing waits close_timeout for a stuck handler, then cancels it."""
-    started = anyio.Event()
-    cancelled = anyio.Event()
-
-    async def stuck(event: ev.Event) -> None:
-        started.set()
-        try:
-            await anyio.sleep_forever()
-        except anyio.get_cancelled_exc_class():
-            cancelled.set()
-            raise
+    stuck = Stuck()
 
     with anyio.fail_after(5):
         async with make_bus(close_timeout=0.05) as bus:
             bus.on(stuck, name="stuck")
             await bus.publish(progress(1))
-            await started.wait()
-    assert cancelled.is_set()
+            await stuck.started.wait()
+    assert stuck.cancelled.is_set()
 
 
 async def test_closed_bus_refuses_publish_and_subscribe(make_bus: MakeBus) -> None:
@@ -783,14 +790,7 @@ async def test_handle_aclose_waits_for_buffered_events() -> None:
 # Bus only: needs publish_nowait to fill buffers at once; a RedisBus buffers what its reader fetched, later.
 async def test_handle_aclose_cancels_stuck_handler_after_timeout() -> None:
     """HandlerHandle.aclose cancels a stuck handler after its timeout and counts the unhandled events as dropped."""
-    cancelled = anyio.Event()
-
-    async def stuck(event: ev.Event) -> None:
-        try:
-            await anyio.sleep_forever()
-        except anyio.get_cancelled_exc_class():
-            cancelled.set()
-            raise
+    stuck = Stuck()
 
     async with Bus() as bus:
         other: list[int] = []
@@ -802,23 +802,14 @@ async def test_handle_aclose_cancels_stuck_handler_after_timeout() -> None:
             await handle.aclose(timeout=0.01)
         stats = handle.stats()
         await bus.drain()
-    assert cancelled.is_set()
+    assert stuck.cancelled.is_set()
     assert (stats.delivered, stats.dropped, stats.lag) == (1, 2, 0)
     assert other == [0, 1, 2]
 
 
 async def test_handle_aclose_cancels_a_stuck_handler_and_the_others_go_on(make_bus: MakeBus) -> None:
     """HandlerHandle.aclose(timeout) cancels a handler stuck on an event; it is removed, its peers keep receiving."""
-    started = anyio.Event()
-    cancelled = anyio.Event()
-
-    async def stuck(event: ev.Event) -> None:
-        started.set()
-        try:
-            await anyio.sleep_forever()
-        except anyio.get_cancelled_exc_class():
-            cancelled.set()
-            raise
+    stuck = Stuck()
 
     other: list[int] = []
     async with make_bus() as bus:
@@ -826,9 +817,9 @@ async def test_handle_aclose_cancels_a_stuck_handler_and_the_others_go_on(make_b
         handle = bus.on(stuck, name="stuck")
         await bus.publish(progress(0))
         with anyio.fail_after(5):
-            await started.wait()
+            await stuck.started.wait()
             await handle.aclose(timeout=0.01)
-        assert cancelled.is_set() and handle.closed and "stuck" not in bus.stats()
+        assert stuck.cancelled.is_set() and handle.closed and "stuck" not in bus.stats()
         assert handle.stats().delivered == 1
         await bus.publish(progress(1))
         with anyio.fail_after(10):
