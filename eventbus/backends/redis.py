@@ -45,6 +45,7 @@ from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from inspect import isawaitable
 from itertools import islice
+from typing import Any
 
 import anyio
 import anyio.abc
@@ -97,6 +98,11 @@ _BACKOFF_MIN, _BACKOFF_MAX = 0.05, 5.0
 _CLAIM_ROUNDS = 10
 # drain() looks at the groups again after this when no local acknowledgement woke it (other processes ack too).
 _DRAIN_POLL = 0.05
+
+
+def _no_stream(exc: BaseException) -> bool:
+    """An XGROUP refused because the stream does not exist (yet)."""
+    return "requires the key to exist" in str(exc)
 
 
 def _consumer_name() -> str:
@@ -1081,6 +1087,74 @@ class RedisBus:
     async def groups(self) -> list[GroupInfo]:
         """Every consumer group of the stream (a subscriber name, in any process), by name: ``XINFO GROUPS``."""
         return await self._reader().groups()
+
+    # --- managing subscribers' groups ---------------------------------------------------
+
+    async def reset(self, name: str, to: str | int = "$") -> None:
+        """Move subscriber ``name``'s group: it reads next after ``to`` (``XGROUP SETID``).
+
+        ``to``: ``"$"`` (only what is published from now on), ``"0"`` (the
+        whole stream again) or an entry id (what follows it; ``read`` and
+        ``eventbus tail`` show them). A group that does not exist yet is
+        created there, so a subscriber of that name starts from ``to``.
+        Entries its consumers hold pending stay pending (claimed as usual).
+        Refused while a subscriber of that name runs on this bus: close it
+        first (other processes' consumers of the name just read on from the
+        new position).
+        """
+        start = self._group_call_checks(name, "reset", to)
+        assert start is not None
+        client = self._client
+        assert client is not None
+        try:
+            await self._group_command(name, client.xgroup_setid, self.stream, name, id=start)
+        except ResponseError as exc:
+            if "NOGROUP" not in str(exc) and not _no_stream(exc):
+                raise self._group_error(name, exc) from None
+            try:
+                await self._group_command(name, client.xgroup_create, self.stream, name, id=start, mkstream=True)
+            except ResponseError as exc:
+                raise self._group_error(name, exc) from None
+
+    async def forget(self, name: str) -> bool:
+        """Delete subscriber ``name``'s group (a subscriber gone for good); True if there was one.
+
+        What its consumers held pending is forgotten with it; a subscriber of
+        that name subscribing again starts as a new one (``start``). Refused
+        while a subscriber of that name runs on this bus.
+        """
+        self._group_call_checks(name, "forget", None)
+        assert self._client is not None
+        try:
+            return bool(await self._group_command(name, self._client.xgroup_destroy, self.stream, name))
+        except ResponseError as exc:
+            if _no_stream(exc):
+                return False
+            raise self._group_error(name, exc) from None
+
+    def _group_call_checks(self, name: str, what: str, to: str | int | None) -> str | None:
+        if not isinstance(name, str) or not name:
+            raise ConfigError(f"{what}: a subscriber's name is a non-empty string, not {name!r}")
+        start = None if to is None else _check_start(name, to)
+        if self._client is None or self._closed:
+            raise BusClosed(f"the bus is {'closed' if self._closed else 'not running'}; {what} inside 'async with'")
+        if name in self._subs:
+            raise ConfigError(f"subscriber {name!r} is running on this bus; close it before you {what} its group")
+        return start
+
+    async def _group_command(self, name: str, call: Any, *args: Any, **kwargs: Any) -> Any:
+        """``await call(...)`` within ``timeout``; a ResponseError is raised as it is, the rest as TransportError."""
+        try:
+            with anyio.fail_after(self.timeout):
+                return await call(*args, **kwargs)
+        except ResponseError:
+            raise
+        except (RedisError, OSError, TimeoutError) as exc:
+            raise self._group_error(name, exc) from None
+
+    def _group_error(self, name: str, exc: BaseException) -> TransportError:
+        why = redact(str(exc)) or type(exc).__name__
+        return TransportError(f"could not change the group {name!r} of the stream {self.stream!r} at {self.url}: {why}")
 
     def _reader(self) -> StreamReader:
         if self._client is None or self._closed:

@@ -251,6 +251,80 @@ async def test_a_new_group_starts_with_new_events_and_start_0_reads_the_history(
     assert fresh.done == [5]
 
 
+async def test_reset_moves_a_group_back_or_forward_and_creates_one_where_asked(url: str, stream: str) -> None:
+    """reset(name, "0") replays the whole stream to the next subscriber of that name, reset(name, ID) what follows
+    ID; a group that does not exist is created at the position, so even a default ("$") subscriber starts there."""
+    async with RedisBus(url, stream=stream) as bus:
+        for i in range(5):
+            await bus.publish(progress(i))
+        ids = [entry.id for entry in (await bus.read()).entries]
+        first = Seen()
+        handle = bus.on(first, name="store", start="0")
+        await first.reach(5)
+        await bus.drain(timeout=10)
+        await handle.aclose()
+        await bus.reset("store", "0")
+        again = Seen()
+        bus.on(again, name="store")
+        await again.reach(5)
+        await bus.drain(timeout=10)
+    async with RedisBus(url, stream=stream) as bus:
+        await bus.reset("store", ids[2])
+        await bus.reset("later", 0)  # no such group yet: made at the start of the stream
+        tail, late = Seen(), Seen()
+        bus.on(tail, name="store")
+        bus.on(late, name="later")  # (start "$" would only see new events: the group exists, it is not used)
+        await tail.reach(2)
+        await late.reach(5)
+        await bus.drain(timeout=10)
+        groups = {g.name: g for g in await bus.groups()}
+    assert first.done == [0, 1, 2, 3, 4] and again.done == [0, 1, 2, 3, 4]
+    assert tail.done == [3, 4] and late.done == [0, 1, 2, 3, 4]
+    assert groups["store"].last_delivered == ids[4] and groups["later"].pending == 0
+
+
+async def test_forget_deletes_a_group_and_refuses_while_it_runs_here(url: str, stream: str) -> None:
+    async with RedisBus(url, stream=stream) as bus:
+        await bus.publish(progress(0))
+        assert await bus.forget("nobody") is False
+        await bus.reset("gone", "0")
+        assert [g.name for g in await bus.groups()] == ["gone"]
+        assert await bus.forget("gone") is True
+        assert await bus.groups() == []
+        seen = Seen()
+        bus.on(seen, name="live", start="0")
+        await seen.reach(1)
+        with pytest.raises(ConfigError, match="subscriber 'live' is running on this bus; close it before you reset"):
+            await bus.reset("live", "0")
+        with pytest.raises(ConfigError, match="subscriber 'live' is running on this bus; close it before you forget"):
+            await bus.forget("live")
+        with pytest.raises(ConfigError, match=r"start must be '\$' \(new events only\), '0' \(the whole stream\)"):
+            await bus.reset("other", "yesterday")
+        with pytest.raises(ConfigError, match="a subscriber's name is a non-empty string"):
+            await bus.forget("")
+        assert await bus.forget("missing-stream-group") is False
+    async with RedisBus(url, stream=stream + "-never-written") as bus:
+        assert await bus.forget("x") is False  # the stream does not exist: nothing to forget
+        await bus.reset("x", "0")  # made, with the stream
+        assert [g.name for g in await bus.groups()] == ["x"]
+
+
+async def test_reset_and_forget_with_redis_gone_are_transport_errors_naming_the_group(tmp_path: Path) -> None:
+    need_redis_server()
+    srv = RedisServer(free_port(), tmp_path)
+    srv.start()
+    try:
+        async with RedisBus(srv.url, stream="s", timeout=1.0) as bus:
+            srv.stop()
+            with pytest.raises(TransportError, match=r"could not change the group 'g' of the stream 's' at redis://"):
+                await bus.reset("g", "0")
+            with pytest.raises(TransportError, match=r"could not change the group 'g'"):
+                await bus.forget("g")
+            srv.start()  # an empty server again, so that leaving the bus does not wait on a dead one
+    finally:
+        srv.stop()
+
+
 async def test_a_dead_consumers_pending_entries_are_claimed_after_claim_idle(
     url: str, stream: str, raw: aioredis.Redis
 ) -> None:
