@@ -32,10 +32,12 @@ class Failures:
         self._ranges.append((first, last, why))
 
     def of(self, number: int) -> str | None:
-        """Why event ``number`` was not written, or None if it was (or is older than what is kept)."""
+        """Why event ``number`` was not written, or None if it was."""
         for first, last, why in self._ranges:
             if first <= number <= last:
                 return why
+        if number <= self._forgotten:  # it may have been in a range no longer kept: never a false "written"
+            return "failures that old are no longer kept; treat it as not written"
         return None
 
     def between(self, after: int, upto: int) -> tuple[int, str] | None:
