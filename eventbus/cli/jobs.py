@@ -1,21 +1,28 @@
-"""What became of every job a journal or a store holds: one row per job (or chunk that never became one).
+"""What became of every job a journal, a store or a RedisBus's stream holds: one row per job (or refused chunk).
 
-A journal's events are replayed into the same per-job summary `eventbus
-demo` and `eventbus submit --follow` print at their end; a store
+A journal's events, or those of the stream a RedisBus writes on a Redis URL
+(redis://HOST:PORT/DB, rediss://, unix://; --stream NAME, default eventbus),
+are replayed from the start into the same per-job summary `eventbus demo`
+and `eventbus submit --follow` print at their end; a store
 (eventbus.subscribers.store) holds that summary already: state, total,
 contacts that succeeded and failed, created and updated, seconds, and the
-reason of a job that failed or a chunk that was refused. The file is only
-read, also while other processes write it. With --items and one --job, that
-job's contacts instead, one line each: key, status, outcome or code, message.
+reason of a job that failed or a chunk that was refused. The source is only
+read, also while other processes write it (no consumer group is made or
+moved). With --items and one --job, that job's contacts instead, one line
+each: key, status, outcome or code, message. Rows or entries that cannot be
+decoded are named on stderr and passed over.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from collections.abc import Awaitable, Callable
+from contextlib import AsyncExitStack
 from typing import TYPE_CHECKING, Any
 
 from eventbus.cli import comma_list, list_option, say, write_all
+from eventbus.cli._sources import URL_HELP, add_stream_option, is_redis_url, open_journal, open_stream
 from eventbus.subscribers.board import TERMINAL_STATES
 
 if TYPE_CHECKING:
@@ -23,8 +30,10 @@ if TYPE_CHECKING:
     from eventbus.subscribers.store import ItemRecord, JobRecord
 
 NAME = "jobs"
-HELP = "one row per job a journal or store file holds: state, contacts that succeeded and failed, reason"
-ORDER = 56  # after tail (55): both read a journal
+HELP = "one row per job a journal, store file or RedisBus stream holds: state, contacts that succeeded and failed"
+ORDER = 56  # after tail (55): both read a journal or a stream
+
+_BATCH = 1000  # rows (stream entries) read at once
 
 STATES = ("submitted", "accepted", "running", "stuck", *sorted(TERMINAL_STATES))
 """Every state a job's row can be in (eventbus.subscribers.board): the open ones, then the ended ones."""
@@ -38,8 +47,11 @@ def _known_states(states: list[str]) -> None:
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
-        "journal", metavar="FILE", help="a journal file (Bus(journal=...) or --journal) or a store file (Store(path))"
+        "journal",
+        metavar="SOURCE",
+        help=f"a journal file (Bus(journal=...) or --journal), a store file (Store(path)), or {URL_HELP}",
     )
+    add_stream_option(parser)
     list_option(parser, "--provider", "providers", comma_list("provider names"), "PROVIDER", "only these providers")
     states = comma_list("states", _known_states)
     list_option(parser, "--state", "states", states, "STATE", f"only jobs in these states: {', '.join(STATES)}")
@@ -54,42 +66,76 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import anyio
 
+    from eventbus.cli._sources import redis_client_missing
+
+    parser = args._jobs_parser
     if args.items and (not args.jobs or len(args.jobs) != 1 or args.states):
-        args._jobs_parser.error("--items lists the contacts of one job: give exactly one --job ID (and no --state)")
+        parser.error("--items lists the contacts of one job: give exactly one --job ID (and no --state)")
+    redis = is_redis_url(parser, args.journal, args.stream, "a journal or store file")
+    if redis and redis_client_missing("jobs"):
+        return 2
     try:
-        return anyio.run(_main, args)
+        return anyio.run(_main, args, redis)
     except KeyboardInterrupt:
         say("eventbus jobs: interrupted")
         return 130
 
 
-async def _main(args: argparse.Namespace) -> int:
+async def _main(args: argparse.Namespace, redis: bool) -> int:
     import anyio
 
-    from eventbus.cli.tail import open_journal
-    from eventbus.subscribers.board import JobBoard
+    from eventbus.cli._sources import say_never_written
     from eventbus.subscribers.store import file_kind
 
-    if await anyio.to_thread.run_sync(file_kind, args.journal) == "store":
+    if not redis and await anyio.to_thread.run_sync(file_kind, args.journal) == "store":
         return await _from_store(args)
-    journal = await open_journal(args.journal, "jobs")  # (also says why a file is neither)
-    if journal is None:
-        return 2
+    async with AsyncExitStack() as stack:
+        if redis:
+            opened = await open_stream(args.journal, args.stream, "jobs", stack)
+            if opened is None:
+                return 2
+            bus, last = opened
+            if last == "0":
+                say_never_written(bus, "jobs")
+            where = f"the stream {bus.stream!r} at {bus.url}"  # (the URL's password hidden)
+            return await _replay(bus.read, "0", args, "stream", where, "entries of the stream")
+        journal = await open_journal(args.journal, "jobs")  # (also says why a file is neither)
+        if journal is None:
+            return 2
+        stack.push_async_callback(journal.close)
+        return await _replay(journal.read, 0, args, "journal", args.journal, "rows of the journal")
+
+
+async def _replay(
+    read: Callable[..., Awaitable[Any]], start: Any, args: argparse.Namespace, kind: str, where: str, rows_of: str
+) -> int:
+    """Read every page from ``start`` (Journal.read or RedisBus.read), in order, into the rows or the contacts; print.
+
+    Each row or entry that cannot be decoded is named on stderr (with its seq or entry id) and passed over.
+    """
+    from eventbus.subscribers.board import JobBoard
+
     board = JobBoard()
     items: dict[tuple[str, str, str], ItemRecord] = {}
     if args.items:
-        replay = journal.replay(providers=args.providers, jobs=args.jobs, types=("item_succeeded", "item_failed"))
+        filters: dict[str, Any] = {"providers": args.providers, "jobs": args.jobs, "types": _ITEM_TYPES}
     else:
-        replay = journal.replay(providers=args.providers)
-    try:
-        async for entry in replay:
+        filters = {"providers": args.providers}
+    skipped = 0
+    at = start
+    while True:
+        page = await read(at, limit=_BATCH, **filters)
+        for entry in page.entries:
             if args.items:
                 _keep_item(items, entry.event)
             else:
                 board(entry.event)
-    finally:
-        await journal.close()
-    skipped = replay.skipped
+        for _, why in page.skipped:
+            say(f"eventbus jobs: skipped: {why}")
+        skipped += len(page.skipped)
+        at = page.upto
+        if not page.more:
+            break
     if args.items:
         _print_items(sorted(items.values(), key=lambda i: (i.provider, len(i.key), i.key)), as_json=args.json)
     else:
@@ -97,10 +143,13 @@ async def _main(args: argparse.Namespace) -> int:
         if args.json:
             _print_json(rows)
         else:
-            _print_tables(rows, args, "journal")
+            _print_tables(rows, args, kind, where)
     if skipped:
-        say(f"eventbus jobs: {skipped} rows of the journal could not be decoded and were passed over")
+        say(f"eventbus jobs: {skipped} {rows_of} could not be decoded and were passed over")
     return 0
+
+
+_ITEM_TYPES = ("item_succeeded", "item_failed")
 
 
 async def _from_store(args: argparse.Namespace) -> int:
@@ -134,7 +183,7 @@ async def _from_store(args: argparse.Namespace) -> int:
     if args.json:
         _print_json(rows)
     else:
-        _print_tables(rows, args, "store")
+        _print_tables(rows, args, "store", args.journal)
     return 0
 
 
@@ -225,7 +274,7 @@ def _print_json(rows: list[JobRow]) -> None:
     write_all(b"".join(encode(record(row)) + b"\n" for row in rows))
 
 
-def _print_tables(rows: list[JobRow], args: argparse.Namespace, kind: str) -> None:
+def _print_tables(rows: list[JobRow], args: argparse.Namespace, kind: str, where: str) -> None:
     from eventbus.cli import console_width, plural, stdout_console
     from eventbus.subscribers.board import JobBoard
     from eventbus.subscribers.console import provider_table, summary_table
@@ -236,5 +285,5 @@ def _print_tables(rows: list[JobRow], args: argparse.Namespace, kind: str) -> No
         return
     shown = JobBoard()
     shown.rows = {(r.provider, r.job_id): r for r in rows}
-    console.print(summary_table(shown, title=f"{plural(len(rows), 'job')} in {args.journal}"))
+    console.print(summary_table(shown, title=f"{plural(len(rows), 'job')} in {where}"))
     console.print(provider_table(shown))

@@ -37,6 +37,14 @@ from eventbus.cli import (
     whole,
     write_all,
 )
+from eventbus.cli._sources import (
+    URL_HELP,
+    add_stream_option,
+    is_redis_url,
+    open_journal,
+    open_stream,
+    say_never_written,
+)
 
 if TYPE_CHECKING:
     from eventbus.backends.redis import RedisBus
@@ -51,7 +59,6 @@ position = number(int, minimum=0)
 
 
 _BATCH = 1000  # rows (stream entries) read at once
-_DEFAULT_STREAM = "eventbus"  # RedisBus's
 
 
 def stream_position(text: str) -> str:
@@ -77,14 +84,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "source",
         metavar="SOURCE",
-        help="a journal file, as given to Bus(journal=...); or a Redis URL (redis://HOST:PORT/DB, rediss://, "
-        "unix://) to read a RedisBus's stream",
+        help=f"a journal file, as given to Bus(journal=...); or {URL_HELP}",
     )
-    parser.add_argument(
-        "--stream",
-        metavar="NAME",
-        help=f"with a Redis URL: the stream's key, as given to RedisBus(stream=...) (default: {_DEFAULT_STREAM})",
-    )
+    add_stream_option(parser)
     parser.add_argument(
         "-f", "--follow", action="store_true", help="then print new events as they are committed, until Ctrl-C"
     )
@@ -126,21 +128,12 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import anyio
 
-    from eventbus.backends import REDIS_SCHEMES
+    from eventbus.cli._sources import redis_client_missing
 
     parser = args._tail_parser
-    redis = args.source.startswith(REDIS_SCHEMES)
-    if args.stream is not None and not redis:
-        parser.error(
-            "argument --stream: is for Redis URLs (redis://, rediss://, unix://) only; "
-            f"{args.source!r} is read as a journal file"
-        )
-    if redis:
-        try:
-            import eventbus.backends.redis  # noqa: F401  (redis-py: the "redis" extra)
-        except ImportError as exc:
-            say(f"eventbus tail: error: {exc}")
-            return 2
+    redis = is_redis_url(parser, args.source, args.stream, "a journal file")
+    if redis and redis_client_missing("tail"):
+        return 2
     if args.after is not None:
         try:
             args.after = (stream_position if redis else position)(args.after)
@@ -166,23 +159,6 @@ async def _main(args: argparse.Namespace, redis: bool) -> int:
         return await _tail(source, args)
 
 
-async def open_journal(path: str, command: str) -> Journal | None:
-    """The journal at ``path``, open read-only; or None, having said why on stderr (the caller exits 2).
-
-    Missing, a directory, not SQLite, another application's database, a newer layout: one line each.
-    """
-    from eventbus.exceptions import ConfigError, JournalError
-    from eventbus.journal import Journal
-
-    journal = Journal(path, readonly=True)
-    try:
-        await journal.open()
-    except (ConfigError, JournalError) as exc:
-        say(f"eventbus {command}: error: {exc}")
-        return None
-    return journal
-
-
 async def _open_journal(path: str, stack: AsyncExitStack) -> _Source | None:
     import anyio
 
@@ -200,17 +176,8 @@ async def _open_journal(path: str, stack: AsyncExitStack) -> _Source | None:
 
 async def _open_stream(args: argparse.Namespace, stack: AsyncExitStack) -> _Source | None:
     """The RedisBus on the URL and stream given, entered; or None, having said why (unreachable, a bad URL)."""
-    from eventbus.backends.redis import RedisBus
-    from eventbus.exceptions import ConfigError, TransportError
-
-    stream = _DEFAULT_STREAM if args.stream is None else args.stream
-    try:
-        bus = await stack.enter_async_context(RedisBus(args.source, stream=stream))
-        last = await bus.start_of_last(0)  # (also: is the key a stream?)
-    except (ConfigError, TransportError) as exc:  # (no password in them: RedisBus redacts its URL)
-        say(f"eventbus tail: error: {exc}")
-        return None
-    return _StreamSource(bus, last)
+    opened = await open_stream(args.source, args.stream, "tail", stack)
+    return None if opened is None else _StreamSource(*opened)
 
 
 class _Source(Protocol):
@@ -290,9 +257,7 @@ class _StreamSource:
 
         bus, last = self.bus, self.last
         if last == "0":
-            say(
-                f"eventbus tail: no entry was ever added to the stream {bus.stream!r} at {bus.url} (is --stream right?)"
-            )
+            say_never_written(bus, "tail")
         elif id_key(after) > id_key(last):
             say(f"eventbus tail: --after {after} is past the stream's last entry ({last})")
 
