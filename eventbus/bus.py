@@ -47,7 +47,6 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from enum import StrEnum
 from inspect import isawaitable
-from itertools import islice
 from typing import Any, NoReturn
 
 import anyio
@@ -55,8 +54,8 @@ import anyio.abc
 import msgspec
 
 from eventbus import events as ev
-from eventbus._failures import Failures
 from eventbus._logging import get_logger
+from eventbus._writes import WriteQueue
 from eventbus.exceptions import BufferOverflow, BusClosed, ConfigError, JournalError, SubscriptionClosed
 from eventbus.journal import Journal, type_tags
 
@@ -479,14 +478,8 @@ class Bus:
             self._journal = journal if isinstance(journal, Journal) else Journal(journal)
             if self._journal.readonly:
                 raise ConfigError(f"{self._journal!r} is read-only; a bus writes to its journal")
-            self._pending: deque[ev.Event] = deque()
-            self._enqueued = self._written = 0
-            self._failures = Failures()
-            self._work: anyio.Event | None = None  # set to wake the writer
-            self._room: anyio.Event | None = None  # set when the writer took events from a full queue
-            self._progress: anyio.Event | None = None  # set when a batch was written (or failed) and delivered
+            self._writes = WriteQueue(_PENDING_LIMIT)  # what publishers hand the journal's writer
             self._writing = False  # the writer holds a batch not yet delivered
-            self._writer_gone = False
             # The journaled paths replace the in-memory ones for this bus only; Bus() stays as fast as before.
             self.publish = self._publish_journaled  # type: ignore[method-assign]
             self.publish_nowait = self._publish_nowait_journaled  # type: ignore[method-assign]
@@ -536,10 +529,10 @@ class Bus:
     async def _save_pending(self) -> None:
         """Torn down (an error, Ctrl-C, a close timeout) with events queued: journal them, without delivering."""
         assert self._journal is not None
-        left = list(self._pending)
+        left = list(self._writes.pending)
         if not left:
             return
-        self._pending.clear()
+        self._writes.pending.clear()
         with anyio.move_on_after(self.close_timeout) as waited:
             try:
                 await self._journal.append(left)
@@ -572,8 +565,8 @@ class Bus:
         self._closed = True
         for sub in list(self._subs.values()):
             self._detach(sub)
-        if self._journal is not None and self._work is not None:
-            self._work.set()  # the writer ends once its queue is empty
+        if self._journal is not None:
+            self._writes.wake()  # the writer ends once its queue is empty
 
     @property
     def closed(self) -> bool:
@@ -947,8 +940,9 @@ class Bus:
         """
         with anyio.fail_after(math.inf if timeout is None else timeout):
             while True:
-                if self._journal is not None and (self._pending or self._writing) and not self._writer_gone:
-                    await self._wait_progress()
+                queue = self._writes if self._journal is not None else None
+                if queue is not None and (queue.pending or self._writing) and not queue.gone:
+                    await queue.wait_progress()
                     continue
                 # Open subscribers, and removed handlers still working through their buffer.
                 candidates = [*self._subs.values(), *self._retiring]
@@ -966,9 +960,9 @@ class Bus:
         """publish_nowait of a bus with a journal: queue ``event`` for the writer; ``anyio.WouldBlock`` when full."""
         if self._closed:
             raise BusClosed("the bus is closed; it accepts no more events")
-        if len(self._pending) >= _PENDING_LIMIT:
+        if self._writes.full():
             raise anyio.WouldBlock
-        self._enqueue(event)
+        self._writes.put(event)
 
     async def _publish_journaled(self, event: ev.Event) -> None:
         """publish of a bus with a journal: return once ``event`` is in the journal.
@@ -979,52 +973,28 @@ class Bus:
         for the write unless the bus is torn down. Raises :class:`JournalError`
         if the write failed: then no subscriber sees the event.
         """
+        queue = self._writes
         while True:
-            if self._closed or self._writer_gone:
+            if self._closed or queue.gone:
                 raise BusClosed("the bus is closed; it accepts no more events")
-            if len(self._pending) < _PENDING_LIMIT:
+            if not queue.full():
                 break
-            waiter = self._room
-            if waiter is None:
-                waiter = self._room = anyio.Event()
-            await waiter.wait()
-        ticket = self._enqueue(event)
+            await queue.wait_room()
+        ticket = queue.put(event)
         with anyio.CancelScope(shield=True):
-            while self._written < ticket and not self._writer_gone:
-                await self._wait_progress()
+            await queue.wait_written(ticket)
         self._check_written(ticket)
 
-    def _enqueue(self, event: ev.Event) -> int:
-        self._pending.append(event)
-        self._enqueued += 1
-        if self._work is not None:
-            self._work.set()
-            self._work = None
-        return self._enqueued
-
     def _check_written(self, ticket: int, after: int | None = None) -> None:
-        if self._written < ticket:
+        if self._writes.written < ticket:
             raise BusClosed("the bus was torn down before the event was written to its journal")
-        if after is None:
-            why = self._failures.of(ticket)
-            if why is not None:
-                raise JournalError(why)
+        failed = self._writes.unwritten(ticket, after)
+        if failed is None:
             return
-        failed = self._failures.between(after, ticket)
-        if failed is not None:
-            count, why = failed
-            raise JournalError(f"{count} of the {ticket - after} events published since were not written: {why}")
-
-    async def _wait_progress(self) -> None:
-        waiter = self._progress
-        if waiter is None:
-            waiter = self._progress = anyio.Event()
-        await waiter.wait()
-
-    def _signal_progress(self) -> None:
-        if self._progress is not None:
-            self._progress.set()
-            self._progress = None
+        count, why = failed
+        if after is None:
+            raise JournalError(why)
+        raise JournalError(f"{count} of the {ticket - after} events published since were not written: {why}")
 
     async def flush(self, after: int | None = None) -> None:
         """Wait until every event published so far is in the journal (at once without a journal).
@@ -1040,9 +1010,8 @@ class Bus:
         if self._journal is None:
             await anyio.lowlevel.checkpoint()
             return
-        ticket = self._enqueued
-        while self._written < ticket and not self._writer_gone:
-            await self._wait_progress()  # cancelled: only the waiting stops; the events are written all the same
+        ticket = self._writes.queued
+        await self._writes.wait_written(ticket)  # cancelled: only the waiting stops; the events are written anyway
         if ticket and (after is None or ticket > after):
             self._check_written(ticket, after)
 
@@ -1053,50 +1022,34 @@ class Bus:
 
     async def _write_journal(self) -> None:
         """The writer: journal what was published, in batches, then deliver it to the subscribers in order."""
-        journal, pending = self._journal, self._pending
+        journal, queue = self._journal, self._writes
         assert journal is not None
         try:
             while True:
-                if not pending:
+                if not queue.pending:
                     self._writing = False
-                    self._signal_progress()
                     if self._closed:
                         return
-                    waiter = self._work = anyio.Event()
-                    await waiter.wait()
+                    await queue.wait_work()
                     continue
                 self._writing = True
                 # Taken off the queue only once written: torn down meanwhile, __aexit__ still finds them.
-                batch = list(islice(pending, _JOURNAL_BATCH))
-                first = self._written + 1
+                batch = queue.batch(_JOURNAL_BATCH)
                 try:
                     await journal.append(batch)
                 except JournalError as exc:
-                    self._failures.add(first, first + len(batch) - 1, str(exc))
                     _log.error("journal_write_failed", events=len(batch), error=str(exc))
-                    failed = True
-                else:
-                    failed = False
-                for _ in batch:
-                    pending.popleft()
-                self._written += len(batch)
-                if self._room is not None:
-                    self._room.set()
-                    self._room = None
-                self._signal_progress()  # publishers go on; delivery follows, in publish order
-                if failed:
+                    queue.wrote(len(batch), str(exc))
                     continue
+                queue.wrote(len(batch))  # publishers go on; delivery follows, in publish order
                 for event in batch:
                     await self._deliver_journaled(event)
                 for sub in self._subs.values():
                     if sub.feed is not None:
                         sub.took()  # wakes its feed: there is more to read
         finally:
-            self._writer_gone = True
-            if self._room is not None:
-                self._room.set()
             self._writing = False  # what is still queued is journaled by __aexit__
-            self._signal_progress()
+            queue.ended()
 
     async def _deliver_journaled(self, event: ev.Event) -> None:
         subs, filtered = self._routes.get(type(event)) or self._targets(type(event))
@@ -1205,7 +1158,7 @@ class Bus:
         On a journaled bus, counted as they are queued for the journal (the
         count :meth:`flush` takes as ``after``), not again when delivered.
         """
-        return self._published if self._journal is None else self._enqueued
+        return self._published if self._journal is None else self._writes.queued
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"

@@ -44,7 +44,6 @@ from collections import deque
 from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import asynccontextmanager
 from inspect import isawaitable
-from itertools import islice
 from typing import Any
 
 import anyio
@@ -54,8 +53,8 @@ import sniffio
 
 from eventbus import events as ev
 from eventbus._checks import COUNT, SECONDS, WHOLE, Rule, check_numbers
-from eventbus._failures import Failures
 from eventbus._logging import get_logger
+from eventbus._writes import WriteQueue
 from eventbus.backends import REDIS_SCHEMES
 from eventbus.bus import (
     Handler,
@@ -374,14 +373,8 @@ class RedisBus:
         self._subs: dict[str, _Subscriber] = {}
         self._retiring: set[_Subscriber] = set()  # handlers removed while still handling their buffer
         self._groups: set[str] = set()  # every group this bus has read from, for the consumer's clean-up
-        self._pending: deque[ev.Event] = deque()
-        self._enqueued = self._written = 0
-        self._failures = Failures()
+        self._writes = WriteQueue(queue)  # what publishers hand the writer
         self._last_id: bytes | None = None  # the last entry this bus XADDed
-        self._work: anyio.Event | None = None
-        self._room: anyio.Event | None = None
-        self._progress: anyio.Event | None = None
-        self._writer_gone = False
         self._entered = self._closed = False
 
     # --- lifecycle ----------------------------------------------------------------
@@ -436,8 +429,8 @@ class RedisBus:
                 with anyio.CancelScope(shield=True):
                     await self._forget_consumer()
                     await self._client.aclose()
-        if self._pending:
-            _log.warning("redis_events_not_written", events=len(self._pending), url=self.url, reason="closed")
+        if self._writes.pending:
+            _log.warning("redis_events_not_written", events=len(self._writes.pending), url=self.url, reason="closed")
         return result
 
     async def aclose(self, timeout: float | None = None) -> None:
@@ -446,11 +439,9 @@ class RedisBus:
 
     async def _shutdown(self, timeout: float) -> None:
         self._closed = True
-        if self._work is not None:
-            self._work.set()
+        self._writes.wake()
         with anyio.move_on_after(timeout):
-            while self._written < self._enqueued and not self._writer_gone:
-                await self._wait_progress()
+            await self._writes.wait_written(self._writes.queued)
             await self._settle(local=True)
             self._close_all()
             for sub in list(self._retiring):
@@ -462,8 +453,7 @@ class RedisBus:
         self._closed = True
         for sub in list(self._subs.values()):
             self._detach(sub)
-        if self._work is not None:
-            self._work.set()
+        self._writes.wake()
 
     async def _forget_consumer(self) -> None:
         """Delete this bus's consumer from the groups it read, where it holds nothing pending (else it must stay)."""
@@ -484,7 +474,7 @@ class RedisBus:
     @property
     def published(self) -> int:
         """How many events were published (accepted by :meth:`publish_nowait` or :meth:`publish`)."""
-        return self._enqueued
+        return self._writes.queued
 
     def __repr__(self) -> str:
         state = "closed" if self._closed else "open"
@@ -498,9 +488,9 @@ class RedisBus:
             raise BusClosed("the bus is closed; it accepts no more events")
         if self._tg is None:
             raise BusClosed("the bus is not running; use 'async with RedisBus(url) as bus'")
-        if len(self._pending) >= self.queue:
+        if self._writes.full():
             raise anyio.WouldBlock
-        self._enqueue(event)
+        self._writes.put(event)
 
     async def publish(self, event: ev.Event) -> None:
         """Publish ``event`` and return once Redis has it (XADD).
@@ -509,19 +499,16 @@ class RedisBus:
         ``timeout`` seconds (it is then not written, or written late: at most
         once more than you were told), :class:`BusClosed` on a closed bus.
         """
+        queue = self._writes
         with anyio.move_on_after(self.timeout) as waited:
             while True:
-                if self._closed or self._writer_gone or self._tg is None:
+                if self._closed or queue.gone or self._tg is None:
                     raise BusClosed("the bus is closed; it accepts no more events")
-                if len(self._pending) < self.queue:
+                if not queue.full():
                     break
-                waiter = self._room
-                if waiter is None:
-                    waiter = self._room = anyio.Event()
-                await waiter.wait()
-            ticket = self._enqueue(event)
-            while self._written < ticket and not self._writer_gone:
-                await self._wait_progress()
+                await queue.wait_room()
+            ticket = queue.put(event)
+            await queue.wait_written(ticket)
         if waited.cancelled_caught:
             raise TransportError(
                 f"Redis at {self.url} did not confirm the event within {self.timeout} s; "
@@ -537,9 +524,8 @@ class RedisBus:
         yours, then ``await bus.flush(after=n)``); without ``after``, if the
         last one was not.
         """
-        ticket = self._enqueued
-        while self._written < ticket and not self._writer_gone:
-            await self._wait_progress()
+        ticket = self._writes.queued
+        await self._writes.wait_written(ticket)
         if ticket and (after is None or ticket > after):
             self._check_written(ticket, after)
 
@@ -548,61 +534,37 @@ class RedisBus:
         """True: a published event is in Redis once written (a webhook receiver answers 2xx only then)."""
         return True
 
-    def _enqueue(self, event: ev.Event) -> int:
-        self._pending.append(event)
-        self._enqueued += 1
-        if self._work is not None:
-            self._work.set()
-            self._work = None
-        return self._enqueued
-
     def _check_written(self, ticket: int, after: int | None = None) -> None:
-        if self._written < ticket:
+        if self._writes.written < ticket:
             raise BusClosed("the bus was closed before the event was written to Redis")
-        if after is None:
-            why = self._failures.of(ticket)
-            if why is not None:
-                raise TransportError(f"the event was not written to Redis at {self.url}: {why}")
+        failed = self._writes.unwritten(ticket, after)
+        if failed is None:
             return
-        failed = self._failures.between(after, ticket)
-        if failed is not None:
-            count, why = failed
-            raise TransportError(
-                f"{count} of the {ticket - after} events published since were not written to Redis at {self.url}: {why}"
-            )
-
-    async def _wait_progress(self) -> None:
-        waiter = self._progress
-        if waiter is None:
-            waiter = self._progress = anyio.Event()
-        await waiter.wait()
-
-    def _signal_progress(self) -> None:
-        if self._progress is not None:
-            self._progress.set()
-            self._progress = None
+        count, why = failed
+        if after is None:
+            raise TransportError(f"the event was not written to Redis at {self.url}: {why}")
+        raise TransportError(
+            f"{count} of the {ticket - after} events published since were not written to Redis at {self.url}: {why}"
+        )
 
     async def _write(self) -> None:
         """The writer: XADD what was published, in pipelined batches, in publish order."""
-        pending, client = self._pending, self._client
+        queue, client = self._writes, self._client
         assert client is not None
         tags: dict[type, bytes] = {}
         try:
             while True:
-                if not pending:
-                    self._signal_progress()
+                if not queue.pending:
                     if self._closed:
                         return
-                    waiter = self._work = anyio.Event()
-                    await waiter.wait()
+                    await queue.wait_work()
                     continue
                 # A subscriber added with on() must have its group before what follows is written (start "$").
                 for sub in list(self._subs.values()):
                     if not sub.ready.is_set():
                         with anyio.move_on_after(self.timeout):
                             await sub.ready.wait()
-                batch = list(islice(pending, self.batch))
-                first = self._written + 1
+                batch = queue.batch(self.batch)
                 try:
                     with anyio.fail_after(self.timeout):
                         async with client.pipeline(transaction=False) as pipe:
@@ -614,22 +576,13 @@ class RedisBus:
                             ids = await pipe.execute()
                 except (RedisError, OSError, TimeoutError) as exc:
                     why = redact(str(exc)) or type(exc).__name__
-                    self._failures.add(first, first + len(batch) - 1, why)
                     _log.error("redis_write_failed", events=len(batch), url=self.url, error=why)
+                    queue.wrote(len(batch), why)
                 else:
                     self._last_id = ids[-1]
-                for _ in batch:
-                    pending.popleft()
-                self._written += len(batch)
-                if self._room is not None:
-                    self._room.set()
-                    self._room = None
-                self._signal_progress()
+                    queue.wrote(len(batch))
         finally:
-            self._writer_gone = True
-            if self._room is not None:
-                self._room.set()
-            self._signal_progress()
+            queue.ended()
 
     # --- subscribing ----------------------------------------------------------------
 
@@ -978,8 +931,7 @@ class RedisBus:
         after ``timeout`` seconds. Events whose write failed are not waited for.
         """
         with anyio.fail_after(math.inf if timeout is None else timeout):
-            while self._written < self._enqueued and not self._writer_gone:
-                await self._wait_progress()
+            await self._writes.wait_written(self._writes.queued)
             await self._settle(local=False)
 
     async def _settle(self, *, local: bool) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from hypothesis import given
 from hypothesis import strategies as st
 
-from eventbus._failures import Failures
+from eventbus._writes import Failures
 
 
 def test_one_number_and_a_span_of_numbers() -> None:
