@@ -458,6 +458,21 @@ class HandlerHandle(_View):
             with anyio.CancelScope(shield=True), anyio.move_on_after(timeout):
                 await done.wait()
 
+    @asynccontextmanager
+    async def attached(self, timeout: float = 5.0) -> AsyncIterator[None]:
+        """The handler for the length of an ``async with`` block.
+
+        Leaving the block removes it with :meth:`aclose` (it handles what it
+        has buffered, cancelled after ``timeout`` seconds); leaving on an
+        error removes it at once (:meth:`close`).
+        """
+        try:
+            yield
+        except BaseException:
+            self.close()
+            raise
+        await self.aclose(timeout)
+
 
 class Bus:
     """An in-process event bus; use as ``async with Bus() as bus``.

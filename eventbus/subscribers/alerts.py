@@ -1112,14 +1112,8 @@ class Alerts:
         alerts queued are sent, within ``close_timeout`` each; leaving on an
         error stops at once (the undelivered alerts are counted as dropped).
         """
-        async with self:
-            handle = bus.on(self, name=name, types=self.types, buffer=buffer)
-            try:
-                yield self
-            except BaseException:
-                handle.close()
-                raise
-            await handle.aclose(self.close_timeout)
+        async with self, bus.on(self, name=name, types=self.types, buffer=buffer).attached(self.close_timeout):
+            yield self
 
     async def drain(self, timeout: float | None = None) -> None:
         """Wait until every queued hook has delivered (or given up on) every alert fired so far.

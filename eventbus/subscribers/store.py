@@ -611,13 +611,10 @@ class Store:
         async with self:
             self._conn("writer")
             if not durable:
-                handle = bus.on(self, name=name, types=types, providers=providers, buffer=buffer)
-                try:
+                async with bus.on(self, name=name, types=types, providers=providers, buffer=buffer).attached(
+                    self.close_timeout
+                ):
                     yield self
-                except BaseException:
-                    handle.close()
-                    raise
-                await handle.aclose(self.close_timeout)
                 await self.flush()
                 return
             async with bus.subscribe(name, durable=True, types=types, providers=providers, buffer=buffer) as sub:

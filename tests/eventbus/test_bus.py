@@ -978,3 +978,35 @@ def test_interleaved_publish_and_consume_accounts_for_every_event(
                 assert dones == sorted(dones)
 
     anyio.run(scenario, backend=backend)
+
+
+async def test_a_handler_attached_for_a_block_finishes_its_buffer_or_stops_at_once_on_an_error() -> None:
+    """handle.attached(timeout): leaving the block normally waits until the handler has handled what it buffered;
+    leaving on an error removes it at once (no new events, no wait: had it waited, aclose would have cancelled it
+    after the timeout and events 10-12 would be lost), and it still handles what it had once it can."""
+    seen: list[int] = []
+    gate = anyio.Event()
+
+    async def slow(event: ev.JobProgress) -> None:
+        await gate.wait()
+        seen.append(event.done)
+
+    async with Bus() as bus:
+        handle = bus.on(slow, name="slow")
+        async with handle.attached(timeout=5):
+            for i in range(3):
+                bus.publish_nowait(progress(i))
+            gate.set()
+        assert seen == [0, 1, 2] and handle.closed
+        gate = anyio.Event()
+        failing = bus.on(slow, name="failing")
+        with pytest.raises(RuntimeError, match="boom"):
+            async with failing.attached(timeout=5):
+                for i in range(3):
+                    bus.publish_nowait(progress(10 + i))
+                await wait_all_tasks_blocked()  # the handler holds event 10, waiting on the gate
+                raise RuntimeError("boom")
+        assert failing.closed and "failing" not in bus.stats()
+        gate.set()
+        await bus.drain()
+    assert seen == [0, 1, 2, 10, 11, 12]  # close() lets it finish what it had: no new events, nothing cut
